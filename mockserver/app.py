@@ -1,0 +1,325 @@
+"""The Flask application: both providers, one prefix each, every route generated from the contracts.
+
+Each OpenAPI operation becomes a route whose view authenticates, validates the path, query and body
+against the operation's compiled schemas, calls the provider's handler and renders the provider's own
+envelope. Every failure, the HTTP layer's own included, is rendered in the provider's error format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from . import __version__
+from .clock import Clock, SystemClock, isoformat
+from .config import Config
+from .contracts import Operation, Problem, contract, problems
+from .errors import ProviderError
+from .http import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    VALIDATION_ERROR,
+    Call,
+    ProviderApi,
+)
+from .ids import IdGenerator
+from .store import Store, open_store
+from .thirtyfiveup.api import Api35up
+from .thirtyfiveup.core import Returns35up
+from .threeplship.api import Api3plship
+from .threeplship.core import Returns3plship
+
+INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+class ContractViolation(AssertionError):
+    """The mock answered something its own contract does not allow (response self-check)."""
+
+
+@dataclass
+class MockState:
+    """What the app's views share: configuration, store, clock, ids and the provider APIs."""
+
+    config: Config
+    store: Store
+    clock: Clock
+    ids: IdGenerator
+    apis: dict[str, ProviderApi]
+    operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
+    self_check_failures: list[str] = field(default_factory=list)
+
+    @property
+    def returns_35up(self) -> Returns35up:
+        return self.apis["35up"].core  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def returns_3plship(self) -> Returns3plship:
+        return self.apis["3plship"].core  # type: ignore[attr-defined, no-any-return]
+
+
+def create_app(config: Config | None = None, *, store: Store | None = None,
+               clock: Clock | None = None) -> Flask:
+    config = config or Config()
+    store = store or open_store(config.store)
+    clock = clock or SystemClock()
+    ids = IdGenerator(config.seed)
+    apis: list[ProviderApi] = [
+        Api35up(Returns35up(store, clock, mode=config.lifecycle,
+                            return_window_days=config.return_window_days)),
+        Api3plship(Returns3plship(store, clock, ids)),
+    ]
+    state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis})
+
+    app = Flask("mockserver")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["returns_mock"] = state
+    for api in apis:
+        _register(app, state, api)
+    _register_errors(app, state)
+
+    @app.get("/")
+    def index() -> Response:
+        return _json(200, {
+            "service": "returns-mock",
+            "version": __version__,
+            "store": state.store.engine,
+            "providers": {
+                name: {"base_url": api.contract.mock_prefix, "openapi": f"/{name}/openapi.json"}
+                for name, api in state.apis.items()
+            },
+        })
+
+    if config.self_check:
+        app.after_request(lambda response: _self_check(state, response))
+    return app
+
+
+def mock_state(app: Flask) -> MockState:
+    state: MockState = app.extensions["returns_mock"]
+    return state
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def _register(app: Flask, state: MockState, api: ProviderApi) -> None:
+    prefix = api.contract.mock_prefix
+    handlers = api.handlers
+    for op in api.contract.operations:
+        rule = prefix + re.sub(r"\{(\w+)\}", r"<\1>", op.path)
+        endpoint = f"{api.name}.{op.operation_id}"
+        state.operations[endpoint] = (api, op)
+        app.add_url_rule(rule, endpoint=endpoint, view_func=_view(api, op, handlers[op.operation_id]),
+                         methods=[op.method], provide_automatic_options=False)
+
+    document = orjson.dumps(api.contract.bundled_openapi())
+    app.add_url_rule(f"/{api.name}/openapi.json", endpoint=f"{api.name}.openapi",
+                     view_func=lambda: Response(document, 200, mimetype="application/json"),
+                     methods=["GET"], provide_automatic_options=False)
+
+
+def _view(api: ProviderApi, op: Operation, handler: Any) -> Any:
+    def view(**path_values: str) -> Response:
+        account = api.authenticate(request.headers.get("Authorization"))
+        path = _parameters(api, op, "path", path_values)
+        query = _parameters(api, op, "query", request.args)
+        body = _body(api, op) if op.body_validator is not None else None
+        status, payload = handler(Call(account=account, path=path, query=query, body=body))
+        return _json(status, api.success_body(payload, _request_id(), _timestamp()))
+
+    view.__name__ = f"{api.name}_{op.operation_id}"
+    return view
+
+
+def _parameters(api: ProviderApi, op: Operation, location: str, given: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    found: list[Problem] = []
+    for param in op.parameters:
+        if param.location != location:
+            continue
+        raw = given.get(param.name)
+        if raw is None:
+            if param.required:
+                found.append(Problem(param.name, f"{param.name} is required", location))
+            elif param.default is not None:
+                values[param.name] = param.default
+            continue
+        value: Any = raw
+        if param.is_integer:
+            if not INTEGER.fullmatch(raw):
+                found.append(Problem(param.name, f"{param.name} must be an integer, not {raw!r}", location))
+                continue
+            value = int(raw)
+        issues = problems(param.validator, value, location, (param.name,))
+        if issues:
+            found.extend(issues)
+        else:
+            values[param.name] = value
+    if found:
+        raise _invalid(api, found)
+    return values
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _body(api: ProviderApi, op: Operation) -> Any:
+    raw = request.get_data(cache=True)
+    if not raw:
+        if op.body_required:
+            raise api.error(400, BAD_REQUEST, "Request body is required: send a JSON object.",
+                            [{"location": "body", "message": "the body is empty"}])
+        return {}
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        message = f"Content-Type must be application/json, not {mimetype or 'missing'}."
+        raise api.error(400, BAD_REQUEST, message,
+                        [{"field": "Content-Type", "location": "header", "message": message}])
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise _bad_json(api, f"the body is not valid UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise _bad_json(api, "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise _bad_json(api, str(exc)) from None
+    assert op.body_validator is not None
+    found = problems(op.body_validator, body)
+    if found:
+        raise _invalid(api, found)
+    return body
+
+
+def _bad_json(api: ProviderApi, reason: str) -> ProviderError:
+    return api.error(400, BAD_REQUEST, f"Request body is not valid JSON: {reason}.",
+                     [{"location": "body", "message": reason}])
+
+
+def _invalid(api: ProviderApi, found: list[Problem]) -> ProviderError:
+    more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+    return api.error(422, VALIDATION_ERROR, f"Request does not match the contract: {found[0].message}{more}.",
+                     [p.as_detail() for p in found])
+
+
+# --- responses and errors ----------------------------------------------------------------------
+
+
+def _request_id() -> str:
+    if "request_id" not in g:
+        state: MockState = _state()
+        g.request_id = state.ids.new("req", 24)
+    return str(g.request_id)
+
+
+def _timestamp() -> str:
+    return isoformat(_state().clock.now())
+
+
+def _state() -> MockState:
+    from flask import current_app
+
+    return mock_state(current_app)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
+
+
+def _api_for_path(state: MockState, path: str) -> ProviderApi | None:
+    for name, api in state.apis.items():
+        if path == f"/{name}" or path.startswith(f"/{name}/"):
+            return api
+    return None
+
+
+def _render_error(state: MockState, error: ProviderError) -> Response:
+    api = _api_for_path(state, request.path)
+    headers = dict(error.headers)
+    if api is None:
+        body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    else:
+        body = api.error_body(error, _request_id(), _timestamp())
+    return _json(error.status, body, headers)
+
+
+_KINDS = {400: BAD_REQUEST, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: PAYLOAD_TOO_LARGE}
+
+
+def _register_errors(app: Flask, state: MockState) -> None:
+    @app.errorhandler(ProviderError)
+    def provider_error(error: ProviderError) -> Response:
+        return _render_error(state, error)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        kind = _KINDS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
+        api = _api_for_path(state, request.path)
+        code = api.code(kind) if api else kind
+        headers: dict[str, str] = {}
+        if status == 404:
+            message = f"No such resource: {request.method} {request.path}."
+        elif isinstance(error, MethodNotAllowed):
+            allowed = sorted(error.valid_methods or [])
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}."
+        elif status == 413:
+            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+        else:
+            message = error.description or error.name
+        return _render_error(state, ProviderError(status, code, message, [], headers))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        if isinstance(error, ContractViolation) or app.testing:
+            raise error
+        app.logger.exception("unexpected error")
+        api = _api_for_path(state, request.path)
+        code = api.code(INTERNAL_ERROR) if api else INTERNAL_ERROR
+        return _render_error(state, ProviderError(500, code, f"Internal error in the mock: {error!r}."))
+
+
+def _self_check(state: MockState, response: Response) -> Response:
+    """Validate what the mock answers against its own contract (switched on in tests)."""
+    api = _api_for_path(state, request.path)
+    if api is None or request.path.endswith("/openapi.json"):
+        return response
+    endpoint = request.url_rule.endpoint if request.url_rule else None
+    status = response.status_code
+    where = f"{request.method} {request.path} -> {status}"
+    if endpoint in state.operations:
+        _, op = state.operations[endpoint]
+        if status not in op.responses:
+            _violation(state, f"{where}: status {status} is not documented for {op.operation_id}")
+        validator = op.responses.get(status)
+    else:
+        validator = api.contract.validator("error.json")
+    if validator is not None:
+        body = orjson.loads(response.get_data())
+        issues = problems(validator, body, "response")
+        if issues:
+            _violation(state, f"{where}: " + "; ".join(p.message for p in issues))
+    return response
+
+
+def _violation(state: MockState, message: str) -> None:
+    state.self_check_failures.append(message)
+    raise ContractViolation(message)
+
+
+def validate_contracts() -> None:
+    """Load and compile every contract at start-up, so a broken contract fails before serving."""
+    for provider in ("35up", "3plship"):
+        c = contract(provider)
+        c.operations  # noqa: B018 - compiles every validator
+        c.bundled_openapi()

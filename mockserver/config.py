@@ -1,0 +1,34 @@
+"""Configuration of one mock: an object, so the CLI, the WSGI entry point and tests share it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from .lifecycle import Mode
+
+ENV_VAR = "RETURNS_MOCK_CONFIG"
+
+
+@dataclass(frozen=True)
+class Config:
+    store: str = "memory"
+    """`memory` or `sqlite:PATH`."""
+    lifecycle: Mode = "strict"
+    """35up transition checking: `strict` (the graph) or `permissive` (any move but out of closed)."""
+    return_window_days: int | None = None
+    """35up: days in awaiting_return before a return expires; None = contracts/35up/lifecycle.json."""
+    max_body_bytes: int = 1024 * 1024
+    seed: int | None = None
+    """Seed for ids (ret_..., req_...); None = random."""
+    self_check: bool = False
+    """Validate every response against the contract; a mismatch raises ContractViolation."""
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> Config:
+        raw = os.environ.get(ENV_VAR)
+        return cls(**json.loads(raw)) if raw else cls()

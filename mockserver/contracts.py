@@ -1,0 +1,395 @@
+"""The contracts: JSON Schemas, OpenAPI documents and lifecycle data under contracts/.
+
+Everything that knows a shape reads it from here: request validation, the response self-check, the
+served OpenAPI documents and the tests. Files are loaded once per process and validators are compiled
+once (see `contract()`), never per request.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+PROVIDERS = ("35up", "3plship")
+HTTP_METHODS = ("get", "put", "post", "patch", "delete")
+FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+
+JSON = dict[str, Any]
+
+
+def contracts_root() -> Traversable:
+    return resources.files("mockserver") / "contracts"
+
+
+def fixtures_root() -> Traversable:
+    return resources.files("mockserver") / "fixtures"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a value breaks its schema, worded for the client that sent it."""
+
+    field: str
+    message: str
+    location: str = "body"
+    allowed: tuple[str, ...] | None = None
+
+    def as_detail(self) -> JSON:
+        detail: JSON = {"message": self.message, "location": self.location}
+        if self.field:
+            detail["field"] = self.field
+        if self.allowed is not None:
+            detail["allowed"] = list(self.allowed)
+        return detail
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: str  # "path" or "query"
+    required: bool
+    schema: JSON
+    validator: Draft202012Validator
+
+    @property
+    def is_integer(self) -> bool:
+        return self.schema.get("type") == "integer"
+
+    @property
+    def default(self) -> Any:
+        return self.schema.get("default")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of a provider's OpenAPI document, with its validators compiled."""
+
+    provider: str
+    operation_id: str
+    method: str
+    path: str
+    parameters: tuple[Parameter, ...]
+    body_validator: Draft202012Validator | None
+    body_required: bool
+    responses: dict[int, Draft202012Validator | None]
+
+
+@dataclass
+class Contract:
+    """All contract files of one provider."""
+
+    provider: str
+    documents: dict[str, JSON]
+    base_uri: str
+    registry: Registry[Any] = field(repr=False)
+    _validators: dict[str, Draft202012Validator] = field(default_factory=dict, repr=False)
+
+    @property
+    def openapi(self) -> JSON:
+        return self.documents["openapi.json"]
+
+    @property
+    def lifecycle(self) -> JSON:
+        return self.documents["lifecycle.json"]
+
+    @property
+    def mock_prefix(self) -> str:
+        """The mock's own base path: the first `servers` entry of the OpenAPI document."""
+        return str(self.openapi["servers"][0]["url"]).rstrip("/")
+
+    @property
+    def schema_files(self) -> list[str]:
+        return sorted(name for name, doc in self.documents.items() if "$schema" in doc)
+
+    def schema(self, name: str) -> JSON:
+        return self.documents[name]
+
+    def validator(self, name: str) -> Draft202012Validator:
+        """Compiled validator for a schema file (by file name), cached."""
+        if name not in self._validators:
+            schema = self.documents[name]
+            self._validators[name] = Draft202012Validator(
+                schema, registry=self.registry, format_checker=FORMAT_CHECKER
+            )
+        return self._validators[name]
+
+    def inline_validator(self, schema: JSON, where: str) -> Draft202012Validator:
+        """Validator for a schema written inside openapi.json; relative $refs resolve beside it."""
+        anchored = {**schema, "$id": f"{self.base_uri}{_slug(where)}.inline.json"}
+        return Draft202012Validator(anchored, registry=self.registry, format_checker=FORMAT_CHECKER)
+
+    def enum(self, name: str) -> list[str]:
+        return list(self.documents[name]["enum"])
+
+    # --- OpenAPI ---------------------------------------------------------------------------------
+
+    def resolve(self, node: JSON) -> JSON:
+        """Follow a local `#/components/...` reference inside openapi.json."""
+        while "$ref" in node and str(node["$ref"]).startswith("#/"):
+            target: Any = self.openapi
+            for part in str(node["$ref"])[2:].split("/"):
+                target = target[part]
+            node = target
+        return node
+
+    def _schema_validator(self, schema: JSON, where: str) -> Draft202012Validator:
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref in self.documents and len(schema) == 1:
+            return self.validator(ref)
+        return self.inline_validator(schema, where)
+
+    @property
+    def operations(self) -> list[Operation]:
+        return _operations(self.provider)
+
+    def operation(self, operation_id: str) -> Operation:
+        for op in self.operations:
+            if op.operation_id == operation_id:
+                return op
+        raise KeyError(operation_id)
+
+    def bundled_openapi(self) -> JSON:
+        return _bundled(self.provider)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+def _read_json(node: Traversable) -> JSON:
+    with node.open("rb") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{node.name}: a contract file must hold a JSON object")
+    return data
+
+
+@cache
+def contract(provider: str) -> Contract:
+    if provider not in PROVIDERS:
+        raise KeyError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
+    folder = contracts_root() / provider
+    documents = {
+        node.name: _read_json(node) for node in folder.iterdir() if node.name.endswith(".json")
+    }
+    base_uri = f"https://returns-mock.local/contracts/{provider}/"
+    resources_ = []
+    for name, doc in documents.items():
+        if "$schema" in doc:
+            expected = base_uri + name
+            if doc.get("$id") != expected:
+                raise ValueError(f"contracts/{provider}/{name}: $id must be {expected}")
+            resources_.append((expected, Resource.from_contents(doc, default_specification=DRAFT202012)))
+    registry: Registry[Any] = Registry().with_resources(resources_)
+    return Contract(provider=provider, documents=documents, base_uri=base_uri, registry=registry)
+
+
+@cache
+def _operations(provider: str) -> list[Operation]:
+    c = contract(provider)
+    operations: list[Operation] = []
+    for path, item in c.openapi["paths"].items():
+        shared = [c.resolve(p) for p in item.get("parameters", [])]
+        for method in HTTP_METHODS:
+            if method not in item:
+                continue
+            op = item[method]
+            op_id = op["operationId"]
+            params = []
+            for p in shared + [c.resolve(p) for p in op.get("parameters", [])]:
+                params.append(
+                    Parameter(
+                        name=p["name"],
+                        location=p["in"],
+                        required=bool(p.get("required", False)),
+                        schema=p["schema"],
+                        validator=c.inline_validator(p["schema"], f"{op_id}-{p['in']}-{p['name']}"),
+                    )
+                )
+            body_validator = None
+            body_required = False
+            if "requestBody" in op:
+                body = c.resolve(op["requestBody"])
+                body_required = bool(body.get("required", False))
+                body_validator = c._schema_validator(
+                    body["content"]["application/json"]["schema"], f"{op_id}-body"
+                )
+            responses: dict[int, Draft202012Validator | None] = {}
+            for code, response in op["responses"].items():
+                response = c.resolve(response)
+                content = response.get("content", {}).get("application/json")
+                responses[int(code)] = (
+                    c._schema_validator(content["schema"], f"{op_id}-{code}") if content else None
+                )
+            operations.append(
+                Operation(
+                    provider=provider,
+                    operation_id=op_id,
+                    method=method.upper(),
+                    path=path,
+                    parameters=tuple(params),
+                    body_validator=body_validator,
+                    body_required=body_required,
+                    responses=responses,
+                )
+            )
+    return operations
+
+
+# --- problems: jsonschema errors in the client's words ------------------------------------------
+
+
+def field_path(parts: Iterator[Any] | list[Any] | tuple[Any, ...]) -> str:
+    """`['items', 0, 'quantity']` -> `items[0].quantity`."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _leaves(error: ValidationError) -> list[ValidationError]:
+    """For anyOf/oneOf, the most relevant failures of the alternatives; otherwise the error itself."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        from jsonschema.exceptions import best_match
+
+        best = best_match(error.context)
+        return _leaves(best) if best is not None else [error]
+    return [error]
+
+
+def problems(validator: Draft202012Validator, instance: Any, location: str = "body",
+             prefix: tuple[Any, ...] = ()) -> list[Problem]:
+    """All the ways `instance` breaks the schema, one Problem per offending field, in path order."""
+    found: list[Problem] = []
+    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    for top in errors:
+        for error in _leaves(top):
+            found.extend(_describe(error, location, prefix))
+    return found
+
+
+def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) -> list[Problem]:
+    path = prefix + tuple(error.absolute_path)
+    where = field_path(list(path))
+    kind = error.validator
+    value = error.validator_value
+    instance = error.instance
+    if kind == "required" and isinstance(instance, dict):
+        return [
+            Problem(field_path([*path, name]), f"{field_path([*path, name])} is required", location)
+            for name in value
+            if name not in instance
+        ]
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extras = [name for name in instance if name not in known]
+        return [
+            Problem(field_path([*path, name]), f"{field_path([*path, name])} is not a known field"
+                    + (f"; known fields: {', '.join(sorted(known))}" if known else ""), location)
+            for name in extras
+        ]
+    label = where or ("request body" if location == "body" else location)
+    if kind == "enum":
+        allowed = tuple(str(v) for v in value)
+        return [Problem(where, f"{label}: {instance!r} is not one of the valid values: {', '.join(allowed)}",
+                        location, allowed)]
+    if kind == "const":
+        return [Problem(where, f"{label} must be {json.dumps(value)}", location, (str(value),))]
+    if kind == "type":
+        expected = value if isinstance(value, str) else " or ".join(value)
+        article = "an" if expected[0] in "aeiou" else "a"
+        return [Problem(where, f"{label} must be {article} {expected}, not {_json_type(instance)}", location)]
+    messages = {
+        "minimum": f"{label} must be at least {value}",
+        "maximum": f"{label} must be at most {value}",
+        "exclusiveMinimum": f"{label} must be greater than {value}",
+        "exclusiveMaximum": f"{label} must be less than {value}",
+        "minLength": f"{label} must be at least {value} characters long",
+        "maxLength": f"{label} must be at most {value} characters long",
+        "minItems": f"{label} must have at least {value} entries",
+        "maxItems": f"{label} must have at most {value} entries",
+        "pattern": f"{label} does not match the expected form {value}",
+        "format": f"{label} is not a valid {value}",
+    }
+    return [Problem(where, messages.get(str(kind), f"{label}: {error.message}"), location)]
+
+
+# --- the served, self-contained OpenAPI document -----------------------------------------------
+
+
+@cache
+def _bundled(provider: str) -> JSON:
+    """openapi.json with every external schema file moved into components/schemas.
+
+    Any tool can load the result from its URL alone. `$id`/`$schema` are dropped from the bundled
+    schemas so that references resolve against the document, not against the files' own URIs.
+    """
+    c = contract(provider)
+    names: dict[str, str] = {}
+    for file_name in c.schema_files:
+        title = str(c.documents[file_name]["title"])
+        if title in names.values():
+            raise ValueError(f"contracts/{provider}: two schemas are titled {title!r}")
+        names[file_name] = title
+
+    def rewrite(node: Any, home: str | None) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str):
+                    out[key] = _rewrite_ref(value, home, names)
+                elif home is not None and key in ("$id", "$schema"):
+                    continue
+                else:
+                    out[key] = rewrite(value, home)
+            return out
+        if isinstance(node, list):
+            return [rewrite(v, home) for v in node]
+        return node
+
+    doc: JSON = rewrite(copy.deepcopy(c.openapi), None)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for file_name, title in names.items():
+        schemas[title] = rewrite(c.documents[file_name], file_name)
+    return doc
+
+
+def _rewrite_ref(ref: str, home: str | None, names: dict[str, str]) -> str:
+    target, _, fragment = ref.partition("#")
+    if not target:
+        if home is None:  # a reference inside openapi.json itself
+            return ref
+        target = home
+    if target not in names:
+        raise ValueError(f"unresolvable $ref {ref!r}")
+    return f"#/components/schemas/{names[target]}{fragment}"

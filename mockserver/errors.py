@@ -1,0 +1,27 @@
+"""Errors a provider core raises. The HTTP layer renders them in the provider's own format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProviderError(Exception):
+    """A request the provider refuses: HTTP status, the provider's error code, a message, details."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (bad path, unreadable file)."""
+
+
+class DuplicateReturn(Exception):
+    """The store already holds a return with this id for this account."""

@@ -1,0 +1,63 @@
+"""What every provider's HTTP side shares: a parsed call, and the adapter interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .contracts import Contract
+from .errors import ProviderError
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request that passed auth and contract validation."""
+
+    account: str
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: Any
+
+
+Handler = Callable[[Call], tuple[int, Any]]
+
+# Failures the HTTP layer itself detects, by kind; each provider spells the code its own way.
+BAD_REQUEST = "bad_request"
+UNAUTHORIZED = "unauthorized"
+NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+PAYLOAD_TOO_LARGE = "payload_too_large"
+VALIDATION_ERROR = "validation_error"
+INTERNAL_ERROR = "internal_error"
+
+
+class ProviderApi(ABC):
+    """The HTTP face of one provider: auth, envelopes, error format, and a handler per operationId."""
+
+    name: str
+    contract: Contract
+
+    @property
+    @abstractmethod
+    def handlers(self) -> dict[str, Handler]: ...
+
+    @abstractmethod
+    def authenticate(self, authorization: str | None) -> str:
+        """The account the credentials name; raises ProviderError(401) if they are missing or bad."""
+
+    @abstractmethod
+    def code(self, kind: str) -> str:
+        """This provider's error code for a failure kind of the HTTP layer."""
+
+    @abstractmethod
+    def success_body(self, payload: Any, request_id: str, timestamp: str) -> Any: ...
+
+    @abstractmethod
+    def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any: ...
+
+    def error(self, status: int, kind: str, message: str,
+              details: list[dict[str, Any]] | None = None,
+              headers: dict[str, str] | None = None) -> ProviderError:
+        return ProviderError(status, self.code(kind), message, details, headers)

@@ -1,0 +1,87 @@
+"""The Store interface: where returns live, per provider and account."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReturnRecord:
+    """A stored return.
+
+    `resource` is the return exactly as its provider answers it; `history` is every status it has been
+    in ({status, at, ...}); `due_at` (epoch milliseconds) is when its next time-based transition falls
+    due, so that due returns are found by an indexed query instead of a scan.
+    """
+
+    provider: str
+    account: str
+    id: str
+    order_id: str
+    status: str
+    resource: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    due_at: int | None = None
+    version: int = 0
+    seq: int = 0
+
+    def copy(self) -> ReturnRecord:
+        return copy.deepcopy(self)
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[ReturnRecord]
+    total: int
+
+
+class Transaction(ABC):
+    """A write transaction: everything in it is applied together or not at all."""
+
+    @abstractmethod
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None: ...
+
+    @abstractmethod
+    def insert(self, record: ReturnRecord) -> ReturnRecord:
+        """Store a new return; raises DuplicateReturn if the id exists for this account."""
+
+    @abstractmethod
+    def update(self, record: ReturnRecord) -> ReturnRecord: ...
+
+    @abstractmethod
+    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
+        """Returns of this account whose next time-based transition is due at `now_ms`."""
+
+
+class Store(ABC):
+    engine: str
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction, serialised against every other writer (threads and processes)."""
+
+    @abstractmethod
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None: ...
+
+    @abstractmethod
+    def has_due(self, provider: str, account: str, now_ms: int) -> bool: ...
+
+    @abstractmethod
+    def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
+             offset: int, limit: int) -> Page:
+        """Returns of one account, newest first (stable: by insertion order), filtered."""
+
+    @abstractmethod
+    def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]: ...
+
+    @abstractmethod
+    def reset(self, provider: str | None = None, account: str | None = None) -> int:
+        """Delete returns (all, or of one provider and/or account); answers how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional for engines without resources
+        pass

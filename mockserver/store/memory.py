@@ -1,0 +1,99 @@
+"""In-process store: for tests and the in-process mock. One process only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import DuplicateReturn
+from .base import Page, ReturnRecord, Store, Transaction
+
+Key = tuple[str, str, str]
+
+
+class _MemoryTransaction(Transaction):
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.writes: dict[Key, ReturnRecord] = {}
+
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        key = (provider, account, id)
+        record = self.writes.get(key) or self._store._records.get(key)
+        return record.copy() if record else None
+
+    def insert(self, record: ReturnRecord) -> ReturnRecord:
+        key = (record.provider, record.account, record.id)
+        if key in self.writes or key in self._store._records:
+            raise DuplicateReturn(record.id)
+        self._store._seq += 1
+        stored = record.copy()
+        stored.seq = self._store._seq
+        stored.version = 1
+        self.writes[key] = stored
+        return stored.copy()
+
+    def update(self, record: ReturnRecord) -> ReturnRecord:
+        stored = record.copy()
+        stored.version += 1
+        self.writes[(record.provider, record.account, record.id)] = stored
+        return stored.copy()
+
+    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
+        return [r.copy() for r in self._store._scan(provider, account)
+                if r.due_at is not None and r.due_at <= now_ms]
+
+
+class MemoryStore(Store):
+    engine = "memory"
+
+    def __init__(self) -> None:
+        self._records: dict[Key, ReturnRecord] = {}
+        self._seq = 0
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock:
+            tx = _MemoryTransaction(self)
+            seq_before = self._seq
+            try:
+                yield tx
+            except BaseException:
+                self._seq = seq_before
+                raise
+            self._records.update(tx.writes)
+
+    def _scan(self, provider: str | None, account: str | None) -> list[ReturnRecord]:
+        return [r for (p, a, _), r in self._records.items()
+                if (provider is None or p == provider) and (account is None or a == account)]
+
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        with self._lock:
+            record = self._records.get((provider, account, id))
+            return record.copy() if record else None
+
+    def has_due(self, provider: str, account: str, now_ms: int) -> bool:
+        with self._lock:
+            return any(r.due_at is not None and r.due_at <= now_ms for r in self._scan(provider, account))
+
+    def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
+             offset: int, limit: int) -> Page:
+        with self._lock:
+            matching = [r for r in self._scan(provider, account)
+                        if (status is None or r.status == status)
+                        and (order_id is None or r.order_id == order_id)]
+            matching.sort(key=lambda r: r.seq, reverse=True)
+            return Page([r.copy() for r in matching[offset:offset + limit]], len(matching))
+
+    def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
+        with self._lock:
+            records = sorted(self._scan(provider, account), key=lambda r: r.seq)
+        return iter([r.copy() for r in records])
+
+    def reset(self, provider: str | None = None, account: str | None = None) -> int:
+        with self._lock:
+            doomed = [(r.provider, r.account, r.id) for r in self._scan(provider, account)]
+            for key in doomed:
+                del self._records[key]
+            return len(doomed)

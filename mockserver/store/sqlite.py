@@ -1,0 +1,194 @@
+"""SQLite store: the embedded default of the server.
+
+WAL journal, one connection per thread and process (opened lazily, so worker processes forked by the
+server get their own), and `BEGIN IMMEDIATE` for writes: read-modify-write transactions are serialised
+across every worker process, and a state change and its history are one row, so one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import DuplicateReturn, StoreError
+from .base import Page, ReturnRecord, Store, Transaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS returns (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    account  TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    due_at   INTEGER,
+    version  INTEGER NOT NULL,
+    resource TEXT NOT NULL,
+    history  TEXT NOT NULL,
+    UNIQUE (provider, account, id)
+);
+CREATE INDEX IF NOT EXISTS returns_by_account ON returns (provider, account, seq);
+CREATE INDEX IF NOT EXISTS returns_by_status ON returns (provider, account, status, seq);
+CREATE INDEX IF NOT EXISTS returns_by_order ON returns (provider, account, order_id, seq);
+CREATE INDEX IF NOT EXISTS returns_due ON returns (provider, account, due_at) WHERE due_at IS NOT NULL;
+"""
+
+COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
+
+
+def _record(row: tuple[Any, ...]) -> ReturnRecord:
+    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
+    return ReturnRecord(provider=provider, account=account, id=id_, order_id=order_id, status=status,
+                        resource=orjson.loads(resource), history=orjson.loads(history),
+                        due_at=due_at, version=version, seq=seq)
+
+
+class _SqliteTransaction(Transaction):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        row = self._conn.execute(
+            f"SELECT {COLUMNS} FROM returns WHERE provider=? AND account=? AND id=?",
+            (provider, account, id)).fetchone()
+        return _record(row) if row else None
+
+    def insert(self, record: ReturnRecord) -> ReturnRecord:
+        try:
+            cursor = self._conn.execute(
+                "INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource,"
+                " history) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (record.provider, record.account, record.id, record.order_id, record.status,
+                 record.due_at, orjson.dumps(record.resource).decode(),
+                 orjson.dumps(record.history).decode()))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateReturn(record.id) from exc
+        stored = record.copy()
+        stored.seq = int(cursor.lastrowid or 0)
+        stored.version = 1
+        return stored
+
+    def update(self, record: ReturnRecord) -> ReturnRecord:
+        self._conn.execute(
+            "UPDATE returns SET status=?, order_id=?, due_at=?, version=version+1, resource=?, history=?"
+            " WHERE provider=? AND account=? AND id=?",
+            (record.status, record.order_id, record.due_at, orjson.dumps(record.resource).decode(),
+             orjson.dumps(record.history).decode(), record.provider, record.account, record.id))
+        stored = record.copy()
+        stored.version += 1
+        return stored
+
+    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
+        rows = self._conn.execute(
+            f"SELECT {COLUMNS} FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL"
+            " AND due_at <= ?", (provider, account, now_ms)).fetchall()
+        return [_record(r) for r in rows]
+
+
+class SqliteStore(Store):
+    engine = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        try:
+            conn = self._connection()
+            conn.executescript(SCHEMA)
+            conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use {self.path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            if self.path.is_dir():
+                raise sqlite3.OperationalError("it is a directory")
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield _SqliteTransaction(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        return _SqliteTransaction(self._connection()).get(provider, account, id)
+
+    def has_due(self, provider: str, account: str, now_ms: int) -> bool:
+        row = self._connection().execute(
+            "SELECT 1 FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL AND due_at <= ?"
+            " LIMIT 1", (provider, account, now_ms)).fetchone()
+        return row is not None
+
+    def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
+             offset: int, limit: int) -> Page:
+        where = "provider=? AND account=?"
+        args: list[Any] = [provider, account]
+        if status is not None:
+            where += " AND status=?"
+            args.append(status)
+        if order_id is not None:
+            where += " AND order_id=?"
+            args.append(order_id)
+        conn = self._connection()
+        conn.execute("BEGIN")  # one snapshot for the page and its total
+        try:
+            total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset]).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return Page([_record(r) for r in rows], int(total))
+
+    def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
+        where, args = "1=1", []
+        if provider is not None:
+            where += " AND provider=?"
+            args.append(provider)
+        if account is not None:
+            where += " AND account=?"
+            args.append(account)
+        rows = self._connection().execute(
+            f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
+        return iter([_record(r) for r in rows])
+
+    def reset(self, provider: str | None = None, account: str | None = None) -> int:
+        where, args = "1=1", []
+        if provider is not None:
+            where += " AND provider=?"
+            args.append(provider)
+        if account is not None:
+            where += " AND account=?"
+            args.append(account)
+        with self.transaction():
+            cursor = self._connection().execute(f"DELETE FROM returns WHERE {where}", args)
+        return cursor.rowcount
+
+    def integrity_check(self) -> str:
+        return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

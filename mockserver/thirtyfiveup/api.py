@@ -1,0 +1,61 @@
+"""35up over HTTP: Basic auth (the username is the account), the bare resource, {"error": {...}}."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from ..contracts import contract
+from ..errors import ProviderError
+from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
+from . import PROVIDER
+from .core import Returns35up
+
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="35up", charset="UTF-8"'}
+
+
+class Api35up(ProviderApi):
+    name = PROVIDER
+
+    def __init__(self, core: Returns35up) -> None:
+        self.core = core
+        self.contract = contract(PROVIDER)
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        return {"createReturn": self.create_return, "updateReturn": self.update_return}
+
+    def create_return(self, call: Call) -> tuple[int, Any]:
+        return 201, self.core.create_return(call.account, call.body)
+
+    def update_return(self, call: Call) -> tuple[int, Any]:
+        return 200, self.core.update_return(call.account, call.path["orderId"], call.body["status"])
+
+    def authenticate(self, authorization: str | None) -> str:
+        if not authorization:
+            raise self._unauthorized("Authorization header is missing: send Basic credentials.")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "basic" or not token.strip():
+            raise self._unauthorized("Authorization must be 'Basic base64(username:password)'.")
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise self._unauthorized("Basic credentials are not valid base64 of UTF-8 text.") from None
+        username, colon, password = decoded.partition(":")
+        if not colon or not username or not password:
+            raise self._unauthorized("Basic credentials must be username:password, both non-empty.")
+        return username
+
+    def _unauthorized(self, message: str) -> ProviderError:
+        return self.error(401, UNAUTHORIZED, message,
+                          [{"field": "Authorization", "location": "header", "message": message}], CHALLENGE)
+
+    def code(self, kind: str) -> str:
+        return kind
+
+    def success_body(self, payload: Any, request_id: str, timestamp: str) -> Any:
+        return payload
+
+    def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any:
+        return {"error": {"code": error.code, "message": error.message, "details": error.details}}

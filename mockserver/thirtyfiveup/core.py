@@ -1,0 +1,123 @@
+"""35up returns: state and rules, no HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..clock import Clock, from_millis, isoformat, to_millis
+from ..contracts import contract
+from ..errors import DuplicateReturn, ProviderError
+from ..lifecycle import Lifecycle, Mode
+from ..store import ReturnRecord, Store
+from . import PROVIDER
+
+
+def _duration_days(iso: str) -> int:
+    if not (iso.startswith("P") and iso.endswith("D") and iso[1:-1].isdigit()):
+        raise ValueError(f"lifecycle.json: expected a duration like P30D, got {iso!r}")
+    return int(iso[1:-1])
+
+
+class Returns35up:
+    """The 35up returns of every account, over a Store and a Clock."""
+
+    def __init__(self, store: Store, clock: Clock, *, mode: Mode = "strict",
+                 return_window_days: int | None = None) -> None:
+        c = contract(PROVIDER)
+        self.store = store
+        self.clock = clock
+        self.lifecycle = Lifecycle(c.lifecycle, c.enum("status.json"), mode)
+        (expiry,) = [rule for rule in c.lifecycle["automatic"] if rule["to"] == "expired"]
+        self._expiry_from: str = expiry["from"]
+        self._expiry_to: str = expiry["to"]
+        days = return_window_days if return_window_days is not None else _duration_days(expiry["after"])
+        self.return_window = timedelta(days=days)
+
+    # --- operations ------------------------------------------------------------------------------
+
+    def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        now = isoformat(self.clock.now())
+        order_id = body["orderId"]
+        initial = self.lifecycle.initial
+        history = [{"status": initial, "at": now}]
+        resource = {"id": order_id, "orderId": order_id, "items": body["items"], "status": initial,
+                    "createdAt": now, "updatedAt": now, "history": history}
+        record = ReturnRecord(provider=PROVIDER, account=account, id=order_id, order_id=order_id,
+                              status=initial, resource=resource, history=history)
+        try:
+            with self.store.transaction() as tx:
+                tx.insert(record)
+        except DuplicateReturn:
+            raise ProviderError(409, "duplicate_return",
+                                f"A return for order {order_id} already exists.",
+                                [{"field": "orderId", "location": "body",
+                                  "message": f"order {order_id} already has a return"}]) from None
+        return resource
+
+    def update_return(self, account: str, order_id: str, status: str) -> dict[str, Any]:
+        now = self.clock.now()
+        refusal: ProviderError | None = None
+        with self.store.transaction() as tx:
+            record = tx.get(PROVIDER, account, order_id)
+            if record is None:
+                raise self._not_found(order_id)
+            changed = self._settle(record, now)
+            current = record.status
+            if self.lifecycle.can_move(current, status):
+                self._enter(record, status, now)
+                changed = True
+            else:
+                refusal = self._refuse(current, status)
+            if changed:
+                tx.update(record)
+        if refusal is not None:  # raised after the commit: an expiry found on the way is kept
+            raise refusal
+        return record.resource
+
+    def get_return(self, account: str, order_id: str) -> dict[str, Any]:
+        record = self.store.get(PROVIDER, account, order_id)
+        if record is None:
+            raise self._not_found(order_id)
+        if record.due_at is not None and record.due_at <= to_millis(self.clock.now()):
+            with self.store.transaction() as tx:
+                fresh = tx.get(PROVIDER, account, order_id)
+                if fresh is not None and self._settle(fresh, self.clock.now()):
+                    tx.update(fresh)
+                    record = fresh
+        return record.resource
+
+    # --- rules -----------------------------------------------------------------------------------
+
+    def _enter(self, record: ReturnRecord, status: str, at: datetime) -> None:
+        stamp = isoformat(at)
+        record.status = status
+        record.history.append({"status": status, "at": stamp})
+        record.resource.update(status=status, updatedAt=stamp, history=record.history)
+        record.due_at = to_millis(at + self.return_window) if status == self._expiry_from else None
+
+    def _settle(self, record: ReturnRecord, now: datetime) -> bool:
+        """Apply the expiry if its deadline has passed; the history records the deadline itself."""
+        if record.status != self._expiry_from or record.due_at is None or record.due_at > to_millis(now):
+            return False
+        self._enter(record, self._expiry_to, from_millis(record.due_at))
+        return True
+
+    def _refuse(self, current: str, target: str) -> ProviderError:
+        allowed = self.lifecycle.allowed(current)
+        if not allowed:
+            message = f"The return is {current}, which is final: it cannot change any more."
+        elif target == current:
+            message = f"The return is already {current}. Allowed next statuses: {', '.join(allowed)}."
+        else:
+            message = (f"A return cannot move from {current} to {target}. "
+                       f"Allowed next statuses: {', '.join(allowed)}.")
+        return ProviderError(409, "invalid_transition", message,
+                             [{"field": "status", "location": "body", "message": message,
+                               "allowed": allowed}])
+
+    @staticmethod
+    def _not_found(order_id: str) -> ProviderError:
+        return ProviderError(404, "not_found", f"No return for order {order_id}.",
+                             [{"field": "orderId", "location": "path",
+                               "message": f"no return for order {order_id}"}])

@@ -1,0 +1,82 @@
+"""3plship over HTTP: Bearer API keys (each key is an account), the documented envelopes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..contracts import contract
+from ..errors import ProviderError
+from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
+from . import PROVIDER
+from .core import Returns3plship
+
+API_KEY = re.compile(r"zl_(live|test)_[A-Za-z0-9]+")
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
+
+
+class Api3plship(ProviderApi):
+    name = PROVIDER
+
+    def __init__(self, core: Returns3plship) -> None:
+        self.core = core
+        self.contract = contract(PROVIDER)
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        return {"createReturn": self.create_return, "listReturns": self.list_returns,
+                "updateReturnStatus": self.update_status, "processRefund": self.process_refund}
+
+    def create_return(self, call: Call) -> tuple[int, Any]:
+        return 201, self.core.create_return(call.account, call.body)
+
+    def list_returns(self, call: Call) -> tuple[int, Any]:
+        q = call.query
+        data, pagination = self.core.list_returns(call.account, status=q.get("status"),
+                                                  order_id=q.get("order_id"), page=q["page"],
+                                                  limit=q["limit"])
+        return 200, _Page(data, pagination)
+
+    def update_status(self, call: Call) -> tuple[int, Any]:
+        return 200, self.core.update_status(call.account, call.path["id"], call.body["status"],
+                                            call.body.get("notes"))
+
+    def process_refund(self, call: Call) -> tuple[int, Any]:
+        return 200, self.core.process_refund(call.account, call.path["id"], call.body.get("amount"))
+
+    def authenticate(self, authorization: str | None) -> str:
+        if not authorization:
+            raise self._unauthorized("Authorization header is missing: send 'Bearer zl_live_...'.")
+        scheme, _, key = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise self._unauthorized("Authorization must use the Bearer scheme with an API key.")
+        key = key.strip()
+        if not API_KEY.fullmatch(key):
+            raise self._unauthorized("Invalid API key: keys look like zl_live_... or zl_test_....")
+        return key
+
+    def _unauthorized(self, message: str) -> ProviderError:
+        return self.error(401, UNAUTHORIZED, message,
+                          [{"field": "Authorization", "location": "header", "message": message}], CHALLENGE)
+
+    def code(self, kind: str) -> str:
+        return kind.upper()
+
+    def success_body(self, payload: Any, request_id: str, timestamp: str) -> Any:
+        meta: dict[str, Any] = {"request_id": request_id, "timestamp": timestamp}
+        if isinstance(payload, _Page):
+            meta["pagination"] = payload.pagination
+            payload = payload.data
+        return {"success": True, "data": payload, "meta": meta}
+
+    def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any:
+        # requestId (camelCase) on errors against request_id on success: the real API's inconsistency.
+        return {"success": False,
+                "error": {"code": error.code, "message": error.message, "details": error.details},
+                "meta": {"timestamp": timestamp, "requestId": request_id, "version": "v1"}}
+
+
+class _Page:
+    def __init__(self, data: list[dict[str, Any]], pagination: dict[str, Any]) -> None:
+        self.data = data
+        self.pagination = pagination

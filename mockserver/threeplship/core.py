@@ -1,0 +1,221 @@
+"""3plship returns: state and rules, no HTTP."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from ..clock import Clock, add_business_days, from_millis, isoformat, to_millis
+from ..contracts import contract
+from ..errors import ProviderError
+from ..ids import IdGenerator
+from ..lifecycle import Lifecycle
+from ..store import ReturnRecord, Store
+from . import PROVIDER
+
+
+class Returns3plship:
+    """The 3plship returns of every API key, over a Store and a Clock."""
+
+    def __init__(self, store: Store, clock: Clock, ids: IdGenerator | None = None) -> None:
+        c = contract(PROVIDER)
+        self.store = store
+        self.clock = clock
+        self.ids = ids or IdGenerator()
+        self.lifecycle = Lifecycle(c.lifecycle, c.enum("status.json"))
+        self.shipping_rules: dict[str, Any] = c.lifecycle["shipping_status"]
+        self.refund_rules: dict[str, Any] = c.lifecycle["refund"]
+        self.tracking_urls: dict[str, str] = c.documents["carriers.json"]["tracking_url"]
+
+    # --- operations ------------------------------------------------------------------------------
+
+    def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        now = isoformat(self.clock.now())
+        status = self.lifecycle.initial
+        resource: dict[str, Any] = {
+            "id": self.ids.new("ret"),
+            "order_id": body["order_id"],
+            "status": status,
+            "reason": body["reason"],
+            "items": body["items"],
+            "return_shipping": self._shipping(body.get("return_shipping")),
+            "refund_amount": body["refund_amount"],
+            "refund_shipping": body.get("refund_shipping", False),
+            "restocking_fee": body.get("restocking_fee", 0),
+            "refund_status": self.refund_rules["refund_status_before"],
+            "refund": None,
+            "customer_email": body.get("customer_email"),
+            "created_at": now,
+            "updated_at": now,
+        }
+        record = ReturnRecord(provider=PROVIDER, account=account, id=resource["id"],
+                              order_id=resource["order_id"], status=status, resource=resource,
+                              history=[{"status": status, "at": now}])
+        with self.store.transaction() as tx:
+            tx.insert(record)
+        return resource
+
+    def list_returns(self, account: str, *, status: str | None, order_id: str | None,
+                     page: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        self._settle_account(account)
+        result = self.store.page(PROVIDER, account, status=status, order_id=order_id,
+                                 offset=(page - 1) * limit, limit=limit)
+        total_pages = math.ceil(result.total / limit)
+        pagination = {"page": page, "limit": limit, "total": result.total, "total_pages": total_pages,
+                      "has_more": page < total_pages}
+        return [r.resource for r in result.records], pagination
+
+    def update_status(self, account: str, return_id: str, status: str,
+                      notes: str | None = None) -> dict[str, Any]:
+        now = self.clock.now()
+        refusal: ProviderError | None = None
+        with self.store.transaction() as tx:
+            record = tx.get(PROVIDER, account, return_id)
+            if record is None:
+                raise self._not_found(return_id)
+            changed = self._settle(record, now)
+            if self.lifecycle.can_move(record.status, status):
+                self._enter(record, status, now, notes)
+                changed = True
+            else:
+                refusal = self._refuse(record.status, status)
+            if changed:
+                tx.update(record)
+        if refusal is not None:
+            raise refusal
+        return record.resource
+
+    def process_refund(self, account: str, return_id: str, amount: float | None = None) -> dict[str, Any]:
+        now = self.clock.now()
+        refusal: ProviderError | None = None
+        with self.store.transaction() as tx:
+            record = tx.get(PROVIDER, account, return_id)
+            if record is None:
+                raise self._not_found(return_id)
+            changed = self._settle(record, now)
+            refusal = self._refund_refusal(record, amount)
+            if refusal is None:
+                self._start_refund(record, amount, now)
+                changed = True
+            if changed:
+                tx.update(record)
+        if refusal is not None:
+            raise refusal
+        return record.resource
+
+    def get_return(self, account: str, return_id: str) -> dict[str, Any]:
+        self._settle_account(account)
+        record = self.store.get(PROVIDER, account, return_id)
+        if record is None:
+            raise self._not_found(return_id)
+        return record.resource
+
+    # --- rules -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def refundable(resource: dict[str, Any]) -> float:
+        """refund_amount - restocking_fee, never below zero. The documents give no shipping cost, so
+        refund_shipping is recorded but adds nothing."""
+        return round(max(0.0, float(resource["refund_amount"]) - float(resource["restocking_fee"])), 2)
+
+    def _shipping(self, given: dict[str, Any] | None) -> dict[str, Any] | None:
+        if given is None:
+            return None
+        carrier = given.get("carrier")
+        number = given.get("tracking_number")
+        template = self.tracking_urls.get(carrier.lower()) if carrier else None
+        shipping: dict[str, Any] = {
+            "carrier": carrier,
+            "tracking_number": number,
+            "tracking_url": template.replace("{tracking_number}", quote(number, safe=""))
+            if template and number else None,
+            "status": self.shipping_rules["with_tracking_number" if number else "without_tracking_number"],
+        }
+        if "label_url" in given:
+            shipping["label_url"] = given["label_url"]
+        return shipping
+
+    def _enter(self, record: ReturnRecord, status: str, at: datetime, notes: str | None = None) -> None:
+        stamp = isoformat(at)
+        record.status = status
+        entry: dict[str, Any] = {"status": status, "at": stamp}
+        if notes is not None:
+            entry["notes"] = notes
+        record.history.append(entry)
+        record.resource.update(status=status, updated_at=stamp)
+        shipping = record.resource.get("return_shipping")
+        shipping_status = self.shipping_rules["when_status"].get(status)
+        if shipping is not None and shipping_status is not None:
+            shipping["status"] = shipping_status
+
+    def _refund_refusal(self, record: ReturnRecord, amount: float | None) -> ProviderError | None:
+        resource = record.resource
+        if resource.get("refund") is not None:
+            return ProviderError(409, "REFUND_ALREADY_PROCESSED",
+                                 f"Return {record.id} already has a refund ({resource['refund_status']}).")
+        allowed_from: list[str] = self.refund_rules["allowed_from"]
+        if record.status not in allowed_from:
+            message = (f"Return {record.id} is {record.status}; a refund needs a return that was received"
+                       f" and inspected (status {', '.join(allowed_from)}).")
+            return ProviderError(409, "REFUND_NOT_ALLOWED", message,
+                                 [{"field": "status", "message": message, "allowed": allowed_from}])
+        refundable = self.refundable(resource)
+        if amount is not None and amount > refundable + 1e-9:
+            message = (f"amount {amount} is more than the refundable {refundable}"
+                       " (refund_amount - restocking_fee).")
+            return ProviderError(409, "REFUND_EXCEEDS_REFUNDABLE", message,
+                                 [{"field": "amount", "location": "body", "message": message}])
+        return None
+
+    def _start_refund(self, record: ReturnRecord, amount: float | None, now: datetime) -> None:
+        expected = add_business_days(now, int(self.refund_rules["business_days"]))
+        stamp = isoformat(now)
+        record.resource.update(
+            refund_status=self.refund_rules["refund_status_while_processing"],
+            refund={"amount": self.refundable(record.resource) if amount is None else amount,
+                    "requested_at": stamp, "expected_at": isoformat(expected), "completed_at": None},
+            updated_at=stamp)
+        record.history.append({"status": record.status, "at": stamp,
+                               "refund_status": record.resource["refund_status"]})
+        record.due_at = to_millis(expected)
+
+    def _settle(self, record: ReturnRecord, now: datetime) -> bool:
+        """Complete a processing refund whose business days have passed, as of its due moment."""
+        if record.due_at is None or record.due_at > to_millis(now):
+            return False
+        done = isoformat(from_millis(record.due_at))
+        record.resource["refund"]["completed_at"] = done
+        record.resource["refund_status"] = self.refund_rules["refund_status_after"]
+        self._enter(record, self.refund_rules["status_after"], from_millis(record.due_at))
+        record.history[-1]["refund_status"] = record.resource["refund_status"]
+        record.due_at = None
+        return True
+
+    def _settle_account(self, account: str) -> None:
+        now = self.clock.now()
+        if not self.store.has_due(PROVIDER, account, to_millis(now)):
+            return
+        with self.store.transaction() as tx:
+            for record in tx.due(PROVIDER, account, to_millis(now)):
+                if self._settle(record, now):
+                    tx.update(record)
+
+    def _refuse(self, current: str, target: str) -> ProviderError:
+        allowed = self.lifecycle.allowed(current)
+        if allowed:
+            message = (f"A return cannot move from {current} to {target}: statuses go one step at a time;"
+                       f" next allowed: {', '.join(allowed)}.")
+        elif current == self.refund_rules["allowed_from"][0]:
+            message = f"The return is {current}: process its refund (POST /returns/{{id}}/refund) next."
+        else:
+            message = f"The return is {current}: its status cannot change any more."
+        return ProviderError(409, "INVALID_STATUS_TRANSITION", message,
+                             [{"field": "status", "location": "body", "message": message,
+                               "allowed": allowed}])
+
+    @staticmethod
+    def _not_found(return_id: str) -> ProviderError:
+        return ProviderError(404, "NOT_FOUND", f"Return {return_id} not found.",
+                             [{"field": "id", "location": "path", "message": f"no return {return_id}"}])

@@ -1,0 +1,12 @@
+"""WSGI entry point for the production server's worker processes (configured via RETURNS_MOCK_CONFIG)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .app import create_app
+from .config import Config
+
+
+def app_from_env() -> Flask:
+    return create_app(Config.from_env())
