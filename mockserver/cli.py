@@ -1,0 +1,129 @@
+"""The `returns-mock` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+import orjson
+
+from . import __version__
+from .config import ENV_VAR, Config
+from .contracts import PROVIDERS, contract
+from .errors import StoreError
+from .lifecycle import MODES
+from .store import open_store
+
+
+# Threads per worker: requests are short and CPU-bound under the GIL; a few cover I/O waits on SQLite.
+BLOCKING_THREADS = 8
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="returns-mock",
+                     description="Contract-checked, stateful mock of the 35up and 3plship returns APIs.")
+    parser.add_argument("--version", action="version", version=f"returns-mock {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="serve both providers over HTTP",
+                                description="Serve both providers under a production WSGI server (granian).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    serve.add_argument("--store", default="sqlite:returns-mock.db",
+                       help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db) or 'memory'")
+    serve.add_argument("--workers", type=_positive, default=None,
+                       help="worker processes (default: one per CPU; 1 with --store memory)")
+    serve.add_argument("--lifecycle", choices=MODES, default="strict",
+                       help="35up transitions: strict graph (default) or permissive (anything but out of closed)")
+    serve.add_argument("--return-window-days", type=_positive, default=None,
+                       help="35up: days in awaiting_return before a return expires (default 30)")
+    serve.add_argument("--max-body-bytes", type=_positive, default=1024 * 1024,
+                       help="larger request bodies get 413 (default 1048576)")
+    serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
+    serve.add_argument("--self-check", action="store_true",
+                       help="validate every response against the contract (a mismatch answers 500)")
+
+    show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
+    show.add_argument("provider", choices=PROVIDERS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "openapi":
+            sys.stdout.write(orjson.dumps(contract(args.provider).bundled_openapi(),
+                                          option=orjson.OPT_INDENT_2).decode() + "\n")
+            return 0
+        parser.print_help()
+        return 2
+    except UsageError as exc:
+        print(f"returns-mock: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def serve(args: argparse.Namespace) -> int:
+    workers = args.workers
+    if args.store == "memory":
+        if workers not in (None, 1):
+            raise UsageError("--store memory keeps state in one process: use --workers 1 or a sqlite store")
+        workers = 1
+    workers = workers or os.cpu_count() or 1
+    try:
+        open_store(args.store).close()  # fail here, with one line, rather than in every worker
+    except StoreError as exc:
+        raise UsageError(f"--store {args.store}: {exc}") from None
+    config = Config(store=args.store, lifecycle=args.lifecycle, return_window_days=args.return_window_days,
+                    max_body_bytes=args.max_body_bytes, seed=args.seed, self_check=args.self_check)
+    from .app import validate_contracts
+
+    validate_contracts()
+    os.environ[ENV_VAR] = config.to_env()
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    print(f"returns-mock {__version__}: 35up at http://{args.host}:{args.port}/35up/v1, "
+          f"3plship at http://{args.host}:{args.port}/3plship/api/v1 "
+          f"(store {args.store}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
+    Granian("mockserver.wsgi:app_from_env", factory=True, address=args.host, port=args.port,
+            interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
+            log_access=False).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

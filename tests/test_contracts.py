@@ -1,0 +1,172 @@
+"""The contracts themselves: well-formed, complete, provenance-marked, and agreeing with the fixtures."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, ROOT
+from openapi_spec_validator import validate
+
+from mockserver.contracts import PROVIDERS, contract, problems
+
+PROVENANCE = {"documented", "inferred"}
+
+
+def walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_schema_file_has_id_title_description_and_provenance(provider: str) -> None:
+    c = contract(provider)
+    assert len(c.schema_files) >= 8
+    for name in c.schema_files:
+        doc = c.schema(name)
+        assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema", name
+        assert doc["$id"].endswith(f"/{provider}/{name}"), name
+        assert doc["title"] and doc["description"], name
+        assert doc["x-provenance"]["source"] in PROVENANCE, name
+        assert doc["x-provenance"]["note"], name
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_openapi_documents_are_valid_openapi_31(provider: str) -> None:
+    c = contract(provider)
+    # As written in contracts/ (external $refs to the schema files beside it) ...
+    validate(c.openapi, base_uri=(ROOT / "contracts" / provider / "openapi.json").as_uri())
+    # ... and as served: self-contained.
+    bundled = c.bundled_openapi()
+    validate(bundled)
+    refs = [n["$ref"] for n in walk(bundled) if "$ref" in n]
+    assert refs and all(r.startswith("#/") for r in refs)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_operation_and_response_is_marked_documented_or_inferred(provider: str) -> None:
+    c = contract(provider)
+    for path, item in c.openapi["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            assert op["x-provenance"]["source"] in PROVENANCE, (path, method)
+            for code, response in op["responses"].items():
+                assert c.resolve(response)["x-provenance"]["source"] in PROVENANCE, (path, method, code)
+                assert "application/json" in c.resolve(response)["content"], (path, method, code)
+    for scheme in c.openapi["components"]["securitySchemes"].values():
+        assert scheme["x-provenance"]["source"] in PROVENANCE
+
+
+def test_security_schemes_are_basic_and_bearer() -> None:
+    assert contract("35up").openapi["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"
+    assert contract("3plship").openapi["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(("provider", "links"), [
+    ("35up", {"UpdateReturn": "updateReturn"}),
+    ("3plship", {"UpdateReturnStatus": "updateReturnStatus", "ProcessRefund": "processRefund"}),
+])
+def test_create_links_to_every_operation_taking_its_id(provider: str, links: dict[str, str]) -> None:
+    c = contract(provider)
+    created = c.openapi["paths"]["/returns"]["post"]["responses"]["201"]["links"]
+    assert {name: link["operationId"] for name, link in created.items()} == links
+
+
+def test_servers_are_the_mock_then_the_real_provider() -> None:
+    assert [s["url"] for s in contract("35up").openapi["servers"]] == ["/35up/v1", "https://api.35up.io/v1"]
+    assert [s["url"] for s in contract("3plship").openapi["servers"]] == [
+        "/3plship/api/v1", "https://app.3plship.com/api/v1"]
+
+
+def test_list_parameters_carry_their_bounds() -> None:
+    params = {p.name: p.schema for p in contract("3plship").operation("listReturns").parameters}
+    assert params["limit"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}
+    assert params["page"]["minimum"] == 1 and params["page"]["default"] == 1
+
+
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())["examples"]
+
+
+@pytest.mark.parametrize("example", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_documented_examples_against_their_schemas(example: dict[str, Any]) -> None:
+    c = contract(example["provider"])
+    instance = json.loads((FIXTURES / example["file"]).read_text())
+    found = problems(c.validator(example["schema"]), instance)
+    if example["valid"]:
+        assert found == []
+    else:
+        assert found, f"{example['file']} should break {example['schema']}: {example['note']}"
+
+
+def test_every_fixture_file_is_in_the_manifest() -> None:
+    listed = {e["file"] for e in MANIFEST}
+    on_disk = {str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("*/*.json")
+               if p.parent.name in PROVIDERS}
+    assert on_disk == listed
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_openapi_examples_validate_against_their_schemas(provider: str) -> None:
+    c = contract(provider)
+    checked = 0
+    for op in c.operations:
+        raw = c.openapi["paths"][op.path][op.method.lower()]
+        if "requestBody" in raw:
+            for example in c.resolve(raw["requestBody"])["content"]["application/json"]["examples"].values():
+                assert op.body_validator is not None
+                assert problems(op.body_validator, example["value"]) == [], (op.operation_id, example)
+                checked += 1
+        for code, response in raw["responses"].items():
+            content = c.resolve(response).get("content", {}).get("application/json", {})
+            for example in content.get("examples", {}).values():
+                validator = op.responses[int(code)]
+                assert validator is not None
+                assert problems(validator, example["value"]) == [], (op.operation_id, code)
+                checked += 1
+    assert checked >= 2
+
+
+def test_35up_lifecycle_covers_every_status_and_every_status_is_reachable() -> None:
+    c = contract("35up")
+    statuses = c.enum("status.json")
+    graph = {s: e["to"] for s, e in c.lifecycle["transitions"].items()}
+    assert sorted(graph) == sorted(statuses)
+    seen, queue = {"created"}, deque(["created"])
+    while queue:
+        for nxt in graph[queue.popleft()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    assert seen == set(statuses)
+    assert graph["closed"] == []
+    # Every status but closed leads on to closed eventually.
+    for status in statuses:
+        reach, queue = {status}, deque([status])
+        while queue:
+            for nxt in graph[queue.popleft()]:
+                if nxt not in reach:
+                    reach.add(nxt)
+                    queue.append(nxt)
+        assert "closed" in reach, status
+
+
+def test_3plship_lifecycle_matches_its_status_enum() -> None:
+    c = contract("3plship")
+    assert list(c.lifecycle["transitions"]) == c.enum("status.json")
+    assert c.lifecycle["refund"]["allowed_from"] == ["inspected"]
+    assert c.lifecycle["refund"]["business_days"] == 5
+
+
+def test_served_openapi_is_the_bundled_contract(client: Any) -> None:
+    for provider in PROVIDERS:
+        response = client.get(f"/{provider}/openapi.json")
+        assert response.status_code == 200
+        assert response.get_json() == contract(provider).bundled_openapi()
