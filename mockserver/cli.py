@@ -16,7 +16,6 @@ from .errors import StoreError
 from .lifecycle import MODES
 from .store import open_store
 
-
 # Threads per worker: requests are short and CPU-bound under the GIL; a few cover I/O waits on SQLite.
 BLOCKING_THREADS = 8
 

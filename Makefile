@@ -1,0 +1,40 @@
+# returns-mock: `make run` serves both providers on http://127.0.0.1:8080; `make test` runs everything CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+STORE ?= sqlite:returns-mock.db
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps: reinstall only when pyproject.toml changes (the install is editable, so code changes need none).
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/returns-mock serve --host $(HOST) --port $(PORT) --store $(STORE)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check mockserver tests
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy mockserver
+
+pytest: $(VENV)/.test-installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache returns-mock.db returns-mock.db-*

@@ -1,0 +1,40 @@
+"""`pip install .` outside the checkout gives a working server: contracts come from the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+from conftest import ROOT, UP35, Server, fixture
+
+
+def test_the_built_wheel_serves_from_its_own_contracts(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(ROOT)], check=True, timeout=300)
+    (wheel,) = wheels.glob("returns_mock-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                    str(wheel)], check=True, timeout=300)
+    installed = site / "mockserver"
+    assert (installed / "contracts" / "35up" / "openapi.json").is_file()
+    assert not (installed / "contracts").is_symlink()
+    assert (installed / "fixtures" / "manifest.json").is_file()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import mockserver; print(mockserver.__file__)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(installed))
+
+    server = Server("--store", f"sqlite:{tmp_path / 'state.db'}", cwd=elsewhere, env=env).start()
+    try:
+        response = requests.post(server.url + UP35 + "/returns", json=fixture("35up/create-return.request.json"),
+                                 auth=("shop", "pw"), timeout=10)
+        assert response.status_code == 201
+        assert requests.get(server.url + "/35up/openapi.json", timeout=10).json()["openapi"] == "3.1.0"
+    finally:
+        server.stop()

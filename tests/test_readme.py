@@ -1,0 +1,48 @@
+"""The README's examples are run, so they stay true."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Server
+
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_the_python_example_runs() -> None:
+    (source,) = blocks("python")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "README.md", "exec"), namespace)
+    tests = [f for name, f in namespace.items() if name.startswith("test_")]
+    assert tests
+    for test in tests:
+        test()
+
+
+@pytest.mark.parametrize("section", ["35up with curl", "3plship with curl"])
+def test_the_curl_examples_work_against_the_server(section: str, tmp_path: Path) -> None:
+    text = README.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    (script,) = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    server = Server("--store", f"sqlite:{tmp_path / 'state.db'}").start()
+    try:
+        script = script.replace("http://127.0.0.1:8080", server.url)
+        # Print each shown answer's HTTP status after its body, to check them in order.
+        script = re.sub(r"^curl -s ", "curl -s -w ' %{http_code}\\n' ", script, flags=re.M)
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    codes = [line.rsplit(" ", 1)[-1] for line in result.stdout.strip().splitlines() if line.strip()]
+    expected = {"35up with curl": ["201", "200", "422", "409"],
+                "3plship with curl": ["201", "200", "200", "200", "200"]}[section]
+    assert codes == expected, (shlex.quote(script), result.stdout)

@@ -1,0 +1,121 @@
+"""The real server: `returns-mock serve` under granian on a loopback port, and the CLI around it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import PL, UP35, Server, basic, bearer, fixture
+
+from mockserver import __version__
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mockserver.cli", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_state_survives_a_restart_with_the_sqlite_store(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'state.db'}"
+    server = Server("--store", store, "--workers", "2").start()
+    try:
+        created = requests.post(server.url + UP35 + "/returns", json=fixture("35up/create-return.request.json"),
+                                auth=("shop-a", "pw"), timeout=10)
+        assert created.status_code == 201
+        moved = requests.patch(server.url + UP35 + "/returns/42346434", json={"status": "awaiting_return"},
+                               auth=("shop-a", "pw"), timeout=10)
+        assert moved.status_code == 200
+        ret = requests.post(server.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
+                            headers=bearer(), timeout=10).json()["data"]
+    finally:
+        server.stop()
+
+    server = Server("--store", store).start()
+    try:
+        response = requests.patch(server.url + UP35 + "/returns/42346434", json={"status": "customer_shipped"},
+                                  auth=("shop-a", "pw"), timeout=10)
+        assert response.status_code == 200
+        assert [h["status"] for h in response.json()["history"]] == ["created", "awaiting_return",
+                                                                     "customer_shipped"]
+        assert requests.post(server.url + UP35 + "/returns", json=fixture("35up/create-return.request.json"),
+                             auth=("shop-a", "pw"), timeout=10).status_code == 409
+        listed = requests.get(server.url + PL + "/returns", headers=bearer(), timeout=10).json()
+        assert [r["id"] for r in listed["data"]] == [ret["id"]]
+        assert listed["data"][0] == ret
+    finally:
+        server.stop()
+
+
+def test_workers_share_one_state(tmp_path: Path) -> None:
+    server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--workers", "2", "--self-check").start()
+    try:
+        with requests.Session() as one, requests.Session() as two:
+            ids = [(one if n % 2 else two).post(
+                server.url + PL + "/returns", json=fixture("3plship/create-return.minimal.request.json"),
+                headers=bearer(), timeout=10).json()["data"]["id"] for n in range(30)]
+            for rid in ids:
+                assert requests.patch(server.url + PL + f"/returns/{rid}/status", json={"status": "received"},
+                                      headers=bearer(), timeout=10).status_code == 200
+            page = requests.get(server.url + PL + "/returns?status=received&limit=100", headers=bearer(),
+                                timeout=10).json()
+        assert page["meta"]["pagination"]["total"] == 30
+        assert [r["id"] for r in page["data"]] == list(reversed(ids))
+    finally:
+        server.stop()
+
+
+def test_openapi_documents_are_served_with_the_mock_first(tmp_path: Path) -> None:
+    server = Server("--store", "memory").start()
+    try:
+        for provider, first, second in (("35up", "/35up/v1", "https://api.35up.io/v1"),
+                                        ("3plship", "/3plship/api/v1", "https://app.3plship.com/api/v1")):
+            doc = requests.get(f"{server.url}/{provider}/openapi.json", timeout=10).json()
+            assert doc["openapi"] == "3.1.0"
+            assert [s["url"] for s in doc["servers"]] == [first, second]
+        index = requests.get(server.url + "/", timeout=10).json()
+        assert index["store"] == "memory" and index["version"] == __version__
+        unauth = requests.post(server.url + UP35 + "/returns", json={}, timeout=10)
+        assert unauth.status_code == 401 and unauth.headers["WWW-Authenticate"].startswith("Basic")
+        assert requests.post(server.url + UP35 + "/returns", json={}, headers=basic(),
+                             timeout=10).status_code == 422
+    finally:
+        server.stop()
+
+
+def test_version_and_help() -> None:
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"returns-mock {__version__}"
+    helped = cli("serve", "--help")
+    assert helped.returncode == 0
+    for flag in ("--host", "--port", "--store", "--workers"):
+        assert flag in helped.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["serve", "--bogus"], "unrecognized arguments: --bogus"),
+    (["serve", "--port", "http"], "--port"),
+    (["serve", "--port", "70000"], "at most 65535"),
+    (["serve", "--workers", "0"], "--workers"),
+    (["serve", "--store", "memory", "--workers", "2"], "--workers 1"),
+    (["serve", "--store", "sqlite:/nonexistent/dir/state.db"], "unable to open database file"),
+    (["serve", "--store", "redis://x"], "use 'memory' or 'sqlite:PATH'"),
+    (["serve", "--lifecycle", "lax"], "invalid choice"),
+    (["fly"], "invalid choice"),
+])
+def test_bad_flags_and_unusable_stores_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("returns-mock: error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_openapi_command_prints_the_bundled_document() -> None:
+    import json
+
+    result = cli("openapi", "3plship")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["components"]["schemas"]["ReturnEnvelope"]["title"] == "ReturnEnvelope"

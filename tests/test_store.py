@@ -1,0 +1,120 @@
+"""Both store engines honour the same contract: atomic transactions, isolation, stable order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mockserver.errors import DuplicateReturn, StoreError
+from mockserver.store import MemoryStore, ReturnRecord, SqliteStore, Store, open_store
+
+
+def record(id: str, account: str = "acct", status: str = "initiated", order_id: str = "o1",
+           due_at: int | None = None) -> ReturnRecord:
+    return ReturnRecord(provider="3plship", account=account, id=id, order_id=order_id, status=status,
+                        resource={"id": id, "status": status}, history=[{"status": status, "at": "t"}],
+                        due_at=due_at)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
+    yield s
+    s.close()
+
+
+def test_a_failed_transaction_writes_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.insert(record("a"))
+        tx.insert(record("b"))
+        raise RuntimeError("boom")
+    assert list(store.all()) == []
+
+
+def test_duplicate_id_in_one_account_is_refused_but_allowed_in_another(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert(record("a"))
+    with pytest.raises(DuplicateReturn), store.transaction() as tx:
+        tx.insert(record("a"))
+    with store.transaction() as tx:
+        tx.insert(record("a", account="other"))
+    assert [r.account for r in store.all()] == ["acct", "other"]
+
+
+def test_update_bumps_version_and_keeps_history(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert(record("a"))
+    with store.transaction() as tx:
+        r = tx.get("3plship", "acct", "a")
+        assert r is not None and r.version == 1
+        r.status = "received"
+        r.history.append({"status": "received", "at": "t2"})
+        tx.update(r)
+    got = store.get("3plship", "acct", "a")
+    assert got is not None
+    assert got.version == 2 and got.status == "received" and len(got.history) == 2
+
+
+def test_page_is_newest_first_filtered_and_counted(store: Store) -> None:
+    with store.transaction() as tx:
+        for n in range(5):
+            tx.insert(record(f"r{n}", status="received" if n % 2 else "initiated", order_id=f"o{n % 2}"))
+        tx.insert(record("x", account="other"))
+    page = store.page("3plship", "acct", status=None, order_id=None, offset=1, limit=2)
+    assert [r.id for r in page.records] == ["r3", "r2"] and page.total == 5
+    page = store.page("3plship", "acct", status="received", order_id=None, offset=0, limit=10)
+    assert [r.id for r in page.records] == ["r3", "r1"] and page.total == 2
+    page = store.page("3plship", "acct", status=None, order_id="o0", offset=0, limit=10)
+    assert [r.id for r in page.records] == ["r4", "r2", "r0"]
+
+
+def test_due_finds_only_this_accounts_due_records(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert(record("early", due_at=100))
+        tx.insert(record("late", due_at=200))
+        tx.insert(record("none"))
+        tx.insert(record("other", account="b", due_at=50))
+    assert store.has_due("3plship", "acct", 100) and not store.has_due("3plship", "acct", 99)
+    with store.transaction() as tx:
+        assert [r.id for r in tx.due("3plship", "acct", 150)] == ["early"]
+
+
+def test_reset_narrows_by_provider_and_account(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert(record("a"))
+        tx.insert(record("b", account="other"))
+    assert store.reset(account="other") == 1
+    assert [r.id for r in store.all()] == ["a"]
+    assert store.reset() == 1
+
+
+def test_sqlite_state_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    first = SqliteStore(path)
+    with first.transaction() as tx:
+        tx.insert(record("a"))
+    first.close()
+    second = SqliteStore(path)
+    assert second.get("3plship", "acct", "a") is not None
+    assert second.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("url", ["postgres://x", "sqlite:", "sqlite:/nonexistent/dir/x.db", "bogus"])
+def test_unusable_store_urls_raise_a_one_line_store_error(url: str, tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        open_store(url)
+    assert "\n" not in str(info.value)
+
+
+def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        open_store(f"sqlite:{tmp_path}")
+
+
+def test_a_file_that_is_not_sqlite_is_not_a_store(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError):
+        open_store(f"sqlite:{junk}")
