@@ -7,7 +7,7 @@ PORT ?= 8080
 STORE ?= sqlite:returns-mock.db
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test fuzz lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# A much larger fuzz budget than CI's, with a fresh random seed each run (hypothesis prints it on failure).
+FUZZ_EXAMPLES ?= 1000
+FUZZ_STEPS ?= 20
+fuzz: $(VENV)/.test-installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache returns-mock.db returns-mock.db-*

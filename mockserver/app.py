@@ -74,8 +74,8 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     ids = IdGenerator(config.seed)
     apis: list[ProviderApi] = [
         Api35up(Returns35up(store, clock, mode=config.lifecycle,
-                            return_window_days=config.return_window_days)),
-        Api3plship(Returns3plship(store, clock, ids)),
+                            return_window_days=config.return_window_days), users=config.users_35up),
+        Api3plship(Returns3plship(store, clock, ids), keys=config.keys_3plship),
     ]
     state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis})
 
@@ -164,6 +164,12 @@ def _parameters(api: ProviderApi, op: Operation, location: str, given: Any) -> d
             found.extend(issues)
         else:
             values[param.name] = value
+    if location == "query":
+        known = [p.name for p in op.parameters if p.location == "query"]
+        for name in given:
+            if name not in known:
+                hint = f"; known: {', '.join(known)}" if known else ""
+                found.append(Problem(name, f"{name} is not a known query parameter{hint}", location))
     if found:
         raise _invalid(api, found)
     return values

@@ -48,6 +48,21 @@ def _port(text: str) -> int:
     return value
 
 
+def _credentials(text: str) -> tuple[str, str]:
+    username, colon, password = text.partition(":")
+    if not colon or not username or not password:
+        raise argparse.ArgumentTypeError(f"expected USER:PASSWORD, got {text!r}")
+    return username, password
+
+
+def _api_key(text: str) -> str:
+    from .threeplship.api import API_KEY
+
+    if not API_KEY.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"3plship keys look like zl_live_... or zl_test_..., got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="returns-mock",
                      description="Contract-checked, stateful mock of the 35up and 3plship returns APIs.")
@@ -69,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=_positive, default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")
     serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
+    serve.add_argument("--35up-user", dest="users_35up", action="append", type=_credentials, metavar="USER:PASSWORD",
+                       help="accept only these 35up credentials (repeatable; default: any well-formed pair)")
+    serve.add_argument("--3plship-key", dest="keys_3plship", action="append", type=_api_key, metavar="KEY",
+                       help="accept only these 3plship API keys (repeatable; default: any zl_live_/zl_test_ key)")
     serve.add_argument("--self-check", action="store_true",
                        help="validate every response against the contract (a mismatch answers 500)")
 
@@ -106,7 +125,9 @@ def serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise UsageError(f"--store {args.store}: {exc}") from None
     config = Config(store=args.store, lifecycle=args.lifecycle, return_window_days=args.return_window_days,
-                    max_body_bytes=args.max_body_bytes, seed=args.seed, self_check=args.self_check)
+                    max_body_bytes=args.max_body_bytes, seed=args.seed, self_check=args.self_check,
+                    users_35up=dict(args.users_35up) if args.users_35up else None,
+                    keys_3plship=args.keys_3plship)
     from .app import validate_contracts
 
     validate_contracts()

@@ -24,6 +24,10 @@ class Config:
     """Seed for ids (ret_..., req_...); None = random."""
     self_check: bool = False
     """Validate every response against the contract; a mismatch raises ContractViolation."""
+    users_35up: dict[str, str] | None = None
+    """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
+    keys_3plship: list[str] | None = None
+    """3plship API keys that are accepted; None = any zl_live_... / zl_test_... key."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

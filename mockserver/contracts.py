@@ -19,12 +19,30 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from jsonschema.validators import extend
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 PROVIDERS = ("35up", "3plship")
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+
+
+@cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262 regexes. Python's `$` also matches before a final newline, so
+    # "42\n" would pass "^[0-9]+$"; a trailing `$` becomes `\Z`, the end of the string, as in ECMA.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: JSON) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = extend(Draft202012Validator, {"pattern": _pattern})
 
 JSON = dict[str, Any]
 
@@ -120,15 +138,13 @@ class Contract:
         """Compiled validator for a schema file (by file name), cached."""
         if name not in self._validators:
             schema = self.documents[name]
-            self._validators[name] = Draft202012Validator(
-                schema, registry=self.registry, format_checker=FORMAT_CHECKER
-            )
+            self._validators[name] = Validator(schema, registry=self.registry, format_checker=FORMAT_CHECKER)
         return self._validators[name]
 
     def inline_validator(self, schema: JSON, where: str) -> Draft202012Validator:
         """Validator for a schema written inside openapi.json; relative $refs resolve beside it."""
         anchored = {**schema, "$id": f"{self.base_uri}{_slug(where)}.inline.json"}
-        return Draft202012Validator(anchored, registry=self.registry, format_checker=FORMAT_CHECKER)
+        return Validator(anchored, registry=self.registry, format_checker=FORMAT_CHECKER)
 
     def enum(self, name: str) -> list[str]:
         return list(self.documents[name]["enum"])

@@ -290,7 +290,8 @@ def test_list_filters_by_status_and_order_id(client: FlaskClient) -> None:
 @pytest.mark.parametrize(("query", "field"), [
     ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("page=0", "page"),
     ("page=1.5", "page"), ("status=approved", "status"), ("order_id=", "order_id"),
-    ("page=99999999999999999999999", "page"),
+    ("page=99999999999999999999999", "page"), ("orderId=ord_1", "orderId"),
+    ("created_after=2026-01-01", "created_after"),
 ])
 def test_out_of_range_query_parameters_are_422_naming_them(client: FlaskClient, query: str, field: str) -> None:
     response = client.get(f"{PL}/returns?{query}", headers=bearer())

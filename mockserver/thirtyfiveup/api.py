@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from typing import Any
 
 from ..contracts import contract
@@ -18,8 +19,9 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="35up", charset="UTF-8"'}
 class Api35up(ProviderApi):
     name = PROVIDER
 
-    def __init__(self, core: Returns35up) -> None:
+    def __init__(self, core: Returns35up, users: dict[str, str] | None = None) -> None:
         self.core = core
+        self.users = users
         self.contract = contract(PROVIDER)
 
     @property
@@ -45,6 +47,8 @@ class Api35up(ProviderApi):
         username, colon, password = decoded.partition(":")
         if not colon or not username or not password:
             raise self._unauthorized("Basic credentials must be username:password, both non-empty.")
+        if self.users is not None and not hmac.compare_digest(self.users.get(username, ""), password):
+            raise self._unauthorized("Unknown username or wrong password.")
         return username
 
     def _unauthorized(self, message: str) -> ProviderError:

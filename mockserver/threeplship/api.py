@@ -18,8 +18,9 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
 class Api3plship(ProviderApi):
     name = PROVIDER
 
-    def __init__(self, core: Returns3plship) -> None:
+    def __init__(self, core: Returns3plship, keys: list[str] | None = None) -> None:
         self.core = core
+        self.keys = frozenset(keys) if keys is not None else None
         self.contract = contract(PROVIDER)
 
     @property
@@ -53,6 +54,8 @@ class Api3plship(ProviderApi):
         key = key.strip()
         if not API_KEY.fullmatch(key):
             raise self._unauthorized("Invalid API key: keys look like zl_live_... or zl_test_....")
+        if self.keys is not None and key not in self.keys:
+            raise self._unauthorized("Invalid API key: this key is not known.")
         return key
 
     def _unauthorized(self, message: str) -> ProviderError:
