@@ -289,3 +289,14 @@ def test_unknown_path_is_404_in_the_35up_format(client: FlaskClient) -> None:
     response = client.get(f"{UP35}/nothing", headers=basic())
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_registered_credentials_are_the_only_ones_accepted(clock: FrozenClock) -> None:
+    app = create_app(Config(self_check=True, users_35up={"shop-a": "right"}), store=MemoryStore(), clock=clock)
+    client = app.test_client()
+    assert client.post(f"{UP35}/returns", json=body(), headers=basic("shop-a", "right")).status_code == 201
+    for headers in (basic("shop-a", "wrong"), basic("shop-b", "right")):
+        response = client.post(f"{UP35}/returns", json=body("o2"), headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert response.get_json()["error"]["message"] == "Unknown username or wrong password."

@@ -315,3 +315,15 @@ def test_unknown_path_and_method(client: FlaskClient) -> None:
     response = client.put(f"{PL}/returns", headers=bearer())
     assert response.status_code == 405 and response.get_json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert response.headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_registered_api_keys_are_the_only_ones_accepted(clock: FrozenClock) -> None:
+    from mockserver.app import create_app
+    from mockserver.config import Config
+    from mockserver.store import MemoryStore
+
+    app = create_app(Config(self_check=True, keys_3plship=["zl_live_known"]), store=MemoryStore(), clock=clock)
+    client = app.test_client()
+    assert client.get(f"{PL}/returns", headers=bearer("zl_live_known")).status_code == 200
+    response = client.get(f"{PL}/returns", headers=bearer("zl_live_unknown"))
+    assert response.status_code == 401 and "not known" in response.get_json()["error"]["message"]

@@ -68,7 +68,7 @@ def test_workers_share_one_state(tmp_path: Path) -> None:
 
 
 def test_openapi_documents_are_served_with_the_mock_first(tmp_path: Path) -> None:
-    server = Server("--store", "memory").start()
+    server = Server("--store", "memory", "--35up-user", "shop-a:secret").start()
     try:
         for provider, first, second in (("35up", "/35up/v1", "https://api.35up.io/v1"),
                                         ("3plship", "/3plship/api/v1", "https://app.3plship.com/api/v1")):
@@ -79,8 +79,10 @@ def test_openapi_documents_are_served_with_the_mock_first(tmp_path: Path) -> Non
         assert index["store"] == "memory" and index["version"] == __version__
         unauth = requests.post(server.url + UP35 + "/returns", json={}, timeout=10)
         assert unauth.status_code == 401 and unauth.headers["WWW-Authenticate"].startswith("Basic")
-        assert requests.post(server.url + UP35 + "/returns", json={}, headers=basic(),
+        assert requests.post(server.url + UP35 + "/returns", json={}, headers=basic("shop-a", "secret"),
                              timeout=10).status_code == 422
+        assert requests.post(server.url + UP35 + "/returns", json={}, headers=basic("shop-a", "wrong"),
+                             timeout=10).status_code == 401
     finally:
         server.stop()
 
@@ -104,6 +106,8 @@ def test_version_and_help() -> None:
     (["serve", "--store", "redis://x"], "use 'memory' or 'sqlite:PATH'"),
     (["serve", "--lifecycle", "lax"], "invalid choice"),
     (["fly"], "invalid choice"),
+    (["serve", "--35up-user", "nocolon"], "expected USER:PASSWORD"),
+    (["serve", "--3plship-key", "sk_live_x"], "zl_live_"),
 ])
 def test_bad_flags_and_unusable_stores_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = cli(*args)
