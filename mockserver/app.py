@@ -38,8 +38,6 @@ from .thirtyfiveup.core import Returns35up
 from .threeplship.api import Api3plship
 from .threeplship.core import Returns3plship
 
-INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
-
 
 class ContractViolation(AssertionError):
     """The mock answered something its own contract does not allow (response self-check)."""
@@ -141,35 +139,7 @@ def _view(api: ProviderApi, op: Operation, handler: Any) -> Any:
 
 
 def _parameters(api: ProviderApi, op: Operation, location: str, given: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    found: list[Problem] = []
-    for param in op.parameters:
-        if param.location != location:
-            continue
-        raw = given.get(param.name)
-        if raw is None:
-            if param.required:
-                found.append(Problem(param.name, f"{param.name} is required", location))
-            elif param.default is not None:
-                values[param.name] = param.default
-            continue
-        value: Any = raw
-        if param.is_integer:
-            if not INTEGER.fullmatch(raw):
-                found.append(Problem(param.name, f"{param.name} must be an integer, not {raw!r}", location))
-                continue
-            value = int(raw)
-        issues = problems(param.validator, value, location, (param.name,))
-        if issues:
-            found.extend(issues)
-        else:
-            values[param.name] = value
-    if location == "query":
-        known = [p.name for p in op.parameters if p.location == "query"]
-        for name in given:
-            if name not in known:
-                hint = f"; known: {', '.join(known)}" if known else ""
-                found.append(Problem(name, f"{name} is not a known query parameter{hint}", location))
+    values, found = op.check_parameters(location, given)
     if found:
         raise _invalid(api, found)
     return values

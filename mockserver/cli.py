@@ -48,6 +48,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
+    return text
+
+
 def _credentials(text: str) -> tuple[str, str]:
     username, colon, password = text.partition(":")
     if not colon or not username or not password:
@@ -91,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--self-check", action="store_true",
                        help="validate every response against the contract (a mismatch answers 500)")
 
+    check = commands.add_parser(
+        "verify", help="run a provider's contract suite against any implementation",
+        description="Schemathesis over the provider's contract plus scripted lifecycle scenarios, against the "
+                    "implementation at --base-url (this mock, a sandbox, a real account: scenarios create "
+                    "returns there). Exit 0: no violations; 1: violations; 2: usage or unreachable target.")
+    check.add_argument("--provider", choices=PROVIDERS, required=True)
+    check.add_argument("--base-url", required=True, type=_url,
+                       help="e.g. http://127.0.0.1:8080/3plship/api/v1 or https://app.3plship.com/api/v1")
+    check.add_argument("--api-key", help="3plship: zl_live_... or zl_test_...")
+    check.add_argument("--username", help="35up: Basic auth username")
+    check.add_argument("--password", help="35up: Basic auth password")
+    check.add_argument("--max-examples", type=_positive, default=20, help="schemathesis examples per operation")
+    check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
+    check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
+
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
     show.add_argument("provider", choices=PROVIDERS)
     return parser
@@ -102,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "serve":
             return serve(args)
+        if args.command == "verify":
+            return verify(args)
         if args.command == "openapi":
             sys.stdout.write(orjson.dumps(contract(args.provider).bundled_openapi(),
                                           option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -143,6 +169,31 @@ def serve(args: argparse.Namespace) -> int:
             interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
             log_access=False).serve()
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .verify import Target, TargetError
+    from .verify import verify as run
+
+    if args.provider == "35up" and not (args.username and args.password):
+        raise UsageError("--provider 35up needs --username and --password")
+    if args.provider == "3plship" and not args.api_key:
+        raise UsageError("--provider 3plship needs --api-key")
+    junit = Path(args.junit_xml) if args.junit_xml else None
+    if junit is not None and not junit.parent.is_dir():
+        raise UsageError(f"--junit-xml {junit}: folder {junit.parent} does not exist")
+    target = Target(args.provider, args.base_url, api_key=args.api_key, username=args.username,
+                    password=args.password)
+    try:
+        report = run(target, max_examples=args.max_examples, seed=args.seed)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    print(report.summary())
+    if junit is not None:
+        report.write_junit(junit)
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -24,6 +24,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 PROVIDERS = ("35up", "3plship")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 
@@ -103,6 +104,43 @@ class Operation:
     body_required: bool
     responses: dict[int, Draft202012Validator | None]
 
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def check_parameters(self, location: str, given: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
+        """Coerce and validate the path or query values of a request; unknown query names are problems."""
+        values: dict[str, Any] = {}
+        found: list[Problem] = []
+        for param in self.parameters:
+            if param.location != location:
+                continue
+            raw = given.get(param.name)
+            if raw is None:
+                if param.required:
+                    found.append(Problem(param.name, f"{param.name} is required", location))
+                elif param.default is not None:
+                    values[param.name] = param.default
+                continue
+            value: Any = raw
+            if param.is_integer:
+                if not _INTEGER.fullmatch(raw):
+                    found.append(Problem(param.name, f"{param.name} must be an integer, not {raw!r}", location))
+                    continue
+                value = int(raw)
+            issues = problems(param.validator, value, location, (param.name,))
+            if issues:
+                found.extend(issues)
+            else:
+                values[param.name] = value
+        if location == "query":
+            known = [p.name for p in self.parameters if p.location == "query"]
+            for name in given:
+                if name not in known:
+                    hint = f"; known: {', '.join(known)}" if known else ""
+                    found.append(Problem(name, f"{name} is not a known query parameter{hint}", location))
+        return values, found
+
 
 @dataclass
 class Contract:
@@ -178,6 +216,14 @@ class Contract:
 
     def bundled_openapi(self) -> JSON:
         return _bundled(self.provider)
+
+    def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+        """The operation a concrete request path (relative to the base URL) belongs to, with its path values."""
+        for op, pattern in _path_patterns(self.provider):
+            found = pattern.fullmatch(path)
+            if found and op.method == method.upper():
+                return op, found.groupdict()
+        return None
 
 
 def _slug(text: str) -> str:
@@ -262,6 +308,12 @@ def _operations(provider: str) -> list[Operation]:
                 )
             )
     return operations
+
+
+@cache
+def _path_patterns(provider: str) -> list[tuple[Operation, re.Pattern[str]]]:
+    return [(op, re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(op.path))))
+            for op in _operations(provider)]
 
 
 # --- problems: jsonschema errors in the client's words ------------------------------------------

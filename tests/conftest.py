@@ -106,3 +106,24 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+
+
+class ThreadedServer:
+    """A WSGI app on a loopback port in a background thread (werkzeug's threaded server)."""
+
+    def __init__(self, app: Any) -> None:
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        import threading
+
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)

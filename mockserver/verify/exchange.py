@@ -1,0 +1,83 @@
+"""Check one recorded request and its response against a provider's contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..contracts import Problem, contract, problems
+
+
+@dataclass(frozen=True)
+class Exchange:
+    method: str
+    path: str
+    """Relative to the provider's base URL, e.g. /returns/ret_1/refund."""
+    query: Mapping[str, str]
+    request_content_type: str | None
+    request_body: bytes | None
+    status: int
+    response_content_type: str | None
+    response_body: bytes | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    side: str
+    """'request' (what the client sent) or 'response' (what the provider answered)."""
+    field: str
+    message: str
+
+
+def _json(body: bytes | None, content_type: str | None, side: str) -> tuple[object, Finding | None]:
+    if not body:
+        return None, None
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        return None, Finding(side, "Content-Type", f"Content-Type is {mimetype or 'missing'}, not application/json")
+    try:
+        return json.loads(body.decode("utf-8")), None
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, Finding(side, "", f"body is not valid JSON: {exc}")
+
+
+def _finding(side: str, problem: Problem) -> Finding:
+    return Finding(side, problem.field or (problem.location if problem.location != "response" else ""),
+                   problem.message)
+
+
+def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[Finding]]:
+    """(operationId or None, every way the request or the response breaks the contract)."""
+    matched = contract(provider).match(exchange.method, exchange.path)
+    if matched is None:
+        return None, [Finding("request", "", f"{exchange.method} {exchange.path} is not an operation of the "
+                                             f"{provider} contract")]
+    op, path_values = matched
+    findings: list[Finding] = []
+    for location, values in (("path", path_values), ("query", exchange.query)):
+        findings += [_finding("request", p) for p in op.check_parameters(location, values)[1]]
+    if op.body_validator is not None:
+        body, bad = _json(exchange.request_body, exchange.request_content_type, "request")
+        if bad:
+            findings.append(bad)
+        elif exchange.request_body:
+            findings += [_finding("request", p) for p in problems(op.body_validator, body)]
+        elif op.body_required:
+            findings.append(Finding("request", "", "the request body is required"))
+
+    if exchange.status not in op.responses:
+        documented = ", ".join(str(code) for code in sorted(op.responses))
+        findings.append(Finding("response", "status", f"status {exchange.status} is not documented for "
+                                                      f"{op.operation_id} (documented: {documented})"))
+        return op.operation_id, findings
+    validator = op.responses[exchange.status]
+    body, bad = _json(exchange.response_body, exchange.response_content_type, "response")
+    if bad:
+        findings.append(bad)
+    elif validator is not None:
+        if not exchange.response_body:
+            findings.append(Finding("response", "", "the response has no body"))
+        else:
+            findings += [_finding("response", p) for p in problems(validator, body, "response")]
+    return op.operation_id, findings
