@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import NoReturn
@@ -115,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
     check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
 
+    har = commands.add_parser(
+        "validate-har", help="check recorded traffic (HAR 1.2) against the contracts",
+        description="Match each entry to a provider operation by host and path (api.35up.io, app.3plship.com, "
+                    "or the mock's /35up/v1 and /3plship/api/v1 prefixes), validate its request and response, "
+                    "and report every violation. Other entries are counted and skipped. Exit 0: none; 1: "
+                    "violations; 2: unusable file.")
+    har.add_argument("file", help="a .har file exported by a browser, mitmproxy, Charles, Postman, schemathesis...")
+    har.add_argument("--format", choices=("text", "json"), default="text")
+
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
     show.add_argument("provider", choices=PROVIDERS)
     return parser
@@ -128,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "verify":
             return verify(args)
+        if args.command == "validate-har":
+            return validate_har(args)
         if args.command == "openapi":
             sys.stdout.write(orjson.dumps(contract(args.provider).bundled_openapi(),
                                           option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -169,6 +181,23 @@ def serve(args: argparse.Namespace) -> int:
             interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
             log_access=False).serve()
     return 0
+
+
+def validate_har(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .verify.har import HarError
+    from .verify.har import validate_har as run
+
+    try:
+        report = run(Path(args.file))
+    except HarError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
 
 
 def verify(args: argparse.Namespace) -> int:

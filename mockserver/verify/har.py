@@ -1,0 +1,149 @@
+"""`returns-mock validate-har`: check recorded traffic (HAR 1.2) against the contracts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .exchange import Exchange, check_exchange
+
+# Where each provider's operations live: its real host and base path, and the mock's prefix on any host.
+REAL_HOSTS = {"api.35up.io": ("35up", "/v1"), "app.3plship.com": ("3plship", "/api/v1")}
+MOCK_PREFIXES = {"/35up/v1": "35up", "/3plship/api/v1": "3plship"}
+
+
+class HarError(Exception):
+    """The file is not a usable HAR document."""
+
+
+@dataclass(frozen=True)
+class HarViolation:
+    entry: int
+    method: str
+    path: str
+    provider: str
+    operation: str | None
+    side: str
+    field: str
+    message: str
+
+
+@dataclass
+class HarReport:
+    entries: int = 0
+    checked: int = 0
+    skipped: int = 0
+    violations: list[HarViolation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def as_json(self) -> dict[str, Any]:
+        return {"entries": self.entries, "checked": self.checked, "skipped": self.skipped, "ok": self.ok,
+                "violations": [asdict(v) for v in self.violations]}
+
+    def summary(self) -> str:
+        lines = [f"{self.entries} entries: {self.checked} checked against a contract, {self.skipped} skipped "
+                 f"(other hosts or paths), {len(self.violations)} violation{'s' if len(self.violations) != 1 else ''}."]
+        for v in self.violations:
+            where = f" {v.field}:" if v.field else ""
+            lines.append(f"entry {v.entry}: {v.method} {v.path} [{v.provider} {v.operation or '?'}] "
+                         f"{v.side}{where} {v.message}")
+        return "\n".join(lines)
+
+
+def locate(url: str) -> tuple[str, str] | None:
+    """(provider, path relative to its base URL) for a URL of either provider or the mock, else None."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    path = parts.path or "/"
+    if host in REAL_HOSTS:
+        provider, base = REAL_HOSTS[host]
+        if path == base or path.startswith(base + "/"):
+            return provider, path[len(base):] or "/"
+        return None
+    for prefix, provider in MOCK_PREFIXES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return provider, path[len(prefix):] or "/"
+    return None
+
+
+def _text(container: dict[str, Any], where: str) -> bytes | None:
+    text = container.get("text")
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise HarError(f"{where}.text must be a string")
+    if container.get("encoding") == "base64":
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise HarError(f"{where}.text is not valid base64") from None
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for h in headers if isinstance(headers, list) else []:
+        if isinstance(h, dict) and str(h.get("name", "")).lower() == name:
+            return str(h.get("value", ""))
+    return None
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HarError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise HarError(f"{path} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise HarError(f"{path} is not JSON: {exc}") from None
+    log = document.get("log") if isinstance(document, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
+    if not isinstance(entries, list):
+        raise HarError(f"{path} is not a HAR file: it has no log.entries list")
+    return entries
+
+
+def validate_har(path: Path) -> HarReport:
+    report = HarReport()
+    for index, entry in enumerate(load(path)):
+        report.entries += 1
+        where = f"log.entries[{index}]"
+        request = entry.get("request") if isinstance(entry, dict) else None
+        response = entry.get("response") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(response, dict):
+            raise HarError(f"{where} needs a request and a response object")
+        url, method, status = request.get("url"), request.get("method"), response.get("status")
+        if not isinstance(url, str) or not isinstance(method, str) or not isinstance(status, int):
+            raise HarError(f"{where} needs request.url, request.method and an integer response.status")
+        located = locate(url)
+        if located is None or status == 0:  # another host, or no answer was recorded
+            report.skipped += 1
+            continue
+        provider, relative = located
+        post = _object(request.get("postData"))
+        content = _object(response.get("content"))
+        exchange = Exchange(
+            method=method.upper(), path=relative, query=dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)),
+            request_content_type=post.get("mimeType") or _header(request.get("headers"), "content-type"),
+            request_body=_text(post, f"{where}.request.postData"),
+            status=status,
+            response_content_type=content.get("mimeType") or _header(response.get("headers"), "content-type"),
+            response_body=_text(content, f"{where}.response.content"))
+        operation, findings = check_exchange(provider, exchange)
+        report.checked += 1
+        for f in findings:
+            report.violations.append(HarViolation(index, method.upper(), urlsplit(url).path, provider, operation,
+                                                  f.side, f.field, f.message))
+    return report
