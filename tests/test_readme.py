@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,17 @@ def test_the_curl_examples_work_against_the_server(section: str, tmp_path: Path)
     expected = {"35up with curl": ["201", "200", "422", "409"],
                 "3plship with curl": ["201", "200", "200", "200", "200"]}[section]
     assert codes == expected, (shlex.quote(script), result.stdout)
+
+
+def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
+    section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock verify --provider 35up --base-url http://")]
+    (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve")]
+    server = Server(*shlex.split(serve)[2:-1]).start()  # the README's flags, on a free port
+    try:
+        args = shlex.split(line.replace("http://127.0.0.1:8080", server.url))[1:]
+        result = subprocess.run([sys.executable, "-m", "mockserver.cli", *args, "--max-examples", "5"],
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout
