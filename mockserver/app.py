@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ from .http import (
     ProviderApi,
 )
 from .ids import IdGenerator
+from .journal import BODY_LIMIT, Entry, Journal
+from .journal import Violation as JournalViolation
 from .store import Store, open_store
 from .thirtyfiveup.api import Api35up
 from .thirtyfiveup.core import Returns35up
@@ -52,6 +55,7 @@ class MockState:
     clock: Clock
     ids: IdGenerator
     apis: dict[str, ProviderApi]
+    journal: Journal = field(default_factory=Journal)
     operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
     self_check_failures: list[str] = field(default_factory=list)
 
@@ -75,7 +79,8 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
                             return_window_days=config.return_window_days), users=config.users_35up),
         Api3plship(Returns3plship(store, clock, ids), keys=config.keys_3plship),
     ]
-    state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis})
+    state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis},
+                      journal=Journal(config.journal_size))
 
     app = Flask("mockserver")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -96,8 +101,10 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             },
         })
 
+    app.before_request(_start_clock)
     if config.self_check:
         app.after_request(lambda response: _self_check(state, response))
+    app.after_request(lambda response: _record(state, response))
     return app
 
 
@@ -128,6 +135,7 @@ def _register(app: Flask, state: MockState, api: ProviderApi) -> None:
 def _view(api: ProviderApi, op: Operation, handler: Any) -> Any:
     def view(**path_values: str) -> Response:
         account = api.authenticate(request.headers.get("Authorization"))
+        g.account = account
         path = _parameters(api, op, "path", path_values)
         query = _parameters(api, op, "query", request.args)
         body = _body(api, op) if op.body_validator is not None else None
@@ -218,8 +226,15 @@ def _api_for_path(state: MockState, path: str) -> ProviderApi | None:
     return None
 
 
+# Refusals that are the client's fault against the contract (not a refusal for a reason of state).
+CLIENT_FAULTS = frozenset({400, 401, 405, 413, 422})
+
+
 def _render_error(state: MockState, error: ProviderError) -> Response:
     api = _api_for_path(state, request.path)
+    if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
+        g.violations = [(str(d.get("field", "")), str(d.get("location", "")), str(d["message"]))
+                        for d in error.details] or [("", "request", error.message)]
     headers = dict(error.headers)
     if api is None:
         body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
@@ -263,6 +278,33 @@ def _register_errors(app: Flask, state: MockState) -> None:
         api = _api_for_path(state, request.path)
         code = api.code(INTERNAL_ERROR) if api else INTERNAL_ERROR
         return _render_error(state, ProviderError(500, code, f"Internal error in the mock: {error!r}."))
+
+
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+def _record(state: MockState, response: Response) -> Response:
+    """Journal every provider request, with the contract violations it carried."""
+    api = _api_for_path(state, request.path)
+    if api is None or request.path.endswith("/openapi.json"):
+        return response
+    entry_id = state.journal.next_id()
+    account = g.get("account")
+    violations = tuple(
+        JournalViolation(entry_id, request.method, request.path, api.name, account, response.status_code,
+                         field_, location, message)
+        for field_, location, message in g.get("violations", ()))
+    try:
+        body = request.get_data(cache=True)[:BODY_LIMIT]
+    except HTTPException:  # over the size limit: not kept
+        body = None
+    state.journal.record(Entry(
+        id=entry_id, at=_timestamp(), provider=api.name, account=account, method=request.method,
+        path=request.path, query=request.query_string.decode("latin-1"), status=response.status_code,
+        duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+        request_body=body or None, response_body=response.get_data()[:BODY_LIMIT], violations=violations))
+    return response
 
 
 def _self_check(state: MockState, response: Response) -> Response:

@@ -24,6 +24,8 @@ class Config:
     """Seed for ids (ret_..., req_...); None = random."""
     self_check: bool = False
     """Validate every response against the contract; a mismatch raises ContractViolation."""
+    journal_size: int = 1000
+    """How many requests (and contract violations) the journal keeps; the oldest go first."""
     users_35up: dict[str, str] | None = None
     """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
     keys_3plship: list[str] | None = None

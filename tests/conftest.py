@@ -20,7 +20,12 @@ from flask.testing import FlaskClient
 from mockserver.app import create_app, mock_state
 from mockserver.clock import FrozenClock
 from mockserver.config import Config
+from mockserver.live import ThreadedServer
 from mockserver.store import MemoryStore
+
+__all__ = ["ThreadedServer"]
+
+pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -107,23 +112,3 @@ class Server:
                 self.proc.wait(timeout=5)
         self.proc = None
 
-
-class ThreadedServer:
-    """A WSGI app on a loopback port in a background thread (werkzeug's threaded server)."""
-
-    def __init__(self, app: Any) -> None:
-        from werkzeug.serving import make_server
-
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        import threading
-
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ThreadedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=10)

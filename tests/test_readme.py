@@ -19,8 +19,18 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
+def section(title: str) -> str:
+    return README.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_fixture_examples_pass(pytester: pytest.Pytester) -> None:
+    (source,) = re.findall(r"```python\n(.*?)```", section("In your pytest suite: no server needed"), flags=re.S)
+    pytester.makepyfile(test_readme_example=source)
+    pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-strict").assert_outcomes(passed=2)
+
+
 def test_the_python_example_runs() -> None:
-    (source,) = blocks("python")
+    (source,) = re.findall(r"```python\n(.*?)```", section("The app in-process, with your own clock"), flags=re.S)
     namespace: dict[str, Any] = {}
     exec(compile(source, "README.md", "exec"), namespace)
     tests = [f for name, f in namespace.items() if name.startswith("test_")]

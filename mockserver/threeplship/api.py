@@ -11,7 +11,7 @@ from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
 from . import PROVIDER
 from .core import Returns3plship
 
-API_KEY = re.compile(r"zl_(live|test)_[A-Za-z0-9]+")
+API_KEY = re.compile(r"zl_(live|test)_[A-Za-z0-9_]+")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
 
 

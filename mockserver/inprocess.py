@@ -1,0 +1,136 @@
+"""The providers in-process: `requests` calls to the real hosts answered by the same Flask app.
+
+    from mockserver import mock_providers
+
+    with mock_providers() as mock:
+        requests.post("https://app.3plship.com/api/v1/returns", ...)
+        assert mock.violations == []
+
+A `responses` callback turns each request to https://api.35up.io/v1/... or
+https://app.3plship.com/api/v1/... into a WSGI call of the app (one code path with the server), with a
+fresh in-memory store per context.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterator
+from contextlib import ContextDecorator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+import responses
+from flask import Flask
+from werkzeug.test import Client
+
+from .app import MockState, create_app, mock_state
+from .clock import Clock
+from .config import Config
+from .journal import Entry, Violation
+from .store import MemoryStore
+
+REAL_BASE_URLS = {"35up": "https://api.35up.io/v1", "3plship": "https://app.3plship.com/api/v1"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MockHandle:
+    """What a test sees of a running mock: its app, state, clock, journal and the client's violations."""
+
+    app: Flask
+
+    @property
+    def state(self) -> MockState:
+        return mock_state(self.app)
+
+    @property
+    def clock(self) -> Clock:
+        return self.state.clock
+
+    @property
+    def journal(self) -> list[Entry]:
+        """Every request and response, oldest first (bounded: Config.journal_size)."""
+        return self.state.journal.entries()
+
+    @property
+    def violations(self) -> list[Violation]:
+        """The requests that broke the contract, each naming the field and the reason."""
+        return self.state.journal.violations()
+
+    def reset(self) -> None:
+        """Forget every return and the journal."""
+        self.state.store.reset()
+        self.state.journal.clear()
+
+    def assert_no_violations(self) -> None:
+        found = self.violations
+        if found:
+            lines = "\n".join(f"  {v.describe()}" for v in found)
+            raise AssertionError(f"the code under test sent {len(found)} request(s) that break the contract:\n{lines}")
+
+
+class mock_providers(MockHandle, ContextDecorator):
+    """Context manager and decorator: both providers answered in-process while active.
+
+    passthrough: False (default) makes requests to other hosts fail with ConnectionError, as `responses`
+    does; True lets them reach the network; a list of URL prefixes lets only those through.
+    """
+
+    def __init__(self, *, passthrough: bool | list[str] = False, config: Config | None = None,
+                 clock: Clock | None = None) -> None:
+        self._passthrough = passthrough
+        self._config = config or Config()
+        self._clock = clock
+        self._responses: responses.RequestsMock | None = None
+
+    def __enter__(self) -> mock_providers:
+        self.app = create_app(self._config, store=MemoryStore(), clock=self._clock)
+        self._client = Client(self.app)
+        mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+        for provider, base in REAL_BASE_URLS.items():
+            pattern = re.compile(re.escape(base) + r"(/.*)?(\?.*)?$")
+            for method in METHODS:
+                mock.add_callback(method, pattern, callback=functools.partial(self._dispatch, provider, base))
+        if self._passthrough is True:
+            mock.add_passthru(re.compile(r".*"))
+        elif self._passthrough:
+            for prefix in self._passthrough:
+                mock.add_passthru(prefix)
+        mock.start()
+        self._responses = mock
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._responses is not None:
+            self._responses.stop()
+            self._responses.reset()
+            self._responses = None
+
+    def __call__(self, func: F) -> F:  # a fresh mock for every call of the decorated function
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with mock_providers(passthrough=self._passthrough, config=self._config, clock=self._clock):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        return dict(REAL_BASE_URLS)
+
+    def _dispatch(self, provider: str, base: str,
+                  request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        url = urlsplit(str(request.url))
+        prefix = self.state.apis[provider].contract.mock_prefix
+        path = prefix + url.path[len(urlsplit(base).path):]
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        response = self._client.open(path, method=str(request.method), query_string=url.query,
+                                     headers=list(request.headers.items()), data=body or b"")
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return response.status_code, headers, response.get_data()
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.journal)

@@ -1,0 +1,61 @@
+"""A real HTTP server for the mock on a free loopback port, in a background thread.
+
+For clients that are not `requests`-based (httpx, aiohttp, other processes) inside a test suite. The
+standalone server (`returns-mock serve`) uses granian instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from .app import create_app
+from .clock import Clock
+from .config import Config
+from .inprocess import MockHandle
+from .store import MemoryStore
+
+
+class ThreadedServer:
+    """Any WSGI app served on 127.0.0.1 on a free port by werkzeug's threaded server."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self._server = make_server(host, 0, app, threaded=True)
+        self.url = f"http://{host}:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="returns-mock", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ThreadedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LiveMock(MockHandle):
+    """The mock served over real HTTP: `.url`, and each provider's base URL."""
+
+    def __init__(self, config: Config | None = None, clock: Clock | None = None) -> None:
+        self.app = create_app(config or Config(), store=MemoryStore(), clock=clock)
+        self._server = ThreadedServer(self.app)
+        self.url = self._server.url
+        self.base_urls = {name: self.url + api.contract.mock_prefix for name, api in self.state.apis.items()}
+        self.url_35up = self.base_urls["35up"]
+        self.url_3plship = self.base_urls["3plship"]
+
+    def __enter__(self) -> LiveMock:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()

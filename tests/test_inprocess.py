@@ -1,0 +1,189 @@
+"""`mock_providers()` and the pytest plugin: the same app in-process, isolation, strict mode, passthrough."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+import requests
+from conftest import ThreadedServer, fixture
+from flask import Flask
+
+from mockserver import mock_providers
+from mockserver.live import LiveMock
+
+UP = "https://api.35up.io/v1"
+PL = "https://app.3plship.com/api/v1"
+KEY = {"Authorization": "Bearer zl_test_inproc"}
+
+
+def create_35up(order: str = "42346434") -> requests.Response:
+    return requests.post(f"{UP}/returns", json={**fixture("35up/create-return.request.json"), "orderId": order},
+                         auth=("shop", "pw"))
+
+
+def test_context_manager_answers_the_real_hosts_with_state() -> None:
+    with mock_providers() as mock:
+        assert create_35up().status_code == 201
+        assert create_35up().status_code == 409
+        moved = requests.patch(f"{UP}/returns/42346434", json={"status": "awaiting_return"}, auth=("shop", "pw"))
+        assert moved.json()["history"][-1]["status"] == "awaiting_return"
+        created = requests.post(f"{PL}/returns", json=fixture("3plship/create-return.request.json"), headers=KEY)
+        assert created.status_code == 201 and created.json()["data"]["id"].startswith("ret_")
+        listed = requests.get(f"{PL}/returns", params={"status": "initiated"}, headers=KEY).json()
+        assert [r["id"] for r in listed["data"]] == [created.json()["data"]["id"]]
+        assert [(e.provider, e.account, e.method, e.status) for e in mock.journal] == [
+            ("35up", "shop", "POST", 201), ("35up", "shop", "POST", 409), ("35up", "shop", "PATCH", 200),
+            ("3plship", "zl_test_inproc", "POST", 201), ("3plship", "zl_test_inproc", "GET", 200)]
+        assert mock.journal[-1].query == "status=initiated"
+        assert mock.violations == []
+
+
+def test_violations_name_the_request_and_the_field() -> None:
+    with mock_providers() as mock:
+        requests.post(f"{PL}/returns", json={"order_id": "o", "reason": "other", "refund_amount": 1,
+                                             "items": [{"sku": "P", "quantity": 0}]}, headers=KEY)
+        requests.get(f"{PL}/returns", params={"limit": 500}, headers=KEY)
+        requests.get(f"{PL}/returns")
+        assert [(v.method, v.path, v.status, v.field) for v in mock.violations] == [
+            ("POST", "/3plship/api/v1/returns", 422, "items[0].notes"),
+            ("POST", "/3plship/api/v1/returns", 422, "items[0].quantity"),
+            ("GET", "/3plship/api/v1/returns", 422, "limit"),
+            ("GET", "/3plship/api/v1/returns", 401, "Authorization"),
+        ]
+        with pytest.raises(AssertionError, match=r"items\[0\]\.quantity"):
+            mock.assert_no_violations()
+
+
+def test_state_refusals_are_not_contract_violations() -> None:
+    with mock_providers() as mock:
+        create_35up()
+        assert create_35up().status_code == 409
+        assert requests.patch(f"{UP}/returns/nope", json={"status": "closed"}, auth=("s", "p")).status_code == 404
+        assert mock.violations == []
+
+
+def test_each_context_starts_empty() -> None:
+    for _ in range(2):
+        with mock_providers() as mock:
+            assert create_35up().status_code == 201
+            assert len(mock.journal) == 1
+
+
+def test_the_decorator_gives_every_call_a_fresh_mock() -> None:
+    seen: list[int] = []
+
+    @mock_providers()
+    def client_code() -> None:
+        seen.append(create_35up().status_code)
+
+    client_code()
+    client_code()
+    assert seen == [201, 201]
+
+
+def test_outside_the_context_the_real_hosts_are_not_mocked() -> None:
+    with mock_providers():
+        pass
+    with mock_providers() as mock:
+        mock.reset()
+    with pytest.raises(requests.ConnectionError), mock_providers():
+        requests.get("http://127.0.0.1:9/anything", timeout=2)
+
+
+def _local_site() -> ThreadedServer:
+    site = Flask("site")
+    site.add_url_rule("/hello", view_func=lambda: "hi")
+    return ThreadedServer(site)
+
+
+def test_passthrough() -> None:
+    with _local_site() as site:
+        with mock_providers(), pytest.raises(requests.ConnectionError):  # default: other hosts are refused
+            requests.get(site.url + "/hello", timeout=5)
+        with mock_providers(passthrough=True):
+            assert requests.get(site.url + "/hello", timeout=5).text == "hi"
+            assert create_35up().status_code == 201  # the providers are still mocked
+        with mock_providers(passthrough=[site.url + "/hello"]):
+            assert requests.get(site.url + "/hello", timeout=5).text == "hi"
+            with pytest.raises(requests.ConnectionError):
+                requests.get(site.url + "/other", timeout=5)
+
+
+def test_live_mock_serves_any_http_client() -> None:
+    with LiveMock() as server:
+        body = json.dumps(fixture("3plship/create-return.minimal.request.json")).encode()
+        req = urllib.request.Request(server.url_3plship + "/returns", data=body, method="POST",
+                                     headers={**KEY, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            assert answer.status == 201
+        assert server.url_35up == server.url + "/35up/v1"
+        assert [e.status for e in server.journal] == [201]
+
+
+PLUGIN_TESTS = '''
+import requests, urllib.request, json
+
+def test_first(returns_mock):
+    r = requests.post("https://api.35up.io/v1/returns", auth=("a", "b"),
+                      json={"orderId": "1", "items": [{"itemId": "1", "sku": "v/s", "quantity": 1}]})
+    assert r.status_code == 201
+
+def test_second_sees_a_fresh_mock(returns_mock):
+    test_first(returns_mock)
+
+def test_server(returns_mock_server):
+    req = urllib.request.Request(returns_mock_server.url_35up + "/returns", method="POST",
+        data=json.dumps({"orderId": "1", "items": [{"itemId": "1", "sku": "v/s", "quantity": 1}]}).encode(),
+        headers={"Authorization": "Basic YTpi", "Content-Type": "application/json"})
+    assert urllib.request.urlopen(req).status == 201
+
+def test_sends_a_bad_body(returns_mock):
+    r = requests.post("https://app.3plship.com/api/v1/returns", headers={"Authorization": "Bearer zl_test_a"},
+                      json={"order_id": "o", "reason": "defective", "items": [{"sku": "P", "quantity": 1}]})
+    assert r.status_code == 422
+
+def test_server_gets_a_bad_query(returns_mock_server):
+    req = urllib.request.Request(returns_mock_server.url_3plship + "/returns?limit=0",
+                                 headers={"Authorization": "Bearer zl_test_a"})
+    try:
+        urllib.request.urlopen(req)
+    except urllib.error.HTTPError as e:
+        assert e.code == 422
+'''
+
+
+def test_fixtures_isolate_tests_and_pass_without_strict(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PLUGIN_TESTS)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=5)
+
+
+@pytest.mark.parametrize("how", [["--returns-mock-strict"], ["-o", "returns_mock_strict=true"]])
+def test_strict_mode_fails_tests_that_break_the_contract(pytester: pytest.Pytester, how: list[str]) -> None:
+    pytester.makepyfile(PLUGIN_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", *how)
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines([
+        "*returns-mock strict: the code under test sent 1 request(s) that break the contract:*",
+        "*POST /3plship/api/v1/returns -> 422: refund_amount (body): refund_amount is required*",
+        "*GET /3plship/api/v1/returns -> 422: limit (query): limit must be at least 1*",
+    ])
+
+
+def test_marker_configures_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile('''
+import pytest, requests
+from mockserver.config import Config
+
+@pytest.mark.returns_mock(config=Config(lifecycle="permissive"))
+def test_permissive(returns_mock):
+    auth = ("a", "b")
+    requests.post("https://api.35up.io/v1/returns", auth=auth,
+                  json={"orderId": "1", "items": [{"itemId": "1", "sku": "v/s", "quantity": 1}]})
+    r = requests.patch("https://api.35up.io/v1/returns/1", auth=auth, json={"status": "refunded"})
+    assert r.status_code == 200
+''')
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
