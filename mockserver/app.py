@@ -11,6 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import __version__
-from .clock import Clock, SystemClock, isoformat
+from .clock import Clock, StoreClock, isoformat, parse_instant
 from .config import Config
 from .contracts import Operation, Problem, contract, problems
 from .errors import ProviderError
@@ -33,9 +34,9 @@ from .http import (
     ProviderApi,
 )
 from .ids import IdGenerator
-from .journal import BODY_LIMIT, Entry, Journal
+from .journal import BODY_LIMIT, Entry, Journal, MemoryJournal, SqliteJournal
 from .journal import Violation as JournalViolation
-from .store import Store, open_store
+from .store import MemoryStore, SqliteStore, Store, open_store
 from .thirtyfiveup.api import Api35up
 from .thirtyfiveup.core import Returns35up
 from .threeplship.api import Api3plship
@@ -55,7 +56,7 @@ class MockState:
     clock: Clock
     ids: IdGenerator
     apis: dict[str, ProviderApi]
-    journal: Journal = field(default_factory=Journal)
+    journal: Journal = field(default_factory=MemoryJournal)
     operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
     self_check_failures: list[str] = field(default_factory=list)
 
@@ -72,7 +73,9 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
                clock: Clock | None = None) -> Flask:
     config = config or Config()
     store = store or open_store(config.store)
-    clock = clock or SystemClock()
+    if clock is None:
+        clock = StoreClock(store)
+        clock.ensure(config.clock, parse_instant(config.clock_start) if config.clock_start else None)
     ids = IdGenerator(config.seed)
     apis: list[ProviderApi] = [
         Api35up(Returns35up(store, clock, mode=config.lifecycle,
@@ -80,7 +83,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         Api3plship(Returns3plship(store, clock, ids), keys=config.keys_3plship),
     ]
     state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis},
-                      journal=Journal(config.journal_size))
+                      journal=open_journal(store, config.journal_size))
 
     app = Flask("mockserver")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -101,11 +104,23 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             },
         })
 
+    from . import admin
+
+    admin.register(app, state)
+    if config.seed_file and isinstance(store, MemoryStore):
+        from .seeding import seed
+
+        seed(state, json.loads(Path(config.seed_file).read_text()))
     app.before_request(_start_clock)
     if config.self_check:
         app.after_request(lambda response: _self_check(state, response))
     app.after_request(lambda response: _record(state, response))
     return app
+
+
+def open_journal(store: Store, size: int) -> Journal:
+    """The journal lives where the returns do, so that every worker process writes to the same one."""
+    return SqliteJournal(store, size) if isinstance(store, SqliteStore) else MemoryJournal(size)
 
 
 def mock_state(app: Flask) -> MockState:
@@ -191,8 +206,10 @@ def _bad_json(api: ProviderApi, reason: str) -> ProviderError:
 
 def _invalid(api: ProviderApi, found: list[Problem]) -> ProviderError:
     more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
-    return api.error(422, VALIDATION_ERROR, f"Request does not match the contract: {found[0].message}{more}.",
-                     [p.as_detail() for p in found])
+    error = api.error(422, VALIDATION_ERROR, f"Request does not match the contract: {found[0].message}{more}.",
+                      [p.as_detail() for p in found])
+    error.schema_locations = [p.schema for p in found]
+    return error
 
 
 # --- responses and errors ----------------------------------------------------------------------
@@ -233,8 +250,10 @@ CLIENT_FAULTS = frozenset({400, 401, 405, 413, 422})
 def _render_error(state: MockState, error: ProviderError) -> Response:
     api = _api_for_path(state, request.path)
     if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
-        g.violations = [(str(d.get("field", "")), str(d.get("location", "")), str(d["message"]))
-                        for d in error.details] or [("", "request", error.message)]
+        schemas = error.schema_locations + [""] * len(error.details)
+        g.violations = [(str(d.get("field", "")), str(d.get("location", "")), str(d["message"]), schema)
+                        for d, schema in zip(error.details, schemas, strict=False)] or [
+                            ("", "request", error.message, "")]
     headers = dict(error.headers)
     if api is None:
         body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
@@ -289,18 +308,17 @@ def _record(state: MockState, response: Response) -> Response:
     api = _api_for_path(state, request.path)
     if api is None or request.path.endswith("/openapi.json"):
         return response
-    entry_id = state.journal.next_id()
     account = g.get("account")
     violations = tuple(
-        JournalViolation(entry_id, request.method, request.path, api.name, account, response.status_code,
-                         field_, location, message)
-        for field_, location, message in g.get("violations", ()))
+        JournalViolation(0, request.method, request.path, api.name, account, response.status_code,
+                         field_, location, message, schema)
+        for field_, location, message, schema in g.get("violations", ()))
     try:
         body = request.get_data(cache=True)[:BODY_LIMIT]
     except HTTPException:  # over the size limit: not kept
         body = None
     state.journal.record(Entry(
-        id=entry_id, at=_timestamp(), provider=api.name, account=account, method=request.method,
+        id=0, at=_timestamp(), provider=api.name, account=account, method=request.method,
         path=request.path, query=request.query_string.decode("latin-1"), status=response.status_code,
         duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
         request_body=body or None, response_body=response.get_data()[:BODY_LIMIT], violations=violations))

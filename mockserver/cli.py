@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import orjson
 
@@ -16,6 +18,8 @@ from .contracts import PROVIDERS, contract
 from .errors import StoreError
 from .lifecycle import MODES
 from .store import open_store
+
+DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 
 # Threads per worker: requests are short and CPU-bound under the GIL; a few cover I/O waits on SQLite.
 BLOCKING_THREADS = 8
@@ -68,7 +72,7 @@ def _credentials(text: str) -> tuple[str, str]:
 def _api_key(text: str) -> str:
     from .threeplship.api import API_KEY
 
-    if not API_KEY.fullmatch(text):
+    if not API_KEY.search(text):
         raise argparse.ArgumentTypeError(f"3plship keys look like zl_live_... or zl_test_..., got {text!r}")
     return text
 
@@ -98,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accept only these 35up credentials (repeatable; default: any well-formed pair)")
     serve.add_argument("--3plship-key", dest="keys_3plship", action="append", type=_api_key, metavar="KEY",
                        help="accept only these 3plship API keys (repeatable; default: any zl_live_/zl_test_ key)")
+    serve.add_argument("--clock", choices=("real", "frozen"), default=None,
+                       help="real: ticking time (default); frozen: moves only through POST /__admin/clock")
+    serve.add_argument("--seed-file", metavar="FILE",
+                       help="preload returns from a scenario file (see fixtures/scenarios/); checked whole first")
+    serve.add_argument("--deterministic", type=int, metavar="SEED", default=None,
+                       help=f"ids and request ids from SEED, a frozen clock from {DETERMINISTIC_START}, one worker: "
+                            "the same requests give byte-identical answers")
+    serve.add_argument("--admin-token", metavar="TOKEN",
+                       help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+    serve.add_argument("--journal-size", type=_positive, default=1000,
+                       help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
                        help="validate every response against the contract (a mismatch answers 500)")
 
@@ -151,21 +166,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _prepare(store: Any, config: Config) -> None:
+    """Set the clock, and check (and for a shared store, apply) the seed file, before any worker starts."""
+    from .app import create_app, mock_state
+    from .clock import StoreClock, parse_instant
+    from .seeding import ScenarioError, build, seed
+
+    start = parse_instant(config.clock_start) if config.clock_start else None
+    StoreClock(store).reset(config.clock, start)
+    if config.seed_file is None:
+        return
+    try:
+        document = json.loads(Path(config.seed_file).read_text())
+    except OSError as exc:
+        raise UsageError(f"--seed-file {config.seed_file}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--seed-file {config.seed_file}: not JSON: {exc}") from None
+    state = mock_state(create_app(dataclasses.replace(config, seed_file=None), store=store))
+    try:
+        if config.store == "memory":
+            build(state, document)  # checked here; the worker seeds its own in-memory store
+        else:
+            seed(state, document)
+    except ScenarioError as exc:
+        raise UsageError(f"--seed-file {config.seed_file}: {exc.message}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(args: argparse.Namespace) -> int:
+    if not _is_loopback(args.host) and not args.admin_token:
+        raise UsageError(f"refusing to bind {args.host} without --admin-token: anyone who can reach it could "
+                         "reset, seed or move the clock of this mock through /__admin")
     workers = args.workers
     if args.store == "memory":
         if workers not in (None, 1):
             raise UsageError("--store memory keeps state in one process: use --workers 1 or a sqlite store")
         workers = 1
+    seed, clock, clock_start = args.seed, args.clock or "real", None
+    if args.deterministic is not None:
+        if workers not in (None, 1):
+            raise UsageError("--deterministic needs one worker: concurrent workers cannot answer in a fixed order")
+        if args.seed is not None or args.clock == "real":
+            raise UsageError("--deterministic sets the seed and freezes the clock: drop --seed and --clock real")
+        workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
     workers = workers or os.cpu_count() or 1
     try:
-        open_store(args.store).close()  # fail here, with one line, rather than in every worker
+        store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
         raise UsageError(f"--store {args.store}: {exc}") from None
     config = Config(store=args.store, lifecycle=args.lifecycle, return_window_days=args.return_window_days,
-                    max_body_bytes=args.max_body_bytes, seed=args.seed, self_check=args.self_check,
+                    max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
                     users_35up=dict(args.users_35up) if args.users_35up else None,
-                    keys_3plship=args.keys_3plship)
+                    keys_3plship=args.keys_3plship, clock=clock, clock_start=clock_start,
+                    admin_token=args.admin_token, journal_size=args.journal_size,
+                    seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
+    _prepare(store, config)
     from .app import validate_contracts
 
     validate_contracts()
@@ -184,7 +249,6 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def validate_har(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from .verify.har import HarError
     from .verify.har import validate_har as run
@@ -201,7 +265,6 @@ def validate_har(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from .verify import Target, TargetError
     from .verify import verify as run

@@ -6,17 +6,32 @@ control plane can move time and see the rules apply at once.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class ControllableClock(Clock, Protocol):
+    """A clock the control plane can move: `real` time (shifted by advance/set) or `frozen`."""
+
+    @property
+    def mode(self) -> str: ...
+
+    def advance(self, delta: timedelta) -> datetime: ...
+
+    def set(self, moment: datetime) -> datetime: ...
+
+
 class SystemClock:
     """Real time, optionally shifted by an offset."""
+
+    mode = "real"
 
     def __init__(self, offset: timedelta = timedelta(0)) -> None:
         self.offset = offset
@@ -24,9 +39,19 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
 
+    def advance(self, delta: timedelta) -> datetime:
+        self.offset += delta
+        return self.now()
+
+    def set(self, moment: datetime) -> datetime:
+        self.offset = moment.astimezone(UTC) - datetime.now(UTC)
+        return self.now()
+
 
 class FrozenClock:
     """Time that only moves when told to: for tests and reproducible runs."""
+
+    mode = "frozen"
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = (start or datetime.now(UTC)).astimezone(UTC)
@@ -44,6 +69,76 @@ class FrozenClock:
         with self._lock:
             self._now = moment.astimezone(UTC)
             return self._now
+
+
+class StoreClock:
+    """The clock of a served mock, kept in the store so that every worker process reads the same time.
+
+    State: {"mode": "real", "offset_ms": N} (real time shifted by N ms) or {"mode": "frozen", "at": ms}.
+    """
+
+    KEY = "clock"
+
+    def __init__(self, store: SettingsStore) -> None:
+        self._store = store
+
+    def _state(self) -> dict[str, Any]:
+        raw = self._store.get_setting(self.KEY)
+        state: dict[str, Any] = json.loads(raw) if raw else {"mode": "real", "offset_ms": 0}
+        return state
+
+    def ensure(self, mode: str, start: datetime | None = None) -> None:
+        """Set the clock's mode and start unless the store already has a clock (a worker joining a server)."""
+        if self._store.get_setting(self.KEY) is None:
+            self.reset(mode, start)
+
+    def reset(self, mode: str, start: datetime | None = None) -> None:
+        if mode == "frozen":
+            at = start or datetime.now(UTC)
+            self._store.set_setting(self.KEY, json.dumps({"mode": "frozen", "at": to_millis(at)}))
+        else:
+            offset = to_millis(start) - to_millis(datetime.now(UTC)) if start else 0
+            self._store.set_setting(self.KEY, json.dumps({"mode": "real", "offset_ms": offset}))
+
+    @property
+    def mode(self) -> str:
+        return str(self._state()["mode"])
+
+    def now(self) -> datetime:
+        state = self._state()
+        if state["mode"] == "frozen":
+            return from_millis(int(state["at"]))
+        return datetime.now(UTC) + timedelta(milliseconds=int(state["offset_ms"]))
+
+    def advance(self, delta: timedelta) -> datetime:
+        return self.set(self.now() + delta)
+
+    def set(self, moment: datetime) -> datetime:
+        self.reset(self.mode, moment)
+        return self.now()
+
+
+class SettingsStore(Protocol):
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str) -> None: ...
+
+
+_DURATION = re.compile(r"(-)?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """ISO-8601 durations in weeks, days, hours, minutes and seconds (P10D, PT36H, -P1DT2H30M, P2W).
+
+    Years and months are refused: their length depends on the date they start from."""
+    found = _DURATION.fullmatch(text.strip())
+    if not found or text.strip() in ("P", "-P", "PT", "-PT") or text.strip().endswith("T"):
+        raise ValueError(f"{text!r} is not an ISO-8601 duration in weeks, days, hours, minutes or seconds "
+                         "(e.g. P10D, PT36H, -PT1S)")
+    sign, weeks, days, hours, minutes, seconds = found.groups()
+    delta = timedelta(weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0),
+                      minutes=int(minutes or 0), seconds=float(seconds or 0))
+    return -delta if sign else delta
 
 
 def isoformat(moment: datetime) -> str:

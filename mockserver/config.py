@@ -26,6 +26,14 @@ class Config:
     """Validate every response against the contract; a mismatch raises ContractViolation."""
     journal_size: int = 1000
     """How many requests (and contract violations) the journal keeps; the oldest go first."""
+    clock: str = "real"
+    """`real` (ticking, movable through /__admin/clock) or `frozen` (moves only when told to)."""
+    clock_start: str | None = None
+    """ISO-8601 instant the clock starts at (default: now)."""
+    admin_token: str | None = None
+    """When set, every /__admin call needs Authorization: Bearer <token>."""
+    seed_file: str | None = None
+    """A scenario (contracts/admin/scenario.json) each new in-memory store is seeded with."""
     users_35up: dict[str, str] | None = None
     """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
     keys_3plship: list[str] | None = None

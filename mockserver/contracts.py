@@ -8,6 +8,7 @@ once (see `contract()`), never per request.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -64,6 +65,8 @@ class Problem:
     message: str
     location: str = "body"
     allowed: tuple[str, ...] | None = None
+    schema: str = dataclasses.field(default="", compare=False)
+    """Where the broken rule is written: contract file and JSON pointer to the keyword."""
 
     def as_detail(self) -> JSON:
         detail: JSON = {"message": self.message, "location": self.location}
@@ -238,24 +241,38 @@ def _read_json(node: Traversable) -> JSON:
     return data
 
 
+FOLDERS = (*PROVIDERS, "admin")
+BASE_URI = "https://returns-mock.local/contracts/"
+
+
+@cache
+def _documents(folder: str) -> dict[str, JSON]:
+    node = contracts_root() / folder
+    return {child.name: _read_json(child) for child in node.iterdir() if child.name.endswith(".json")}
+
+
+@cache
+def _registry() -> Registry[Any]:
+    """Every schema of every folder, so that one folder's schemas can reference another's."""
+    resources_ = []
+    for folder in FOLDERS:
+        for name, doc in _documents(folder).items():
+            if "$schema" in doc:
+                expected = f"{BASE_URI}{folder}/{name}"
+                if doc.get("$id") != expected:
+                    raise ValueError(f"contracts/{folder}/{name}: $id must be {expected}")
+                resources_.append((expected, Resource.from_contents(doc, default_specification=DRAFT202012)))
+    registry: Registry[Any] = Registry().with_resources(resources_)
+    return registry
+
+
 @cache
 def contract(provider: str) -> Contract:
-    if provider not in PROVIDERS:
+    """The contract files of a provider (or of the control plane: 'admin')."""
+    if provider not in FOLDERS:
         raise KeyError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
-    folder = contracts_root() / provider
-    documents = {
-        node.name: _read_json(node) for node in folder.iterdir() if node.name.endswith(".json")
-    }
-    base_uri = f"https://returns-mock.local/contracts/{provider}/"
-    resources_ = []
-    for name, doc in documents.items():
-        if "$schema" in doc:
-            expected = base_uri + name
-            if doc.get("$id") != expected:
-                raise ValueError(f"contracts/{provider}/{name}: $id must be {expected}")
-            resources_.append((expected, Resource.from_contents(doc, default_specification=DRAFT202012)))
-    registry: Registry[Any] = Registry().with_resources(resources_)
-    return Contract(provider=provider, documents=documents, base_uri=base_uri, registry=registry)
+    return Contract(provider=provider, documents=_documents(provider), base_uri=f"{BASE_URI}{provider}/",
+                    registry=_registry())
 
 
 @cache
@@ -362,8 +379,16 @@ def problems(validator: Draft202012Validator, instance: Any, location: str = "bo
     errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
     for top in errors:
         for error in _leaves(top):
-            found.extend(_describe(error, location, prefix))
+            for problem in _describe(error, location, prefix):
+                problem = dataclasses.replace(problem, schema=_schema_location(validator, error))
+                if problem not in found:  # if/then/else and $ref can report one problem several times
+                    found.append(problem)
     return found
+
+
+def _schema_location(validator: Draft202012Validator, error: ValidationError) -> str:
+    root = str(validator.schema.get("$id", "")).removeprefix(BASE_URI)
+    return f"{root}#/" + "/".join(str(part) for part in error.absolute_schema_path)
 
 
 def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) -> list[Problem]:
@@ -391,6 +416,8 @@ def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) ->
         allowed = tuple(str(v) for v in value)
         return [Problem(where, f"{label}: {instance!r} is not one of the valid values: {', '.join(allowed)}",
                         location, allowed)]
+    if kind == "not" and isinstance(value, dict) and set(value) == {"required"}:
+        return [Problem(where, f"{label}: use only one of {', '.join(value['required'])}", location)]
     if kind == "const":
         return [Problem(where, f"{label} must be {json.dumps(value)}", location, (str(value),))]
     if kind == "type":

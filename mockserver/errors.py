@@ -10,8 +10,10 @@ class ProviderError(Exception):
 
     def __init__(self, status: int, code: str, message: str,
                  details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, schema_locations: list[str] | None = None) -> None:
         super().__init__(message)
+        self.schema_locations = schema_locations or []
+        """For contract violations: where each detail's rule is written in contracts/."""
         self.status = status
         self.code = code
         self.message = message

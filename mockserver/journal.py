@@ -5,10 +5,18 @@ Both are bounded (the oldest entries go first), so memory stays flat under long 
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from .store import SqliteStore
 
 BODY_LIMIT = 16 * 1024
 
@@ -26,6 +34,9 @@ class Violation:
     field: str
     location: str
     message: str
+    schema: str = ""
+    """Where the broken rule is written: contract file and JSON pointer, e.g.
+    3plship/return-create-request.json#/properties/items/items/$ref/properties/quantity/minimum"""
 
     def describe(self) -> str:
         where = f"{self.field} ({self.location})" if self.field else self.location
@@ -59,39 +70,125 @@ class Entry:
         return data
 
 
-class Journal:
+class Journal(ABC):
+    """Bounded: keeps the last `size` entries; record() assigns entry ids."""
+
     def __init__(self, size: int = 1000) -> None:
+        self.size = size
+
+    @abstractmethod
+    def record(self, entry: Entry) -> Entry: ...
+
+    @abstractmethod
+    def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
+                status: int | None = None, limit: int | None = None) -> list[Entry]:
+        """Oldest first; with `limit`, the most recent `limit` of them."""
+
+    @abstractmethod
+    def violations(self) -> list[Violation]: ...
+
+    @abstractmethod
+    def clear(self) -> None: ...
+
+
+def _with_id(entry: Entry, entry_id: int) -> Entry:
+    return dataclasses.replace(entry, id=entry_id,
+                               violations=tuple(dataclasses.replace(v, entry=entry_id) for v in entry.violations))
+
+
+def _matches(e: Entry, provider: str | None, account: str | None, path: str | None, status: int | None) -> bool:
+    return ((provider is None or e.provider == provider) and (account is None or e.account == account)
+            and (path is None or e.path.startswith(path)) and (status is None or e.status == status))
+
+
+class MemoryJournal(Journal):
+    def __init__(self, size: int = 1000) -> None:
+        super().__init__(size)
         self._entries: deque[Entry] = deque(maxlen=size)
-        self._violations: deque[Violation] = deque(maxlen=size)
         self._lock = threading.Lock()
         self._next = 0
 
-    def next_id(self) -> int:
+    def record(self, entry: Entry) -> Entry:
         with self._lock:
             self._next += 1
-            return self._next
-
-    def record(self, entry: Entry) -> None:
-        with self._lock:
+            entry = _with_id(entry, self._next)
             self._entries.append(entry)
-            self._violations.extend(entry.violations)
+        return entry
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
-                status: int | None = None) -> list[Entry]:
+                status: int | None = None, limit: int | None = None) -> list[Entry]:
         with self._lock:
-            found = list(self._entries)
-        return [e for e in found
-                if (provider is None or e.provider == provider) and (account is None or e.account == account)
-                and (path is None or e.path.startswith(path)) and (status is None or e.status == status)]
+            found = [e for e in self._entries if _matches(e, provider, account, path, status)]
+        return found[-limit:] if limit else found
 
     def violations(self) -> list[Violation]:
         with self._lock:
-            return list(self._violations)
+            return [v for e in self._entries for v in e.violations]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._violations.clear()
 
-    def __len__(self) -> int:
-        return len(self._entries)
+
+def _encode(entry: Entry) -> bytes:
+    data = asdict(entry)
+    for key in ("request_body", "response_body"):
+        data[key] = base64.b64encode(data[key]).decode() if data[key] is not None else None
+    return orjson.dumps(data)
+
+
+def _decode(raw: bytes | str) -> Entry:
+    data = orjson.loads(raw)
+    for key in ("request_body", "response_body"):
+        data[key] = base64.b64decode(data[key]) if data[key] is not None else None
+    data["violations"] = tuple(Violation(**v) for v in data["violations"])
+    return Entry(**data)
+
+
+class SqliteJournal(Journal):
+    """The journal in the SQLite store's file: one journal for every worker process of the server."""
+
+    def __init__(self, store: SqliteStore, size: int = 1000) -> None:
+        super().__init__(size)
+        self._store = store
+
+    def record(self, entry: Entry) -> Entry:
+        conn = self._store.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                "INSERT INTO journal (provider, account, path, status, has_violations, entry)"
+                " VALUES (?, ?, ?, ?, ?, '')",
+                (entry.provider, entry.account, entry.path, entry.status, 1 if entry.violations else 0))
+            entry_id = int(cursor.lastrowid or 0)
+            entry = _with_id(entry, entry_id)
+            conn.execute("UPDATE journal SET entry=? WHERE id=?", (_encode(entry), entry_id))
+            conn.execute("DELETE FROM journal WHERE id <= ?", (entry_id - self.size,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return entry
+
+    def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
+                status: int | None = None, limit: int | None = None) -> list[Entry]:
+        where, args = ["1=1"], []
+        for column, value in (("provider", provider), ("account", account), ("status", status)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        if path is not None:
+            where.append("substr(path, 1, ?)=?")
+            args += [len(path), path]
+        rows = self._store.connection().execute(
+            f"SELECT entry FROM journal WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            [*args, limit or self.size]).fetchall()
+        return [_decode(r[0]) for r in reversed(rows)]
+
+    def violations(self) -> list[Violation]:
+        rows = self._store.connection().execute(
+            "SELECT entry FROM journal WHERE has_violations=1 ORDER BY id").fetchall()
+        return [v for r in rows for v in _decode(r[0]).violations]
+
+    def clear(self) -> None:
+        self._store.connection().execute("DELETE FROM journal")

@@ -71,3 +71,19 @@ def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert result.returncode == 0, result.stdout
+
+
+def test_the_control_plane_curl_examples_work(tmp_path: Path) -> None:
+    (script,) = re.findall(r"```sh\n(.*?)```", section("Control plane (`/__admin`)"), flags=re.S)
+    server = Server("--store", f"sqlite:{tmp_path / 'state.db'}").start()
+    try:
+        script = re.sub(r"^curl -s ", "curl -s -w ' %{http_code}\\n' ", script.replace("http://127.0.0.1:8080",
+                                                                                        server.url), flags=re.M)
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                                timeout=60, cwd=ROOT)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.rsplit(" ", 1)[-1] for line in lines] == ["201", "200", "200", "200"]
+    assert '"status":"expired"' in lines[2]

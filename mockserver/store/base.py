@@ -83,5 +83,12 @@ class Store(ABC):
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         """Delete returns (all, or of one provider and/or account); answers how many."""
 
+    @abstractmethod
+    def get_setting(self, key: str) -> str | None:
+        """A small piece of shared state (the clock, ...), visible to every worker process."""
+
+    @abstractmethod
+    def set_setting(self, key: str, value: str) -> None: ...
+
     def close(self) -> None:  # noqa: B027 - optional for engines without resources
         pass

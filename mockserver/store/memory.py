@@ -51,6 +51,7 @@ class MemoryStore(Store):
         self._records: dict[Key, ReturnRecord] = {}
         self._seq = 0
         self._lock = threading.RLock()
+        self._settings: dict[str, str] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -97,3 +98,9 @@ class MemoryStore(Store):
             for key in doomed:
                 del self._records[key]
             return len(doomed)
+
+    def get_setting(self, key: str) -> str | None:
+        return self._settings.get(key)
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._settings[key] = value

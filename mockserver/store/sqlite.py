@@ -38,6 +38,17 @@ CREATE INDEX IF NOT EXISTS returns_by_account ON returns (provider, account, seq
 CREATE INDEX IF NOT EXISTS returns_by_status ON returns (provider, account, status, seq);
 CREATE INDEX IF NOT EXISTS returns_by_order ON returns (provider, account, order_id, seq);
 CREATE INDEX IF NOT EXISTS returns_due ON returns (provider, account, due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider       TEXT,
+    account        TEXT,
+    path           TEXT NOT NULL,
+    status         INTEGER NOT NULL,
+    has_violations INTEGER NOT NULL,
+    entry          BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_violations ON journal (has_violations, id);
 """
 
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
@@ -104,6 +115,9 @@ class SqliteStore(Store):
             conn.execute("PRAGMA quick_check").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot use {self.path}: {exc}") from exc
+
+    def connection(self) -> sqlite3.Connection:
+        return self._connection()
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -183,6 +197,14 @@ class SqliteStore(Store):
         with self.transaction():
             cursor = self._connection().execute(f"DELETE FROM returns WHERE {where}", args)
         return cursor.rowcount
+
+    def get_setting(self, key: str) -> str | None:
+        row = self._connection().execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                                   "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
 
     def integrity_check(self) -> str:
         return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])

@@ -36,15 +36,38 @@ class Returns35up:
 
     # --- operations ------------------------------------------------------------------------------
 
-    def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = isoformat(self.clock.now())
+    def new_record(self, account: str, body: dict[str, Any], at: datetime) -> ReturnRecord:
+        """A new return in the initial status, not yet stored."""
+        now = isoformat(at)
         order_id = body["orderId"]
         initial = self.lifecycle.initial
         history = [{"status": initial, "at": now}]
         resource = {"id": order_id, "orderId": order_id, "items": body["items"], "status": initial,
                     "createdAt": now, "updatedAt": now, "history": history}
-        record = ReturnRecord(provider=PROVIDER, account=account, id=order_id, order_id=order_id,
-                              status=initial, resource=resource, history=history)
+        return ReturnRecord(provider=PROVIDER, account=account, id=order_id, order_id=order_id,
+                            status=initial, resource=resource, history=history)
+
+    def route(self, target: str) -> list[str] | None:
+        """The shortest chain of moves from the initial status to `target` (strict graph), or None."""
+        paths: dict[str, list[str]] = {self.lifecycle.initial: []}
+        frontier = [self.lifecycle.initial]
+        while frontier:
+            current = frontier.pop(0)
+            for nxt in self.lifecycle.allowed(current):
+                if nxt not in paths:
+                    paths[nxt] = [*paths[current], nxt]
+                    frontier.append(nxt)
+        return paths.get(target)
+
+    def move(self, record: ReturnRecord, status: str, at: datetime) -> None:
+        """Apply one allowed move to a record (the caller stores it)."""
+        if not self.lifecycle.can_move(record.status, status):
+            raise self._refuse(record.status, status)
+        self._enter(record, status, at)
+
+    def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        record = self.new_record(account, body, self.clock.now())
+        order_id = record.id
         try:
             with self.store.transaction() as tx:
                 tx.insert(record)
@@ -53,7 +76,7 @@ class Returns35up:
                                 f"A return for order {order_id} already exists.",
                                 [{"field": "orderId", "location": "body",
                                   "message": f"order {order_id} already has a return"}]) from None
-        return resource
+        return record.resource
 
     def update_return(self, account: str, order_id: str, status: str) -> dict[str, Any]:
         now = self.clock.now()
@@ -76,6 +99,10 @@ class Returns35up:
         return record.resource
 
     def get_return(self, account: str, order_id: str) -> dict[str, Any]:
+        return self.get_record(account, order_id).resource
+
+    def get_record(self, account: str, order_id: str) -> ReturnRecord:
+        """The stored return with its time-based moves applied (and saved) as of the clock."""
         record = self.store.get(PROVIDER, account, order_id)
         if record is None:
             raise self._not_found(order_id)
@@ -85,7 +112,7 @@ class Returns35up:
                 if fresh is not None and self._settle(fresh, self.clock.now()):
                     tx.update(fresh)
                     record = fresh
-        return record.resource
+        return record
 
     # --- rules -----------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
 from . import PROVIDER
 from .core import Returns3plship
 
-API_KEY = re.compile(r"zl_(live|test)_[A-Za-z0-9_]+")
+API_KEY = re.compile(contract(PROVIDER).schema("api-key.json")["pattern"])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
 
 
@@ -52,7 +52,7 @@ class Api3plship(ProviderApi):
         if scheme.lower() != "bearer" or not key.strip():
             raise self._unauthorized("Authorization must use the Bearer scheme with an API key.")
         key = key.strip()
-        if not API_KEY.fullmatch(key):
+        if not API_KEY.search(key):
             raise self._unauthorized("Invalid API key: keys look like zl_live_... or zl_test_....")
         if self.keys is not None and key not in self.keys:
             raise self._unauthorized("Invalid API key: this key is not known.")

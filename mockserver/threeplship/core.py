@@ -31,11 +31,13 @@ class Returns3plship:
 
     # --- operations ------------------------------------------------------------------------------
 
-    def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = isoformat(self.clock.now())
+    def new_record(self, account: str, body: dict[str, Any], at: datetime,
+                   return_id: str | None = None) -> ReturnRecord:
+        """A new return in the initial status, not yet stored."""
+        now = isoformat(at)
         status = self.lifecycle.initial
         resource: dict[str, Any] = {
-            "id": self.ids.new("ret"),
+            "id": return_id or self.ids.new("ret"),
             "order_id": body["order_id"],
             "status": status,
             "reason": body["reason"],
@@ -50,12 +52,32 @@ class Returns3plship:
             "created_at": now,
             "updated_at": now,
         }
-        record = ReturnRecord(provider=PROVIDER, account=account, id=resource["id"],
-                              order_id=resource["order_id"], status=status, resource=resource,
-                              history=[{"status": status, "at": now}])
+        return ReturnRecord(provider=PROVIDER, account=account, id=resource["id"],
+                            order_id=resource["order_id"], status=status, resource=resource,
+                            history=[{"status": status, "at": now}])
+
+    def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        record = self.new_record(account, body, self.clock.now())
         with self.store.transaction() as tx:
             tx.insert(record)
-        return resource
+        return record.resource
+
+    def move(self, record: ReturnRecord, status: str, at: datetime) -> None:
+        """Apply one allowed status step to a record (the caller stores it)."""
+        if not self.lifecycle.can_move(record.status, status):
+            raise self._refuse(record.status, status)
+        self._enter(record, status, at)
+
+    def refund(self, record: ReturnRecord, amount: float | None, at: datetime) -> None:
+        """Start the refund of a record (the caller stores it)."""
+        refusal = self._refund_refusal(record, amount)
+        if refusal is not None:
+            raise refusal
+        self._start_refund(record, amount, at)
+
+    def complete_refund(self, record: ReturnRecord) -> None:
+        """Complete a processing refund now, as if its business days had passed."""
+        self._settle(record, from_millis(record.due_at or 0))
 
     def list_returns(self, account: str, *, status: str | None, order_id: str | None,
                      page: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -106,11 +128,15 @@ class Returns3plship:
         return record.resource
 
     def get_return(self, account: str, return_id: str) -> dict[str, Any]:
+        return self.get_record(account, return_id).resource
+
+    def get_record(self, account: str, return_id: str) -> ReturnRecord:
+        """The stored return with its time-based moves applied (and saved) as of the clock."""
         self._settle_account(account)
         record = self.store.get(PROVIDER, account, return_id)
         if record is None:
             raise self._not_found(return_id)
-        return record.resource
+        return record
 
     # --- rules -----------------------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""The control plane under /__admin: health, reset, clock, seed, returns, journal, violations, dashboard.
+
+Errors are {"error": {"code", "message", "details"}}. With an admin token configured, every call needs
+`Authorization: Bearer TOKEN` (the dashboard also takes `?token=TOKEN`, for a browser).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Blueprint, Flask, Response, render_template, request
+
+from . import __version__
+from .app import MockState
+from .clock import ControllableClock, StoreClock, isoformat, parse_duration, parse_instant
+from .contracts import PROVIDERS, Problem, contract, problems
+from .seeding import ScenarioError, seed
+from .store import ReturnRecord
+
+PREFIX = "/__admin"
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(orjson.dumps(body), status, mimetype="application/json")
+
+
+def _body(schema: str) -> Any:
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise AdminError(400, "bad_request", f"Request body is not valid JSON: {exc}.") from None
+    found = problems(contract("admin").validator(schema), body)
+    if found:
+        raise AdminError(422, "validation_error", f"{found[0].message}.", [p.as_detail() for p in found])
+    return body
+
+
+def _query(name: str, choices: tuple[str, ...] | None = None) -> str | None:
+    value = request.args.get(name)
+    if value is not None and choices is not None and value not in choices:
+        raise AdminError(422, "validation_error", f"{name} must be one of {', '.join(choices)}.",
+                         [Problem(name, f"{name} must be one of {', '.join(choices)}", "query", choices).as_detail()])
+    return value
+
+
+def _int_query(name: str, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        message = f"{name} must be an integer from {low} to {high}"
+        raise AdminError(422, "validation_error", message + ".", [Problem(name, message, "query").as_detail()])
+    return int(raw)
+
+
+def _record_json(record: ReturnRecord) -> dict[str, Any]:
+    return {"provider": record.provider, "account": record.account, "id": record.id, "order_id": record.order_id,
+            "status": record.status, "resource": record.resource, "history": record.history}
+
+
+def _settled(state: MockState, record: ReturnRecord) -> ReturnRecord:
+    """The record with its time-based moves applied as of the clock (as a provider read would see it)."""
+    core = state.returns_35up if record.provider == "35up" else state.returns_3plship
+    return core.get_record(record.account, record.id)
+
+
+def returns_of(state: MockState, provider: str | None, account: str | None) -> list[ReturnRecord]:
+    return [_settled(state, r) for r in state.store.all(provider, account)]
+
+
+def clock_json(clock: ControllableClock) -> dict[str, Any]:
+    return {"now": isoformat(clock.now()), "mode": clock.mode}
+
+
+def register(app: Flask, state: MockState) -> None:
+    admin = Blueprint("admin", __name__, url_prefix=PREFIX, template_folder="templates")
+    token = state.config.admin_token
+
+    @admin.before_request
+    def authorize() -> None:
+        if token is None:
+            return
+        given = request.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):
+            return
+        if request.endpoint == "admin.dashboard" and hmac.compare_digest(request.args.get("token", ""), token):
+            return
+        raise AdminError(401, "unauthorized", "The admin API needs Authorization: Bearer <admin token>.")
+
+    @admin.errorhandler(AdminError)
+    def admin_error(error: AdminError) -> Response:
+        response = _json(error.status, {"error": {"code": error.code, "message": error.message,
+                                                  "details": error.details}})
+        if error.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="returns-mock admin"'
+        return response
+
+    @admin.get("/health")
+    def health() -> Response:
+        return _json(200, {"status": "ok", "version": __version__, "store": state.store.engine,
+                           "clock": clock_json(_clock(state))})
+
+    @admin.post("/reset")
+    def reset() -> Response:
+        provider = _query("provider", PROVIDERS)
+        account = _query("account")
+        removed = state.store.reset(provider, account)
+        if provider is None and account is None:
+            state.journal.clear()
+        return _json(200, {"removed": removed, "provider": provider, "account": account})
+
+    @admin.get("/clock")
+    def get_clock() -> Response:
+        return _json(200, clock_json(_clock(state)))
+
+    @admin.post("/clock")
+    def move_clock() -> Response:
+        body = _body("clock-request.json")
+        clock = _clock(state)
+        if "mode" in body:
+            if not isinstance(clock, StoreClock):
+                raise AdminError(409, "clock_not_switchable", "This mock's clock was given to it in code; "
+                                                              "its mode cannot be switched.")
+            clock.reset(body["mode"], clock.now())
+        if "advance" in body:
+            try:
+                clock.advance(parse_duration(body["advance"]))
+            except ValueError as exc:
+                detail = [{"field": "advance", "message": str(exc)}]
+                raise AdminError(422, "validation_error", str(exc), detail) from None
+        if "set" in body:
+            clock.set(parse_instant(body["set"]))
+        return _json(200, clock_json(clock))
+
+    @admin.post("/seed")
+    def seed_returns() -> Response:
+        document = _body("scenario.json")
+        try:
+            stored = seed(state, document)
+        except ScenarioError as exc:
+            raise AdminError(422, "invalid_scenario", exc.message, exc.details) from None
+        return _json(201, {"seeded": len(stored), "returns": [
+            {"provider": r.provider, "account": r.account, "id": r.id, "status": r.status} for r in stored]})
+
+    @admin.get("/returns")
+    def list_returns() -> Response:
+        records = returns_of(state, _query("provider", PROVIDERS), _query("account"))
+        return _json(200, {"returns": [_record_json(r) for r in records]})
+
+    @admin.get("/returns/<provider>/<return_id>")
+    def one_return(provider: str, return_id: str) -> Response:
+        if provider not in PROVIDERS:
+            raise AdminError(404, "not_found", f"Unknown provider {provider}; known: {', '.join(PROVIDERS)}.")
+        account = _query("account")
+        matches = [r for r in state.store.all(provider, account) if r.id == return_id]
+        if not matches:
+            raise AdminError(404, "not_found", f"No {provider} return {return_id}.")
+        if len(matches) > 1:
+            accounts = sorted(r.account for r in matches)
+            raise AdminError(409, "ambiguous", f"{provider} return {return_id} exists in several accounts: "
+                                               f"{', '.join(accounts)}; add ?account=.")
+        return _json(200, _record_json(_settled(state, matches[0])))
+
+    @admin.get("/journal")
+    def journal() -> Response:
+        entries = state.journal.entries(provider=_query("provider", PROVIDERS), account=_query("account"),
+                                        path=_query("path"), status=_int_query("status", 100, 599),
+                                        limit=_int_query("limit", 1, 100000))
+        return _json(200, {"size": state.journal.size, "entries": [e.as_json() for e in entries]})
+
+    @admin.delete("/journal")
+    def clear_journal() -> Response:
+        state.journal.clear()
+        return Response(status=204)
+
+    @admin.get("/violations")
+    def violations() -> Response:
+        return _json(200, {"violations": [v.as_json() for v in state.journal.violations()]})
+
+    @admin.get("/")
+    def dashboard() -> str:
+        records = returns_of(state, None, None)
+        groups: dict[tuple[str, str], list[ReturnRecord]] = {}
+        for record in records:
+            groups.setdefault((record.provider, record.account), []).append(record)
+        return render_template("dashboard.html", version=__version__, clock=clock_json(_clock(state)),
+                               groups=sorted(groups.items()), entries=list(reversed(state.journal.entries(limit=200))),
+                               store=state.store.engine, rendered_at=datetime.now(UTC).strftime("%H:%M:%S"))
+
+    app.register_blueprint(admin)
+
+
+def _clock(state: MockState) -> ControllableClock:
+    clock = state.clock
+    if not all(hasattr(clock, name) for name in ("advance", "set", "mode")):
+        raise AdminError(409, "clock_not_controllable", "This mock was given a clock that cannot be moved.")
+    return clock  # type: ignore[return-value]
