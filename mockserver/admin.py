@@ -18,6 +18,7 @@ from . import __version__
 from .app import MockState
 from .clock import ControllableClock, StoreClock, isoformat, parse_duration, parse_instant
 from .contracts import PROVIDERS, Problem, contract, problems
+from .ratelimit import RatePolicy
 from .seeding import ScenarioError, seed
 from .store import ReturnRecord
 
@@ -186,6 +187,19 @@ def register(app: Flask, state: MockState) -> None:
     @admin.get("/violations")
     def violations() -> Response:
         return _json(200, {"violations": [v.as_json() for v in state.journal.violations()]})
+
+    @admin.get("/rate-limits")
+    def get_rate_limits() -> Response:
+        assert state.rate_limiter is not None
+        return _json(200, state.rate_limiter.policy().as_json())
+
+    @admin.route("/rate-limits", methods=["PUT", "POST"])
+    def set_rate_limits() -> Response:
+        assert state.rate_limiter is not None
+        body = _body("rate-limit.json")
+        policy = RatePolicy(body["limit"], body["period"], body.get("enforce", True))
+        state.rate_limiter.set_policy(policy)
+        return _json(200, policy.as_json())
 
     @admin.get("/")
     def dashboard() -> str:

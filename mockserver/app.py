@@ -29,6 +29,7 @@ from .http import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    RATE_LIMIT_EXCEEDED,
     VALIDATION_ERROR,
     Call,
     ProviderApi,
@@ -36,6 +37,7 @@ from .http import (
 from .ids import IdGenerator
 from .journal import BODY_LIMIT, Entry, Journal, MemoryJournal, SqliteJournal
 from .journal import Violation as JournalViolation
+from .ratelimit import RateLimiter, RatePolicy
 from .store import MemoryStore, SqliteStore, Store, open_store
 from .thirtyfiveup.api import Api35up
 from .thirtyfiveup.core import Returns35up
@@ -57,6 +59,7 @@ class MockState:
     ids: IdGenerator
     apis: dict[str, ProviderApi]
     journal: Journal = field(default_factory=MemoryJournal)
+    rate_limiter: RateLimiter | None = None
     operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
     self_check_failures: list[str] = field(default_factory=list)
 
@@ -104,6 +107,8 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             },
         })
 
+    default_policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else None
+    state.rate_limiter = RateLimiter(store, clock, default_policy)
     from . import admin
 
     admin.register(app, state)
@@ -112,6 +117,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
 
         seed(state, json.loads(Path(config.seed_file).read_text()))
     app.before_request(_start_clock)
+    app.before_request(lambda: _rate_limit(state))
     if config.self_check:
         app.after_request(lambda response: _self_check(state, response))
     app.after_request(lambda response: _record(state, response))
@@ -303,11 +309,26 @@ def _start_clock() -> None:
     g.started = time.perf_counter()
 
 
+def _rate_limit(state: MockState) -> None:
+    api = _api_for_path(state, request.path)
+    if api is None or not api.rate_limited or request.path.endswith("/openapi.json") or state.rate_limiter is None:
+        return
+    key = api.rate_key(request.headers.get("Authorization")) or f"anonymous:{request.remote_addr}"
+    decision = state.rate_limiter.hit(key)
+    g.rate_headers = decision.headers()
+    if not decision.allowed:
+        message = (f"Rate limit exceeded: {decision.limit} requests per {state.rate_limiter.policy().period} "
+                   f"for this API key. Retry after {decision.retry_after} s.")
+        raise api.error(429, RATE_LIMIT_EXCEEDED, message, [{"location": "header", "field": "Authorization",
+                                                             "message": message}])
+
+
 def _record(state: MockState, response: Response) -> Response:
     """Journal every provider request, with the contract violations it carried."""
     api = _api_for_path(state, request.path)
     if api is None or request.path.endswith("/openapi.json"):
         return response
+    response.headers.update(g.get("rate_headers", {}))
     account = g.get("account")
     violations = tuple(
         JournalViolation(0, request.method, request.path, api.name, account, response.status_code,

@@ -62,6 +62,16 @@ def _url(text: str) -> str:
     return text
 
 
+def _rate(text: str) -> str:
+    from .ratelimit import RatePolicy
+
+    try:
+        RatePolicy.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _credentials(text: str) -> tuple[str, str]:
     username, colon, password = text.partition(":")
     if not colon or not username or not password:
@@ -111,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "the same requests give byte-identical answers")
     serve.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+    serve.add_argument("--rate-limit", type=_rate, metavar="N/PERIOD",
+                       help="enforce a 3plship rate limit per API key, e.g. 1000/hour (3plship tiers: 1000, 5000, "
+                            "25000 per hour); without it requests are counted at 1000/hour but never refused")
     serve.add_argument("--journal-size", type=_positive, default=1000,
                        help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
@@ -170,10 +183,14 @@ def _prepare(store: Any, config: Config) -> None:
     """Set the clock, and check (and for a shared store, apply) the seed file, before any worker starts."""
     from .app import create_app, mock_state
     from .clock import StoreClock, parse_instant
+    from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
     from .seeding import ScenarioError, build, seed
 
     start = parse_instant(config.clock_start) if config.clock_start else None
     StoreClock(store).reset(config.clock, start)
+    # A fresh start forgets limits set at run time through /__admin/rate-limits.
+    policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else RatePolicy.parse(STANDARD_TIER, False)
+    RateLimiter(store, StoreClock(store)).set_policy(policy)
     if config.seed_file is None:
         return
     try:
@@ -228,7 +245,7 @@ def serve(args: argparse.Namespace) -> int:
                     max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
                     users_35up=dict(args.users_35up) if args.users_35up else None,
                     keys_3plship=args.keys_3plship, clock=clock, clock_start=clock_start,
-                    admin_token=args.admin_token, journal_size=args.journal_size,
+                    admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=args.rate_limit,
                     seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
     _prepare(store, config)
     from .app import validate_contracts

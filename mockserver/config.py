@@ -34,6 +34,8 @@ class Config:
     """When set, every /__admin call needs Authorization: Bearer <token>."""
     seed_file: str | None = None
     """A scenario (contracts/admin/scenario.json) each new in-memory store is seeded with."""
+    rate_limit: str | None = None
+    """3plship rate limit enforced at start, e.g. 1000/hour; None counts at the standard tier without 429s."""
     users_35up: dict[str, str] | None = None
     """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
     keys_3plship: list[str] | None = None

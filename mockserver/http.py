@@ -30,6 +30,7 @@ NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 PAYLOAD_TOO_LARGE = "payload_too_large"
 VALIDATION_ERROR = "validation_error"
+RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
 INTERNAL_ERROR = "internal_error"
 
 
@@ -38,6 +39,15 @@ class ProviderApi(ABC):
 
     name: str
     contract: Contract
+    rate_limited = False
+    """Whether every request is counted against the API key's rate limit (3plship documents one)."""
+
+    def rate_key(self, authorization: str | None) -> str | None:
+        """The key requests are counted under, or None for requests without usable credentials."""
+        try:
+            return self.authenticate(authorization)
+        except ProviderError:
+            return None
 
     @property
     @abstractmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +82,12 @@ class Store(ABC):
     @abstractmethod
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         """Delete returns (all, or of one provider and/or account); answers how many."""
+
+    @abstractmethod
+    def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
+        """Rate counting, atomically across workers: read the counts of `bucket - 1` and `bucket` for `key`,
+        ask `admit(previous, current)`, and count one more in `bucket` if admitted. Answers
+        (previous, current after counting, admitted)."""
 
     @abstractmethod
     def get_setting(self, key: str) -> str | None:

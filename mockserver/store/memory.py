@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..errors import DuplicateReturn
@@ -52,6 +52,7 @@ class MemoryStore(Store):
         self._seq = 0
         self._lock = threading.RLock()
         self._settings: dict[str, str] = {}
+        self._counters: dict[tuple[str, int], int] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -94,6 +95,8 @@ class MemoryStore(Store):
 
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         with self._lock:
+            if provider is None and account is None:
+                self._counters.clear()
             doomed = [(r.provider, r.account, r.id) for r in self._scan(provider, account)]
             for key in doomed:
                 del self._records[key]
@@ -104,3 +107,16 @@ class MemoryStore(Store):
 
     def set_setting(self, key: str, value: str) -> None:
         self._settings[key] = value
+
+    def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
+        with self._lock:
+            previous = self._counters.get((key, bucket - 1), 0)
+            current = self._counters.get((key, bucket), 0)
+            allowed = admit(previous, current)
+            if allowed:
+                current += 1
+                if (key, bucket) not in self._counters:  # a new bucket: forget the ones before the previous
+                    for old in [k for k in self._counters if k[0] == key and k[1] < bucket - 1]:
+                        del self._counters[old]
+                self._counters[(key, bucket)] = current
+            return previous, current, allowed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS journal (
     entry          BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_violations ON journal (has_violations, id);
+CREATE TABLE IF NOT EXISTS rate_counters (
+    key    TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key, bucket)
+) WITHOUT ROWID;
 """
 
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
@@ -196,7 +202,29 @@ class SqliteStore(Store):
             args.append(account)
         with self.transaction():
             cursor = self._connection().execute(f"DELETE FROM returns WHERE {where}", args)
+            if provider is None and account is None:
+                self._connection().execute("DELETE FROM rate_counters")
         return cursor.rowcount
+
+    def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            counts = dict(conn.execute("SELECT bucket, count FROM rate_counters WHERE key=? AND bucket IN (?, ?)",
+                                       (key, bucket - 1, bucket)).fetchall())
+            previous, current = counts.get(bucket - 1, 0), counts.get(bucket, 0)
+            allowed = admit(previous, current)
+            if allowed:
+                current += 1
+                conn.execute("INSERT INTO rate_counters (key, bucket, count) VALUES (?, ?, 1) "
+                             "ON CONFLICT (key, bucket) DO UPDATE SET count=count+1", (key, bucket))
+                if current == 1:  # a new bucket: forget the ones before the previous
+                    conn.execute("DELETE FROM rate_counters WHERE key=? AND bucket < ?", (key, bucket - 1))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return previous, current, allowed
 
     def get_setting(self, key: str) -> str | None:
         row = self._connection().execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()

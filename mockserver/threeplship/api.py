@@ -17,6 +17,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
 
 class Api3plship(ProviderApi):
     name = PROVIDER
+    rate_limited = True
 
     def __init__(self, core: Returns3plship, keys: list[str] | None = None) -> None:
         self.core = core

@@ -1,0 +1,114 @@
+"""3plship rate limits: headers on every response, per key, sliding window on the mock's clock, shared."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import PL, START, UP35, Server, basic, bearer, fixture
+
+from mockserver.app import create_app
+from mockserver.clock import FrozenClock
+from mockserver.config import Config
+from mockserver.store import MemoryStore
+
+
+def app_with(limit: str | None, clock: FrozenClock) -> object:
+    return create_app(Config(rate_limit=limit, self_check=True), store=MemoryStore(), clock=clock)
+
+
+def test_every_3plship_response_carries_the_headers_counted_per_key() -> None:
+    clock = FrozenClock(START)
+    client = app_with(None, clock).test_client()  # type: ignore[attr-defined]
+    answers = [client.get(f"{PL}/returns", headers=bearer("zl_test_a")) for _ in range(3)]
+    answers.append(client.post(f"{PL}/returns", json={}, headers=bearer("zl_test_a")))  # 422
+    answers.append(client.put(f"{PL}/returns", headers=bearer("zl_test_a")))  # 405
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["999", "998", "997", "996", "995"]
+    assert {a.headers["X-RateLimit-Limit"] for a in answers} == {"1000"}
+    reset = int(answers[0].headers["X-RateLimit-Reset"])
+    assert reset == int(START.timestamp()) // 3600 * 3600 + 3600  # the end of the current hour bucket
+    other = client.get(f"{PL}/returns", headers=bearer("zl_test_b"))
+    assert other.headers["X-RateLimit-Remaining"] == "999"
+    unauthenticated = client.get(f"{PL}/returns")
+    assert unauthenticated.status_code == 401 and "X-RateLimit-Limit" in unauthenticated.headers
+    assert "X-RateLimit-Limit" not in client.post(f"{UP35}/returns", json={}, headers=basic()).headers
+    # Not enforced by default: far past the limit, still answered.
+    for _ in range(1000):
+        client.get(f"{PL}/returns", headers=bearer("zl_test_c"))
+    last = client.get(f"{PL}/returns", headers=bearer("zl_test_c"))
+    assert last.status_code == 200 and last.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_enforced_limit_refuses_with_429_and_retry_after_on_a_sliding_window() -> None:
+    clock = FrozenClock(START)
+    client = app_with("3/minute", clock).test_client()  # type: ignore[attr-defined]
+    assert [client.get(f"{PL}/returns", headers=bearer()).status_code for _ in range(3)] == [200, 200, 200]
+    refused = client.get(f"{PL}/returns", headers=bearer())
+    assert refused.status_code == 429
+    body = refused.get_json()
+    assert body["success"] is False and body["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert body["meta"]["version"] == "v1"
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    # START is on a minute boundary: at the next boundary the 3 still count in full, a moment later they
+    # begin to fade. Retry-After is that moment in whole seconds.
+    assert refused.headers["Retry-After"] == "61"
+    assert client.get(f"{PL}/returns", headers=bearer("zl_test_other")).status_code == 200  # per key
+
+    clock.advance(timedelta(seconds=60))
+    assert client.get(f"{PL}/returns", headers=bearer()).status_code == 429  # just before
+    clock.advance(timedelta(milliseconds=1))
+    assert client.get(f"{PL}/returns", headers=bearer()).status_code == 200  # just after
+
+    # Sliding: 30 s later half of the previous bucket's 3 still count, plus the 1 of this bucket.
+    clock.advance(timedelta(seconds=30))
+    answers = [client.get(f"{PL}/returns", headers=bearer()) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    # 3 * (1 - x/60) + 2 < 3 from x = 40 s into the bucket: 10 s from now.
+    assert answers[1].headers["Retry-After"] == "10"
+    clock.advance(timedelta(seconds=10))
+    assert client.get(f"{PL}/returns", headers=bearer()).status_code == 200
+
+
+def test_a_refused_request_changes_nothing() -> None:
+    clock = FrozenClock(START)
+    client = app_with("1/hour", clock).test_client()  # type: ignore[attr-defined]
+    assert client.get(f"{PL}/returns", headers=bearer()).status_code == 200
+    refused = client.post(f"{PL}/returns", json=fixture("3plship/create-return.minimal.request.json"),
+                          headers=bearer())
+    assert refused.status_code == 429
+    clock.advance(timedelta(hours=2))
+    assert client.get(f"{PL}/returns", headers=bearer()).get_json()["data"] == []
+
+
+def test_limits_are_set_at_run_time_through_the_admin_api() -> None:
+    clock = FrozenClock(START)
+    client = app_with(None, clock).test_client()  # type: ignore[attr-defined]
+    assert client.get("/__admin/rate-limits").get_json() == {"limit": 1000, "period": "hour", "enforce": False}
+    assert client.put("/__admin/rate-limits", json={"limit": 2, "period": "second"}).status_code == 200
+    codes = [client.get(f"{PL}/returns", headers=bearer()).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    assert client.put("/__admin/rate-limits", json={"limit": 0, "period": "hour"}).status_code == 422
+    assert client.put("/__admin/rate-limits", json={"limit": 5, "period": "fortnight"}).status_code == 422
+
+
+def test_workers_share_the_counts(tmp_path: Path) -> None:
+    server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--workers", "2", "--rate-limit", "5/hour").start()
+    try:
+        codes = []
+        for _ in range(8):
+            with requests.Session() as s:  # a new connection each time: both workers answer
+                codes.append(s.get(server.url + PL + "/returns", headers=bearer(), timeout=10).status_code)
+        assert codes == [200] * 5 + [429] * 3
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["1000", "1000/fortnight", "0/hour", "many/hour"])
+def test_bad_rate_limit_flag_is_exit_2(value: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "mockserver.cli", "serve", "--rate-limit", value],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "N/PERIOD" in result.stderr
