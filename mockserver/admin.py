@@ -201,6 +201,30 @@ def register(app: Flask, state: MockState) -> None:
         state.rate_limiter.set_policy(policy)
         return _json(200, policy.as_json())
 
+    @admin.get("/faults")
+    def list_faults() -> Response:
+        assert state.faults is not None
+        return _json(200, {"rules": state.faults.rules()})
+
+    @admin.post("/faults")
+    def add_faults() -> Response:
+        assert state.faults is not None
+        body = _body("faults-request.json")
+        return _json(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})
+
+    @admin.delete("/faults")
+    def clear_faults() -> Response:
+        assert state.faults is not None
+        state.faults.remove()
+        return Response(status=204)
+
+    @admin.delete("/faults/<rule_id>")
+    def remove_fault(rule_id: str) -> Response:
+        assert state.faults is not None
+        if not state.faults.remove(rule_id):
+            raise AdminError(404, "not_found", f"No fault rule {rule_id}.")
+        return Response(status=204)
+
     @admin.get("/")
     def dashboard() -> str:
         records = returns_of(state, None, None)

@@ -8,6 +8,7 @@ envelope. Every failure, the HTTP layer's own included, is rendered in the provi
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from .clock import Clock, StoreClock, isoformat, parse_instant
 from .config import Config
 from .contracts import Operation, Problem, contract, problems
 from .errors import ProviderError
+from .faults import KEY as FAULTS_KEY
+from .faults import Faults, dropped_body
 from .http import (
     BAD_REQUEST,
     INTERNAL_ERROR,
@@ -60,6 +63,7 @@ class MockState:
     apis: dict[str, ProviderApi]
     journal: Journal = field(default_factory=MemoryJournal)
     rate_limiter: RateLimiter | None = None
+    faults: Faults | None = None
     operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
     self_check_failures: list[str] = field(default_factory=list)
 
@@ -107,6 +111,9 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             },
         })
 
+    state.faults = Faults(store, random.Random(config.seed))
+    if config.faults and store.get_setting(FAULTS_KEY) is None:
+        state.faults.replace(config.faults)
     default_policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else None
     state.rate_limiter = RateLimiter(store, clock, default_policy)
     from . import admin
@@ -117,6 +124,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
 
         seed(state, json.loads(Path(config.seed_file).read_text()))
     app.before_request(_start_clock)
+    app.before_request(lambda: _inject_fault(state))
     app.before_request(lambda: _rate_limit(state))
     if config.self_check:
         app.after_request(lambda response: _self_check(state, response))
@@ -309,7 +317,33 @@ def _start_clock() -> None:
     g.started = time.perf_counter()
 
 
+_FAULT_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway", 503: "service_unavailable",
+                504: "gateway_timeout", 400: BAD_REQUEST, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}
+
+
+def _inject_fault(state: MockState) -> Response | None:
+    api = _api_for_path(state, request.path)
+    if api is None or state.faults is None or request.path.endswith("/openapi.json"):
+        return None
+    relative = request.path[len(api.contract.mock_prefix):] or "/"
+    outcome = state.faults.pick(api.name, request.method, relative, api.rate_key(request.headers.get("Authorization")))
+    if outcome is None:
+        return None
+    g.fault = outcome.label
+    if outcome.latency_ms:
+        time.sleep(outcome.latency_ms / 1000)
+    if outcome.drop:
+        return Response(dropped_body(), 200, mimetype="application/json", headers={"Content-Length": "4096"})
+    if outcome.status is not None:
+        kind = _FAULT_KINDS.get(outcome.status, "internal_error" if outcome.status >= 500 else BAD_REQUEST)
+        headers = {"Retry-After": "1"} if outcome.status == 429 else {}
+        raise api.error(outcome.status, kind, f"Injected fault: {outcome.label}.", [], headers)
+    return None
+
+
 def _rate_limit(state: MockState) -> None:
+    if g.get("fault"):  # a faulted request is answered by the fault, not counted
+        return
     api = _api_for_path(state, request.path)
     if api is None or not api.rate_limited or request.path.endswith("/openapi.json") or state.rate_limiter is None:
         return
@@ -338,18 +372,20 @@ def _record(state: MockState, response: Response) -> Response:
         body = request.get_data(cache=True)[:BODY_LIMIT]
     except HTTPException:  # over the size limit: not kept
         body = None
+    dropped = response.is_streamed
     state.journal.record(Entry(
         id=0, at=_timestamp(), provider=api.name, account=account, method=request.method,
         path=request.path, query=request.query_string.decode("latin-1"), status=response.status_code,
         duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
-        request_body=body or None, response_body=response.get_data()[:BODY_LIMIT], violations=violations))
+        request_body=body or None, response_body=b"" if dropped else response.get_data()[:BODY_LIMIT],
+        violations=violations, fault=g.get("fault", "")))
     return response
 
 
 def _self_check(state: MockState, response: Response) -> Response:
     """Validate what the mock answers against its own contract (switched on in tests)."""
     api = _api_for_path(state, request.path)
-    if api is None or request.path.endswith("/openapi.json"):
+    if api is None or request.path.endswith("/openapi.json") or g.get("fault"):
         return response
     endpoint = request.url_rule.endpoint if request.url_rule else None
     status = response.status_code

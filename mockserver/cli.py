@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -124,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit", type=_rate, metavar="N/PERIOD",
                        help="enforce a 3plship rate limit per API key, e.g. 1000/hour (3plship tiers: 1000, 5000, "
                             "25000 per hour); without it requests are counted at 1000/hour but never refused")
+    serve.add_argument("--faults", metavar="FILE",
+                       help="fault rules to start with (contracts/admin/fault-rule.json; one rule or a list)")
+    serve.add_argument("--chaos", choices=("light", "heavy"),
+                       help="a mix of latency, 429s, 5xx and dropped connections (contracts/admin/chaos.json); "
+                            "reproducible with --deterministic")
     serve.add_argument("--journal-size", type=_positive, default=1000,
                        help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
@@ -179,10 +185,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
+    from .contracts import contract, problems
+    from .faults import chaos_profile
+
+    rules: list[dict[str, Any]] = []
+    if path is not None:
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise UsageError(f"--faults {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(f"--faults {path}: not JSON: {exc}") from None
+        found = problems(contract("admin").validator("faults-request.json"), loaded)
+        if found:
+            raise UsageError(f"--faults {path}: {found[0].message}")
+        rules += loaded if isinstance(loaded, list) else [loaded]
+    if chaos is not None:
+        rules += chaos_profile(chaos)
+    return rules or None
+
+
 def _prepare(store: Any, config: Config) -> None:
     """Set the clock, and check (and for a shared store, apply) the seed file, before any worker starts."""
     from .app import create_app, mock_state
     from .clock import StoreClock, parse_instant
+    from .faults import Faults
     from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
     from .seeding import ScenarioError, build, seed
 
@@ -191,6 +219,7 @@ def _prepare(store: Any, config: Config) -> None:
     # A fresh start forgets limits set at run time through /__admin/rate-limits.
     policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else RatePolicy.parse(STANDARD_TIER, False)
     RateLimiter(store, StoreClock(store)).set_policy(policy)
+    Faults(store, random.Random()).replace(config.faults or [])
     if config.seed_file is None:
         return
     try:
@@ -237,6 +266,7 @@ def serve(args: argparse.Namespace) -> int:
             raise UsageError("--deterministic sets the seed and freezes the clock: drop --seed and --clock real")
         workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
     workers = workers or os.cpu_count() or 1
+    faults = _fault_rules(args.faults, args.chaos)
     try:
         store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
@@ -246,6 +276,7 @@ def serve(args: argparse.Namespace) -> int:
                     users_35up=dict(args.users_35up) if args.users_35up else None,
                     keys_3plship=args.keys_3plship, clock=clock, clock_start=clock_start,
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=args.rate_limit,
+                    faults=faults,
                     seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
     _prepare(store, config)
     from .app import validate_contracts

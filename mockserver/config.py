@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .lifecycle import Mode
 
@@ -36,6 +37,8 @@ class Config:
     """A scenario (contracts/admin/scenario.json) each new in-memory store is seeded with."""
     rate_limit: str | None = None
     """3plship rate limit enforced at start, e.g. 1000/hour; None counts at the standard tier without 429s."""
+    faults: list[dict[str, Any]] | None = None
+    """Fault rules (contracts/admin/fault-rule.json) a new store starts with: --faults FILE and --chaos."""
     users_35up: dict[str, str] | None = None
     """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
     keys_3plship: list[str] | None = None

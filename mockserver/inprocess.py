@@ -28,6 +28,7 @@ from werkzeug.test import Client
 from .app import MockState, create_app, mock_state
 from .clock import Clock
 from .config import Config
+from .faults import ConnectionDropped
 from .journal import Entry, Violation
 from .store import MemoryStore
 
@@ -129,8 +130,12 @@ class mock_providers(MockHandle, ContextDecorator):
         body = request.body.encode() if isinstance(request.body, str) else request.body
         response = self._client.open(path, method=str(request.method), query_string=url.query,
                                      headers=list(request.headers.items()), data=body or b"")
+        try:
+            content = response.get_data()
+        except ConnectionDropped:
+            raise requests.ConnectionError(f"{request.method} {request.url}: connection dropped (fault rule)") from None
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return response.status_code, headers, response.get_data()
+        return response.status_code, headers, content
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.journal)

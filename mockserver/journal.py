@@ -60,6 +60,8 @@ class Entry:
     request_body: bytes | None
     response_body: bytes
     violations: tuple[Violation, ...]
+    fault: str = ""
+    """The fault rule that answered or delayed this request, if any."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)

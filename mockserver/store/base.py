@@ -96,5 +96,9 @@ class Store(ABC):
     @abstractmethod
     def set_setting(self, key: str, value: str) -> None: ...
 
+    @abstractmethod
+    def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
+        """Read-modify-write of a setting, atomically across workers."""
+
     def close(self) -> None:  # noqa: B027 - optional for engines without resources
         pass

@@ -120,3 +120,8 @@ class MemoryStore(Store):
                         del self._counters[old]
                 self._counters[(key, bucket)] = current
             return previous, current, allowed
+
+    def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
+        with self._lock:
+            self._settings[key] = change(self._settings.get(key))
+            return self._settings[key]

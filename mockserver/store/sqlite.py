@@ -234,6 +234,18 @@ class SqliteStore(Store):
         self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                                    "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
 
+    def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = change(self.get_setting(key))
+            self.set_setting(key, value)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return value
+
     def integrity_check(self) -> str:
         return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
 

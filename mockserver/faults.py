@@ -1,0 +1,141 @@
+"""Fault injection: latency, error statuses and dropped connections for matching provider requests.
+
+Rules live in the store (every worker sees them; `times` is counted down atomically). They are checked
+before the provider handles the request, so a request answered by a fault changes no state.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .contracts import contract
+from .store import Store
+
+KEY = "faults"
+
+
+class ConnectionDropped(Exception):
+    """Raised while a dropped-connection answer is being sent, so the server aborts the connection."""
+
+
+@dataclass
+class Outcome:
+    latency_ms: int = 0
+    status: int | None = None
+    drop: bool = False
+    rules: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        kind = "drop_connection" if self.drop else f"status {self.status}" if self.status else "latency"
+        return f"{kind} ({', '.join(self.rules)})"
+
+
+def chaos_profile(name: str) -> list[dict[str, Any]]:
+    profiles: dict[str, list[dict[str, Any]]] = contract("admin").documents["chaos.json"]["profiles"]
+    return [dict(rule) for rule in profiles[name]]
+
+
+def chaos_profiles() -> list[str]:
+    return sorted(contract("admin").documents["chaos.json"]["profiles"])
+
+
+class Faults:
+    def __init__(self, store: Store, rng: random.Random) -> None:
+        self.store = store
+        self.rng = rng
+        self._lock = threading.Lock()
+
+    def rules(self) -> list[dict[str, Any]]:
+        raw = self.store.get_setting(KEY)
+        rules: list[dict[str, Any]] = json.loads(raw) if raw else []
+        return rules
+
+    def replace(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        numbered = [{**rule, "id": f"f{n}"} for n, rule in enumerate(rules, 1)]
+        self.store.set_setting(KEY, json.dumps(numbered))
+        return numbered
+
+    def add(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        added: list[dict[str, Any]] = []
+
+        def change(raw: str | None) -> str:
+            current = json.loads(raw) if raw else []
+            start = max((int(r["id"][1:]) for r in current), default=0) + 1
+            added.extend({**rule, "id": f"f{start + n}"} for n, rule in enumerate(rules))
+            return json.dumps(current + added)
+
+        self.store.update_setting(KEY, change)
+        return added
+
+    def remove(self, rule_id: str | None = None) -> int:
+        removed = 0
+
+        def change(raw: str | None) -> str:
+            nonlocal removed
+            current = json.loads(raw) if raw else []
+            kept = [r for r in current if rule_id is not None and r["id"] != rule_id]
+            removed = len(current) - len(kept)
+            return json.dumps(kept)
+
+        self.store.update_setting(KEY, change)
+        return removed
+
+    def pick(self, provider: str, method: str, path: str, account: str | None) -> Outcome | None:
+        rules = self.rules()
+        if not rules:
+            return None
+        fired = []
+        with self._lock:  # one sequence of draws per process, so --deterministic runs repeat
+            for rule in rules:
+                if _matches(rule, provider, method, path, account) and \
+                        self.rng.random() < float(rule.get("probability", 1)):
+                    fired.append(rule)
+        counted = [r["id"] for r in fired if "times" in r]
+        if counted:
+            granted = self._count_down(counted)
+            fired = [r for r in fired if "times" not in r or r["id"] in granted]
+        if not fired:
+            return None
+        outcome = Outcome()
+        for rule in fired:
+            outcome.latency_ms += int(rule.get("latency_ms", 0))
+            outcome.rules.append(rule["id"])
+            if rule.get("status") is not None or rule.get("drop_connection"):
+                outcome.status = rule.get("status")
+                outcome.drop = bool(rule.get("drop_connection"))
+                break
+        return outcome
+
+    def _count_down(self, rule_ids: list[str]) -> set[str]:
+        granted: set[str] = set()
+
+        def change(raw: str | None) -> str:
+            current = json.loads(raw) if raw else []
+            kept = []
+            for rule in current:
+                if rule["id"] in rule_ids and rule.get("times", 0) > 0:
+                    granted.add(rule["id"])
+                    rule["times"] -= 1
+                if rule.get("times", 1) > 0:
+                    kept.append(rule)
+            return json.dumps(kept)
+
+        self.store.update_setting(KEY, change)
+        return granted
+
+
+def _matches(rule: dict[str, Any], provider: str, method: str, path: str, account: str | None) -> bool:
+    return ((rule.get("provider") in (None, provider)) and (rule.get("method") in (None, method))
+            and path.startswith(rule.get("path", "")) and (rule.get("account") in (None, account)))
+
+
+def dropped_body() -> Iterator[bytes]:
+    """Start an answer and break off: the client sees the connection drop mid-response."""
+    yield b'{"success": '
+    raise ConnectionDropped("connection dropped by a fault rule")
