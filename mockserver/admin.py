@@ -201,6 +201,12 @@ def register(app: Flask, state: MockState) -> None:
         state.rate_limiter.set_policy(policy)
         return _json(200, policy.as_json())
 
+    @admin.get("/webhooks/deliveries")
+    def deliveries() -> Response:
+        found = state.store.deliveries(account=_query("account"),
+                                       status=_query("status", ("pending", "delivered", "failed", "blocked")))
+        return _json(200, {"deliveries": [d.as_json() for d in found]})
+
     @admin.get("/faults")
     def list_faults() -> Response:
         assert state.faults is not None

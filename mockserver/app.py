@@ -46,6 +46,7 @@ from .thirtyfiveup.api import Api35up
 from .thirtyfiveup.core import Returns35up
 from .threeplship.api import Api3plship
 from .threeplship.core import Returns3plship
+from .threeplship.webhooks import DeliveryPolicy, Webhooks
 
 
 class ContractViolation(AssertionError):
@@ -62,6 +63,7 @@ class MockState:
     ids: IdGenerator
     apis: dict[str, ProviderApi]
     journal: Journal = field(default_factory=MemoryJournal)
+    webhooks: Webhooks | None = None
     rate_limiter: RateLimiter | None = None
     faults: Faults | None = None
     operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
@@ -84,10 +86,13 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         clock = StoreClock(store)
         clock.ensure(config.clock, parse_instant(config.clock_start) if config.clock_start else None)
     ids = IdGenerator(config.seed)
+    webhooks = Webhooks(store, clock, ids, DeliveryPolicy(
+        allowed_hosts=tuple(h.lower() for h in config.allow_webhook_hosts), attempts=config.webhook_attempts,
+        backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms))
     apis: list[ProviderApi] = [
         Api35up(Returns35up(store, clock, mode=config.lifecycle,
                             return_window_days=config.return_window_days), users=config.users_35up),
-        Api3plship(Returns3plship(store, clock, ids), keys=config.keys_3plship),
+        Api3plship(Returns3plship(store, clock, ids, events=webhooks), webhooks, keys=config.keys_3plship),
     ]
     state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis},
                       journal=open_journal(store, config.journal_size))
@@ -111,6 +116,9 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
             },
         })
 
+    state.webhooks = webhooks
+    if store.has_pending_deliveries():  # left over from before a restart
+        webhooks.deliverer.start()
     state.faults = Faults(store, random.Random(config.seed))
     if config.faults and store.get_setting(FAULTS_KEY) is None:
         state.faults.replace(config.faults)

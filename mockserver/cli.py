@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--chaos", choices=("light", "heavy"),
                        help="a mix of latency, 429s, 5xx and dropped connections (contracts/admin/chaos.json); "
                             "reproducible with --deterministic")
+    serve.add_argument("--allow-webhook-host", dest="webhook_hosts", action="append", default=[], metavar="HOST",
+                       help="also deliver 3plship webhooks to HOST (repeatable); by default only loopback hosts")
+    serve.add_argument("--webhook-attempts", type=_positive, default=6, help="delivery attempts per event (6)")
+    serve.add_argument("--webhook-backoff-ms", type=_positive, default=1000,
+                       help="wait before the first retry, doubling after each (1000)")
+    serve.add_argument("--webhook-timeout-ms", type=_positive, default=5000, help="per attempt (5000)")
     serve.add_argument("--journal-size", type=_positive, default=1000,
                        help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
@@ -276,7 +282,9 @@ def serve(args: argparse.Namespace) -> int:
                     users_35up=dict(args.users_35up) if args.users_35up else None,
                     keys_3plship=args.keys_3plship, clock=clock, clock_start=clock_start,
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=args.rate_limit,
-                    faults=faults,
+                    faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
+                    webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
+                    webhook_timeout_ms=args.webhook_timeout_ms,
                     seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
     _prepare(store, config)
     from .app import validate_contracts

@@ -39,6 +39,12 @@ class Config:
     """3plship rate limit enforced at start, e.g. 1000/hour; None counts at the standard tier without 429s."""
     faults: list[dict[str, Any]] | None = None
     """Fault rules (contracts/admin/fault-rule.json) a new store starts with: --faults FILE and --chaos."""
+    allow_webhook_hosts: tuple[str, ...] = ()
+    """Hosts webhooks may be delivered to besides loopback ones."""
+    webhook_attempts: int = 6
+    webhook_backoff_ms: int = 1000
+    """Wait before the first retry of a webhook delivery; it doubles for each next one."""
+    webhook_timeout_ms: int = 5000
     users_35up: dict[str, str] | None = None
     """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
     keys_3plship: list[str] | None = None

@@ -105,6 +105,8 @@ class mock_providers(MockHandle, ContextDecorator):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.state.webhooks is not None:
+            self.state.webhooks.deliverer.stop()
         if self._responses is not None:
             self._responses.stop()
             self._responses.reset()

@@ -59,3 +59,5 @@ class LiveMock(MockHandle):
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+        if self.state.webhooks is not None:
+            self.state.webhooks.deliverer.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -25,6 +26,7 @@ from schemathesis.config import SchemathesisConfig
 
 from mockserver.app import create_app, mock_state
 from mockserver.config import Config
+from mockserver.contracts import contract
 from mockserver.store import MemoryStore
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -36,8 +38,8 @@ AUTH = {
     "35up": {"Authorization": "Basic " + base64.b64encode(b"fuzzer:secret").decode()},
     "3plship": {"Authorization": "Bearer zl_test_fuzzer"},
 }
-APP = create_app(Config(self_check=True, users_35up={"fuzzer": "secret"}, keys_3plship=["zl_test_fuzzer"]),
-                 store=MemoryStore())
+APP = create_app(Config(self_check=True, users_35up={"fuzzer": "secret"}, keys_3plship=["zl_test_fuzzer"],
+                        webhook_attempts=1, webhook_timeout_ms=200), store=MemoryStore())
 APP.testing = True
 ANSWERED: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
@@ -63,6 +65,23 @@ def load(provider: str) -> Any:
 
 schema_35up = load("35up")
 schema_3plship = load("3plship")
+
+WEBHOOK_URL = re.compile(contract("3plship").schema("webhook-create-request.json")["properties"]["url"]["pattern"])
+
+
+@schema_3plship.hook
+def map_case(context: Any, case: Case) -> Case:
+    """This deployment delivers webhooks to loopback hosts only (a rule of its configuration, not of the
+    contract: the real 3plship takes any URL). Generated URLs that the contract accepts keep their scheme
+    and path but get a loopback host, so positive data stays positive here; negative cases are untouched.
+    Deliveries then go to a closed loopback port: nothing leaves the machine."""
+    body = case.body
+    if case.operation.path == "/webhooks" and isinstance(body, dict) and isinstance(body.get("url"), str) \
+            and WEBHOOK_URL.search(body["url"]):
+        scheme, rest = body["url"].split("://", 1)
+        path = rest[len(rest.split("/", 1)[0]):]
+        body["url"] = f"{scheme}://127.0.0.1:9{path}"
+    return case
 
 
 @schema_35up.parametrize()

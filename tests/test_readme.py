@@ -87,3 +87,14 @@ def test_the_control_plane_curl_examples_work(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert [line.rsplit(" ", 1)[-1] for line in lines] == ["201", "200", "200", "200"]
     assert '"status":"expired"' in lines[2]
+
+
+def test_the_signature_example_verifies_a_real_delivery_signature() -> None:
+    (source,) = re.findall(r"```python\n(.*?)```", section("Realism: rate limits, faults, webhooks"), flags=re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "README.md", "exec"), namespace)
+    from mockserver.threeplship.webhooks import sign
+
+    body = b'{"id": "evt_1", "type": "return.created"}'
+    assert namespace["verify_3plship_signature"](body, sign(body, "whsec_abc"), "whsec_abc")
+    assert not namespace["verify_3plship_signature"](body + b" ", sign(body, "whsec_abc"), "whsec_abc")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..errors import StoreError
-from .base import Page, ReturnRecord, Store, Transaction
+from .base import Delivery, Page, ReturnRecord, Store, Transaction
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "Page", "ReturnRecord", "SqliteStore", "Store", "StoreError", "Transaction",
+__all__ = ["Delivery", "MemoryStore", "Page", "ReturnRecord", "SqliteStore", "Store", "StoreError", "Transaction",
            "open_store", "validate_store_url"]
 
 

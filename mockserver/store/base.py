@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -34,6 +36,43 @@ class ReturnRecord:
         return copy.deepcopy(self)
 
 
+@dataclass
+class Delivery:
+    """One webhook event on its way to one subscription, with every attempt made so far."""
+
+    id: str
+    webhook_id: str
+    account: str
+    event_id: str
+    event_type: str
+    url: str
+    secret: str
+    body: bytes
+    status: str = "pending"
+    """pending (waiting for its next attempt), delivered, failed (out of attempts) or blocked (host not allowed)."""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    next_at: int = 0
+    """Real time (epoch ms) of the next attempt."""
+    created_at: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["body"] = self.body.decode("utf-8")
+        del data["secret"]
+        return data
+
+    def encode(self) -> str:
+        data = dataclasses.asdict(self)
+        data["body"] = self.body.decode("utf-8")
+        return json.dumps(data)
+
+    @classmethod
+    def decode(cls, raw: str) -> Delivery:
+        data = json.loads(raw)
+        data["body"] = data["body"].encode("utf-8")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class Page:
     records: list[ReturnRecord]
@@ -56,6 +95,15 @@ class Transaction(ABC):
     @abstractmethod
     def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
         """Returns of this account whose next time-based transition is due at `now_ms`."""
+
+    @abstractmethod
+    def add_webhook(self, account: str, webhook: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def webhooks(self, account: str) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def add_delivery(self, delivery: Delivery) -> None: ...
 
 
 class Store(ABC):
@@ -82,6 +130,21 @@ class Store(ABC):
     @abstractmethod
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         """Delete returns (all, or of one provider and/or account); answers how many."""
+
+    @abstractmethod
+    def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
+        """A pending delivery whose attempt is due, leased to the caller for `lease_ms` (other workers
+        skip it meanwhile); None if there is none."""
+
+    @abstractmethod
+    def save_delivery(self, delivery: Delivery) -> None:
+        """Store an attempt's outcome and release the lease."""
+
+    @abstractmethod
+    def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]: ...
+
+    @abstractmethod
+    def has_pending_deliveries(self) -> bool: ...
 
     @abstractmethod
     def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ..errors import DuplicateReturn
-from .base import Page, ReturnRecord, Store, Transaction
+from .base import Delivery, Page, ReturnRecord, Store, Transaction
 
 Key = tuple[str, str, str]
 
@@ -16,6 +18,8 @@ class _MemoryTransaction(Transaction):
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self.writes: dict[Key, ReturnRecord] = {}
+        self.new_webhooks: list[tuple[str, dict[str, Any]]] = []
+        self.new_deliveries: list[Delivery] = []
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         key = (provider, account, id)
@@ -43,6 +47,16 @@ class _MemoryTransaction(Transaction):
         return [r.copy() for r in self._store._scan(provider, account)
                 if r.due_at is not None and r.due_at <= now_ms]
 
+    def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
+        self.new_webhooks.append((account, copy.deepcopy(webhook)))
+
+    def webhooks(self, account: str) -> list[dict[str, Any]]:
+        stored = [w for a, w in self._store._webhooks + self.new_webhooks if a == account]
+        return copy.deepcopy(stored)
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        self.new_deliveries.append(copy.deepcopy(delivery))
+
 
 class MemoryStore(Store):
     engine = "memory"
@@ -53,6 +67,9 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._settings: dict[str, str] = {}
         self._counters: dict[tuple[str, int], int] = {}
+        self._webhooks: list[tuple[str, dict[str, Any]]] = []
+        self._deliveries: list[Delivery] = []
+        self._leases: dict[str, int] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -65,6 +82,8 @@ class MemoryStore(Store):
                 self._seq = seq_before
                 raise
             self._records.update(tx.writes)
+            self._webhooks.extend(tx.new_webhooks)
+            self._deliveries.extend(tx.new_deliveries)
 
     def _scan(self, provider: str | None, account: str | None) -> list[ReturnRecord]:
         return [r for (p, a, _), r in self._records.items()
@@ -97,6 +116,8 @@ class MemoryStore(Store):
         with self._lock:
             if provider is None and account is None:
                 self._counters.clear()
+                self._webhooks.clear()
+                self._deliveries.clear()
             doomed = [(r.provider, r.account, r.id) for r in self._scan(provider, account)]
             for key in doomed:
                 del self._records[key]
@@ -125,3 +146,26 @@ class MemoryStore(Store):
         with self._lock:
             self._settings[key] = change(self._settings.get(key))
             return self._settings[key]
+
+    def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
+        with self._lock:
+            for delivery in sorted(self._deliveries, key=lambda d: d.next_at):
+                if delivery.status == "pending" and delivery.next_at <= now_ms and \
+                        self._leases.get(delivery.id, 0) < now_ms:
+                    self._leases[delivery.id] = now_ms + lease_ms
+                    return copy.deepcopy(delivery)
+            return None
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._deliveries = [copy.deepcopy(delivery) if d.id == delivery.id else d for d in self._deliveries]
+            self._leases.pop(delivery.id, None)
+
+    def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
+        with self._lock:
+            return [copy.deepcopy(d) for d in self._deliveries
+                    if (account is None or d.account == account) and (status is None or d.status == status)]
+
+    def has_pending_deliveries(self) -> bool:
+        with self._lock:
+            return any(d.status == "pending" for d in self._deliveries)

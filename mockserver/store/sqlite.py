@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..errors import DuplicateReturn, StoreError
-from .base import Page, ReturnRecord, Store, Transaction
+from .base import Delivery, Page, ReturnRecord, Store, Transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS returns (
@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS rate_counters (
     count  INTEGER NOT NULL,
     PRIMARY KEY (key, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, account TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS webhooks_by_account ON webhooks (account);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    account     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    next_at     INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    data        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 """
 
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
@@ -107,6 +119,18 @@ class _SqliteTransaction(Transaction):
             f"SELECT {COLUMNS} FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL"
             " AND due_at <= ?", (provider, account, now_ms)).fetchall()
         return [_record(r) for r in rows]
+
+    def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
+        self._conn.execute("INSERT INTO webhooks (id, account, data) VALUES (?, ?, ?)",
+                           (webhook["id"], account, orjson.dumps(webhook).decode()))
+
+    def webhooks(self, account: str) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT data FROM webhooks WHERE account=? ORDER BY rowid", (account,)).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        self._conn.execute("INSERT INTO deliveries (id, account, status, next_at, data) VALUES (?, ?, ?, ?, ?)",
+                           (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
 
 
 class SqliteStore(Store):
@@ -203,7 +227,8 @@ class SqliteStore(Store):
         with self.transaction():
             cursor = self._connection().execute(f"DELETE FROM returns WHERE {where}", args)
             if provider is None and account is None:
-                self._connection().execute("DELETE FROM rate_counters")
+                for table in ("rate_counters", "webhooks", "deliveries"):
+                    self._connection().execute(f"DELETE FROM {table}")
         return cursor.rowcount
 
     def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
@@ -225,6 +250,39 @@ class SqliteStore(Store):
             raise
         conn.execute("COMMIT")
         return previous, current, allowed
+
+    def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT id, data FROM deliveries WHERE status='pending' AND next_at <= ? "
+                               "AND lease_until < ? ORDER BY next_at LIMIT 1", (now_ms, now_ms)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE deliveries SET lease_until=? WHERE id=?", (now_ms + lease_ms, row[0]))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return Delivery.decode(row[1]) if row is not None else None
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        self._connection().execute(
+            "UPDATE deliveries SET status=?, next_at=?, lease_until=0, data=? WHERE id=?",
+            (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
+
+    def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
+        where, args = ["1=1"], []
+        for column, value in (("account", account), ("status", status)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        rows = self._connection().execute(
+            f"SELECT data FROM deliveries WHERE {' AND '.join(where)} ORDER BY seq", args).fetchall()
+        return [Delivery.decode(r[0]) for r in rows]
+
+    def has_pending_deliveries(self) -> bool:
+        return self._connection().execute(
+            "SELECT 1 FROM deliveries WHERE status='pending' LIMIT 1").fetchone() is not None
 
     def get_setting(self, key: str) -> str | None:
         row = self._connection().execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()

@@ -10,6 +10,7 @@ from ..errors import ProviderError
 from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
 from . import PROVIDER
 from .core import Returns3plship
+from .webhooks import Webhooks
 
 API_KEY = re.compile(contract(PROVIDER).schema("api-key.json")["pattern"])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
@@ -19,15 +20,17 @@ class Api3plship(ProviderApi):
     name = PROVIDER
     rate_limited = True
 
-    def __init__(self, core: Returns3plship, keys: list[str] | None = None) -> None:
+    def __init__(self, core: Returns3plship, webhooks: Webhooks, keys: list[str] | None = None) -> None:
         self.core = core
+        self.webhooks = webhooks
         self.keys = frozenset(keys) if keys is not None else None
         self.contract = contract(PROVIDER)
 
     @property
     def handlers(self) -> dict[str, Handler]:
         return {"createReturn": self.create_return, "listReturns": self.list_returns,
-                "updateReturnStatus": self.update_status, "processRefund": self.process_refund}
+                "updateReturnStatus": self.update_status, "processRefund": self.process_refund,
+                "createWebhook": self.create_webhook}
 
     def create_return(self, call: Call) -> tuple[int, Any]:
         return 201, self.core.create_return(call.account, call.body)
@@ -45,6 +48,9 @@ class Api3plship(ProviderApi):
 
     def process_refund(self, call: Call) -> tuple[int, Any]:
         return 200, self.core.process_refund(call.account, call.path["id"], call.body.get("amount"))
+
+    def create_webhook(self, call: Call) -> tuple[int, Any]:
+        return 201, self.webhooks.subscribe(call.account, call.body)
 
     def authenticate(self, authorization: str | None) -> str:
         if not authorization:

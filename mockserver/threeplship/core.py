@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from ..clock import Clock, add_business_days, from_millis, isoformat, to_millis
@@ -12,14 +12,19 @@ from ..contracts import contract
 from ..errors import ProviderError
 from ..ids import IdGenerator
 from ..lifecycle import Lifecycle
-from ..store import ReturnRecord, Store
+from ..store import ReturnRecord, Store, Transaction
 from . import PROVIDER
+
+
+class EventSink(Protocol):
+    def emit(self, tx: Transaction, account: str, event_type: str, resource: dict[str, Any]) -> None: ...
 
 
 class Returns3plship:
     """The 3plship returns of every API key, over a Store and a Clock."""
 
-    def __init__(self, store: Store, clock: Clock, ids: IdGenerator | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock, ids: IdGenerator | None = None,
+                 events: EventSink | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store
         self.clock = clock
@@ -28,6 +33,8 @@ class Returns3plship:
         self.shipping_rules: dict[str, Any] = c.lifecycle["shipping_status"]
         self.refund_rules: dict[str, Any] = c.lifecycle["refund"]
         self.tracking_urls: dict[str, str] = c.documents["carriers.json"]["tracking_url"]
+        self.event_names: dict[str, Any] = c.lifecycle["events"]
+        self.events = events
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -60,6 +67,7 @@ class Returns3plship:
         record = self.new_record(account, body, self.clock.now())
         with self.store.transaction() as tx:
             tx.insert(record)
+            self._emit(tx, account, self.event_names["on_create"], record.resource)
         return record.resource
 
     def move(self, record: ReturnRecord, status: str, at: datetime) -> None:
@@ -101,6 +109,9 @@ class Returns3plship:
             if self.lifecycle.can_move(record.status, status):
                 self._enter(record, status, now, notes)
                 changed = True
+                event = self.event_names["on_status"].get(status)
+                if event is not None:
+                    self._emit(tx, account, event, record.resource)
             else:
                 refusal = self._refuse(record.status, status)
             if changed:
@@ -137,6 +148,10 @@ class Returns3plship:
         if record is None:
             raise self._not_found(return_id)
         return record
+
+    def _emit(self, tx: Transaction, account: str, event: str, resource: dict[str, Any]) -> None:
+        if self.events is not None:
+            self.events.emit(tx, account, event, resource)
 
     # --- rules -----------------------------------------------------------------------------------
 

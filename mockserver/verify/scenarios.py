@@ -190,6 +190,18 @@ def pl_status_flow_and_refund(c: Client) -> None:
     c.expect(c.call("POST", f"/returns/{rid}/refund"), 409, "a second refund")
 
 
+def pl_webhook_subscription(c: Client) -> None:
+    # Inactive and on loopback: nothing is ever delivered, even by a real provider.
+    body = {"url": "http://127.0.0.1:9/returns-mock-verify", "events": ["return.created", "return.received"],
+            "description": "returns-mock verify (inactive)", "active": False}
+    r = c.call("POST", "/webhooks", json=body)
+    data = c.expect(r, 201, "a webhook subscription")["data"]
+    c.require(data["secret"].startswith("whsec_") and data["id"].startswith("wh_"), "webhook_secret",
+              "the answer carries the id (wh_...) and the signing secret (whsec_...)", r)
+    c.require(data["events"] == body["events"] and data["active"] is False, "webhook_echo",
+              "the subscription echoes its events and active flag", r)
+
+
 def pl_requires_an_api_key(c: Client) -> None:
     r = c.call("GET", "/returns", authenticated=False)
     body = c.expect(r, 401, "no API key")
@@ -200,7 +212,7 @@ def pl_requires_an_api_key(c: Client) -> None:
 SCENARIOS: dict[str, list[Scenario]] = {
     "35up": [up35_create_duplicate_and_unknown, up35_lifecycle_to_closed, up35_refuses_what_the_lifecycle_forbids,
              up35_requires_credentials],
-    "3plship": [pl_create_and_list, pl_status_flow_and_refund, pl_requires_an_api_key],
+    "3plship": [pl_create_and_list, pl_status_flow_and_refund, pl_webhook_subscription, pl_requires_an_api_key],
 }
 
 

@@ -1,0 +1,202 @@
+"""3plship webhooks against a real HTTP receiver on loopback: signatures, retries, tenants, hosts, restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import PL, Server, bearer, fixture
+
+from mockserver.config import Config
+from mockserver.contracts import contract, problems
+from mockserver.live import LiveMock
+
+CREATE = fixture("3plship/create-return.minimal.request.json")
+EVENT = contract("3plship").validator("webhook-event.json")
+
+
+class Receiver:
+    """An HTTP endpoint that records what it is sent and answers from a script of (status, delay)."""
+
+    def __init__(self, script: list[tuple[int, float]] | None = None, port: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.script = list(script or [])
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, delay = receiver.script.pop(0) if receiver.script else (200, 0.0)
+                receiver.received.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                          "at": time.monotonic(), "answered": status})
+                time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int, seconds: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + seconds
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.received) >= count, f"received {len(self.received)} of {count} in {seconds} s"
+        return self.received
+
+
+def until(check: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def mock() -> Iterator[LiveMock]:
+    with LiveMock(Config(webhook_backoff_ms=200, webhook_timeout_ms=300)) as server:
+        yield server
+
+
+def subscribe(base: str, url: str, key: str = "zl_test_hooks", **extra: Any) -> requests.Response:
+    return requests.post(f"{base}/webhooks", json={"url": url, "events": ["return.created", "return.received"],
+                                                   **extra}, headers=bearer(key), timeout=10)
+
+
+def test_subscription_answer_and_signed_events(mock: LiveMock) -> None:
+    with Receiver() as receiver:
+        answer = subscribe(mock.url_3plship, receiver.url, description="ERP")
+        assert answer.status_code == 201
+        webhook = answer.json()["data"]
+        assert webhook["id"].startswith("wh_") and webhook["secret"].startswith("whsec_")
+        assert webhook["active"] is True and webhook["description"] == "ERP"
+        assert answer.json()["meta"]["request_id"].startswith("req_")
+
+        created = requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_hooks"),
+                                timeout=10).json()["data"]
+        requests.patch(f"{mock.url_3plship}/returns/{created['id']}/status", json={"status": "received"},
+                       headers=bearer("zl_test_hooks"), timeout=10)
+        first, second = receiver.wait_for(2)
+        for delivery, event_type, status in ((first, "return.created", "initiated"),
+                                             (second, "return.received", "received")):
+            expected = hmac.new(webhook["secret"].encode(), delivery["body"], hashlib.sha256).hexdigest()
+            assert delivery["headers"]["X-3plship-Signature"] == expected
+            event = json.loads(delivery["body"])
+            assert problems(EVENT, event) == []
+            assert event["type"] == event_type and event["id"].startswith("evt_")
+            assert event["data"]["id"] == created["id"] and event["data"]["status"] == status
+            assert delivery["headers"]["X-3plship-Event"] == event_type
+        assert second["body"] != first["body"]
+        # The secret is shown once: the admin API lists deliveries without it.
+        deliveries = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+        assert [d["status"] for d in deliveries] == ["delivered", "delivered"]
+        assert "secret" not in deliveries[0] and webhook["secret"] not in json.dumps(deliveries)
+
+
+def test_retry_after_a_500_with_backoff(mock: LiveMock) -> None:
+    with Receiver(script=[(500, 0), (503, 0), (200, 0)]) as receiver:
+        subscribe(mock.url_3plship, receiver.url)
+        requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_hooks"), timeout=10)
+        tries = receiver.wait_for(3)
+        assert [t["answered"] for t in tries] == [500, 503, 200]
+        assert tries[0]["body"] == tries[1]["body"] == tries[2]["body"]  # the same event, re-sent
+        assert tries[1]["at"] - tries[0]["at"] >= 0.2 and tries[2]["at"] - tries[1]["at"] >= 0.4  # doubling
+        until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries?status=delivered", timeout=10)
+              .json()["deliveries"] != [])
+        (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+        assert [a["status_code"] for a in delivery["attempts"]] == [500, 503, 200]
+        assert [a.get("next_attempt_in_ms") for a in delivery["attempts"]] == [200, 400, None]
+
+
+def test_retry_after_a_timeout(mock: LiveMock) -> None:
+    with Receiver(script=[(200, 1.0)]) as receiver:  # answers after the mock's 300 ms timeout
+        subscribe(mock.url_3plship, receiver.url)
+        requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_hooks"), timeout=10)
+        receiver.wait_for(2)
+        until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries?status=delivered", timeout=10)
+              .json()["deliveries"] != [])
+        (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+        assert delivery["attempts"][0]["error"] == "no answer within 300 ms"
+        assert delivery["attempts"][1]["status_code"] == 200
+
+
+def test_gives_up_after_the_configured_attempts() -> None:
+    with LiveMock(Config(webhook_backoff_ms=50, webhook_attempts=3)) as mock, \
+            Receiver(script=[(500, 0)] * 10) as receiver:
+        subscribe(mock.url_3plship, receiver.url)
+        requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_hooks"), timeout=10)
+        until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries?status=failed", timeout=10)
+              .json()["deliveries"] != [])
+        time.sleep(0.3)
+        assert len(receiver.received) == 3
+
+
+def test_only_the_tenants_own_active_subscriptions_for_the_event_are_delivered(mock: LiveMock) -> None:
+    with Receiver() as mine, Receiver() as theirs, Receiver() as paused, Receiver() as picky:
+        subscribe(mock.url_3plship, mine.url, "zl_test_a")
+        subscribe(mock.url_3plship, theirs.url, "zl_test_b")
+        subscribe(mock.url_3plship, paused.url, "zl_test_a", active=False)
+        requests.post(f"{mock.url_3plship}/webhooks", json={"url": picky.url, "events": ["return.received"]},
+                      headers=bearer("zl_test_a"), timeout=10)
+        requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_a"), timeout=10)
+        mine.wait_for(1)
+        time.sleep(0.5)
+        assert theirs.received == [] and paused.received == [] and picky.received == []
+
+
+@pytest.mark.parametrize("url", ["http://example.com/hooks", "https://10.0.0.8/hooks", "http://192.168.1.2:80/x",
+                                 "http://127.0.0.1.example.com/x"])
+def test_non_loopback_hosts_are_refused(mock: LiveMock, url: str) -> None:
+    answer = subscribe(mock.url_3plship, url)
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR" and error["details"][0]["field"] == "url"
+    assert requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"] == []
+
+
+def test_allowed_hosts_are_accepted() -> None:
+    with LiveMock(Config(allow_webhook_hosts=("hooks.internal",))) as mock:
+        assert subscribe(mock.url_3plship, "https://hooks.internal/3pl").status_code == 201
+        assert subscribe(mock.url_3plship, "https://other.internal/3pl").status_code == 422
+
+
+def test_pending_deliveries_survive_a_restart(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 's.db'}"
+    with Receiver(script=[(500, 0)]) as receiver:
+        server = Server("--store", store, "--webhook-backoff-ms", "1500", "--webhook-timeout-ms", "500").start()
+        try:
+            subscribe(server.url + PL, receiver.url)
+            requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer("zl_test_hooks"), timeout=10)
+            receiver.wait_for(1)  # the first attempt failed; the retry is due 1.5 s later
+        finally:
+            server.stop()
+        assert len(receiver.received) == 1
+        server = Server("--store", store, "--webhook-backoff-ms", "1500", "--webhook-timeout-ms", "500").start()
+        try:
+            second = receiver.wait_for(2, seconds=20)[1]
+            assert second["answered"] == 200 and second["body"] == receiver.received[0]["body"]
+            until(lambda: requests.get(server.url + "/__admin/webhooks/deliveries?status=delivered", timeout=10)
+                  .json()["deliveries"] != [])
+        finally:
+            server.stop()
