@@ -7,7 +7,7 @@ PORT ?= 8080
 STORE ?= sqlite:returns-mock.db
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz lint typecheck pytest clean
+.PHONY: run test fuzz bench lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ FUZZ_EXAMPLES ?= 1000
 FUZZ_STEPS ?= 20
 fuzz: $(VENV)/.test-installed
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
+
+# Not part of make test: the real server under wrk, against a bare-Flask floor on the same stack.
+bench: $(VENV)/.test-installed
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache returns-mock.db returns-mock.db-*

@@ -23,6 +23,7 @@ from .seeding import ScenarioError, seed
 from .store import ReturnRecord
 
 PREFIX = "/__admin"
+ADMIN_MAX_BODY = 256 * 1024 * 1024
 
 
 class AdminError(Exception):
@@ -89,6 +90,8 @@ def register(app: Flask, state: MockState) -> None:
 
     @admin.before_request
     def authorize() -> None:
+        # The provider body limit (--max-body-bytes) emulates the providers; seed scenarios may be larger.
+        request.max_content_length = ADMIN_MAX_BODY
         if token is None:
             return
         given = request.headers.get("Authorization", "")

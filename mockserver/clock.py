@@ -6,6 +6,7 @@ control plane can move time and see the rules apply at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -83,9 +84,7 @@ class StoreClock:
         self._store = store
 
     def _state(self) -> dict[str, Any]:
-        raw = self._store.get_setting(self.KEY)
-        state: dict[str, Any] = json.loads(raw) if raw else {"mode": "real", "offset_ms": 0}
-        return state
+        return _parsed(self._store.get_setting(self.KEY) or '{"mode": "real", "offset_ms": 0}')
 
     def ensure(self, mode: str, start: datetime | None = None) -> None:
         """Set the clock's mode and start unless the store already has a clock (a worker joining a server)."""
@@ -116,6 +115,13 @@ class StoreClock:
     def set(self, moment: datetime) -> datetime:
         self.reset(self.mode, moment)
         return self.now()
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(raw: str) -> dict[str, Any]:
+    """Settings are read on every request and change rarely: parse each distinct value once."""
+    parsed: dict[str, Any] = json.loads(raw)
+    return parsed
 
 
 class SettingsStore(Protocol):

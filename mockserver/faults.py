@@ -53,7 +53,9 @@ class Faults:
 
     def rules(self) -> list[dict[str, Any]]:
         raw = self.store.get_setting(KEY)
-        rules: list[dict[str, Any]] = json.loads(raw) if raw else []
+        if not raw or raw == "[]":
+            return []
+        rules: list[dict[str, Any]] = json.loads(raw)
         return rules
 
     def replace(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ store, so every worker process sees the same ones. Refused requests are not coun
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -60,6 +61,11 @@ class Decision:
         return headers
 
 
+@functools.lru_cache(maxsize=16)
+def _policy(raw: str) -> RatePolicy:
+    return RatePolicy(**json.loads(raw))
+
+
 class RateLimiter:
     KEY = "rate_limit"
 
@@ -70,7 +76,7 @@ class RateLimiter:
 
     def policy(self) -> RatePolicy:
         raw = self.store.get_setting(self.KEY)
-        return RatePolicy(**json.loads(raw)) if raw else self.default
+        return _policy(raw) if raw else self.default
 
     def set_policy(self, policy: RatePolicy) -> None:
         self.store.set_setting(self.KEY, json.dumps(policy.as_json()))

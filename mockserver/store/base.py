@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from abc import ABC, abstractmethod
@@ -10,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 
 @dataclass
@@ -33,7 +34,10 @@ class ReturnRecord:
     seq: int = 0
 
     def copy(self) -> ReturnRecord:
-        return copy.deepcopy(self)
+        # A JSON round trip: the record is JSON data, and this is several times faster than deepcopy.
+        return ReturnRecord(self.provider, self.account, self.id, self.order_id, self.status,
+                            orjson.loads(orjson.dumps(self.resource)), orjson.loads(orjson.dumps(self.history)),
+                            self.due_at, self.version, self.seq)
 
 
 @dataclass

@@ -22,13 +22,12 @@ class _MemoryTransaction(Transaction):
         self.new_deliveries: list[Delivery] = []
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
-        key = (provider, account, id)
-        record = self.writes.get(key) or self._store._records.get(key)
+        record = self.writes.get((provider, account, id)) or self._store._find(provider, account, id)
         return record.copy() if record else None
 
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         key = (record.provider, record.account, record.id)
-        if key in self.writes or key in self._store._records:
+        if key in self.writes or self._store._find(*key) is not None:
             raise DuplicateReturn(record.id)
         self._store._seq += 1
         stored = record.copy()
@@ -44,8 +43,9 @@ class _MemoryTransaction(Transaction):
         return stored.copy()
 
     def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
-        return [r.copy() for r in self._store._scan(provider, account)
-                if r.due_at is not None and r.due_at <= now_ms]
+        due = self._store._due.get((provider, account), {})
+        records = self._store._accounts.get((provider, account), {})
+        return [records[i].copy() for i, at in due.items() if at <= now_ms]
 
     def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
         self.new_webhooks.append((account, copy.deepcopy(webhook)))
@@ -62,7 +62,9 @@ class MemoryStore(Store):
     engine = "memory"
 
     def __init__(self) -> None:
-        self._records: dict[Key, ReturnRecord] = {}
+        # Per (provider, account): returns by id in insertion (= seq) order, and the due ones' due_at.
+        self._accounts: dict[tuple[str, str], dict[str, ReturnRecord]] = {}
+        self._due: dict[tuple[str, str], dict[str, int]] = {}
         self._seq = 0
         self._lock = threading.RLock()
         self._settings: dict[str, str] = {}
@@ -81,31 +83,43 @@ class MemoryStore(Store):
             except BaseException:
                 self._seq = seq_before
                 raise
-            self._records.update(tx.writes)
+            for (provider, account, id_), record in tx.writes.items():
+                self._accounts.setdefault((provider, account), {})[id_] = record
+                due = self._due.setdefault((provider, account), {})
+                if record.due_at is None:
+                    due.pop(id_, None)
+                else:
+                    due[id_] = record.due_at
             self._webhooks.extend(tx.new_webhooks)
             self._deliveries.extend(tx.new_deliveries)
 
+    def _find(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        return self._accounts.get((provider, account), {}).get(id)
+
     def _scan(self, provider: str | None, account: str | None) -> list[ReturnRecord]:
-        return [r for (p, a, _), r in self._records.items()
-                if (provider is None or p == provider) and (account is None or a == account)]
+        return [r for (p, a), records in self._accounts.items()
+                if (provider is None or p == provider) and (account is None or a == account)
+                for r in records.values()]
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         with self._lock:
-            record = self._records.get((provider, account, id))
+            record = self._find(provider, account, id)
             return record.copy() if record else None
 
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
         with self._lock:
-            return any(r.due_at is not None and r.due_at <= now_ms for r in self._scan(provider, account))
+            return any(at <= now_ms for at in self._due.get((provider, account), {}).values())
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
              offset: int, limit: int) -> Page:
         with self._lock:
-            matching = [r for r in self._scan(provider, account)
-                        if (status is None or r.status == status)
-                        and (order_id is None or r.order_id == order_id)]
-            matching.sort(key=lambda r: r.seq, reverse=True)
-            return Page([r.copy() for r in matching[offset:offset + limit]], len(matching))
+            records = self._accounts.get((provider, account), {}).values()
+            if status is None and order_id is None:
+                newest_first = list(reversed(records))
+            else:
+                newest_first = [r for r in reversed(records) if (status is None or r.status == status)
+                                and (order_id is None or r.order_id == order_id)]
+            return Page([r.copy() for r in newest_first[offset:offset + limit]], len(newest_first))
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         with self._lock:
@@ -118,10 +132,12 @@ class MemoryStore(Store):
                 self._counters.clear()
                 self._webhooks.clear()
                 self._deliveries.clear()
-            doomed = [(r.provider, r.account, r.id) for r in self._scan(provider, account)]
-            for key in doomed:
-                del self._records[key]
-            return len(doomed)
+            removed = 0
+            for key in [k for k in self._accounts
+                        if (provider is None or k[0] == provider) and (account is None or k[1] == account)]:
+                removed += len(self._accounts.pop(key))
+                self._due.pop(key, None)
+            return removed
 
     def get_setting(self, key: str) -> str | None:
         return self._settings.get(key)

@@ -285,12 +285,23 @@ class SqliteStore(Store):
             "SELECT 1 FROM deliveries WHERE status='pending' LIMIT 1").fetchone() is not None
 
     def get_setting(self, key: str) -> str | None:
-        row = self._connection().execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
-        return str(row[0]) if row else None
+        # Settings (clock, rate policy, fault rules) are read on every request and change rarely: they are
+        # cached per connection until PRAGMA data_version says another connection committed something.
+        conn = self._connection()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        cache: dict[str, str] | None = getattr(self._local, "settings", None)
+        if cache is None or getattr(self._local, "settings_version", None) != version:
+            cache = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+            self._local.settings = cache
+            self._local.settings_version = version
+        return cache.get(key)
 
     def set_setting(self, key: str, value: str) -> None:
         self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                                    "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
+        cache: dict[str, str] | None = getattr(self._local, "settings", None)
+        if cache is not None:
+            cache[key] = value
 
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
         conn = self._connection()
