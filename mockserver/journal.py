@@ -154,23 +154,18 @@ class SqliteJournal(Journal):
         super().__init__(size)
         self._store = store
 
+    TRIM_EVERY = 100
+
     def record(self, entry: Entry) -> Entry:
+        # One statement in autocommit mode: the id lives in its column and is put back on reading.
         conn = self._store.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = conn.execute(
-                "INSERT INTO journal (provider, account, path, status, has_violations, entry)"
-                " VALUES (?, ?, ?, ?, ?, '')",
-                (entry.provider, entry.account, entry.path, entry.status, 1 if entry.violations else 0))
-            entry_id = int(cursor.lastrowid or 0)
-            entry = _with_id(entry, entry_id)
-            conn.execute("UPDATE journal SET entry=? WHERE id=?", (_encode(entry), entry_id))
+        cursor = conn.execute(
+            "INSERT INTO journal (provider, account, path, status, has_violations, entry) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.provider, entry.account, entry.path, entry.status, 1 if entry.violations else 0, _encode(entry)))
+        entry_id = int(cursor.lastrowid or 0)
+        if entry_id % self.TRIM_EVERY == 0:
             conn.execute("DELETE FROM journal WHERE id <= ?", (entry_id - self.size,))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return entry
+        return _with_id(entry, entry_id)
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:
@@ -182,15 +177,18 @@ class SqliteJournal(Journal):
         if path is not None:
             where.append("substr(path, 1, ?)=?")
             args += [len(path), path]
+        # The table keeps up to TRIM_EVERY more rows than the journal's size between trims.
         rows = self._store.connection().execute(
-            f"SELECT entry FROM journal WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-            [*args, limit or self.size]).fetchall()
-        return [_decode(r[0]) for r in reversed(rows)]
+            f"SELECT id, entry FROM journal WHERE {' AND '.join(where)} AND id > "
+            f"(SELECT COALESCE(MAX(id), 0) FROM journal) - ? ORDER BY id DESC LIMIT ?",
+            [*args, self.size, limit or self.size]).fetchall()
+        return [_with_id(_decode(r[1]), r[0]) for r in reversed(rows)]
 
     def violations(self) -> list[Violation]:
         rows = self._store.connection().execute(
-            "SELECT entry FROM journal WHERE has_violations=1 ORDER BY id").fetchall()
-        return [v for r in rows for v in _decode(r[0]).violations]
+            "SELECT id, entry FROM journal WHERE has_violations=1 AND id > (SELECT COALESCE(MAX(id), 0) "
+            "FROM journal) - ? ORDER BY id", (self.size,)).fetchall()
+        return [v for r in rows for v in _with_id(_decode(r[1]), r[0]).violations]
 
     def clear(self) -> None:
         self._store.connection().execute("DELETE FROM journal")
