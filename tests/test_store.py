@@ -118,3 +118,30 @@ def test_a_file_that_is_not_sqlite_is_not_a_store(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError):
         open_store(f"sqlite:{junk}")
+
+
+def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: Path) -> None:
+    path = tmp_path / "counts.db"
+    store = SqliteStore(path)
+    with store.transaction() as tx:
+        for n in range(6):
+            tx.insert(record(f"r{n}"))
+        tx.insert(record("x", account="other"))
+    with store.transaction() as tx:
+        for rid in ("r0", "r1"):
+            moved = tx.get("3plship", "acct", rid)
+            assert moved is not None
+            moved.status = "received"
+            tx.update(moved)
+            tx.update(moved)  # the same status again: counted once
+    def total(status: str | None = None, account: str = "acct") -> int:
+        return store.page("3plship", account, status=status, order_id=None, offset=0, limit=1).total
+
+    assert (total(), total("initiated"), total("received"), total(account="other")) == (6, 4, 2, 1)
+    store.reset(account="other")
+    assert (total(), total(account="other")) == (6, 0)
+    # A file written before return_counts existed gets its counts rebuilt when opened.
+    store.connection().execute("DELETE FROM return_counts")
+    store.close()
+    reopened = SqliteStore(path)
+    assert reopened.page("3plship", "acct", status="received", order_id=None, offset=0, limit=1).total == 2
