@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from . import __version__
 from .clock import Clock, StoreClock, isoformat, parse_instant
 from .config import Config
-from .contracts import Operation, Problem, contract, problems
+from .contracts import PROVIDERS, Operation, Problem, contract, problems
 from .errors import ProviderError
 from .faults import KEY as FAULTS_KEY
 from .faults import Faults, dropped_body
@@ -171,7 +171,8 @@ def _register(app: Flask, state: MockState, api: ProviderApi) -> None:
 
 def _view(api: ProviderApi, op: Operation, handler: Any) -> Any:
     def view(**path_values: str) -> Response:
-        account = api.authenticate(request.headers.get("Authorization"))
+        # The credentials were decoded once already; authenticate again only to say why they are refused.
+        account = _caller(api) or api.authenticate(request.headers.get("Authorization"))
         g.account = account
         path = _parameters(api, op, "path", path_values)
         query = _parameters(api, op, "query", request.args)
@@ -265,6 +266,23 @@ def _api_for_path(state: MockState, path: str) -> ProviderApi | None:
     return None
 
 
+def _provider(state: MockState) -> ProviderApi | None:
+    """The provider this request is for, found once per request (None: admin, index, OpenAPI documents)."""
+    if "api" not in g:
+        path = request.path
+        g.api = None if path.endswith("/openapi.json") else _api_for_path(state, path)
+    api: ProviderApi | None = g.api
+    return api
+
+
+def _caller(api: ProviderApi) -> str | None:
+    """The account the credentials name, or None if they are unusable; decoded once per request."""
+    if "caller" not in g:
+        g.caller = api.rate_key(request.headers.get("Authorization"))
+    caller: str | None = g.caller
+    return caller
+
+
 # Refusals that are the client's fault against the contract (not a refusal for a reason of state).
 CLIENT_FAULTS = frozenset({400, 401, 405, 413, 422})
 
@@ -330,11 +348,11 @@ _FAULT_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway
 
 
 def _inject_fault(state: MockState) -> Response | None:
-    api = _api_for_path(state, request.path)
-    if api is None or state.faults is None or request.path.endswith("/openapi.json"):
+    api = _provider(state)
+    if api is None or state.faults is None:
         return None
     relative = request.path[len(api.contract.mock_prefix):] or "/"
-    outcome = state.faults.pick(api.name, request.method, relative, api.rate_key(request.headers.get("Authorization")))
+    outcome = state.faults.pick(api.name, request.method, relative, _caller(api))
     if outcome is None:
         return None
     g.fault = outcome.label
@@ -352,10 +370,10 @@ def _inject_fault(state: MockState) -> Response | None:
 def _rate_limit(state: MockState) -> None:
     if g.get("fault"):  # a faulted request is answered by the fault, not counted
         return
-    api = _api_for_path(state, request.path)
-    if api is None or not api.rate_limited or request.path.endswith("/openapi.json") or state.rate_limiter is None:
+    api = _provider(state)
+    if api is None or not api.rate_limited or state.rate_limiter is None:
         return
-    key = api.rate_key(request.headers.get("Authorization")) or f"anonymous:{request.remote_addr}"
+    key = _caller(api) or f"anonymous:{request.remote_addr}"
     decision = state.rate_limiter.hit(key)
     g.rate_headers = decision.headers()
     if not decision.allowed:
@@ -367,8 +385,8 @@ def _rate_limit(state: MockState) -> None:
 
 def _record(state: MockState, response: Response) -> Response:
     """Journal every provider request, with the contract violations it carried."""
-    api = _api_for_path(state, request.path)
-    if api is None or request.path.endswith("/openapi.json"):
+    api = _provider(state)
+    if api is None:
         return response
     response.headers.update(g.get("rate_headers", {}))
     account = g.get("account")
@@ -392,8 +410,8 @@ def _record(state: MockState, response: Response) -> Response:
 
 def _self_check(state: MockState, response: Response) -> Response:
     """Validate what the mock answers against its own contract (switched on in tests)."""
-    api = _api_for_path(state, request.path)
-    if api is None or request.path.endswith("/openapi.json") or g.get("fault"):
+    api = _provider(state)
+    if api is None or g.get("fault"):
         return response
     endpoint = request.url_rule.endpoint if request.url_rule else None
     status = response.status_code
@@ -420,7 +438,7 @@ def _violation(state: MockState, message: str) -> None:
 
 def validate_contracts() -> None:
     """Load and compile every contract at start-up, so a broken contract fails before serving."""
-    for provider in ("35up", "3plship"):
+    for provider in PROVIDERS:
         c = contract(provider)
         c.operations  # noqa: B018 - compiles every validator
         c.bundled_openapi()

@@ -29,26 +29,6 @@ class ControllableClock(Clock, Protocol):
     def set(self, moment: datetime) -> datetime: ...
 
 
-class SystemClock:
-    """Real time, optionally shifted by an offset."""
-
-    mode = "real"
-
-    def __init__(self, offset: timedelta = timedelta(0)) -> None:
-        self.offset = offset
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.offset += delta
-        return self.now()
-
-    def set(self, moment: datetime) -> datetime:
-        self.offset = moment.astimezone(UTC) - datetime.now(UTC)
-        return self.now()
-
-
 class FrozenClock:
     """Time that only moves when told to: for tests and reproducible runs."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ContextDecorator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -138,6 +138,3 @@ class mock_providers(MockHandle, ContextDecorator):
             raise requests.ConnectionError(f"{request.method} {request.url}: connection dropped (fault rule)") from None
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         return response.status_code, headers, content
-
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self.journal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -83,13 +84,21 @@ def test_the_decorator_gives_every_call_a_fresh_mock() -> None:
     assert seen == [201, 201]
 
 
-def test_outside_the_context_the_real_hosts_are_not_mocked() -> None:
-    with mock_providers():
-        pass
+def test_leaving_the_context_stops_the_mock_and_reset_forgets(local_site: ThreadedServer) -> None:
     with mock_providers() as mock:
+        with pytest.raises(requests.ConnectionError):  # requests are intercepted while active
+            requests.get(local_site.url + "/hello", timeout=5)
+        create_35up()
         mock.reset()
-    with pytest.raises(requests.ConnectionError), mock_providers():
-        requests.get("http://127.0.0.1:9/anything", timeout=2)
+        assert mock.journal == [] and mock.state.store.get("35up", "shop", "42346434") is None
+        assert create_35up().status_code == 201  # the order is free again
+    assert requests.get(local_site.url + "/hello", timeout=5).text == "hi"  # and not after
+
+
+@pytest.fixture
+def local_site() -> Iterator[ThreadedServer]:
+    with _local_site() as site:
+        yield site
 
 
 def _local_site() -> ThreadedServer:
