@@ -87,7 +87,9 @@ def test_dropped_connection_over_http(tmp_path: Path) -> None:
     try:
         requests.post(server.url + "/__admin/faults", timeout=10,
                       json={"provider": "3plship", "method": "POST", "drop_connection": True, "times": 1})
-        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        # The server aborts the connection after starting the answer; whether the client has read the status
+        # line by then depends on socket timing, so it sees either a reset request or a truncated body.
+        with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer(), timeout=10)
         assert requests.get(server.url + PL + "/returns", headers=bearer(), timeout=10).json()["data"] == []
         assert requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer(),
