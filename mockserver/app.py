@@ -95,7 +95,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         Api3plship(Returns3plship(store, clock, ids, events=webhooks), webhooks, keys=config.keys_3plship),
     ]
     state = MockState(config=config, store=store, clock=clock, ids=ids, apis={a.name: a for a in apis},
-                      journal=open_journal(store, config.journal_size))
+                      journal=open_journal(store, config.journal_size, config.workers))
 
     app = Flask("mockserver")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -131,7 +131,8 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         from .seeding import seed
 
         seed(state, json.loads(Path(config.seed_file).read_text()))
-    app.before_request(_start_clock)
+    app.before_request(lambda: _start(state))
+    app.teardown_request(lambda _: state.store.pin_settings(False))
     app.before_request(lambda: _inject_fault(state))
     app.before_request(lambda: _rate_limit(state))
     if config.self_check:
@@ -140,9 +141,11 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
     return app
 
 
-def open_journal(store: Store, size: int) -> Journal:
+def open_journal(store: Store, size: int, workers: int = 1) -> Journal:
     """The journal lives where the returns do, so that every worker process writes to the same one."""
-    return SqliteJournal(store, size) if isinstance(store, SqliteStore) else MemoryJournal(size)
+    if isinstance(store, SqliteStore):
+        return SqliteJournal(store, size, shared=workers > 1)
+    return MemoryJournal(size)
 
 
 def mock_state(app: Flask) -> MockState:
@@ -339,8 +342,9 @@ def _register_errors(app: Flask, state: MockState) -> None:
         return _render_error(state, ProviderError(500, code, f"Internal error in the mock: {error!r}."))
 
 
-def _start_clock() -> None:
+def _start(state: MockState) -> None:
     g.started = time.perf_counter()
+    state.store.pin_settings(True)
 
 
 _FAULT_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway", 503: "service_unavailable",

@@ -285,7 +285,7 @@ def serve(args: argparse.Namespace) -> int:
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=args.rate_limit,
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
-                    webhook_timeout_ms=args.webhook_timeout_ms,
+                    webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
                     seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
     _prepare(store, config)
     from .app import validate_contracts

@@ -5,13 +5,18 @@ Both are bounded (the oldest entries go first), so memory stays flat under long 
 
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import dataclasses
+import os
 import threading
+import time
+import weakref
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -132,11 +137,15 @@ class MemoryJournal(Journal):
             self._entries.clear()
 
 
+def _bytes_as_base64(value: Any) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot journal {type(value).__name__}")
+
+
 def _encode(entry: Entry) -> bytes:
-    data = asdict(entry)
-    for key in ("request_body", "response_body"):
-        data[key] = base64.b64encode(data[key]).decode() if data[key] is not None else None
-    return orjson.dumps(data)
+    # orjson writes dataclasses natively; the bodies (bytes) go in as base64, so any body survives.
+    return orjson.dumps(entry, default=_bytes_as_base64)
 
 
 def _decode(raw: bytes | str) -> Entry:
@@ -147,25 +156,107 @@ def _decode(raw: bytes | str) -> Entry:
     return Entry(**data)
 
 
+class _Writer:
+    """One thread per process that stores the queued entries of every SQLite journal, in batches."""
+
+    _journals: ClassVar[weakref.WeakSet[SqliteJournal]] = weakref.WeakSet()
+    _lock = threading.Lock()
+    _wake = threading.Event()
+    _pid = 0
+
+    @classmethod
+    def watch(cls, journal: SqliteJournal) -> None:
+        with cls._lock:
+            cls._journals.add(journal)
+            if cls._pid != os.getpid():  # first entry in this (possibly forked) process
+                cls._pid = os.getpid()
+                cls._wake = threading.Event()
+                threading.Thread(target=cls._run, name="returns-mock-journal", daemon=True).start()
+
+    @classmethod
+    def wake(cls) -> None:
+        cls._wake.set()
+
+    @classmethod
+    def _run(cls) -> None:
+        while True:
+            cls._wake.wait(SqliteJournal.FLUSH_SECONDS)
+            cls._wake.clear()
+            cls.flush_all()
+
+    @classmethod
+    def flush_all(cls) -> None:
+        for journal in list(cls._journals):
+            with contextlib.suppress(Exception):  # the journal never takes the server down; the batch waits
+                journal.flush()
+
+
+atexit.register(_Writer.flush_all)
+
+
 class SqliteJournal(Journal):
-    """The journal in the SQLite store's file: one journal for every worker process of the server."""
+    """The journal in the SQLite store's file: one journal for every worker process of the server.
 
-    def __init__(self, store: SqliteStore, size: int = 1000) -> None:
-        super().__init__(size)
-        self._store = store
+    Requests do not write it themselves: entries are queued and a writer thread per process stores them
+    in batches, one transaction per FLUSH_SECONDS, off the request path. Readers first store their own
+    process's queue; with several worker processes (`shared`) they also wait out two batch periods so
+    that the other workers' queues are in too.
+    """
 
+    FLUSH_SECONDS = 0.02
+    BATCH = 500
     TRIM_EVERY = 100
 
+    def __init__(self, store: SqliteStore, size: int = 1000, *, shared: bool = False) -> None:
+        super().__init__(size)
+        self._store = store
+        self._shared = shared
+        self._queue: list[Entry] = []
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._watched_in = 0
+        self._queue_limit = max(size, 10 * self.BATCH)
+
     def record(self, entry: Entry) -> Entry:
-        # One statement in autocommit mode: the id lives in its column and is put back on reading.
-        conn = self._store.connection()
-        cursor = conn.execute(
-            "INSERT INTO journal (provider, account, path, status, has_violations, entry) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.provider, entry.account, entry.path, entry.status, 1 if entry.violations else 0, _encode(entry)))
-        entry_id = int(cursor.lastrowid or 0)
-        if entry_id % self.TRIM_EVERY == 0:
-            conn.execute("DELETE FROM journal WHERE id <= ?", (entry_id - self.size,))
-        return _with_id(entry, entry_id)
+        with self._queue_lock:
+            self._queue.append(entry)
+            if len(self._queue) > self._queue_limit:  # the store is failing: do not grow without bound
+                del self._queue[:-self._queue_limit]
+            if len(self._queue) >= self.BATCH:
+                _Writer.wake()
+        if self._watched_in != os.getpid():
+            self._watched_in = os.getpid()
+            _Writer.watch(self)
+        return entry
+
+    def flush(self) -> None:
+        """Store this process's queued entries now (one transaction)."""
+        with self._write_lock:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+            if not batch:
+                return
+            try:
+                self._store_batch(batch)
+            except BaseException:
+                with self._queue_lock:  # kept for the next try
+                    self._queue[:0] = batch[-self._queue_limit:]
+                raise
+
+    def _store_batch(self, batch: list[Entry]) -> None:
+        with self._store.writing() as conn:
+            conn.executemany(
+                "INSERT INTO journal (provider, account, path, status, has_violations, entry) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.provider, e.account, e.path, e.status, 1 if e.violations else 0, _encode(e)) for e in batch])
+            last = conn.execute("SELECT MAX(id) FROM journal").fetchone()[0] or 0
+            if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
+                conn.execute("DELETE FROM journal WHERE id <= ?", (last - self.size,))
+
+    def _settle(self) -> None:
+        self.flush()
+        if self._shared:
+            time.sleep(2 * self.FLUSH_SECONDS)
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:
@@ -177,6 +268,7 @@ class SqliteJournal(Journal):
         if path is not None:
             where.append("substr(path, 1, ?)=?")
             args += [len(path), path]
+        self._settle()
         # The table keeps up to TRIM_EVERY more rows than the journal's size between trims.
         rows = self._store.connection().execute(
             f"SELECT id, entry FROM journal WHERE {' AND '.join(where)} AND id > "
@@ -185,10 +277,13 @@ class SqliteJournal(Journal):
         return [_with_id(_decode(r[1]), r[0]) for r in reversed(rows)]
 
     def violations(self) -> list[Violation]:
+        self._settle()
         rows = self._store.connection().execute(
             "SELECT id, entry FROM journal WHERE has_violations=1 AND id > (SELECT COALESCE(MAX(id), 0) "
             "FROM journal) - ? ORDER BY id", (self.size,)).fetchall()
         return [v for r in rows for v in _with_id(_decode(r[1]), r[0]).violations]
 
     def clear(self) -> None:
-        self._store.connection().execute("DELETE FROM journal")
+        self._settle()
+        with self._store.writing() as conn:
+            conn.execute("DELETE FROM journal")

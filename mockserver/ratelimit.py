@@ -89,10 +89,8 @@ class RateLimiter:
         bucket, into = divmod(now_ms, window_ms)
         overlap = 1 - into / window_ms  # how much of the previous bucket is still inside the window
 
-        def admit(previous: int, current: int) -> bool:
-            return not policy.enforce or previous * overlap + current < policy.limit
-
-        previous, current, allowed = self.store.count_request(key, bucket, admit)
+        previous, current, allowed = self.store.count_request(key, bucket, overlap,
+                                                              policy.limit if policy.enforce else None)
         used = previous * overlap + current
         reset = (bucket + 1) * policy.seconds
         retry_after = 0

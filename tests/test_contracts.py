@@ -170,3 +170,41 @@ def test_served_openapi_is_the_bundled_contract(client: Any) -> None:
         response = client.get(f"/{provider}/openapi.json")
         assert response.status_code == 200
         assert response.get_json() == contract(provider).bundled_openapi()
+
+
+ODD_VALUES: list[Any] = [None, True, 0, -1, 1.5, 10**30, "", " ", "x\n", "\u0663", "a" * 300, [], {}, [1], {"x": 1}]
+
+
+def _mutations(body: Any) -> Any:
+    """The body with each field (at any depth) replaced by odd values, removed, or joined by an unknown one."""
+    yield body
+    if isinstance(body, dict):
+        yield {**body, "unexpected": 1}
+        for key, value in body.items():
+            yield {k: v for k, v in body.items() if k != key}
+            for odd in ODD_VALUES:
+                yield {**body, key: odd}
+            for changed in _mutations(value):
+                yield {**body, key: changed}
+    elif isinstance(body, list) and body:
+        for changed in _mutations(body[0]):
+            yield [changed, *body[1:]]
+        yield [*body, *body] * 60
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_fast_validation_agrees_with_the_python_validator(provider: str) -> None:
+    """Requests are checked by jsonschema-rs first; it must never pass what the Python validator refuses."""
+    from mockserver.contracts import _fast
+
+    checked = 0
+    for op in contract(provider).operations:
+        if op.body_validator is None:
+            continue
+        examples = [json.loads(p.read_text()) for p in (FIXTURES / provider).glob("*.request.json")]
+        for example in examples or [{}]:
+            for body in _mutations(example):
+                python_ok = not list(op.body_validator.iter_errors(body))
+                assert _fast(op.body_validator).is_valid(body) == python_ok, (op.operation_id, body)
+                checked += 1
+    assert checked > 100

@@ -151,10 +151,10 @@ class Store(ABC):
     def has_pending_deliveries(self) -> bool: ...
 
     @abstractmethod
-    def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
-        """Rate counting, atomically across workers: read the counts of `bucket - 1` and `bucket` for `key`,
-        ask `admit(previous, current)`, and count one more in `bucket` if admitted. Answers
-        (previous, current after counting, admitted)."""
+    def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
+        """Rate counting, atomically across workers: count one more request of `key` in `bucket`, unless
+        `limit` is given and `previous * overlap + current < limit` does not hold (previous and current:
+        the counts of `bucket - 1` and `bucket`). Answers (previous, current after counting, admitted)."""
 
     @abstractmethod
     def get_setting(self, key: str) -> str | None:
@@ -162,6 +162,10 @@ class Store(ABC):
 
     @abstractmethod
     def set_setting(self, key: str, value: str) -> None: ...
+
+    def pin_settings(self, pinned: bool) -> None:  # noqa: B027 - engines without a cache have nothing to pin
+        """While pinned (one request), this thread reads the settings as they were when pinning: one
+        freshness check per request instead of one per read. Its own writes stay visible."""
 
     @abstractmethod
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:

@@ -145,11 +145,11 @@ class MemoryStore(Store):
     def set_setting(self, key: str, value: str) -> None:
         self._settings[key] = value
 
-    def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
+    def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
         with self._lock:
             previous = self._counters.get((key, bucket - 1), 0)
             current = self._counters.get((key, bucket), 0)
-            allowed = admit(previous, current)
+            allowed = limit is None or previous * overlap + current < limit
             if allowed:
                 current += 1
                 if (key, bucket) not in self._counters:  # a new bucket: forget the ones before the previous

@@ -7,13 +7,17 @@ across every worker process, and a state change and its history are one row, so 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -152,12 +156,73 @@ class _SqliteTransaction(Transaction):
                            (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
 
 
+class _Checkpointer:
+    """One thread per process that checkpoints the WAL of every open SQLite store, off the request path."""
+
+    PERIOD = 0.5
+    _stores: ClassVar[weakref.WeakSet[SqliteStore]] = weakref.WeakSet()
+    _lock = threading.Lock()
+    _pid = 0
+
+    @classmethod
+    def watch(cls, store: SqliteStore) -> None:
+        with cls._lock:
+            cls._stores.add(store)
+            if cls._pid != os.getpid():
+                cls._pid = os.getpid()
+                threading.Thread(target=cls._run, name="returns-mock-checkpoint", daemon=True).start()
+
+    @classmethod
+    def _run(cls) -> None:
+        while True:
+            time.sleep(cls.PERIOD)
+            for store in list(cls._stores):
+                with contextlib.suppress(sqlite3.Error):  # busy or closed: the next round tries again
+                    store.checkpoint()
+
+
+class _WriteLock:
+    """Serialises the store's writers: a lock among this process's threads, an flock on `<db>-lock` among
+    processes. SQLite serialises writers too, but a writer it makes wait polls by sleeping 1, 2, 5, 10 ...
+    ms; a writer waiting on flock wakes the moment the holder lets go. Re-entrant within a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path.with_name(path.name + "-lock")
+        self._thread_lock = threading.RLock()
+        self._fd = -1
+        self._pid = 0
+        self._depth = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._pid != os.getpid():  # a forked worker needs its own open file for its own lock
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._pid == os.getpid() and self._fd >= 0:
+                os.close(self._fd)
+            self._fd, self._pid = -1, 0
+
+
 class SqliteStore(Store):
     engine = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        self._write_lock = _WriteLock(self.path)
         try:
             conn = self._connection()
             conn.executescript(SCHEMA)
@@ -182,20 +247,31 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            # Requests never checkpoint (copying the WAL into the database and syncing it takes
+            # milliseconds); the checkpointer thread does, twice a second.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
+            _Checkpointer.watch(self)
             self._local.pid = os.getpid()
         return conn
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.writing() as conn:
             yield _SqliteTransaction(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed at the end, rolled back on any exception."""
+        with self._write_lock.held():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         return _SqliteTransaction(self._connection()).get(provider, account, id)
@@ -258,44 +334,49 @@ class SqliteStore(Store):
                     self._connection().execute(f"DELETE FROM {table}")
         return cursor.rowcount
 
-    def count_request(self, key: str, bucket: int, admit: Callable[[int, int], bool]) -> tuple[int, int, bool]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    # One statement, so one short write lock: the upsert counts the request only if the sliding window
+    # admits it (the WHERE clauses), and answers the counts it decided on.
+    _PREVIOUS = "COALESCE((SELECT count FROM rate_counters WHERE key=?1 AND bucket=?2-1), 0)"
+    _COUNT = ("INSERT INTO rate_counters (key, bucket, count) VALUES (?1, ?2, 1) "
+              "ON CONFLICT (key, bucket) DO UPDATE SET count=count+1 "
+              f"RETURNING {_PREVIOUS}, count")
+    _COUNT_IF_ADMITTED = (
+        f"INSERT INTO rate_counters (key, bucket, count) SELECT ?1, ?2, 1 WHERE {_PREVIOUS} * ?3 < ?4 "
+        f"ON CONFLICT (key, bucket) DO UPDATE SET count=count+1 WHERE {_PREVIOUS} * ?3 + count < ?4 "
+        f"RETURNING {_PREVIOUS}, count")
+
+    def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
+        with self._write_lock.held():
+            return self._count_request(self._connection(), key, bucket, overlap, limit)
+
+    def _count_request(self, conn: sqlite3.Connection, key: str, bucket: int, overlap: float,
+                       limit: int | None) -> tuple[int, int, bool]:
+        if limit is None:
+            row = conn.execute(self._COUNT, (key, bucket)).fetchone()
+        else:
+            row = conn.execute(self._COUNT_IF_ADMITTED, (key, bucket, overlap, limit)).fetchone()
+        if row is None:  # refused, nothing counted
             counts = dict(conn.execute("SELECT bucket, count FROM rate_counters WHERE key=? AND bucket IN (?, ?)",
                                        (key, bucket - 1, bucket)).fetchall())
-            previous, current = counts.get(bucket - 1, 0), counts.get(bucket, 0)
-            allowed = admit(previous, current)
-            if allowed:
-                current += 1
-                conn.execute("INSERT INTO rate_counters (key, bucket, count) VALUES (?, ?, 1) "
-                             "ON CONFLICT (key, bucket) DO UPDATE SET count=count+1", (key, bucket))
-                if current == 1:  # a new bucket: forget the ones before the previous
-                    conn.execute("DELETE FROM rate_counters WHERE key=? AND bucket < ?", (key, bucket - 1))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return previous, current, allowed
+            return counts.get(bucket - 1, 0), counts.get(bucket, 0), False
+        previous, current = row
+        if current == 1:  # a new bucket: forget the ones before the previous
+            conn.execute("DELETE FROM rate_counters WHERE key=? AND bucket < ?", (key, bucket - 1))
+        return int(previous), int(current), True
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.writing() as conn:
             row = conn.execute("SELECT id, data FROM deliveries WHERE status='pending' AND next_at <= ? "
                                "AND lease_until < ? ORDER BY next_at LIMIT 1", (now_ms, now_ms)).fetchone()
             if row is not None:
                 conn.execute("UPDATE deliveries SET lease_until=? WHERE id=?", (now_ms + lease_ms, row[0]))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return Delivery.decode(row[1]) if row is not None else None
 
     def save_delivery(self, delivery: Delivery) -> None:
-        self._connection().execute(
-            "UPDATE deliveries SET status=?, next_at=?, lease_until=0, data=? WHERE id=?",
-            (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
+        with self._write_lock.held():
+            self._connection().execute(
+                "UPDATE deliveries SET status=?, next_at=?, lease_until=0, data=? WHERE id=?",
+                (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
 
     def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
         where, args = ["1=1"], []
@@ -312,8 +393,14 @@ class SqliteStore(Store):
             "SELECT 1 FROM deliveries WHERE status='pending' LIMIT 1").fetchone() is not None
 
     def get_setting(self, key: str) -> str | None:
-        # Settings (clock, rate policy, fault rules) are read on every request and change rarely: they are
-        # cached per connection until PRAGMA data_version says another connection committed something.
+        # Settings (clock, rate policy, fault rules) are read several times a request and change rarely:
+        # they are cached per connection until PRAGMA data_version says another connection committed
+        # something. Inside a request the snapshot taken at its start is used (see `pin_settings`).
+        if getattr(self._local, "pinned", False) and getattr(self._local, "pid", None) == os.getpid():
+            return self._local.settings.get(key)  # type: ignore[no-any-return]
+        return self._settings().get(key)
+
+    def _settings(self) -> dict[str, str]:
         conn = self._connection()
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         cache: dict[str, str] | None = getattr(self._local, "settings", None)
@@ -321,31 +408,41 @@ class SqliteStore(Store):
             cache = dict(conn.execute("SELECT key, value FROM settings").fetchall())
             self._local.settings = cache
             self._local.settings_version = version
-        return cache.get(key)
+        return cache
+
+    def pin_settings(self, pinned: bool) -> None:
+        if pinned:
+            self._settings()
+        self._local.pinned = pinned
 
     def set_setting(self, key: str, value: str) -> None:
-        self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
-                                   "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
+        with self._write_lock.held():
+            self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                                       "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
         cache: dict[str, str] | None = getattr(self._local, "settings", None)
         if cache is not None:
             cache[key] = value
 
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            value = change(self.get_setting(key))
-            self.set_setting(key, value)
+            with self.writing():
+                value = change(self._settings().get(key))  # fresh: the lock is held now
+                self.set_setting(key, value)
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._local.settings = dict(self._connection().execute("SELECT key, value FROM settings").fetchall())
             raise
-        conn.execute("COMMIT")
         return value
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file without waiting for readers or writers."""
+        if self.path.exists():
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def integrity_check(self) -> str:
         return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
+        self._write_lock.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
