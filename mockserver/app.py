@@ -249,7 +249,11 @@ def _request_id() -> str:
 
 
 def _timestamp() -> str:
-    return isoformat(_state().clock.now())
+    """The request's instant, read from the clock once: the envelope and the journal agree."""
+    at: str | None = g.get("at")
+    if at is None:
+        at = g.at = isoformat(_state().clock.now())
+    return at
 
 
 def _state() -> MockState:

@@ -8,6 +8,7 @@ across every worker process, and a state change and its history are one row, so 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import sqlite3
@@ -111,10 +112,8 @@ class _SqliteTransaction(Transaction):
         except sqlite3.IntegrityError as exc:
             raise DuplicateReturn(record.id) from exc
         self._count(record.provider, record.account, record.status, +1)
-        stored = record.copy()
-        stored.seq = int(cursor.lastrowid or 0)
-        stored.version = 1
-        return stored
+        # The row holds the data now; the answer may share the caller's dicts.
+        return dataclasses.replace(record, seq=int(cursor.lastrowid or 0), version=1)
 
     def _count(self, provider: str, account: str, status: str, delta: int) -> None:
         """Keep return_counts in step, so that a list's total is not a scan of the account."""
