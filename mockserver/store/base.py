@@ -79,7 +79,9 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Page:
-    records: list[ReturnRecord]
+    resources: list[Any]
+    """The returns as their provider answers them: dicts, or orjson.Fragment (JSON text as stored, which
+    goes into an answer without being parsed and written again)."""
     total: int
 
 

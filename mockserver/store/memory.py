@@ -119,7 +119,7 @@ class MemoryStore(Store):
             else:
                 newest_first = [r for r in reversed(records) if (status is None or r.status == status)
                                 and (order_id is None or r.order_id == order_id)]
-            return Page([r.copy() for r in newest_first[offset:offset + limit]], len(newest_first))
+            return Page([r.copy().resource for r in newest_first[offset:offset + limit]], len(newest_first))
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         with self._lock:

@@ -299,11 +299,11 @@ class SqliteStore(Store):
             else:  # one order's returns: a short index range
                 total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                f"SELECT resource FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                 [*args, limit, offset]).fetchall()
         finally:
             conn.execute("COMMIT")
-        return Page([_record(r) for r in rows], int(total))
+        return Page([orjson.Fragment(r[0]) for r in rows], int(total))
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         where, args = "1=1", []

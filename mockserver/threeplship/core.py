@@ -95,7 +95,7 @@ class Returns3plship:
         total_pages = math.ceil(result.total / limit)
         pagination = {"page": page, "limit": limit, "total": result.total, "total_pages": total_pages,
                       "has_more": page < total_pages}
-        return [r.resource for r in result.records], pagination
+        return result.resources, pagination
 
     def update_status(self, account: str, return_id: str, status: str,
                       notes: str | None = None) -> dict[str, Any]:
