@@ -211,18 +211,25 @@ def _body(api: ProviderApi, op: Operation) -> Any:
         raise api.error(400, BAD_REQUEST, message,
                         [{"field": "Content-Type", "location": "header", "message": message}])
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers): the stdlib says which
+        body = _parse_json(api, raw)
+    assert op.body_validator is not None
+    found = problems(op.body_validator, body)
+    if found:
+        raise _invalid(api, found)
+    return body
+
+
+def _parse_json(api: ProviderApi, raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise _bad_json(api, f"the body is not valid UTF-8 (byte {exc.start})") from None
     except RecursionError:
         raise _bad_json(api, "the body is nested too deeply") from None
     except ValueError as exc:
         raise _bad_json(api, str(exc)) from None
-    assert op.body_validator is not None
-    found = problems(op.body_validator, body)
-    if found:
-        raise _invalid(api, found)
-    return body
 
 
 def _bad_json(api: ProviderApi, reason: str) -> ProviderError:
