@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import __version__
@@ -403,23 +403,26 @@ def _record(state: MockState, response: Response) -> Response:
     api = _provider(state)
     if api is None:
         return response
-    response.headers.update(g.get("rate_headers", {}))
-    account = g.get("account")
+    # The objects behind the context-local proxies, read once: each proxy access costs a lookup.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    ctx = g._get_current_object()
+    response.headers.update(ctx.get("rate_headers", {}))
+    account = ctx.get("account")
     violations = tuple(
-        JournalViolation(0, request.method, request.path, api.name, account, response.status_code,
+        JournalViolation(0, req.method, req.path, api.name, account, response.status_code,
                          field_, location, message, schema)
-        for field_, location, message, schema in g.get("violations", ()))
+        for field_, location, message, schema in ctx.get("violations", ()))
     try:
-        body = request.get_data(cache=True)[:BODY_LIMIT]
+        body = req.get_data(cache=True)[:BODY_LIMIT]
     except HTTPException:  # over the size limit: not kept
         body = None
     dropped = response.is_streamed
     state.journal.record(Entry(
-        id=0, at=_timestamp(), provider=api.name, account=account, method=request.method,
-        path=request.path, query=request.query_string.decode("latin-1"), status=response.status_code,
-        duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+        id=0, at=_timestamp(), provider=api.name, account=account, method=req.method,
+        path=req.path, query=req.query_string.decode("latin-1"), status=response.status_code,
+        duration_ms=round((time.perf_counter() - ctx.get("started", time.perf_counter())) * 1000, 3),
         request_body=body or None, response_body=b"" if dropped else response.get_data()[:BODY_LIMIT],
-        violations=violations, fault=g.get("fault", "")))
+        violations=violations, fault=ctx.get("fault", "")))
     return response
 
 

@@ -244,11 +244,11 @@ class SqliteJournal(Journal):
                 raise
 
     def _store_batch(self, batch: list[Entry]) -> None:
-        with self._store.writing() as conn:
+        rows = [(e.provider, e.account, e.path, e.status, 1 if e.violations else 0, _encode(e)) for e in batch]
+        with self._store.writing() as conn:  # encoded first: requests wait for this lock
             conn.executemany(
                 "INSERT INTO journal (provider, account, path, status, has_violations, entry) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.provider, e.account, e.path, e.status, 1 if e.violations else 0, _encode(e)) for e in batch])
+                "VALUES (?, ?, ?, ?, ?, ?)", rows)
             last = conn.execute("SELECT MAX(id) FROM journal").fetchone()[0] or 0
             if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
                 conn.execute("DELETE FROM journal WHERE id <= ?", (last - self.size,))
