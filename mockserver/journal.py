@@ -78,13 +78,13 @@ class Entry:
 
 
 class Journal(ABC):
-    """Bounded: keeps the last `size` entries; record() assigns entry ids."""
+    """Bounded: keeps the last `size` entries, numbered in the order they are stored."""
 
     def __init__(self, size: int = 1000) -> None:
         self.size = size
 
     @abstractmethod
-    def record(self, entry: Entry) -> Entry: ...
+    def record(self, entry: Entry) -> None: ...
 
     @abstractmethod
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
@@ -115,12 +115,10 @@ class MemoryJournal(Journal):
         self._lock = threading.Lock()
         self._next = 0
 
-    def record(self, entry: Entry) -> Entry:
+    def record(self, entry: Entry) -> None:
         with self._lock:
             self._next += 1
-            entry = _with_id(entry, self._next)
-            self._entries.append(entry)
-        return entry
+            self._entries.append(_with_id(entry, self._next))
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:
@@ -199,7 +197,7 @@ class SqliteJournal(Journal):
 
     Requests do not write it themselves: entries are queued and a writer thread per process stores them
     in batches, one transaction per FLUSH_SECONDS, off the request path. Readers first store their own
-    process's queue; with several worker processes (`shared`) they also wait out two batch periods so
+    process's queue; with several worker processes (`shared`) they also wait out five batch periods so
     that the other workers' queues are in too.
     """
 
@@ -217,7 +215,7 @@ class SqliteJournal(Journal):
         self._watched_in = 0
         self._queue_limit = max(size, 10 * self.BATCH)
 
-    def record(self, entry: Entry) -> Entry:
+    def record(self, entry: Entry) -> None:
         with self._queue_lock:
             self._queue.append(entry)
             if len(self._queue) > self._queue_limit:  # the store is failing: do not grow without bound
@@ -227,7 +225,6 @@ class SqliteJournal(Journal):
         if self._watched_in != os.getpid():
             self._watched_in = os.getpid()
             _Writer.watch(self)
-        return entry
 
     def flush(self) -> None:
         """Store this process's queued entries now (one transaction)."""
@@ -256,7 +253,7 @@ class SqliteJournal(Journal):
     def _settle(self) -> None:
         self.flush()
         if self._shared:
-            time.sleep(2 * self.FLUSH_SECONDS)
+            time.sleep(5 * self.FLUSH_SECONDS)
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:

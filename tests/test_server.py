@@ -123,3 +123,24 @@ def test_openapi_command_prints_the_bundled_document() -> None:
     result = cli("openapi", "3plship")
     assert result.returncode == 0
     assert json.loads(result.stdout)["components"]["schemas"]["ReturnEnvelope"]["title"] == "ReturnEnvelope"
+
+
+def test_journal_of_a_two_worker_server_holds_every_request_at_once(tmp_path: Path) -> None:
+    """Workers store the journal in batches off the request path; a read right after must still see it all."""
+    server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--workers", "2").start()
+    try:
+        sent = []
+        for n in range(30):
+            with requests.Session() as s:  # a new connection each time: both workers answer
+                quantity = 0 if n % 3 == 0 else 1  # every third one breaks the contract
+                body = {"order_id": f"o{n}", "reason": "defective", "items": [{"sku": "S", "quantity": quantity}],
+                        "refund_amount": 1}
+                sent.append(s.post(server.url + PL + "/returns", json=body, headers=bearer(), timeout=10).status_code)
+        assert sent.count(201) == 20 and sent.count(422) == 10
+        entries = requests.get(server.url + "/__admin/journal", timeout=10).json()["entries"]
+        assert sorted(e["status"] for e in entries) == sorted(sent)
+        assert len({e["id"] for e in entries}) == 30
+        violations = requests.get(server.url + "/__admin/violations", timeout=10).json()["violations"]
+        assert len(violations) == 10 and {v["field"] for v in violations} == {"items[0].quantity"}
+    finally:
+        server.stop()
