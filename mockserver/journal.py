@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
 import dataclasses
 import os
 import threading
 import time
-import weakref
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from .background import Every
 
 if TYPE_CHECKING:
     from .store import SqliteStore
@@ -154,44 +154,6 @@ def _decode(raw: bytes | str) -> Entry:
     return Entry(**data)
 
 
-class _Writer:
-    """One thread per process that stores the queued entries of every SQLite journal, in batches."""
-
-    _journals: ClassVar[weakref.WeakSet[SqliteJournal]] = weakref.WeakSet()
-    _lock = threading.Lock()
-    _wake = threading.Event()
-    _pid = 0
-
-    @classmethod
-    def watch(cls, journal: SqliteJournal) -> None:
-        with cls._lock:
-            cls._journals.add(journal)
-            if cls._pid != os.getpid():  # first entry in this (possibly forked) process
-                cls._pid = os.getpid()
-                cls._wake = threading.Event()
-                threading.Thread(target=cls._run, name="returns-mock-journal", daemon=True).start()
-
-    @classmethod
-    def wake(cls) -> None:
-        cls._wake.set()
-
-    @classmethod
-    def _run(cls) -> None:
-        while True:
-            cls._wake.wait(SqliteJournal.FLUSH_SECONDS)
-            cls._wake.clear()
-            cls.flush_all()
-
-    @classmethod
-    def flush_all(cls) -> None:
-        for journal in list(cls._journals):
-            with contextlib.suppress(Exception):  # the journal never takes the server down; the batch waits
-                journal.flush()
-
-
-atexit.register(_Writer.flush_all)
-
-
 class SqliteJournal(Journal):
     """The journal in the SQLite store's file: one journal for every worker process of the server.
 
@@ -221,10 +183,10 @@ class SqliteJournal(Journal):
             if len(self._queue) > self._queue_limit:  # the store is failing: do not grow without bound
                 del self._queue[:-self._queue_limit]
             if len(self._queue) >= self.BATCH:
-                _Writer.wake()
+                _WRITER.wake()
         if self._watched_in != os.getpid():
             self._watched_in = os.getpid()
-            _Writer.watch(self)
+            _WRITER.watch(self)
 
     def flush(self) -> None:
         """Store this process's queued entries now (one transaction)."""
@@ -284,3 +246,8 @@ class SqliteJournal(Journal):
         self._settle()
         with self._store.writing() as conn:
             conn.execute("DELETE FROM journal")
+
+
+_WRITER = Every("returns-mock-journal", SqliteJournal.FLUSH_SECONDS, SqliteJournal.flush)
+"""One thread per process stores the queued entries of every SQLite journal, in batches."""
+atexit.register(_WRITER.run_once)

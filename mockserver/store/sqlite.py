@@ -7,21 +7,19 @@ across every worker process, and a state change and its history are one row, so 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import os
 import sqlite3
 import threading
-import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
+from ..background import Every
 from ..errors import DuplicateReturn, StoreError
 from .base import Delivery, Page, ReturnRecord, Store, Transaction
 
@@ -155,31 +153,6 @@ class _SqliteTransaction(Transaction):
                            (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
 
 
-class _Checkpointer:
-    """One thread per process that checkpoints the WAL of every open SQLite store, off the request path."""
-
-    PERIOD = 0.5
-    _stores: ClassVar[weakref.WeakSet[SqliteStore]] = weakref.WeakSet()
-    _lock = threading.Lock()
-    _pid = 0
-
-    @classmethod
-    def watch(cls, store: SqliteStore) -> None:
-        with cls._lock:
-            cls._stores.add(store)
-            if cls._pid != os.getpid():
-                cls._pid = os.getpid()
-                threading.Thread(target=cls._run, name="returns-mock-checkpoint", daemon=True).start()
-
-    @classmethod
-    def _run(cls) -> None:
-        while True:
-            time.sleep(cls.PERIOD)
-            for store in list(cls._stores):
-                with contextlib.suppress(sqlite3.Error):  # busy or closed: the next round tries again
-                    store.checkpoint()
-
-
 class _WriteLock:
     """Serialises the store's writers: a lock among this process's threads, an flock on `<db>-lock` among
     processes. SQLite serialises writers too, but a writer it makes wait polls by sleeping 1, 2, 5, 10 ...
@@ -247,10 +220,10 @@ class SqliteStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             # Requests never checkpoint (copying the WAL into the database and syncing it takes
-            # milliseconds); the checkpointer thread does, twice a second.
+            # milliseconds); a background thread does, twice a second.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
-            _Checkpointer.watch(self)
+            _CHECKPOINTER.watch(self)
             self._local.pid = os.getpid()
         return conn
 
@@ -446,3 +419,7 @@ class SqliteStore(Store):
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+_CHECKPOINTER = Every("returns-mock-checkpoint", 0.5, SqliteStore.checkpoint)
+"""One thread per process checkpoints the WAL of every open SQLite store, off the request path."""
