@@ -23,7 +23,9 @@ from .store import open_store
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 
 # Threads per worker: requests are CPU-bound under the GIL; measured under wrk, 2 gave higher throughput and
-# a p99 six times lower than 8 (fewer writers contending for the SQLite lock).
+# a p99 six times lower than 8 (fewer writers contending for the SQLite lock). 1 gave about 10% more creates
+# per second (six paired runs), but then one latency fault, or one admin read waiting for the other workers'
+# journal batches, would hold up every request of its worker.
 BLOCKING_THREADS = 2
 
 

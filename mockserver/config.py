@@ -26,9 +26,9 @@ class Config:
     self_check: bool = False
     """Validate every response against the contract; a mismatch raises ContractViolation."""
     journal_size: int = 1000
+    """How many requests (and contract violations) the journal keeps; the oldest go first."""
     workers: int = 1
     """Worker processes serving this configuration (they share the SQLite store)."""
-    """How many requests (and contract violations) the journal keeps; the oldest go first."""
     clock: str = "real"
     """`real` (ticking, movable through /__admin/clock) or `frozen` (moves only when told to)."""
     clock_start: str | None = None
