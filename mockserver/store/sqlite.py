@@ -195,6 +195,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = _WriteLock(self.path)
+        self._closed = False
         try:
             conn = self._connection()
             conn.executescript(SCHEMA)
@@ -319,22 +320,19 @@ class SqliteStore(Store):
 
     def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
         with self._write_lock.held():
-            return self._count_request(self._connection(), key, bucket, overlap, limit)
-
-    def _count_request(self, conn: sqlite3.Connection, key: str, bucket: int, overlap: float,
-                       limit: int | None) -> tuple[int, int, bool]:
-        if limit is None:
-            row = conn.execute(self._COUNT, (key, bucket)).fetchone()
-        else:
-            row = conn.execute(self._COUNT_IF_ADMITTED, (key, bucket, overlap, limit)).fetchone()
-        if row is None:  # refused, nothing counted
-            counts = dict(conn.execute("SELECT bucket, count FROM rate_counters WHERE key=? AND bucket IN (?, ?)",
-                                       (key, bucket - 1, bucket)).fetchall())
-            return counts.get(bucket - 1, 0), counts.get(bucket, 0), False
-        previous, current = row
-        if current == 1:  # a new bucket: forget the ones before the previous
-            conn.execute("DELETE FROM rate_counters WHERE key=? AND bucket < ?", (key, bucket - 1))
-        return int(previous), int(current), True
+            conn = self._connection()
+            if limit is None:
+                row = conn.execute(self._COUNT, (key, bucket)).fetchone()
+            else:
+                row = conn.execute(self._COUNT_IF_ADMITTED, (key, bucket, overlap, limit)).fetchone()
+            if row is None:  # refused, nothing counted
+                counts = dict(conn.execute("SELECT bucket, count FROM rate_counters WHERE key=? AND bucket IN (?, ?)",
+                                           (key, bucket - 1, bucket)).fetchall())
+                return counts.get(bucket - 1, 0), counts.get(bucket, 0), False
+            previous, current = row
+            if current == 1:  # a new bucket: forget the ones before the previous
+                conn.execute("DELETE FROM rate_counters WHERE key=? AND bucket < ?", (key, bucket - 1))
+            return int(previous), int(current), True
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         with self.writing() as conn:
@@ -407,13 +405,14 @@ class SqliteStore(Store):
 
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database file without waiting for readers or writers."""
-        if self.path.exists():
+        if not self._closed and self.path.exists():
             self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def integrity_check(self) -> str:
         return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
+        self._closed = True  # the checkpointer must not open a connection of its own to a closed store
         self._write_lock.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
