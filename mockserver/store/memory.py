@@ -6,7 +6,10 @@ import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
+
+import orjson
 
 from ..errors import DuplicateReturn
 from .base import Delivery, Page, ReturnRecord, Store, Transaction
@@ -114,12 +117,14 @@ class MemoryStore(Store):
              offset: int, limit: int) -> Page:
         with self._lock:
             records = self._accounts.get((provider, account), {}).values()
-            if status is None and order_id is None:
-                newest_first = list(reversed(records))
+            if status is None and order_id is None:  # the page alone, not a copy of the whole account
+                chosen, total = list(islice(reversed(records), offset, offset + limit)), len(records)
             else:
-                newest_first = [r for r in reversed(records) if (status is None or r.status == status)
-                                and (order_id is None or r.order_id == order_id)]
-            return Page([r.copy().resource for r in newest_first[offset:offset + limit]], len(newest_first))
+                matching = [r for r in reversed(records) if (status is None or r.status == status)
+                            and (order_id is None or r.order_id == order_id)]
+                chosen, total = matching[offset:offset + limit], len(matching)
+            # Serialised here, under the lock: the page is a snapshot, without copying each return's history.
+            return Page([orjson.Fragment(orjson.dumps(r.resource)) for r in chosen], total)
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         with self._lock:
