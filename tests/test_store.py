@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,25 @@ def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: 
     store.close()
     reopened = SqliteStore(path)
     assert reopened.page("3plship", "acct", status="received", order_id=None, offset=0, limit=1).total == 2
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    """Requests never checkpoint (wal_autocheckpoint=0): without the background checkpointer the WAL file
+    would grow for as long as the server runs."""
+    store = SqliteStore(tmp_path / "s.db")
+    wal = tmp_path / "s.db-wal"
+
+    def burst(start: int) -> None:
+        for n in range(start, start + 200):
+            with store.transaction() as tx:
+                tx.insert(record(f"r{n}", order_id=f"o{n}"))
+
+    try:
+        burst(0)
+        after_first = wal.stat().st_size
+        time.sleep(1.5)  # three checkpointer periods: the WAL is copied in, and the next writer starts it over
+        burst(200)
+        assert wal.stat().st_size < 1.5 * after_first
+        assert store.integrity_check() == "ok" and len(list(store.all())) == 400
+    finally:
+        store.close()
