@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ import orjson
 import pytest
 
 from mockserver.errors import DuplicateReturn, StoreError
-from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, open_store
+from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, open_store, rate_counters
 
 
 def record(id: str, account: str = "acct", status: str = "initiated", order_id: str = "o1",
@@ -174,3 +176,73 @@ def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
         assert store.integrity_check() == "ok" and len(list(store.all())) == 400
     finally:
         store.close()
+
+
+def test_rate_counts_slide_per_key_refuse_without_counting_and_clear_on_reset(store: Store) -> None:
+    assert [store.count_request("k", 10, 0.5, None) for _ in range(3)] == [(0, 1, True), (0, 2, True), (0, 3, True)]
+    assert store.count_request("other", 10, 0.5, None) == (0, 1, True)
+    # The next bucket sees this one as its previous; one further on, both have faded.
+    assert store.count_request("k", 11, 0.5, None) == (3, 1, True)
+    assert store.count_request("k", 11, 0.5, 3) == (3, 2, True)  # 3 * 0.5 + 1 < 3
+    assert store.count_request("k", 11, 0.5, 3) == (3, 2, False)  # 3 * 0.5 + 2 >= 3: refused, not counted
+    assert store.count_request("k", 11, 0.5, 3) == (3, 2, False)
+    assert store.count_request("k", 13, 0.5, None) == (0, 1, True)
+    store.reset(account="someone")  # a narrowed reset leaves the counts alone
+    assert store.count_request("other", 10, 0.5, None) == (0, 2, True)
+    store.reset()
+    assert store.count_request("other", 10, 0.5, None) == (0, 1, True)
+
+
+COUNT_IN_A_PROCESS = """
+import sys, time
+from mockserver.store import SqliteStore
+store = SqliteStore(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all start together, so that they race
+for _ in range(int(sys.argv[2])):
+    store.count_request("shared", 7, 1.0, None)
+    store.count_request("capped", 7, 1.0, 150)
+"""
+
+
+def test_sqlite_rate_counts_are_exact_across_processes_and_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).close()
+    start = str(time.time() + 3)
+    workers = [subprocess.Popen([sys.executable, "-c", COUNT_IN_A_PROCESS, str(path), "1000", start])
+               for _ in range(4)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0, 0]
+    store = SqliteStore(path)
+    try:
+        assert store.count_request("shared", 7, 1.0, None) == (0, 4001, True)  # no count lost to a race
+        assert store.count_request("capped", 7, 1.0, 150) == (0, 150, False)  # and none past the limit
+    finally:
+        store.close()
+
+
+def test_a_rate_counter_file_this_version_cannot_read_is_started_afresh(tmp_path: Path) -> None:
+    (tmp_path / "s.db-rate").write_bytes(b"not counters" * 10)
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        assert store.count_request("k", 1, 0.0, None) == (0, 1, True)
+        assert store.count_request("k", 1, 0.0, None) == (0, 2, True)
+    finally:
+        store.close()
+
+
+def test_rate_counters_give_up_the_stalest_key_when_a_probe_window_is_full(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rate_counters, "SLOTS", 4)
+    monkeypatch.setattr(rate_counters, "PROBES", 4)
+    monkeypatch.setattr(rate_counters, "SIZE", rate_counters.HEADER + 4 * rate_counters.SLOT.size)
+    counters = rate_counters.SharedRateCounters(tmp_path / "small-rate")
+    try:
+        for bucket, key in enumerate("abcd", start=10):
+            assert counters.count(key, bucket, 0.0, None) == (0, 1, True)
+        assert counters.count("a", 14, 0.0, None) == (0, 1, True)  # its own slot, its old counts faded
+        assert counters.count("e", 14, 0.0, None) == (0, 1, True)  # takes the slot of "b", now the stalest
+        assert counters.count("d", 14, 0.0, None) == (1, 1, True)  # 13 is 14's previous bucket: kept
+        assert counters.count("a", 14, 0.0, None) == (0, 2, True)
+        assert counters.count("e", 14, 0.0, None) == (0, 2, True)
+        assert counters.count("b", 12, 0.0, None) == (0, 1, True)  # its count of bucket 11 went with its slot
+    finally:
+        counters.close()

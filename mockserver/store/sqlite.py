@@ -22,6 +22,7 @@ import orjson
 from ..background import Every
 from ..errors import DuplicateReturn, StoreError
 from .base import Delivery, Page, ReturnRecord, Store, Transaction
+from .rate_counters import SharedRateCounters
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS returns (
@@ -59,12 +60,7 @@ CREATE TABLE IF NOT EXISTS journal (
     entry          BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_violations ON journal (has_violations, id);
-CREATE TABLE IF NOT EXISTS rate_counters (
-    key    TEXT NOT NULL,
-    bucket INTEGER NOT NULL,
-    count  INTEGER NOT NULL,
-    PRIMARY KEY (key, bucket)
-) WITHOUT ROWID;
+DROP TABLE IF EXISTS rate_counters;  -- before counts moved to SharedRateCounters
 CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, account TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS webhooks_by_account ON webhooks (account);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -195,6 +191,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = _WriteLock(self.path)
+        self._rate = SharedRateCounters(self.path.with_name(self.path.name + "-rate"))
         self._closed = False
         try:
             conn = self._connection()
@@ -303,36 +300,14 @@ class SqliteStore(Store):
             cursor = self._connection().execute(f"DELETE FROM returns WHERE {where}", args)
             self._connection().execute(f"DELETE FROM return_counts WHERE {where}", args)
             if provider is None and account is None:
-                for table in ("rate_counters", "webhooks", "deliveries"):
+                for table in ("webhooks", "deliveries"):
                     self._connection().execute(f"DELETE FROM {table}")
+        if provider is None and account is None:
+            self._rate.clear()
         return cursor.rowcount
 
-    # One statement, so one short write lock: the upsert counts the request only if the sliding window
-    # admits it (the WHERE clauses), and answers the counts it decided on.
-    _PREVIOUS = "COALESCE((SELECT count FROM rate_counters WHERE key=?1 AND bucket=?2-1), 0)"
-    _COUNT = ("INSERT INTO rate_counters (key, bucket, count) VALUES (?1, ?2, 1) "
-              "ON CONFLICT (key, bucket) DO UPDATE SET count=count+1 "
-              f"RETURNING {_PREVIOUS}, count")
-    _COUNT_IF_ADMITTED = (
-        f"INSERT INTO rate_counters (key, bucket, count) SELECT ?1, ?2, 1 WHERE {_PREVIOUS} * ?3 < ?4 "
-        f"ON CONFLICT (key, bucket) DO UPDATE SET count=count+1 WHERE {_PREVIOUS} * ?3 + count < ?4 "
-        f"RETURNING {_PREVIOUS}, count")
-
     def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
-        with self._write_lock.held():
-            conn = self._connection()
-            if limit is None:
-                row = conn.execute(self._COUNT, (key, bucket)).fetchone()
-            else:
-                row = conn.execute(self._COUNT_IF_ADMITTED, (key, bucket, overlap, limit)).fetchone()
-            if row is None:  # refused, nothing counted
-                counts = dict(conn.execute("SELECT bucket, count FROM rate_counters WHERE key=? AND bucket IN (?, ?)",
-                                           (key, bucket - 1, bucket)).fetchall())
-                return counts.get(bucket - 1, 0), counts.get(bucket, 0), False
-            previous, current = row
-            if current == 1:  # a new bucket: forget the ones before the previous
-                conn.execute("DELETE FROM rate_counters WHERE key=? AND bucket < ?", (key, bucket - 1))
-            return int(previous), int(current), True
+        return self._rate.count(key, bucket, overlap, limit)
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         with self.writing() as conn:
@@ -414,6 +389,7 @@ class SqliteStore(Store):
     def close(self) -> None:
         self._closed = True  # the checkpointer must not open a connection of its own to a closed store
         self._write_lock.close()
+        self._rate.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

@@ -1,0 +1,117 @@
+"""Rate counters shared by every worker process: a small memory-mapped file beside the SQLite database.
+
+Every 3plship request is counted. Kept in SQLite, each count was a write transaction of its own: a page
+read became a write, and every commit made the other connections drop their page caches. Here a count
+is a lock and a few bytes. Counts are not records anyone keeps: a kill -9 in the middle of one can at
+worst leave that key's count off by one, and a file this version cannot read is started afresh.
+
+Each key has one slot: the bucket it was last counted in, that bucket's count and the previous one's,
+which is all a sliding window needs. Slots are found by open addressing over a short probe window; a
+full window gives up the slot that was counted longest ago.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import mmap
+import os
+import struct
+import threading
+from pathlib import Path
+
+MAGIC = b"returns-mock rate counters 1\n"
+HEADER = 64
+SLOT = struct.Struct("<16sqqq")
+"""Key digest, the bucket last counted in, its count, the count of the bucket before it."""
+SLOTS = 8192
+PROBES = 32
+SIZE = HEADER + SLOTS * SLOT.size
+EMPTY = bytes(16)
+
+
+class SharedRateCounters:
+    """Sliding-window counts per key, atomic across threads (a lock) and processes (an flock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._fd = -1
+        self._map: mmap.mmap | None = None
+
+    def count(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
+        """See Store.count_request."""
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        home = int.from_bytes(digest[:8], "little") % SLOTS
+        with self._lock:
+            counters = self._open()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                offset = _slot(counters, digest, home)
+                found, last, current, previous = SLOT.unpack_from(counters, offset)
+                if found != digest or not bucket - 1 <= last <= bucket:  # new key, or counted too long ago
+                    previous = current = 0
+                elif last == bucket - 1:
+                    previous, current = current, 0
+                allowed = limit is None or previous * overlap + current < limit
+                if allowed:
+                    current += 1
+                SLOT.pack_into(counters, offset, digest, bucket, current, previous)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return previous, current, allowed
+
+    def clear(self) -> None:
+        with self._lock:
+            counters = self._open()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                counters[HEADER:] = bytes(SIZE - HEADER)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid() and self._map is not None:
+                self._map.close()
+                os.close(self._fd)
+            self._map, self._fd, self._pid = None, -1, 0
+
+    def _open(self) -> mmap.mmap:
+        """The mapping of this process (a forked worker needs its own open file for its own flock)."""
+        if self._map is not None:
+            if self._pid == os.getpid():
+                return self._map
+            self._map.close()  # the parent's, inherited by this forked worker
+            os.close(self._fd)
+            self._map = None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size < SIZE or os.pread(fd, len(MAGIC), 0) != MAGIC:
+                    # Grown, never shrunk: a process may still map it, and reading past the end is SIGBUS.
+                    os.pwrite(fd, bytes(SIZE), 0)
+                    os.pwrite(fd, MAGIC, 0)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            counters = mmap.mmap(fd, SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._map, self._fd, self._pid = counters, fd, os.getpid()
+        return counters
+
+
+def _slot(counters: mmap.mmap, digest: bytes, home: int) -> int:
+    """The offset of the slot of `digest`: its own, else the first empty one, else the stalest."""
+    stalest, stalest_bucket = -1, 0
+    for probe in range(PROBES):
+        offset = HEADER + (home + probe) % SLOTS * SLOT.size
+        found, last, _, _ = SLOT.unpack_from(counters, offset)
+        if found in (digest, EMPTY):
+            return offset
+        if stalest < 0 or last < stalest_bucket:
+            stalest, stalest_bucket = offset, last
+    return stalest
