@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, Response, render_template, request
 
 from . import __version__
 from .app import MockState
-from .clock import ControllableClock, StoreClock, isoformat, parse_duration, parse_instant
+from .clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from .contracts import PROVIDERS, Problem, contract, problems
 from .ratelimit import RatePolicy
 from .seeding import ScenarioError, seed
@@ -131,19 +131,22 @@ def register(app: Flask, state: MockState) -> None:
     def move_clock() -> Response:
         body = _body("clock-request.json")
         clock = _clock(state)
-        if "mode" in body:
-            if not isinstance(clock, StoreClock):
-                raise AdminError(409, "clock_not_switchable", "This mock's clock was given to it in code; "
-                                                              "its mode cannot be switched.")
-            clock.reset(body["mode"], clock.now())
-        if "advance" in body:
-            try:
-                clock.advance(parse_duration(body["advance"]))
-            except ValueError as exc:
-                detail = [{"field": "advance", "message": str(exc)}]
-                raise AdminError(422, "validation_error", str(exc), detail) from None
-        if "set" in body:
-            clock.set(parse_instant(body["set"]))
+        if "mode" in body and not isinstance(clock, StoreClock):
+            raise AdminError(409, "clock_not_switchable", "This mock's clock was given to it in code; "
+                                                          "its mode cannot be switched.")
+        # Where the clock goes is worked out first: a refused request changes nothing, not even the mode.
+        field = "advance" if "advance" in body else "set"
+        try:
+            if "advance" in body:
+                target: datetime | None = shifted(clock.now(), parse_duration(body["advance"]))
+            else:
+                target = in_range(parse_instant(body["set"])) if "set" in body else None
+        except ValueError as exc:
+            raise AdminError(422, "validation_error", str(exc), [{"field": field, "message": str(exc)}]) from None
+        if isinstance(clock, StoreClock) and "mode" in body:
+            clock.reset(body["mode"], target or clock.now())
+        elif target is not None:
+            clock.set(target)
         return _json(200, clock_json(clock))
 
     @admin.post("/seed")

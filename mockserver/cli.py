@@ -22,6 +22,9 @@ from .store import open_store
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 
+MAX_WINDOW_DAYS = 36_500
+"""The longest 35up return window --return-window-days takes (inferred: the guide says 30 days)."""
+
 # Threads per worker: requests are CPU-bound under the GIL; measured under wrk, 2 gave higher throughput and
 # a p99 six times lower than 8 (fewer writers contending for the SQLite lock). 1 gave about 10% more creates
 # per second (six paired runs), but then one latency fault, or one admin read waiting for the other workers'
@@ -54,6 +57,13 @@ def _port(text: str) -> int:
     value = _positive(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535, got {text!r}")
+    return value
+
+
+def _window_days(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_WINDOW_DAYS:  # deadlines must stay within what a date can express
+        raise argparse.ArgumentTypeError(f"at most {MAX_WINDOW_DAYS:,} days (100 years), got {text!r}")
     return value
 
 
@@ -107,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker processes (default: one per CPU; 1 with --store memory)")
     serve.add_argument("--lifecycle", choices=MODES, default="strict",
                        help="35up transitions: strict graph (default) or permissive (anything but out of closed)")
-    serve.add_argument("--return-window-days", type=_positive, default=None,
+    serve.add_argument("--return-window-days", type=_window_days, default=None,
                        help="35up: days in awaiting_return before a return expires (default 30)")
     serve.add_argument("--max-body-bytes", type=_positive, default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")

@@ -43,12 +43,12 @@ class FrozenClock:
 
     def advance(self, delta: timedelta) -> datetime:
         with self._lock:
-            self._now += delta
+            self._now = shifted(self._now, delta)
             return self._now
 
     def set(self, moment: datetime) -> datetime:
         with self._lock:
-            self._now = moment.astimezone(UTC)
+            self._now = in_range(moment.astimezone(UTC))
             return self._now
 
 
@@ -90,10 +90,10 @@ class StoreClock:
         return datetime.now(UTC) + timedelta(milliseconds=int(state["offset_ms"]))
 
     def advance(self, delta: timedelta) -> datetime:
-        return self.set(self.now() + delta)
+        return self.set(shifted(self.now(), delta))
 
     def set(self, moment: datetime) -> datetime:
-        self.reset(self.mode, moment)
+        self.reset(self.mode, in_range(moment))
         return self.now()
 
 
@@ -122,27 +122,57 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not an ISO-8601 duration in weeks, days, hours, minutes or seconds "
                          "(e.g. P10D, PT36H, -PT1S)")
     sign, weeks, days, hours, minutes, seconds = found.groups()
-    delta = timedelta(weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0),
-                      minutes=int(minutes or 0), seconds=float(seconds or 0))
+    try:
+        delta = timedelta(weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0),
+                          minutes=int(minutes or 0), seconds=float(seconds or 0))
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any date range") from None
     return -delta if sign else delta
 
 
 def isoformat(moment: datetime) -> str:
     """2025-01-15T14:30:00.000Z: UTC, milliseconds, as the providers write instants."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y does not pad years before 1000 to four digits, which RFC 3339 requires.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def to_millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: through a float timestamp, 1 in 150 instants of 1970-2200 came out 1 ms early.
+    return (moment - EPOCH) // _MILLISECOND
 
 
 def from_millis(millis: int) -> datetime:
-    return datetime.fromtimestamp(millis / 1000, UTC)
+    return EPOCH + millis * _MILLISECOND
+
+
+EARLIEST = EPOCH
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""The mock's clock stays in [EARLIEST, LATEST) (inferred; the providers say nothing): rate-limit resets
+are Unix seconds, and deadlines computed from the clock must stay within what a date can express."""
+
+
+def in_range(moment: datetime) -> datetime:
+    """`moment`, if the mock's clock may show it; ValueError saying the range otherwise."""
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"{isoformat(moment)} is outside the mock clock's range: from {isoformat(EARLIEST)} "
+                         f"to before {isoformat(LATEST)}")
+    return moment
+
+
+def shifted(moment: datetime, delta: timedelta) -> datetime:
+    """`moment + delta` within the clock's range; ValueError otherwise."""
+    try:
+        return in_range(moment + delta)
+    except OverflowError:
+        raise ValueError(f"moving the clock by {delta} leaves the range of dates") from None
 
 
 def add_business_days(moment: datetime, days: int) -> datetime:

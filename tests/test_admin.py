@@ -135,6 +135,34 @@ def test_bad_clock_requests_are_422(admin: FlaskClient, body: Any) -> None:
     assert response.get_json()["error"]["code"] == "validation_error"
 
 
+@pytest.mark.parametrize(("body", "field"), [
+    ({"set": "1969-12-31T23:59:59.999Z"}, "set"),
+    ({"set": "9000-01-01T00:00:00Z"}, "set"),
+    ({"advance": "P2600000D"}, "advance"),
+    ({"advance": "-P20500D"}, "advance"),
+    ({"advance": "P99999999999W"}, "advance"),  # longer than a timedelta can hold
+    ({"mode": "real", "set": "9000-01-01T00:00:00Z"}, "set"),
+])
+def test_the_clock_stays_in_its_range_and_a_refused_move_changes_nothing(
+        admin: FlaskClient, body: Any, field: str) -> None:
+    response = admin.post("/__admin/clock", json=body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["field"] == field
+    assert admin.get("/__admin/clock").get_json() == {"now": "2026-01-05T10:00:00.000Z", "mode": "frozen"}
+
+
+def test_the_clock_keeps_every_millisecond_and_works_at_the_ends_of_its_range(admin: FlaskClient) -> None:
+    # Through a float timestamp, some instants after 2038 came out a millisecond early.
+    for instant in ("2039-01-01T00:00:00.003Z", "2100-07-01T12:00:00.999Z"):
+        assert admin.post("/__admin/clock", json={"set": instant}).get_json()["now"] == instant
+    for instant in ("1970-01-01T00:00:00.000Z", "8999-12-31T23:59:59.999Z"):
+        admin.post("/__admin/clock", json={"set": instant})
+        created = admin.post(f"{PL}/returns", json=fixture("3plship/create-return.minimal.request.json"),
+                             headers=bearer())
+        assert created.status_code == 201 and created.get_json()["data"]["created_at"] == instant
+        assert admin.get(f"{PL}/returns", headers=bearer()).status_code == 200
+
+
 def test_clock_mode_switch(admin: FlaskClient) -> None:
     assert admin.post("/__admin/clock", json={"mode": "real"}).get_json()["mode"] == "real"
     assert admin.post("/__admin/clock", json={"mode": "frozen", "set": "2030-01-01T00:00:00+02:00"}).get_json() == {
@@ -235,6 +263,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["--deterministic", "1", "--workers", "2"], "--deterministic needs one worker"),
     (["--deterministic", "1", "--clock", "real"], "drop --seed and --clock real"),
     (["--seed-file", "/nonexistent.json", "--store", "memory"], "No such file or directory"),
+    (["--return-window-days", "99999999"], "at most 36,500 days"),
 ])
 def test_serve_refusals_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = cli(*args)
