@@ -368,10 +368,23 @@ def _json_type(value: Any) -> str:
 
 
 def _leaves(error: ValidationError) -> list[ValidationError]:
-    """For anyOf/oneOf, the most relevant failures of the alternatives; otherwise the error itself."""
+    """For anyOf/oneOf, the failures of the alternative meant; otherwise the error itself.
+
+    The alternative meant is the only one of the instance's type, if there is one: for an object sent
+    where "a rule or a list of rules" is expected, the rule's problems, not "must be an array".
+    best_match alone prefers the shallowest error, which is exactly that type mismatch."""
     if error.validator in ("anyOf", "oneOf") and error.context:
         from jsonschema.exceptions import best_match
 
+        alternatives: dict[Any, list[ValidationError]] = {}
+        for failure in error.context:
+            alternatives.setdefault(failure.relative_schema_path[0], []).append(failure)
+        of_its_type = [failures for failures in alternatives.values()
+                       if not any(f.validator == "type" and not f.relative_path for f in failures)]
+        if len(of_its_type) == 1:
+            return [leaf for failure in of_its_type[0] for leaf in _leaves(failure)]
+        if all(f.validator == "required" for f in error.context):  # "one of these fields": said as such
+            return [error]
         best = best_match(error.context)
         return _leaves(best) if best is not None else [error]
     return [error]
@@ -451,6 +464,9 @@ def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) ->
         allowed = tuple(str(v) for v in value)
         return [Problem(where, f"{label}: {instance!r} is not one of the valid values: {', '.join(allowed)}",
                         location, allowed)]
+    if kind in ("anyOf", "oneOf") and error.context and all(f.validator == "required" for f in error.context):
+        names = [name for f in error.context for name in f.validator_value if name not in instance]
+        return [Problem(where, f"{label} needs one of {', '.join(dict.fromkeys(names))}", location)]
     if kind == "not" and isinstance(value, dict) and set(value) == {"required"}:
         return [Problem(where, f"{label}: use only one of {', '.join(value['required'])}", location)]
     if kind == "const":

@@ -208,3 +208,26 @@ def test_fast_validation_agrees_with_the_python_validator(provider: str) -> None
                 assert _fast(op.body_validator).is_valid(body) == python_ok, (op.operation_id, body)
                 checked += 1
     assert checked > 100
+
+
+def _shipping_of(value: Any) -> Any:
+    answer = json.loads((FIXTURES / "3plship" / "create-return.response.json").read_text())["data"]
+    return {**answer, "return_shipping": value}
+
+
+@pytest.mark.parametrize(("provider", "schema", "instance", "expected"), [
+    # "a rule or a list of rules": an object is a rule, so its own problems, not "must be an array"
+    ("admin", "faults-request.json", {"latency_ms": 10**12, "probability": 2},
+     [("latency_ms", "latency_ms must be at most 60000"), ("probability", "probability must be at most 1")]),
+    ("admin", "faults-request.json", [{"latency_ms": -1}], [("[0].latency_ms", "[0].latency_ms must be at least 0")]),
+    ("admin", "faults-request.json", {"provider": "35up"},
+     [("", "request body needs one of status, latency_ms, drop_connection")]),
+    # "a shipment or null": an object is a shipment
+    ("3plship", "return.json", _shipping_of({"carrier": 5, "tracking_number": "1Z", "status": "in_transit"}),
+     [("return_shipping.tracking_url", "return_shipping.tracking_url is required"),
+      ("return_shipping.carrier", "return_shipping.carrier must be a string or null, not an integer")]),
+])
+def test_problems_come_from_the_alternative_of_the_instances_type(
+        provider: str, schema: str, instance: Any, expected: list[tuple[str, str]]) -> None:
+    found = problems(contract(provider).validator(schema), instance)
+    assert [(p.field, p.message) for p in found] == expected
