@@ -146,6 +146,8 @@ _MILLISECOND = timedelta(milliseconds=1)
 
 def to_millis(moment: datetime) -> int:
     # Integer arithmetic: through a float timestamp, 1 in 150 instants of 1970-2200 came out 1 ms early.
+    if moment.tzinfo is None:  # a naive time from a clock given in code: local time, as timestamp() has it
+        moment = moment.astimezone(UTC)
     return (moment - EPOCH) // _MILLISECOND
 
 

@@ -6,6 +6,7 @@ import copy
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 
 from mockserver import __version__
 from mockserver.app import create_app, mock_state
+from mockserver.clock import isoformat
 from mockserver.config import Config
 from mockserver.store import MemoryStore
 
@@ -363,3 +365,19 @@ def test_frozen_clock_advance_reaches_provider_timestamps(admin: FlaskClient) ->
     admin.post("/__admin/clock", json={"advance": "P2DT3H"})
     body = admin.get(f"{PL}/returns", headers=bearer()).get_json()
     assert body["meta"]["timestamp"] == "2026-01-07T13:00:00.000Z"
+
+
+class NaiveClock:
+    """A clock given in code that answers naive datetimes (local time, as datetime.now() does)."""
+
+    def now(self) -> datetime:
+        return datetime(2026, 1, 5, 10, 0)
+
+
+def test_a_clock_given_in_code_may_answer_naive_local_times() -> None:
+    client = create_app(Config(self_check=True), store=MemoryStore(), clock=NaiveClock()).test_client()
+    created = client.post(f"{PL}/returns", json=fixture("3plship/create-return.minimal.request.json"),
+                          headers=bearer())
+    assert created.status_code == 201
+    assert created.get_json()["data"]["created_at"] == isoformat(datetime(2026, 1, 5, 10, 0).astimezone(UTC))
+    assert client.get(f"{PL}/returns", headers=bearer()).get_json()["meta"]["pagination"]["total"] == 1

@@ -3,7 +3,8 @@
 Every 3plship request is counted. Kept in SQLite, each count was a write transaction of its own: a page
 read became a write, and every commit made the other connections drop their page caches. Here a count
 is a lock and a few bytes. Counts are not records anyone keeps: a kill -9 in the middle of one can at
-worst leave that key's count off by one, and a file this version cannot read is started afresh.
+worst leave that key's counts wrong until its window moves on, and a file this version cannot read is
+started afresh.
 
 Each key has one slot: the bucket it was last counted in, that bucket's count and the previous one's,
 which is all a sliding window needs. Slots are found by open addressing over a short probe window; a
