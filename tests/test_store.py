@@ -246,3 +246,12 @@ def test_rate_counters_give_up_the_stalest_key_when_a_probe_window_is_full(
         assert counters.count("b", 12, 0.0, None) == (0, 1, True)  # its count of bucket 11 went with its slot
     finally:
         counters.close()
+
+
+@pytest.mark.parametrize("beside", ["s.db-rate", "s.db-lock"])
+def test_a_file_beside_the_database_that_cannot_be_used_is_a_one_line_store_error(
+        beside: str, tmp_path: Path) -> None:
+    (tmp_path / beside).mkdir()
+    with pytest.raises(StoreError) as info:
+        open_store(f"sqlite:{tmp_path / 's.db'}")
+    assert "\n" not in str(info.value) and "Is a directory" in str(info.value)

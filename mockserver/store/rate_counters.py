@@ -63,6 +63,11 @@ class SharedRateCounters:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return previous, current, allowed
 
+    def open(self) -> None:
+        """Create or check the file now: a store that cannot count fails when it opens, not per request."""
+        with self._lock:
+            self._open()
+
     def clear(self) -> None:
         with self._lock:
             counters = self._open()

@@ -201,7 +201,8 @@ class SqliteStore(Store):
                 if conn.execute("SELECT 1 FROM return_counts LIMIT 1").fetchone() is None:
                     conn.execute("INSERT INTO return_counts SELECT provider, account, status, COUNT(*) FROM returns "
                                  "GROUP BY provider, account, status")
-        except sqlite3.Error as exc:
+            self._rate.open()
+        except (sqlite3.Error, OSError, ValueError) as exc:  # OSError, ValueError: the -lock or -rate file
             raise StoreError(f"cannot use {self.path}: {exc}") from exc
 
     def connection(self) -> sqlite3.Connection:
