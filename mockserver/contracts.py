@@ -367,6 +367,12 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
+def _needs_one_of(error: ValidationError) -> bool:
+    """An anyOf/oneOf of required fields, none of them present: "needs one of a, b, c"."""
+    return error.validator in ("anyOf", "oneOf") and bool(error.context) and \
+        all(f.validator == "required" for f in error.context)
+
+
 def _leaves(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf, the failures of the alternative meant; otherwise the error itself.
 
@@ -383,7 +389,7 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
                        if not any(f.validator == "type" and not f.relative_path for f in failures)]
         if len(of_its_type) == 1:
             return [leaf for failure in of_its_type[0] for leaf in _leaves(failure)]
-        if all(f.validator == "required" for f in error.context):  # "one of these fields": said as such
+        if _needs_one_of(error):  # said as such by _describe
             return [error]
         best = best_match(error.context)
         return _leaves(best) if best is not None else [error]
@@ -464,7 +470,7 @@ def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) ->
         allowed = tuple(str(v) for v in value)
         return [Problem(where, f"{label}: {instance!r} is not one of the valid values: {', '.join(allowed)}",
                         location, allowed)]
-    if kind in ("anyOf", "oneOf") and error.context and all(f.validator == "required" for f in error.context):
+    if _needs_one_of(error):
         names = [name for f in error.context for name in f.validator_value if name not in instance]
         return [Problem(where, f"{label} needs one of {', '.join(dict.fromkeys(names))}", location)]
     if kind == "not" and isinstance(value, dict) and set(value) == {"required"}:
