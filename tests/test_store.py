@@ -219,10 +219,13 @@ def test_sqlite_rate_counts_are_exact_across_processes_and_survive_reopening(tmp
         store.close()
 
 
-def test_a_rate_counter_file_this_version_cannot_read_is_started_afresh(tmp_path: Path) -> None:
-    (tmp_path / "s.db-rate").write_bytes(b"not counters" * 10)
+@pytest.mark.parametrize("foreign", [b"not counters" * 10, b"\xff" * rate_counters.SIZE])  # short; full size
+def test_a_rate_counter_file_this_version_cannot_read_is_started_afresh(foreign: bytes, tmp_path: Path) -> None:
+    rate_file = tmp_path / "s.db-rate"
+    rate_file.write_bytes(foreign)
     store = SqliteStore(tmp_path / "s.db")
     try:
+        assert rate_file.read_bytes() == rate_counters.MAGIC + bytes(rate_counters.SIZE - len(rate_counters.MAGIC))
         assert store.count_request("k", 1, 0.0, None) == (0, 1, True)
         assert store.count_request("k", 1, 0.0, None) == (0, 2, True)
     finally:
