@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,15 +14,12 @@ import orjson
 
 from . import __version__
 from .config import ENV_VAR, Config
-from .contracts import PROVIDERS, contract
+from .contracts import contract
 from .errors import StoreError
-from .lifecycle import MODES
+from .registry import REGISTRY
 from .store import open_store
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
-
-MAX_WINDOW_DAYS = 36_500
-"""The longest 35up return window --return-window-days takes (inferred: the guide says 30 days)."""
 
 # Threads per worker: requests are CPU-bound under the GIL; measured under wrk, 2 gave higher throughput and
 # a p99 six times lower than 8 (fewer writers contending for the SQLite lock). 1 gave about 10% more creates
@@ -60,13 +56,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _window_days(text: str) -> int:
-    value = _positive(text)
-    if value > MAX_WINDOW_DAYS:  # deadlines must stay within what a date can express
-        raise argparse.ArgumentTypeError(f"at most {MAX_WINDOW_DAYS:,} days (100 years), got {text!r}")
-    return value
-
-
 def _url(text: str) -> str:
     from urllib.parse import urlsplit
 
@@ -86,46 +75,24 @@ def _rate(text: str) -> str:
     return text
 
 
-def _credentials(text: str) -> tuple[str, str]:
-    username, colon, password = text.partition(":")
-    if not colon or not username or not password:
-        raise argparse.ArgumentTypeError(f"expected USER:PASSWORD, got {text!r}")
-    return username, password
-
-
-def _api_key(text: str) -> str:
-    from .threeplship.api import API_KEY
-
-    if not API_KEY.search(text):
-        raise argparse.ArgumentTypeError(f"3plship keys look like zl_live_... or zl_test_..., got {text!r}")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
+    names = REGISTRY.names()
     parser = _Parser(prog="returns-mock",
-                     description="Contract-checked, stateful mock of the 35up and 3plship returns APIs.")
+                     description=f"Contract-checked, stateful mock of the {' and '.join(names)} returns APIs.")
     parser.add_argument("--version", action="version", version=f"returns-mock {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    serve = commands.add_parser("serve", help="serve both providers over HTTP",
-                                description="Serve both providers under a production WSGI server (granian).")
+    serve = commands.add_parser("serve", help="serve every provider over HTTP",
+                                description="Serve every provider under a production WSGI server (granian).")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.add_argument("--store", default="sqlite:returns-mock.db",
                        help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db) or 'memory'")
     serve.add_argument("--workers", type=_positive, default=None,
                        help="worker processes (default: one per CPU; 1 with --store memory)")
-    serve.add_argument("--lifecycle", choices=MODES, default="strict",
-                       help="35up transitions: strict graph (default) or permissive (anything but out of closed)")
-    serve.add_argument("--return-window-days", type=_window_days, default=None,
-                       help="35up: days in awaiting_return before a return expires (default 30)")
     serve.add_argument("--max-body-bytes", type=_positive, default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")
     serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
-    serve.add_argument("--35up-user", dest="users_35up", action="append", type=_credentials, metavar="USER:PASSWORD",
-                       help="accept only these 35up credentials (repeatable; default: any well-formed pair)")
-    serve.add_argument("--3plship-key", dest="keys_3plship", action="append", type=_api_key, metavar="KEY",
-                       help="accept only these 3plship API keys (repeatable; default: any zl_live_/zl_test_ key)")
     serve.add_argument("--clock", choices=("real", "frozen"), default=None,
                        help="real: ticking time (default); frozen: moves only through POST /__admin/clock")
     serve.add_argument("--seed-file", metavar="FILE",
@@ -136,15 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
     serve.add_argument("--rate-limit", type=_rate, metavar="N/PERIOD",
-                       help="enforce a 3plship rate limit per API key, e.g. 1000/hour (3plship tiers: 1000, 5000, "
-                            "25000 per hour); without it requests are counted at 1000/hour but never refused")
+                       help="enforce a rate limit per API key on the providers that document one, e.g. 1000/hour; "
+                            "without it requests are counted at 1000/hour but never refused")
     serve.add_argument("--faults", metavar="FILE",
                        help="fault rules to start with (contracts/admin/fault-rule.json; one rule or a list)")
     serve.add_argument("--chaos", choices=("light", "heavy"),
                        help="a mix of latency, 429s, 5xx and dropped connections (contracts/admin/chaos.json); "
                             "reproducible with --deterministic")
     serve.add_argument("--allow-webhook-host", dest="webhook_hosts", action="append", default=[], metavar="HOST",
-                       help="also deliver 3plship webhooks to HOST (repeatable); by default only loopback hosts")
+                       help="also deliver webhooks to HOST (repeatable); by default only loopback hosts")
     serve.add_argument("--webhook-attempts", type=_positive, default=6, help="delivery attempts per event (6)")
     serve.add_argument("--webhook-backoff-ms", type=_positive, default=1000,
                        help="wait before the first retry, doubling after each (1000)")
@@ -153,33 +120,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
                        help="validate every response against the contract (a mismatch answers 500)")
+    for provider in REGISTRY:
+        provider.add_arguments(serve)
 
     check = commands.add_parser(
         "verify", help="run a provider's contract suite against any implementation",
         description="Schemathesis over the provider's contract plus scripted lifecycle scenarios, against the "
                     "implementation at --base-url (this mock, a sandbox, a real account: scenarios create "
                     "returns there). Exit 0: no violations; 1: violations; 2: usage or unreachable target.")
-    check.add_argument("--provider", choices=PROVIDERS, required=True)
-    check.add_argument("--base-url", required=True, type=_url,
-                       help="e.g. http://127.0.0.1:8080/3plship/api/v1 or https://app.3plship.com/api/v1")
-    check.add_argument("--api-key", help="3plship: zl_live_... or zl_test_...")
-    check.add_argument("--username", help="35up: Basic auth username")
-    check.add_argument("--password", help="35up: Basic auth password")
+    check.add_argument("--provider", choices=names, required=True)
+    examples = [url for p in REGISTRY for url in (f"http://127.0.0.1:8080{p.mock_prefix}", p.real_base_url) if url]
+    check.add_argument("--base-url", required=True, type=_url, help=f"e.g. {' or '.join(examples[:2])}")
+    for credential, what in (("api_key", "an API key"), ("username", "a Basic auth username"),
+                             ("password", "a Basic auth password")):
+        users = [p.name for p in REGISTRY if credential in p.credentials]
+        check.add_argument(f"--{credential.replace('_', '-')}", help=f"{', '.join(users) or 'no provider'}: {what}")
     check.add_argument("--max-examples", type=_positive, default=20, help="schemathesis examples per operation")
     check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
     check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
 
     har = commands.add_parser(
         "validate-har", help="check recorded traffic (HAR 1.2) against the contracts",
-        description="Match each entry to a provider operation by host and path (api.35up.io, app.3plship.com, "
-                    "or the mock's /35up/v1 and /3plship/api/v1 prefixes), validate its request and response, "
+        description="Match each entry to a provider operation by host and path (the real base URLs, "
+                    f"{', '.join(p.real_base_url or '' for p in REGISTRY)}, or the mock's prefixes, "
+                    f"{', '.join(p.mock_prefix for p in REGISTRY)}), validate its request and response, "
                     "and report every violation. Other entries are counted and skipped. Exit 0: none; 1: "
                     "violations; 2: unusable file.")
     har.add_argument("file", help="a .har file exported by a browser, mitmproxy, Charles, Postman, schemathesis...")
     har.add_argument("--format", choices=("text", "json"), default="text")
 
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
-    show.add_argument("provider", choices=PROVIDERS)
+    show.add_argument("provider", choices=names)
     return parser
 
 
@@ -226,19 +197,13 @@ def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | 
 
 
 def _prepare(store: Any, config: Config) -> None:
-    """Set the clock, and check (and for a shared store, apply) the seed file, before any worker starts."""
-    from .app import create_app, mock_state
-    from .clock import StoreClock, parse_instant
-    from .faults import Faults
-    from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
-    from .seeding import ScenarioError, build, seed
+    """Start the shared store fresh (clock, rate policy, fault rules), and check (and for a shared store,
+    apply) the seed file, before any worker starts."""
+    from .registry import build_mock
+    from .seeding import ScenarioError
 
-    start = parse_instant(config.clock_start) if config.clock_start else None
-    StoreClock(store).reset(config.clock, start)
-    # A fresh start forgets limits set at run time through /__admin/rate-limits.
-    policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else RatePolicy.parse(STANDARD_TIER, False)
-    RateLimiter(store, StoreClock(store)).set_policy(policy)
-    Faults(store, random.Random()).replace(config.faults or [])
+    mock = build_mock(dataclasses.replace(config, seed_file=None), store=store)
+    mock.start_fresh()
     if config.seed_file is None:
         return
     try:
@@ -247,12 +212,11 @@ def _prepare(store: Any, config: Config) -> None:
         raise UsageError(f"--seed-file {config.seed_file}: {exc.strerror}") from None
     except ValueError as exc:
         raise UsageError(f"--seed-file {config.seed_file}: not JSON: {exc}") from None
-    state = mock_state(create_app(dataclasses.replace(config, seed_file=None), store=store))
     try:
-        if config.store == "memory":
-            build(state, document)  # checked here; the worker seeds its own in-memory store
+        if store.shared:
+            mock.seed(document)
         else:
-            seed(state, document)
+            mock.check_scenario(document)  # checked here; the worker seeds its own store
     except ScenarioError as exc:
         raise UsageError(f"--seed-file {config.seed_file}: {exc.message}") from None
 
@@ -290,17 +254,15 @@ def serve(args: argparse.Namespace) -> int:
         store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
         raise UsageError(f"--store {args.store}: {exc}") from None
-    config = Config(store=args.store, lifecycle=args.lifecycle, return_window_days=args.return_window_days,
-                    max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
-                    users_35up=dict(args.users_35up) if args.users_35up else None,
-                    keys_3plship=args.keys_3plship, clock=clock, clock_start=clock_start,
+    config = Config(store=args.store, max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
+                    providers={p.name: p.options(args) for p in REGISTRY}, clock=clock, clock_start=clock_start,
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=args.rate_limit,
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
                     seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
     _prepare(store, config)
-    from .app import validate_contracts
+    from .web import validate_contracts
 
     validate_contracts()
     os.environ[ENV_VAR] = config.to_env()
@@ -308,8 +270,8 @@ def serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
-    print(f"returns-mock {__version__}: 35up at http://{args.host}:{args.port}/35up/v1, "
-          f"3plship at http://{args.host}:{args.port}/3plship/api/v1 "
+    where = ", ".join(f"{p.name} at http://{args.host}:{args.port}{p.mock_prefix}" for p in REGISTRY)
+    print(f"returns-mock {__version__}: {where} "
           f"(store {args.store}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
     Granian("mockserver.wsgi:app_from_env", factory=True, address=args.host, port=args.port,
             interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
@@ -335,18 +297,19 @@ def validate_har(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
 
+    from .provider import Credentials
     from .verify import Target, TargetError
     from .verify import verify as run
 
-    if args.provider == "35up" and not (args.username and args.password):
-        raise UsageError("--provider 35up needs --username and --password")
-    if args.provider == "3plship" and not args.api_key:
-        raise UsageError("--provider 3plship needs --api-key")
+    provider = REGISTRY[args.provider]
+    if not all(getattr(args, name) for name in provider.credentials):
+        needed = " and ".join(f"--{name.replace('_', '-')}" for name in provider.credentials)
+        raise UsageError(f"--provider {provider.name} needs {needed}")
     junit = Path(args.junit_xml) if args.junit_xml else None
     if junit is not None and not junit.parent.is_dir():
         raise UsageError(f"--junit-xml {junit}: folder {junit.parent} does not exist")
-    target = Target(args.provider, args.base_url, api_key=args.api_key, username=args.username,
-                    password=args.password)
+    target = Target(args.provider, args.base_url,
+                    Credentials(api_key=args.api_key, username=args.username, password=args.password))
     try:
         report = run(target, max_examples=args.max_examples, seed=args.seed)
     except TargetError as exc:

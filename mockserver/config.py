@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from .lifecycle import Mode
 
 ENV_VAR = "RETURNS_MOCK_CONFIG"
 
@@ -16,10 +14,6 @@ ENV_VAR = "RETURNS_MOCK_CONFIG"
 class Config:
     store: str = "memory"
     """`memory` or `sqlite:PATH`."""
-    lifecycle: Mode = "strict"
-    """35up transition checking: `strict` (the graph) or `permissive` (any move but out of closed)."""
-    return_window_days: int | None = None
-    """35up: days in awaiting_return before a return expires; None = contracts/35up/lifecycle.json."""
     max_body_bytes: int = 1024 * 1024
     seed: int | None = None
     """Seed for ids (ret_..., req_...); None = random."""
@@ -38,7 +32,8 @@ class Config:
     seed_file: str | None = None
     """A scenario (contracts/admin/scenario.json) each new in-memory store is seeded with."""
     rate_limit: str | None = None
-    """3plship rate limit enforced at start, e.g. 1000/hour; None counts at the standard tier without 429s."""
+    """Rate limit enforced at start on the providers that document one, e.g. 1000/hour; None counts at the
+    standard tier without 429s."""
     faults: list[dict[str, Any]] | None = None
     """Fault rules (contracts/admin/fault-rule.json) a new store starts with: --faults FILE and --chaos."""
     allow_webhook_hosts: tuple[str, ...] = ()
@@ -47,10 +42,12 @@ class Config:
     webhook_backoff_ms: int = 1000
     """Wait before the first retry of a webhook delivery; it doubles for each next one."""
     webhook_timeout_ms: int = 5000
-    users_35up: dict[str, str] | None = None
-    """35up Basic credentials (username -> password) that are accepted; None = any well-formed pair."""
-    keys_3plship: list[str] | None = None
-    """3plship API keys that are accepted; None = any zl_live_... / zl_test_... key."""
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each provider's own options, by provider name (see its registry entry's `serve` flags), e.g.
+    {"35up": {"lifecycle": "permissive", "users": {"shop": "secret"}}, "3plship": {"keys": ["zl_test_a"]}}."""
+
+    def options(self, provider: str) -> dict[str, Any]:
+        return self.providers.get(provider, {})
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -25,7 +25,6 @@ from jsonschema.validators import extend
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-PROVIDERS = ("35up", "3plship")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
@@ -171,6 +170,15 @@ class Contract:
         return str(self.openapi["servers"][0]["url"]).rstrip("/")
 
     @property
+    def real_base_url(self) -> str | None:
+        """The real provider's base URL: the first absolute `servers` entry, if there is one."""
+        for server in self.openapi.get("servers", []):
+            url = str(server["url"])
+            if url.startswith(("http://", "https://")):
+                return url.rstrip("/")
+        return None
+
+    @property
     def schema_files(self) -> list[str]:
         return sorted(name for name, doc in self.documents.items() if "$schema" in doc)
 
@@ -243,13 +251,36 @@ def _read_json(node: Traversable) -> JSON:
     return data
 
 
-FOLDERS = (*PROVIDERS, "admin")
 BASE_URI = "https://returns-mock.local/contracts/"
+
+# Contract folders outside the package (a provider registered from elsewhere), by name.
+_EXTRA: dict[str, Traversable] = {}
+
+
+def add_folder(name: str, folder: Traversable) -> None:
+    """Make a contract folder that does not ship inside the package known under `name`."""
+    if _EXTRA.get(name) == folder:
+        return
+    _EXTRA[name] = folder
+    for cached in (_documents, _registry, _fast_registry, contract, _operations, _path_patterns, _bundled):
+        cached.cache_clear()
+
+
+def remove_folder(name: str) -> None:
+    if _EXTRA.pop(name, None) is not None:
+        for cached in (_documents, _registry, _fast_registry, contract, _operations, _path_patterns, _bundled):
+            cached.cache_clear()
+
+
+def folders() -> dict[str, Traversable]:
+    """Every contract folder: those shipped in the package, then those added."""
+    found = {node.name: node for node in contracts_root().iterdir() if node.is_dir()}
+    return {**dict(sorted(found.items())), **_EXTRA}
 
 
 @cache
 def _documents(folder: str) -> dict[str, JSON]:
-    node = contracts_root() / folder
+    node = folders()[folder]
     return {child.name: _read_json(child) for child in node.iterdir() if child.name.endswith(".json")}
 
 
@@ -257,7 +288,7 @@ def _documents(folder: str) -> dict[str, JSON]:
 def _registry() -> Registry[Any]:
     """Every schema of every folder, so that one folder's schemas can reference another's."""
     resources_ = []
-    for folder in FOLDERS:
+    for folder in folders():
         for name, doc in _documents(folder).items():
             if "$schema" in doc:
                 expected = f"{BASE_URI}{folder}/{name}"
@@ -274,8 +305,8 @@ def _registry() -> Registry[Any]:
 @cache
 def contract(provider: str) -> Contract:
     """The contract files of a provider (or of the control plane: 'admin')."""
-    if provider not in FOLDERS:
-        raise KeyError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
+    if provider not in folders():
+        raise KeyError(f"unknown contract folder {provider!r}; known: {', '.join(folders())}")
     return Contract(provider=provider, documents=_documents(provider), base_uri=f"{BASE_URI}{provider}/",
                     registry=_registry())
 
@@ -398,7 +429,7 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
 
 @cache
 def _fast_registry() -> jsonschema_rs.Registry:
-    return jsonschema_rs.Registry([(doc["$id"], doc) for folder in FOLDERS for doc in _documents(folder).values()
+    return jsonschema_rs.Registry([(doc["$id"], doc) for folder in folders() for doc in _documents(folder).values()
                                    if "$schema" in doc])
 
 

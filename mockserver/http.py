@@ -9,6 +9,7 @@ from typing import Any
 
 from .contracts import Contract
 from .errors import ProviderError
+from .store import ReturnRecord
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,16 @@ class ProviderApi(ABC):
 
     @abstractmethod
     def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any: ...
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        """The record with its time-based moves applied as of the clock, as a provider read would see it."""
+        return record
+
+    def start(self) -> None:  # noqa: B027 - most providers have no background work
+        """Resume background work left from before a restart (e.g. webhook deliveries still pending)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Stop background work."""
 
     def error(self, status: int, kind: str, message: str,
               details: list[dict[str, Any]] | None = None,

@@ -6,9 +6,9 @@
         requests.post("https://app.3plship.com/api/v1/returns", ...)
         assert mock.violations == []
 
-A `responses` callback turns each request to https://api.35up.io/v1/... or
-https://app.3plship.com/api/v1/... into a WSGI call of the app (one code path with the server), with a
-fresh in-memory store per context.
+A `responses` callback turns each request to a registered provider's real base URL (the absolute
+`servers` entry of its OpenAPI document, e.g. https://app.3plship.com/api/v1/...) into a WSGI call of
+the app (one code path with the server), with a fresh in-memory store per context.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import responses
 from flask import Flask
 from werkzeug.test import Client
 
-from .app import MockState, create_app, mock_state
 from .clock import Clock
 from .config import Config
 from .faults import ConnectionDropped
 from .journal import Entry, Violation
+from .mock import Mock
 from .store import MemoryStore
+from .web import create_app, mock_of
 
-REAL_BASE_URLS = {"35up": "https://api.35up.io/v1", "3plship": "https://app.3plship.com/api/v1"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,8 +44,24 @@ class MockHandle:
     app: Flask
 
     @property
-    def state(self) -> MockState:
-        return mock_state(self.app)
+    def state(self) -> Mock:
+        return mock_of(self.app)
+
+    @property
+    def mock(self) -> Mock:
+        return mock_of(self.app)
+
+    def __getattr__(self, name: str) -> Any:
+        # url_<provider>: each provider's base URL (e.g. url_3plship), for whichever providers are served.
+        if name.startswith("url_") and "app" in self.__dict__:
+            urls = self.base_urls
+            if name[4:] in urls:
+                return urls[name[4:]]
+        raise AttributeError(name)
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        raise NotImplementedError
 
     @property
     def clock(self) -> Clock:
@@ -91,7 +107,7 @@ class mock_providers(MockHandle, ContextDecorator):
         self.app = create_app(self._config, store=MemoryStore(), clock=self._clock)
         self._client = Client(self.app)
         mock = responses.RequestsMock(assert_all_requests_are_fired=False)
-        for provider, base in REAL_BASE_URLS.items():
+        for provider, base in self.base_urls.items():
             pattern = re.compile(re.escape(base) + r"(/.*)?(\?.*)?$")
             for method in METHODS:
                 mock.add_callback(method, pattern, callback=functools.partial(self._dispatch, provider, base))
@@ -105,8 +121,7 @@ class mock_providers(MockHandle, ContextDecorator):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.state.webhooks is not None:
-            self.state.webhooks.deliverer.stop()
+        self.state.close()
         if self._responses is not None:
             self._responses.stop()
             self._responses.reset()
@@ -122,7 +137,9 @@ class mock_providers(MockHandle, ContextDecorator):
 
     @property
     def base_urls(self) -> dict[str, str]:
-        return dict(REAL_BASE_URLS)
+        """Each served provider's real base URL, where requests are intercepted."""
+        return {name: api.contract.real_base_url for name, api in self.state.apis.items()
+                if api.contract.real_base_url is not None}
 
     def _dispatch(self, provider: str, base: str,
                   request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:

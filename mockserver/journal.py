@@ -5,23 +5,12 @@ Both are bounded (the oldest entries go first), so memory stays flat under long 
 
 from __future__ import annotations
 
-import atexit
-import base64
 import dataclasses
-import os
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-
-import orjson
-
-from .background import Every
-
-if TYPE_CHECKING:
-    from .store import SqliteStore
+from typing import Any
 
 BODY_LIMIT = 16 * 1024
 
@@ -98,12 +87,12 @@ class Journal(ABC):
     def clear(self) -> None: ...
 
 
-def _with_id(entry: Entry, entry_id: int) -> Entry:
+def with_id(entry: Entry, entry_id: int) -> Entry:
     return dataclasses.replace(entry, id=entry_id,
                                violations=tuple(dataclasses.replace(v, entry=entry_id) for v in entry.violations))
 
 
-def _matches(e: Entry, provider: str | None, account: str | None, path: str | None, status: int | None) -> bool:
+def matches(e: Entry, provider: str | None, account: str | None, path: str | None, status: int | None) -> bool:
     return ((provider is None or e.provider == provider) and (account is None or e.account == account)
             and (path is None or e.path.startswith(path)) and (status is None or e.status == status))
 
@@ -118,12 +107,12 @@ class MemoryJournal(Journal):
     def record(self, entry: Entry) -> None:
         with self._lock:
             self._next += 1
-            self._entries.append(_with_id(entry, self._next))
+            self._entries.append(with_id(entry, self._next))
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:
         with self._lock:
-            found = [e for e in self._entries if _matches(e, provider, account, path, status)]
+            found = [e for e in self._entries if matches(e, provider, account, path, status)]
         return found[-limit:] if limit else found
 
     def violations(self) -> list[Violation]:
@@ -133,121 +122,3 @@ class MemoryJournal(Journal):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-
-def _bytes_as_base64(value: Any) -> str:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    raise TypeError(f"cannot journal {type(value).__name__}")
-
-
-def _encode(entry: Entry) -> bytes:
-    # orjson writes dataclasses natively; the bodies (bytes) go in as base64, so any body survives.
-    return orjson.dumps(entry, default=_bytes_as_base64)
-
-
-def _decode(raw: bytes | str) -> Entry:
-    data = orjson.loads(raw)
-    for key in ("request_body", "response_body"):
-        data[key] = base64.b64decode(data[key]) if data[key] is not None else None
-    data["violations"] = tuple(Violation(**v) for v in data["violations"])
-    return Entry(**data)
-
-
-class SqliteJournal(Journal):
-    """The journal in the SQLite store's file: one journal for every worker process of the server.
-
-    Requests do not write it themselves: entries are queued and a writer thread per process stores them
-    in batches, one transaction per FLUSH_SECONDS, off the request path. Readers first store their own
-    process's queue; with several worker processes (`shared`) they also wait out five batch periods so
-    that the other workers' queues are in too.
-    """
-
-    FLUSH_SECONDS = 0.02
-    BATCH = 500
-    TRIM_EVERY = 100
-
-    def __init__(self, store: SqliteStore, size: int = 1000, *, shared: bool = False) -> None:
-        super().__init__(size)
-        self._store = store
-        self._shared = shared
-        self._queue: list[Entry] = []
-        self._queue_lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._watched_in = 0
-        self._queue_limit = max(size, 10 * self.BATCH)
-
-    def record(self, entry: Entry) -> None:
-        with self._queue_lock:
-            self._queue.append(entry)
-            if len(self._queue) > self._queue_limit:  # the store is failing: do not grow without bound
-                del self._queue[:-self._queue_limit]
-            if len(self._queue) >= self.BATCH:
-                _WRITER.wake()
-        if self._watched_in != os.getpid():
-            self._watched_in = os.getpid()
-            _WRITER.watch(self)
-
-    def flush(self) -> None:
-        """Store this process's queued entries now (one transaction)."""
-        with self._write_lock:
-            with self._queue_lock:
-                batch, self._queue = self._queue, []
-            if not batch:
-                return
-            try:
-                self._store_batch(batch)
-            except BaseException:
-                with self._queue_lock:  # kept for the next try
-                    self._queue[:0] = batch[-self._queue_limit:]
-                raise
-
-    def _store_batch(self, batch: list[Entry]) -> None:
-        rows = [(e.provider, e.account, e.path, e.status, 1 if e.violations else 0, _encode(e)) for e in batch]
-        with self._store.writing() as conn:  # encoded first: requests wait for this lock
-            conn.executemany(
-                "INSERT INTO journal (provider, account, path, status, has_violations, entry) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows)
-            last = conn.execute("SELECT MAX(id) FROM journal").fetchone()[0] or 0
-            if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
-                conn.execute("DELETE FROM journal WHERE id <= ?", (last - self.size,))
-
-    def _settle(self) -> None:
-        self.flush()
-        if self._shared:
-            time.sleep(5 * self.FLUSH_SECONDS)
-
-    def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
-                status: int | None = None, limit: int | None = None) -> list[Entry]:
-        where, args = ["1=1"], []
-        for column, value in (("provider", provider), ("account", account), ("status", status)):
-            if value is not None:
-                where.append(f"{column}=?")
-                args.append(value)
-        if path is not None:
-            where.append("substr(path, 1, ?)=?")
-            args += [len(path), path]
-        self._settle()
-        # The table keeps up to TRIM_EVERY more rows than the journal's size between trims.
-        rows = self._store.connection().execute(
-            f"SELECT id, entry FROM journal WHERE {' AND '.join(where)} AND id > "
-            f"(SELECT COALESCE(MAX(id), 0) FROM journal) - ? ORDER BY id DESC LIMIT ?",
-            [*args, self.size, limit or self.size]).fetchall()
-        return [_with_id(_decode(r[1]), r[0]) for r in reversed(rows)]
-
-    def violations(self) -> list[Violation]:
-        self._settle()
-        rows = self._store.connection().execute(
-            "SELECT id, entry FROM journal WHERE has_violations=1 AND id > (SELECT COALESCE(MAX(id), 0) "
-            "FROM journal) - ? ORDER BY id", (self.size,)).fetchall()
-        return [v for r in rows for v in _with_id(_decode(r[1]), r[0]).violations]
-
-    def clear(self) -> None:
-        self._settle()
-        with self._store.writing() as conn:
-            conn.execute("DELETE FROM journal")
-
-
-_WRITER = Every("returns-mock-journal", SqliteJournal.FLUSH_SECONDS, SqliteJournal.flush)
-"""One thread per process stores the queued entries of every SQLite journal, in batches."""
-atexit.register(_WRITER.run_once)

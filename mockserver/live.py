@@ -11,11 +11,11 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from .app import create_app
 from .clock import Clock
 from .config import Config
 from .inprocess import MockHandle
 from .store import MemoryStore
+from .web import create_app
 
 
 class ThreadedServer:
@@ -49,9 +49,12 @@ class LiveMock(MockHandle):
         self.app = create_app(config or Config(), store=MemoryStore(), clock=clock)
         self._server = ThreadedServer(self.app)
         self.url = self._server.url
-        self.base_urls = {name: self.url + api.contract.mock_prefix for name, api in self.state.apis.items()}
-        self.url_35up = self.base_urls["35up"]
-        self.url_3plship = self.base_urls["3plship"]
+        self._base_urls = {name: self.url + api.contract.mock_prefix for name, api in self.state.apis.items()}
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        """Each provider's base URL on this server (also as `.url_<provider>`, e.g. `.url_3plship`)."""
+        return dict(self._base_urls)
 
     def __enter__(self) -> LiveMock:
         self._server.start()
@@ -59,5 +62,4 @@ class LiveMock(MockHandle):
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
-        if self.state.webhooks is not None:
-            self.state.webhooks.deliverer.stop()
+        self.state.close()

@@ -1,16 +1,22 @@
 """Preload returns in any state, for any account, from a scenario document (contracts/admin/scenario.json).
 
 A scenario is checked whole, then stored in one transaction: either every return is there, or none.
+Each provider builds its own returns (`Provider.seed_record`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from .app import MockState
 from .contracts import contract, problems
 from .errors import DuplicateReturn, ProviderError
-from .store import ReturnRecord
+from .http import ProviderApi
+from .store import ReturnRecord, ReturnStore
+
+if TYPE_CHECKING:
+    from .provider import Provider
 
 
 class ScenarioError(Exception):
@@ -20,19 +26,23 @@ class ScenarioError(Exception):
         self.details = details
 
 
-def build(state: MockState, document: Any) -> list[ReturnRecord]:
+def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], now: datetime,
+          document: Any) -> list[ReturnRecord]:
     """Every return of the scenario as a record in its target state; raises ScenarioError."""
     found = problems(contract("admin").validator("scenario.json"), document)
     if found:
         raise ScenarioError(f"The scenario does not match contracts/admin/scenario.json: {found[0].message}.",
                             [p.as_detail() for p in found])
-    now = state.clock.now()
     records: list[ReturnRecord] = []
     seen: set[tuple[str, str, str]] = set()
     for index, item in enumerate(document["returns"]):
         where = f"returns[{index}]"
+        name = item["provider"]
+        if name not in apis:
+            message = f"{where}.provider: {name} is not served by this mock; known: {', '.join(apis)}"
+            raise ScenarioError(message, [{"field": f"{where}.provider", "message": message}])
         try:
-            record = _build_35up(state, item, now) if item["provider"] == "35up" else _build_3plship(state, item, now)
+            record = providers[name].seed_record(apis[name], item, now)
         except ProviderError as exc:
             raise ScenarioError(f"{where}: {exc.message}", [{"field": where, "message": exc.message}]) from None
         key = (record.provider, record.account, record.id)
@@ -44,39 +54,9 @@ def build(state: MockState, document: Any) -> list[ReturnRecord]:
     return records
 
 
-def _build_35up(state: MockState, item: dict[str, Any], now: Any) -> ReturnRecord:
-    core = state.returns_35up
-    record = core.new_record(item["account"], item["return"], now)
-    target = item.get("status", core.lifecycle.initial)
-    route = core.route(target)
-    if route is None:
-        raise ProviderError(422, "unreachable", f"status {target} cannot be reached from {core.lifecycle.initial}")
-    for status in route:
-        core.move(record, status, now)
-    return record
-
-
-def _build_3plship(state: MockState, item: dict[str, Any], now: Any) -> ReturnRecord:
-    core = state.returns_3plship
-    record = core.new_record(item["account"], item["return"], now, item.get("id"))
-    target = item.get("status", core.lifecycle.initial)
-    refund = item.get("refund")
-    if target == core.refund_rules["status_after"]:
-        refund = refund if refund is not None else {}
-        target = core.refund_rules["allowed_from"][0]
-    for status in core.lifecycle.statuses[1:core.lifecycle.statuses.index(target) + 1]:
-        core.move(record, status, now)
-    if refund is not None:
-        core.refund(record, refund.get("amount"), now)
-        if item.get("status") == core.refund_rules["status_after"]:
-            core.complete_refund(record)
-    return record
-
-
-def seed(state: MockState, document: Any) -> list[ReturnRecord]:
-    records = build(state, document)
+def seed(store: ReturnStore, records: list[ReturnRecord]) -> list[ReturnRecord]:
     try:
-        with state.store.transaction() as tx:
+        with store.transaction() as tx:
             stored = [tx.insert(record) for record in records]
     except DuplicateReturn as exc:
         message = f"return {exc} already exists: nothing from this scenario was stored"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .app import create_app
 from .config import Config
+from .web import create_app
 
 
 def app_from_env() -> Flask:

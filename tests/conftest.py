@@ -17,11 +17,11 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mockserver.app import create_app, mock_state
 from mockserver.clock import FrozenClock
 from mockserver.config import Config
 from mockserver.live import ThreadedServer
 from mockserver.store import MemoryStore
+from mockserver.web import create_app, served
 
 __all__ = ["ThreadedServer"]
 
@@ -66,7 +66,7 @@ def app(clock: FrozenClock) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> Iterator[FlaskClient]:
     yield app.test_client()
-    assert mock_state(app).self_check_failures == []
+    assert served(app).self_check_failures == []
 
 
 def free_port() -> int:

@@ -9,11 +9,11 @@ import pytest
 from conftest import UP35, basic, fixture
 from flask.testing import FlaskClient
 
-from mockserver.app import create_app
 from mockserver.clock import FrozenClock
 from mockserver.config import Config
 from mockserver.contracts import contract
 from mockserver.store import MemoryStore
+from mockserver.web import create_app
 
 STATUSES = contract("35up").enum("status.json")
 GRAPH = {s: e["to"] for s, e in contract("35up").lifecycle["transitions"].items()}
@@ -168,7 +168,8 @@ def test_awaiting_return_expires_after_the_window_and_not_before(client: FlaskCl
 
 
 def test_return_window_is_configurable(clock: FrozenClock) -> None:
-    app = create_app(Config(self_check=True, return_window_days=2), store=MemoryStore(), clock=clock)
+    app = create_app(Config(self_check=True, providers={"35up": {"return_window_days": 2}}), store=MemoryStore(),
+                     clock=clock)
     client = app.test_client()
     create(client)
     move(client, "awaiting_return")
@@ -177,7 +178,8 @@ def test_return_window_is_configurable(clock: FrozenClock) -> None:
 
 
 def test_permissive_mode_allows_any_move_except_out_of_closed(clock: FrozenClock) -> None:
-    app = create_app(Config(self_check=True, lifecycle="permissive"), store=MemoryStore(), clock=clock)
+    app = create_app(Config(self_check=True, providers={"35up": {"lifecycle": "permissive"}}), store=MemoryStore(),
+                     clock=clock)
     client = app.test_client()
     create(client)
     assert move(client, "refunded").status_code == 200
@@ -292,7 +294,8 @@ def test_unknown_path_is_404_in_the_35up_format(client: FlaskClient) -> None:
 
 
 def test_registered_credentials_are_the_only_ones_accepted(clock: FrozenClock) -> None:
-    app = create_app(Config(self_check=True, users_35up={"shop-a": "right"}), store=MemoryStore(), clock=clock)
+    app = create_app(Config(self_check=True, providers={"35up": {"users": {"shop-a": "right"}}}), store=MemoryStore(),
+                     clock=clock)
     client = app.test_client()
     assert client.post(f"{UP35}/returns", json=body(), headers=basic("shop-a", "right")).status_code == 201
     for headers in (basic("shop-a", "wrong"), basic("shop-b", "right")):

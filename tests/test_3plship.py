@@ -318,11 +318,12 @@ def test_unknown_path_and_method(client: FlaskClient) -> None:
 
 
 def test_registered_api_keys_are_the_only_ones_accepted(clock: FrozenClock) -> None:
-    from mockserver.app import create_app
     from mockserver.config import Config
     from mockserver.store import MemoryStore
+    from mockserver.web import create_app
 
-    app = create_app(Config(self_check=True, keys_3plship=["zl_live_known"]), store=MemoryStore(), clock=clock)
+    app = create_app(Config(self_check=True, providers={"3plship": {"keys": ["zl_live_known"]}}), store=MemoryStore(),
+                     clock=clock)
     client = app.test_client()
     assert client.get(f"{PL}/returns", headers=bearer("zl_live_known")).status_code == 200
     response = client.get(f"{PL}/returns", headers=bearer("zl_live_unknown"))

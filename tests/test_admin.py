@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import copy
 import json
 import subprocess
@@ -16,10 +18,10 @@ from conftest import FIXTURES, PL, UP35, Server, basic, bearer, fixture
 from flask.testing import FlaskClient
 
 from mockserver import __version__
-from mockserver.app import create_app, mock_state
 from mockserver.clock import isoformat
 from mockserver.config import Config
 from mockserver.store import MemoryStore
+from mockserver.web import create_app, mock_of
 
 SCENARIO = json.loads((FIXTURES / "scenarios" / "example.json").read_text())
 
@@ -45,7 +47,7 @@ def admin_return(client: FlaskClient, provider: str, rid: str, account: str | No
 
 def test_health(admin: FlaskClient) -> None:
     body = admin.get("/__admin/health").get_json()
-    assert body == {"status": "ok", "version": __version__, "store": "memory",
+    assert body == {"status": "ok", "version": __version__, "store": "memory", "pid": os.getpid(),
                     "clock": {"now": "2026-01-05T10:00:00.000Z", "mode": "frozen"}}
 
 
@@ -237,7 +239,7 @@ def test_journal_is_bounded(tmp_path: Path) -> None:
         entries = client.get("/__admin/journal").get_json()["entries"]
         assert [e["id"] for e in entries] == [36, 37, 38, 39, 40]
         assert len(client.get("/__admin/violations").get_json()["violations"]) == 3
-        assert len(mock_state(app).journal.entries()) == 5
+        assert len(mock_of(app).journal.entries()) == 5
 
 
 def test_admin_token(tmp_path: Path) -> None:

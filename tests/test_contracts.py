@@ -10,7 +10,10 @@ import pytest
 from conftest import FIXTURES, ROOT
 from openapi_spec_validator import validate
 
-from mockserver.contracts import PROVIDERS, contract, problems
+from mockserver.contracts import contract, problems
+from mockserver.registry import REGISTRY
+
+PROVIDERS = REGISTRY.names()
 
 PROVENANCE = {"documented", "inferred"}
 

@@ -15,9 +15,9 @@ from conftest import PL, UP35, Server, basic, bearer, fixture
 from flask.testing import FlaskClient
 
 from mockserver import mock_providers
-from mockserver.app import create_app
 from mockserver.config import Config
 from mockserver.store import MemoryStore
+from mockserver.web import create_app
 
 CREATE = fixture("3plship/create-return.minimal.request.json")
 

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case
 from schemathesis.config import SchemathesisConfig
 
-from mockserver.app import create_app, mock_state
 from mockserver.config import Config
 from mockserver.contracts import contract
 from mockserver.store import MemoryStore
+from mockserver.web import create_app, mock_of, served
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 STEPS = int(os.environ.get("FUZZ_STEPS", "6"))
@@ -38,7 +38,8 @@ AUTH = {
     "35up": {"Authorization": "Basic " + base64.b64encode(b"fuzzer:secret").decode()},
     "3plship": {"Authorization": "Bearer zl_test_fuzzer"},
 }
-APP = create_app(Config(self_check=True, users_35up={"fuzzer": "secret"}, keys_3plship=["zl_test_fuzzer"],
+APP = create_app(Config(self_check=True, providers={"35up": {"users": {"fuzzer": "secret"}},
+                                                   "3plship": {"keys": ["zl_test_fuzzer"]}},
                         webhook_attempts=1, webhook_timeout_ms=200), store=MemoryStore())
 APP.testing = True
 ANSWERED: defaultdict[str, Counter[int]] = defaultdict(Counter)
@@ -99,12 +100,12 @@ def test_3plship_conforms_to_its_contract(case: Case) -> None:
 class Stateful35up(schema_35up.as_state_machine()):  # type: ignore[misc]
     def setup(self) -> None:
         # Each generated scenario starts from an empty mock, so hypothesis can replay it exactly.
-        mock_state(APP).store.reset(provider="35up")
+        mock_of(APP).store.reset(provider="35up")
 
 
 class Stateful3plship(schema_3plship.as_state_machine()):  # type: ignore[misc]
     def setup(self) -> None:
-        mock_state(APP).store.reset(provider="3plship")
+        mock_of(APP).store.reset(provider="3plship")
 
 
 def test_35up_stateful_chains_follow_the_links() -> None:
@@ -119,8 +120,8 @@ def test_every_operation_was_exercised_and_the_self_check_stayed_clean() -> None
     """Guards against a fuzz run that silently tests nothing: every operation answered refusals, every
     operation but the refund (which needs two lucky status draws first) answered a success, and the
     stateful chains reached updates and refunds with real ids (409: only a linked id gets past 404)."""
-    assert mock_state(APP).self_check_failures == []
-    for endpoint in mock_state(APP).operations:
+    assert served(APP).self_check_failures == []
+    for endpoint in served(APP).operations:
         codes = ANSWERED[endpoint]
         assert any(400 <= c < 500 for c in codes), (endpoint, codes)
         if endpoint != "3plship.processRefund":

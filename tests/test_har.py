@@ -14,10 +14,10 @@ import pytest
 import requests
 from conftest import ThreadedServer, fixture
 
-from mockserver.app import create_app
 from mockserver.config import Config
 from mockserver.store import MemoryStore
 from mockserver.verify.har import HarError, validate_har
+from mockserver.web import create_app
 
 
 def har_entry(response: requests.Response, url: str | None = None) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def test_marker_configures_the_fixture(pytester: pytest.Pytester) -> None:
 import pytest, requests
 from mockserver.config import Config
 
-@pytest.mark.returns_mock(config=Config(lifecycle="permissive"))
+@pytest.mark.returns_mock(config=Config(providers={"35up": {"lifecycle": "permissive"}}))
 def test_permissive(returns_mock):
     auth = ("a", "b")
     requests.post("https://api.35up.io/v1/returns", auth=auth,

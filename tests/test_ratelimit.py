@@ -11,10 +11,10 @@ import pytest
 import requests
 from conftest import PL, START, UP35, Server, basic, bearer, fixture
 
-from mockserver.app import create_app
 from mockserver.clock import FrozenClock
 from mockserver.config import Config
 from mockserver.store import MemoryStore
+from mockserver.web import create_app
 
 
 def app_with(limit: str | None, clock: FrozenClock) -> object:

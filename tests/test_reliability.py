@@ -20,9 +20,9 @@ import pytest
 import requests
 from conftest import PL, UP35, Server, basic, bearer, fixture
 
-from mockserver.app import create_app, mock_state
 from mockserver.config import Config
 from mockserver.store import MemoryStore
+from mockserver.web import create_app, mock_of
 
 CREATE_3PL = fixture("3plship/create-return.minimal.request.json")
 
@@ -221,6 +221,6 @@ def test_200000_requests_in_process_leave_memory_flat() -> None:
             gc.collect()
             checkpoints.append(_rss_mb())
     assert statuses == {"200 OK": 50_000, "422 UNPROCESSABLE ENTITY": 100_000, "404 NOT FOUND": 50_000}
-    state = mock_state(app)
+    state = mock_of(app)
     assert len(state.journal.entries()) == 1000 and len(state.journal.violations()) <= 1000
     assert checkpoints[1] - checkpoints[0] < 8, checkpoints  # MB, between request 40,000 and 200,000

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from conftest import Server, ThreadedServer
 
-from mockserver.app import create_app, mock_state
 from mockserver.config import Config
+from mockserver.provider import Credentials
 from mockserver.store import MemoryStore
 from mockserver.verify import Report, Target, TargetError, verify
+from mockserver.web import create_app, mock_of
 
 USERS = {"verifier": "secret"}
 KEY = "zl_test_verifier"
@@ -24,11 +25,12 @@ BASE = {"35up": "/35up/v1", "3plship": "/3plship/api/v1"}
 
 
 def target(provider: str, url: str) -> Target:
-    return Target(provider, url + BASE[provider], api_key=KEY, username="verifier", password="secret")
+    return Target(provider, url + BASE[provider], Credentials(api_key=KEY, username="verifier", password="secret"))
 
 
 def mock(**config: Any) -> Any:
-    return create_app(Config(users_35up=USERS, keys_3plship=[KEY], **config), store=MemoryStore())
+    providers = {"35up": {"users": USERS, **config.pop("up35", {})}, "3plship": {"keys": [KEY]}}
+    return create_app(Config(providers=providers, **config), store=MemoryStore())
 
 
 def run(provider: str, app: Any, **kwargs: Any) -> Report:
@@ -110,7 +112,7 @@ def test_a_server_error_is_caught() -> None:
 
 
 def test_a_broken_35up_lifecycle_rule_is_caught() -> None:
-    report = run("35up", mock(lifecycle="permissive"), max_examples=3)
+    report = run("35up", mock(up35={"lifecycle": "permissive"}), max_examples=3)
     broken = [v for v in report.violations if v.suite == "scenario"]
     assert [v.case for v in broken] == ["up35_refuses_what_the_lifecycle_forbids"]
     assert "created cannot move straight to refunded: expected 409, got 200" in broken[0].message
@@ -119,7 +121,7 @@ def test_a_broken_35up_lifecycle_rule_is_caught() -> None:
 
 def test_a_broken_3plship_lifecycle_rule_is_caught() -> None:
     app = mock()
-    graph = mock_state(app).returns_3plship.lifecycle._graph
+    graph = mock_of(app).apis["3plship"].core.lifecycle._graph
     graph["initiated"].append("inspected")  # lets a return skip 'received'
     report = run("3plship", app, max_examples=3)
     broken = [v for v in report.violations if v.suite == "scenario"]
@@ -129,11 +131,11 @@ def test_a_broken_3plship_lifecycle_rule_is_caught() -> None:
 
 def test_refused_credentials_and_unreachable_targets_raise_target_error() -> None:
     with ThreadedServer(mock()) as server:
-        wrong = Target("3plship", server.url + BASE["3plship"], api_key="zl_test_other")
+        wrong = Target("3plship", server.url + BASE["3plship"], Credentials(api_key="zl_test_other"))
         with pytest.raises(TargetError, match="refused the credentials"):
             verify(wrong)
     with pytest.raises(TargetError, match="cannot reach"):
-        verify(Target("35up", "http://127.0.0.1:9/35up/v1", username="a", password="b"))
+        verify(Target("35up", "http://127.0.0.1:9/35up/v1", Credentials(username="a", password="b")))
 
 
 def verify_cli(*args: str) -> subprocess.CompletedProcess[str]:

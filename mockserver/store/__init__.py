@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from ..errors import StoreError
-from .base import Delivery, Page, ReturnRecord, Store, Transaction
+from .base import (
+    Delivery,
+    DeliveryQueue,
+    Page,
+    RateCounters,
+    ReturnRecord,
+    ReturnStore,
+    Settings,
+    Store,
+    Transaction,
+)
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
-__all__ = ["Delivery", "MemoryStore", "Page", "ReturnRecord", "SqliteStore", "Store", "StoreError", "Transaction",
-           "open_store", "validate_store_url"]
+__all__ = ["Delivery", "DeliveryQueue", "MemoryStore", "Page", "RateCounters", "ReturnRecord", "ReturnStore",
+           "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "open_store", "validate_store_url"]
 
 
 def validate_store_url(url: str) -> None:

@@ -1,4 +1,5 @@
-"""The Store interface: where returns live, per provider and account."""
+"""The store's capabilities (returns, settings, the webhook delivery queue, rate counters, the journal),
+each an interface of its own, and `Store`: what an engine provides."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from ..journal import Journal
 
 
 @dataclass
@@ -112,8 +115,8 @@ class Transaction(ABC):
     def add_delivery(self, delivery: Delivery) -> None: ...
 
 
-class Store(ABC):
-    engine: str
+class ReturnStore(ABC):
+    """Where returns live, per provider and account, with the write transaction that changes them."""
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:
@@ -137,6 +140,10 @@ class Store(ABC):
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         """Delete returns (all, or of one provider and/or account); answers how many."""
 
+
+class DeliveryQueue(ABC):
+    """Webhook deliveries waiting for their next attempt (queued by Transaction.add_delivery)."""
+
     @abstractmethod
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         """A pending delivery whose attempt is due, leased to the caller for `lease_ms` (other workers
@@ -152,15 +159,20 @@ class Store(ABC):
     @abstractmethod
     def has_pending_deliveries(self) -> bool: ...
 
+
+class RateCounters(ABC):
     @abstractmethod
     def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
         """Rate counting, atomically across workers: count one more request of `key` in `bucket`, unless
         `limit` is given and `previous * overlap + current < limit` does not hold (previous and current:
         the counts of `bucket - 1` and `bucket`). Answers (previous, current after counting, admitted)."""
 
+
+class Settings(ABC):
+    """Small pieces of shared state (the clock, fault rules, the rate policy), visible to every worker."""
+
     @abstractmethod
-    def get_setting(self, key: str) -> str | None:
-        """A small piece of shared state (the clock, ...), visible to every worker process."""
+    def get_setting(self, key: str) -> str | None: ...
 
     @abstractmethod
     def set_setting(self, key: str, value: str) -> None: ...
@@ -173,5 +185,17 @@ class Store(ABC):
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
         """Read-modify-write of a setting, atomically across workers."""
 
-    def close(self) -> None:  # noqa: B027 - optional for engines without resources
+
+class Store(ReturnStore, DeliveryQueue, RateCounters, Settings):
+    """An engine: every capability above, over one place (a process's memory, a file, a database)."""
+
+    engine: str
+    shared: bool
+    """Whether other processes see this store (False: each worker would have a store of its own)."""
+
+    @abstractmethod
+    def journal(self, size: int, *, workers: int = 1) -> Journal:
+        """The journal kept with this engine's data, so that every worker process writes to the same one."""
+
+    def close(self) -> None:
         pass

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ..errors import DuplicateReturn
+from ..journal import Journal, MemoryJournal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction
 
 Key = tuple[str, str, str]
@@ -63,6 +64,10 @@ class _MemoryTransaction(Transaction):
 
 class MemoryStore(Store):
     engine = "memory"
+    shared = False
+
+    def journal(self, size: int, *, workers: int = 1) -> Journal:
+        return MemoryJournal(size)
 
     def __init__(self) -> None:
         # Per (provider, account): returns by id in insertion (= seq) order, and the due ones' due_at.

@@ -21,8 +21,10 @@ import orjson
 
 from ..background import Every
 from ..errors import DuplicateReturn, StoreError
+from ..journal import Journal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction
 from .rate_counters import SharedRateCounters
+from .sqlite_journal import SqliteJournal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS returns (
@@ -186,6 +188,10 @@ class _WriteLock:
 
 class SqliteStore(Store):
     engine = "sqlite"
+    shared = True
+
+    def journal(self, size: int, *, workers: int = 1) -> Journal:
+        return SqliteJournal(self, size, shared=workers > 1)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

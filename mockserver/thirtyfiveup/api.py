@@ -10,6 +10,7 @@ from typing import Any
 from ..contracts import contract
 from ..errors import ProviderError
 from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
+from ..store import ReturnRecord
 from . import PROVIDER
 from .core import Returns35up
 
@@ -33,6 +34,9 @@ class Api35up(ProviderApi):
 
     def update_return(self, call: Call) -> tuple[int, Any]:
         return 200, self.core.update_return(call.account, call.path["orderId"], call.body["status"])
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        return self.core.get_record(record.account, record.id)
 
     def authenticate(self, authorization: str | None) -> str:
         if not authorization:

@@ -8,6 +8,7 @@ from typing import Any
 from ..contracts import contract
 from ..errors import ProviderError
 from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
+from ..store import ReturnRecord
 from . import PROVIDER
 from .core import Returns3plship
 from .webhooks import Webhooks
@@ -51,6 +52,16 @@ class Api3plship(ProviderApi):
 
     def create_webhook(self, call: Call) -> tuple[int, Any]:
         return 201, self.webhooks.subscribe(call.account, call.body)
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        return self.core.get_record(record.account, record.id)
+
+    def start(self) -> None:
+        if self.core.store.has_pending_deliveries():  # left over from before a restart
+            self.webhooks.deliverer.start()
+
+    def close(self) -> None:
+        self.webhooks.deliverer.stop()
 
     def authenticate(self, authorization: str | None) -> str:
         if not authorization:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
 from ..contracts import contract
+from ..provider import Credentials, Provider
+from ..registry import REGISTRY
 from .report import Report, Violation
 from .scenarios import run_scenarios
 
@@ -23,28 +23,23 @@ class TargetError(Exception):
 class Target:
     provider: str
     base_url: str
-    api_key: str | None = None
-    username: str | None = None
-    password: str | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+
+    @property
+    def entry(self) -> Provider:
+        return REGISTRY[self.provider]
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        if self.provider == "35up":
-            token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-            return {"Authorization": f"Basic {token}"}
-        return {"Authorization": f"Bearer {self.api_key}"}
+        return self.entry.auth_headers(self.credentials)
 
 
 def probe(target: Target, timeout: float = 10.0) -> None:
     """Fail fast, with one line, when the URL does not answer or the credentials are refused."""
     base = target.base_url.rstrip("/")
+    method, path, body, params = target.entry.probe()
     try:
-        if target.provider == "35up":
-            # An order that cannot exist: 404 with good credentials, 401 with bad ones.
-            response = requests.patch(f"{base}/returns/verify-{uuid.uuid4().hex[:12]}", json={"status": "closed"},
-                                      headers=target.auth_headers, timeout=timeout)
-        else:
-            response = requests.get(f"{base}/returns", params={"limit": 1}, headers=target.auth_headers,
+        response = requests.request(method, base + path, json=body, params=params, headers=target.auth_headers,
                                     timeout=timeout)
     except requests.RequestException as exc:
         raise TargetError(f"cannot reach {target.base_url}: {type(exc).__name__}") from None
@@ -62,5 +57,5 @@ def verify(target: Target, *, max_examples: int = 20, seed: int | None = None,
         run_contract_suite(contract(target.provider).bundled_openapi(), target.base_url, target.auth_headers,
                            report, max_examples=max_examples, seed=seed)
     if scenarios:
-        run_scenarios(target.provider, target.base_url, target.auth_headers, report)
+        run_scenarios(target.provider, target.entry.scenarios(), target.base_url, target.auth_headers, report)
     return report

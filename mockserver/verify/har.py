@@ -10,11 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ..registry import REGISTRY
 from .exchange import Exchange, check_exchange
-
-# Where each provider's operations live: its real host and base path, and the mock's prefix on any host.
-REAL_HOSTS = {"api.35up.io": ("35up", "/v1"), "app.3plship.com": ("3plship", "/api/v1")}
-MOCK_PREFIXES = {"/35up/v1": "35up", "/3plship/api/v1": "3plship"}
 
 
 class HarError(Exception):
@@ -59,18 +56,25 @@ class HarReport:
 
 
 def locate(url: str) -> tuple[str, str] | None:
-    """(provider, path relative to its base URL) for a URL of either provider or the mock, else None."""
+    """(provider, path relative to its base URL) for a URL of a registered provider's real host (its
+    contract's absolute `servers` URL) or of the mock's prefix on any host, else None."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     path = parts.path or "/"
-    if host in REAL_HOSTS:
-        provider, base = REAL_HOSTS[host]
-        if path == base or path.startswith(base + "/"):
-            return provider, path[len(base):] or "/"
+    real = {}
+    for provider in REGISTRY:
+        if provider.real_base_url:
+            base = urlsplit(provider.real_base_url)
+            real[(base.hostname or "").lower()] = (provider.name, base.path.rstrip("/"))
+    if host in real:
+        name, base_path = real[host]
+        if path == base_path or path.startswith(base_path + "/"):
+            return name, path[len(base_path):] or "/"
         return None
-    for prefix, provider in MOCK_PREFIXES.items():
+    for provider in REGISTRY:
+        prefix = provider.mock_prefix
         if path == prefix or path.startswith(prefix + "/"):
-            return provider, path[len(prefix):] or "/"
+            return provider.name, path[len(prefix):] or "/"
     return None
 
 

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, Response, render_template, request
 
-from . import __version__
-from .app import MockState
-from .clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
-from .contracts import PROVIDERS, Problem, contract, problems
-from .ratelimit import RatePolicy
-from .seeding import ScenarioError, seed
-from .store import ReturnRecord
+from .. import __version__
+from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
+from ..contracts import Problem, contract, problems
+from ..mock import Mock
+from ..ratelimit import RatePolicy
+from ..seeding import ScenarioError
+from ..store import ReturnRecord
 
 PREFIX = "/__admin"
 ADMIN_MAX_BODY = 256 * 1024 * 1024
@@ -70,23 +71,14 @@ def _record_json(record: ReturnRecord) -> dict[str, Any]:
             "status": record.status, "resource": record.resource, "history": record.history}
 
 
-def _settled(state: MockState, record: ReturnRecord) -> ReturnRecord:
-    """The record with its time-based moves applied as of the clock (as a provider read would see it)."""
-    core = state.returns_35up if record.provider == "35up" else state.returns_3plship
-    return core.get_record(record.account, record.id)
-
-
-def returns_of(state: MockState, provider: str | None, account: str | None) -> list[ReturnRecord]:
-    return [_settled(state, r) for r in state.store.all(provider, account)]
-
-
 def clock_json(clock: ControllableClock) -> dict[str, Any]:
     return {"now": isoformat(clock.now()), "mode": clock.mode}
 
 
-def register(app: Flask, state: MockState) -> None:
+def register(app: Flask, state: Mock) -> None:
     admin = Blueprint("admin", __name__, url_prefix=PREFIX, template_folder="templates")
     token = state.config.admin_token
+    providers = tuple(state.apis)
 
     @admin.before_request
     def authorize() -> None:
@@ -111,12 +103,12 @@ def register(app: Flask, state: MockState) -> None:
 
     @admin.get("/health")
     def health() -> Response:
-        return _json(200, {"status": "ok", "version": __version__, "store": state.store.engine,
+        return _json(200, {"status": "ok", "version": __version__, "store": state.store.engine, "pid": os.getpid(),
                            "clock": clock_json(_clock(state))})
 
     @admin.post("/reset")
     def reset() -> Response:
-        provider = _query("provider", PROVIDERS)
+        provider = _query("provider", providers)
         account = _query("account")
         removed = state.store.reset(provider, account)
         if provider is None and account is None:
@@ -153,7 +145,7 @@ def register(app: Flask, state: MockState) -> None:
     def seed_returns() -> Response:
         document = _body("scenario.json")
         try:
-            stored = seed(state, document)
+            stored = state.seed(document)
         except ScenarioError as exc:
             raise AdminError(422, "invalid_scenario", exc.message, exc.details) from None
         return _json(201, {"seeded": len(stored), "returns": [
@@ -161,13 +153,13 @@ def register(app: Flask, state: MockState) -> None:
 
     @admin.get("/returns")
     def list_returns() -> Response:
-        records = returns_of(state, _query("provider", PROVIDERS), _query("account"))
+        records = state.returns(_query("provider", providers), _query("account"))
         return _json(200, {"returns": [_record_json(r) for r in records]})
 
     @admin.get("/returns/<provider>/<return_id>")
     def one_return(provider: str, return_id: str) -> Response:
-        if provider not in PROVIDERS:
-            raise AdminError(404, "not_found", f"Unknown provider {provider}; known: {', '.join(PROVIDERS)}.")
+        if provider not in providers:
+            raise AdminError(404, "not_found", f"Unknown provider {provider}; known: {', '.join(providers)}.")
         account = _query("account")
         matches = [r for r in state.store.all(provider, account) if r.id == return_id]
         if not matches:
@@ -176,11 +168,11 @@ def register(app: Flask, state: MockState) -> None:
             accounts = sorted(r.account for r in matches)
             raise AdminError(409, "ambiguous", f"{provider} return {return_id} exists in several accounts: "
                                                f"{', '.join(accounts)}; add ?account=.")
-        return _json(200, _record_json(_settled(state, matches[0])))
+        return _json(200, _record_json(state.settled(matches[0])))
 
     @admin.get("/journal")
     def journal() -> Response:
-        entries = state.journal.entries(provider=_query("provider", PROVIDERS), account=_query("account"),
+        entries = state.journal.entries(provider=_query("provider", providers), account=_query("account"),
                                         path=_query("path"), status=_int_query("status", 100, 599),
                                         limit=_int_query("limit", 1, 100000))
         return _json(200, {"size": state.journal.size, "entries": [e.as_json() for e in entries]})
@@ -196,12 +188,10 @@ def register(app: Flask, state: MockState) -> None:
 
     @admin.get("/rate-limits")
     def get_rate_limits() -> Response:
-        assert state.rate_limiter is not None
         return _json(200, state.rate_limiter.policy().as_json())
 
     @admin.route("/rate-limits", methods=["PUT", "POST"])
     def set_rate_limits() -> Response:
-        assert state.rate_limiter is not None
         body = _body("rate-limit.json")
         policy = RatePolicy(body["limit"], body["period"], body.get("enforce", True))
         state.rate_limiter.set_policy(policy)
@@ -215,31 +205,27 @@ def register(app: Flask, state: MockState) -> None:
 
     @admin.get("/faults")
     def list_faults() -> Response:
-        assert state.faults is not None
         return _json(200, {"rules": state.faults.rules()})
 
     @admin.post("/faults")
     def add_faults() -> Response:
-        assert state.faults is not None
         body = _body("faults-request.json")
         return _json(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})
 
     @admin.delete("/faults")
     def clear_faults() -> Response:
-        assert state.faults is not None
         state.faults.remove()
         return Response(status=204)
 
     @admin.delete("/faults/<rule_id>")
     def remove_fault(rule_id: str) -> Response:
-        assert state.faults is not None
         if not state.faults.remove(rule_id):
             raise AdminError(404, "not_found", f"No fault rule {rule_id}.")
         return Response(status=204)
 
     @admin.get("/")
     def dashboard() -> str:
-        records = returns_of(state, None, None)
+        records = state.returns()
         groups: dict[tuple[str, str], list[ReturnRecord]] = {}
         for record in records:
             groups.setdefault((record.provider, record.account), []).append(record)
@@ -250,7 +236,7 @@ def register(app: Flask, state: MockState) -> None:
     app.register_blueprint(admin)
 
 
-def _clock(state: MockState) -> ControllableClock:
+def _clock(state: Mock) -> ControllableClock:
     clock = state.clock
     if not all(hasattr(clock, name) for name in ("advance", "set", "mode")):
         raise AdminError(409, "clock_not_controllable", "This mock was given a clock that cannot be moved.")

@@ -1,0 +1,86 @@
+"""The mock itself, without HTTP: store, clock, ids, journal, faults, rate limiter and provider backends.
+
+A `Mock` is whole once constructed. It is handed its providers (registry entries) by the composition
+root, `mockserver.registry.build_mock`, and knows them only through `Provider` and `ProviderApi`. The
+web layer (`mockserver.web`), the CLI and the in-process mocks all take a `Mock`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock, StoreClock, parse_instant
+from .config import Config
+from .faults import KEY as FAULTS_KEY
+from .faults import Faults
+from .http import ProviderApi
+from .ids import IdGenerator
+from .journal import Journal
+from .provider import Provider, Services
+from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
+from .seeding import build, seed
+from .store import ReturnRecord, Store, open_store
+from .webhooks import DeliveryPolicy
+
+
+class Mock:
+    def __init__(self, config: Config, providers: Iterable[Provider], *, store: Store | None = None,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.store: Store = store if store is not None else open_store(config.store)
+        if clock is None:
+            store_clock = StoreClock(self.store)
+            store_clock.ensure(config.clock, parse_instant(config.clock_start) if config.clock_start else None)
+            clock = store_clock
+        self.clock: Clock = clock
+        self.ids = IdGenerator(config.seed)
+        self.journal: Journal = self.store.journal(config.journal_size, workers=config.workers)
+        self.faults = Faults(self.store, random.Random(config.seed))
+        if config.faults and self.store.get_setting(FAULTS_KEY) is None:
+            self.faults.replace(config.faults)
+        default_policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else None
+        self.rate_limiter = RateLimiter(self.store, self.clock, default_policy)
+        policy = DeliveryPolicy(
+            allowed_hosts=tuple(h.lower() for h in config.allow_webhook_hosts), attempts=config.webhook_attempts,
+            backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms)
+        self.providers: dict[str, Provider] = {p.name: p for p in providers}
+        self.apis: dict[str, ProviderApi] = {
+            name: entry.build(Services(self.store, self.clock, self.ids, policy, config.options(name)))
+            for name, entry in self.providers.items()}
+        for api in self.apis.values():
+            api.start()
+        if config.seed_file and not self.store.shared:  # a shared store was seeded once, before the workers
+            self.seed(json.loads(Path(config.seed_file).read_text()))
+
+    def start_fresh(self) -> None:
+        """What a new `serve` begins with, whatever an earlier run left in a shared store: the configured
+        clock, rate policy and fault rules (those set at run time through /__admin are forgotten)."""
+        config = self.config
+        if isinstance(self.clock, StoreClock):
+            self.clock.reset(config.clock, parse_instant(config.clock_start) if config.clock_start else None)
+        self.rate_limiter.set_policy(RatePolicy.parse(config.rate_limit) if config.rate_limit
+                                     else RatePolicy.parse(STANDARD_TIER, False))
+        self.faults.replace(config.faults or [])
+
+    def check_scenario(self, document: Any) -> list[ReturnRecord]:
+        """Every return of a scenario built, nothing stored; raises ScenarioError."""
+        return build(self.providers, self.apis, self.clock.now(), document)
+
+    def seed(self, document: Any) -> list[ReturnRecord]:
+        """Store every return of a scenario in one transaction, or none; raises ScenarioError."""
+        return seed(self.store, self.check_scenario(document))
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        return self.apis[record.provider].settled(record)
+
+    def returns(self, provider: str | None = None, account: str | None = None) -> list[ReturnRecord]:
+        """Stored returns as a provider read would see them now."""
+        return [self.settled(r) for r in self.store.all(provider, account) if r.provider in self.apis]
+
+    def close(self) -> None:
+        for api in self.apis.values():
+            api.close()

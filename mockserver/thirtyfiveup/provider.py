@@ -1,0 +1,94 @@
+"""35up's registry entry: its backend, its `serve` flags, how it is seeded and verified."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+from datetime import datetime
+from typing import Any
+
+from ..errors import ProviderError
+from ..http import ProviderApi
+from ..lifecycle import MODES
+from ..provider import Credentials, Provider, Scenario, Services
+from ..store import ReturnRecord
+from . import PROVIDER
+from .api import Api35up
+from .core import Returns35up
+
+MAX_WINDOW_DAYS = 36_500
+"""The longest return window --return-window-days takes (inferred: the guide says 30 days)."""
+
+
+def _window_days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value > MAX_WINDOW_DAYS:  # deadlines must stay within what a date can express
+        raise argparse.ArgumentTypeError(f"at most {MAX_WINDOW_DAYS:,} days (100 years), got {text!r}")
+    return value
+
+
+def _credentials(text: str) -> tuple[str, str]:
+    username, colon, password = text.partition(":")
+    if not colon or not username or not password:
+        raise argparse.ArgumentTypeError(f"expected USER:PASSWORD, got {text!r}")
+    return username, password
+
+
+class Provider35up(Provider):
+    name = PROVIDER
+    credentials = ("username", "password")
+
+    def build(self, services: Services) -> Api35up:
+        options = services.options
+        core = Returns35up(services.store, services.clock, mode=options.get("lifecycle", "strict"),
+                           return_window_days=options.get("return_window_days"))
+        return Api35up(core, users=options.get("users"))
+
+    def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
+        assert isinstance(api, Api35up)
+        core = api.core
+        record = core.new_record(item["account"], item["return"], now)
+        target = item.get("status", core.lifecycle.initial)
+        route = core.route(target)
+        if route is None:
+            raise ProviderError(422, "unreachable", f"status {target} cannot be reached from {core.lifecycle.initial}")
+        for status in route:
+            core.move(record, status, now)
+        return record
+
+    def add_arguments(self, serve: argparse.ArgumentParser) -> None:
+        serve.add_argument("--lifecycle", choices=MODES, default="strict",
+                           help="35up transitions: strict graph (default) or permissive (anything but out of closed)")
+        serve.add_argument("--return-window-days", type=_window_days, default=None,
+                           help="35up: days in awaiting_return before a return expires (default 30)")
+        serve.add_argument("--35up-user", dest="users_35up", action="append", type=_credentials,
+                           metavar="USER:PASSWORD",
+                           help="accept only these 35up credentials (repeatable; default: any well-formed pair)")
+
+    def options(self, args: argparse.Namespace) -> dict[str, Any]:
+        options: dict[str, Any] = {"lifecycle": args.lifecycle}
+        if args.return_window_days is not None:
+            options["return_window_days"] = args.return_window_days
+        if args.users_35up:
+            options["users"] = dict(args.users_35up)
+        return options
+
+    def auth_headers(self, credentials: Credentials) -> dict[str, str]:
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def probe(self) -> tuple[str, str, Any, dict[str, Any] | None]:
+        import uuid
+
+        # An order that cannot exist: 404 with good credentials, 401 with bad ones.
+        return "PATCH", f"/returns/verify-{uuid.uuid4().hex[:12]}", {"status": "closed"}, None
+
+    def scenarios(self) -> list[Scenario]:
+        from .scenarios import SCENARIOS
+
+        return list(SCENARIOS)

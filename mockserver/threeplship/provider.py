@@ -1,0 +1,66 @@
+"""3plship's registry entry: its backend, its `serve` flags, how it is seeded and verified."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+from ..http import ProviderApi
+from ..provider import Credentials, Provider, Scenario, Services
+from ..store import ReturnRecord
+from . import PROVIDER
+from .api import API_KEY, Api3plship
+from .core import Returns3plship
+from .webhooks import Webhooks
+
+
+def _api_key(text: str) -> str:
+    if not API_KEY.search(text):
+        raise argparse.ArgumentTypeError(f"3plship keys look like zl_live_... or zl_test_..., got {text!r}")
+    return text
+
+
+class Provider3plship(Provider):
+    name = PROVIDER
+    credentials = ("api_key",)
+
+    def build(self, services: Services) -> Api3plship:
+        webhooks = Webhooks(services.store, services.clock, services.ids, services.delivery_policy)
+        core = Returns3plship(services.store, services.clock, services.ids, events=webhooks)
+        return Api3plship(core, webhooks, keys=services.options.get("keys"))
+
+    def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
+        assert isinstance(api, Api3plship)
+        core = api.core
+        record = core.new_record(item["account"], item["return"], now, item.get("id"))
+        target = item.get("status", core.lifecycle.initial)
+        refund = item.get("refund")
+        if target == core.refund_rules["status_after"]:
+            refund = refund if refund is not None else {}
+            target = core.refund_rules["allowed_from"][0]
+        for status in core.lifecycle.statuses[1:core.lifecycle.statuses.index(target) + 1]:
+            core.move(record, status, now)
+        if refund is not None:
+            core.refund(record, refund.get("amount"), now)
+            if item.get("status") == core.refund_rules["status_after"]:
+                core.complete_refund(record)
+        return record
+
+    def add_arguments(self, serve: argparse.ArgumentParser) -> None:
+        serve.add_argument("--3plship-key", dest="keys_3plship", action="append", type=_api_key, metavar="KEY",
+                           help="accept only these 3plship API keys (repeatable; default: any zl_live_/zl_test_ key)")
+
+    def options(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"keys": list(args.keys_3plship)} if args.keys_3plship else {}
+
+    def auth_headers(self, credentials: Credentials) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials.api_key}"}
+
+    def probe(self) -> tuple[str, str, Any, dict[str, Any] | None]:
+        return "GET", "/returns", None, {"limit": 1}
+
+    def scenarios(self) -> list[Scenario]:
+        from .scenarios import SCENARIOS
+
+        return list(SCENARIOS)

@@ -1,0 +1,263 @@
+"""The Flask application over a `Mock`: each provider's prefix, every route generated from the contracts.
+
+Each OpenAPI operation becomes a route whose view authenticates, validates the path, query and body
+against the operation's compiled schemas, calls the provider's handler and renders the provider's own
+envelope. Every failure, the HTTP layer's own included, is rendered in the provider's error format. The
+per-request steps (faults, rate limit, journal, self-check) run in order as one pipeline
+(`mockserver.web.pipeline`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from .. import __version__
+from ..clock import Clock
+from ..config import Config
+from ..contracts import Operation, Problem, contract, folders, problems
+from ..errors import ProviderError
+from ..http import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    VALIDATION_ERROR,
+    Call,
+    Handler,
+    ProviderApi,
+)
+from ..mock import Mock
+from ..registry import build_mock
+from ..store import Store
+from .context import ClientViolation, current, provider_for
+from .pipeline import ContractViolation, Pipeline, default_steps
+
+__all__ = ["ContractViolation", "WebMock", "create_app", "mock_of", "served", "validate_contracts"]
+
+
+@dataclass
+class WebMock:
+    """The Flask extension: the Mock an app serves, with what only the web side knows."""
+
+    mock: Mock
+    operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
+    """Every route's endpoint name and the operation it serves."""
+    self_check_failures: list[str] = field(default_factory=list)
+
+    def init_app(self, app: Flask) -> None:
+        mock = self.mock
+        app.config["MAX_CONTENT_LENGTH"] = mock.config.max_body_bytes
+        app.extensions["returns_mock"] = self
+        for api in mock.apis.values():
+            self._register(app, api)
+        _register_errors(app, mock)
+
+        @app.get("/")
+        def index() -> Response:
+            return _json(200, {
+                "service": "returns-mock",
+                "version": __version__,
+                "store": mock.store.engine,
+                "providers": {
+                    name: {"base_url": api.contract.mock_prefix, "openapi": f"/{name}/openapi.json"}
+                    for name, api in mock.apis.items()
+                },
+            })
+
+        from .admin import register
+
+        register(app, mock)
+        Pipeline(mock, default_steps(self)).init_app(app)
+
+    def _register(self, app: Flask, api: ProviderApi) -> None:
+        prefix = api.contract.mock_prefix
+        handlers = api.handlers
+        for op in api.contract.operations:
+            rule = prefix + re.sub(r"\{(\w+)\}", r"<\1>", op.path)
+            endpoint = f"{api.name}.{op.operation_id}"
+            self.operations[endpoint] = (api, op)
+            app.add_url_rule(rule, endpoint=endpoint, view_func=_view(self.mock, api, op, handlers[op.operation_id]),
+                             methods=[op.method], provide_automatic_options=False)
+
+        document = orjson.dumps(api.contract.bundled_openapi())
+        app.add_url_rule(f"/{api.name}/openapi.json", endpoint=f"{api.name}.openapi",
+                         view_func=lambda: Response(document, 200, mimetype="application/json"),
+                         methods=["GET"], provide_automatic_options=False)
+
+
+def create_app(mock: Mock | Config | None = None, *, store: Store | None = None,
+               clock: Clock | None = None) -> Flask:
+    """A Flask app serving `mock`; given a Config (or nothing), a Mock of every registered provider."""
+    if not isinstance(mock, Mock):
+        mock = build_mock(mock, store=store, clock=clock)
+    app = Flask("mockserver")
+    WebMock(mock).init_app(app)
+    return app
+
+
+def served(app: Flask) -> WebMock:
+    web: WebMock = app.extensions["returns_mock"]
+    return web
+
+
+def mock_of(app: Flask) -> Mock:
+    return served(app).mock
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
+    def view(**path_values: str) -> Response:
+        ctx = current(mock)
+        # The credentials were decoded once already; authenticate again only to say why they are refused.
+        account = ctx.caller or api.authenticate(request.headers.get("Authorization"))
+        ctx.account = account
+        path = _parameters(api, op, "path", path_values)
+        query = _parameters(api, op, "query", request.args)
+        body = _body(api, op) if op.body_validator is not None else None
+        status, payload = handler(Call(account=account, path=path, query=query, body=body))
+        return _json(status, api.success_body(payload, ctx.request_id, ctx.at))
+
+    view.__name__ = f"{api.name}_{op.operation_id}"
+    return view
+
+
+def _parameters(api: ProviderApi, op: Operation, location: str, given: Any) -> dict[str, Any]:
+    values, found = op.check_parameters(location, given)
+    if found:
+        raise _invalid(api, found)
+    return values
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _body(api: ProviderApi, op: Operation) -> Any:
+    raw = request.get_data(cache=True)
+    if not raw:
+        if op.body_required:
+            raise api.error(400, BAD_REQUEST, "Request body is required: send a JSON object.",
+                            [{"location": "body", "message": "the body is empty"}])
+        return {}
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        message = f"Content-Type must be application/json, not {mimetype or 'missing'}."
+        raise api.error(400, BAD_REQUEST, message,
+                        [{"field": "Content-Type", "location": "header", "message": message}])
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers): the stdlib says which
+        body = _parse_json(api, raw)
+    assert op.body_validator is not None
+    found = problems(op.body_validator, body)
+    if found:
+        raise _invalid(api, found)
+    return body
+
+
+def _parse_json(api: ProviderApi, raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise _bad_json(api, f"the body is not valid UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise _bad_json(api, "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise _bad_json(api, str(exc)) from None
+
+
+def _bad_json(api: ProviderApi, reason: str) -> ProviderError:
+    return api.error(400, BAD_REQUEST, f"Request body is not valid JSON: {reason}.",
+                     [{"location": "body", "message": reason}])
+
+
+def _invalid(api: ProviderApi, found: list[Problem]) -> ProviderError:
+    more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+    error = api.error(422, VALIDATION_ERROR, f"Request does not match the contract: {found[0].message}{more}.",
+                      [p.as_detail() for p in found])
+    error.schema_locations = [p.schema for p in found]
+    return error
+
+
+# --- responses and errors ----------------------------------------------------------------------
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
+
+
+# Refusals that are the client's fault against the contract (not a refusal for a reason of state).
+CLIENT_FAULTS = frozenset({400, 401, 405, 413, 422})
+
+
+def render_error(mock: Mock, error: ProviderError) -> Response:
+    ctx = current(mock)
+    # By prefix, not ctx.api: an unknown path under a provider's prefix is answered in its format too.
+    api = provider_for(mock, request.path)
+    if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
+        schemas = error.schema_locations + [""] * len(error.details)
+        ctx.violations = [ClientViolation(str(d.get("field", "")), str(d.get("location", "")), str(d["message"]),
+                                          schema)
+                          for d, schema in zip(error.details, schemas, strict=False)] or [
+                              ClientViolation("", "request", error.message)]
+    if api is None:
+        body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    else:
+        body = api.error_body(error, ctx.request_id, ctx.at)
+    return _json(error.status, body, dict(error.headers))
+
+
+_KINDS = {400: BAD_REQUEST, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: PAYLOAD_TOO_LARGE}
+
+
+def _register_errors(app: Flask, mock: Mock) -> None:
+    @app.errorhandler(ProviderError)
+    def provider_error(error: ProviderError) -> Response:
+        return render_error(mock, error)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        kind = _KINDS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
+        api = provider_for(mock, request.path)
+        code = api.code(kind) if api else kind
+        headers: dict[str, str] = {}
+        if status == 404:
+            message = f"No such resource: {request.method} {request.path}."
+        elif isinstance(error, MethodNotAllowed):
+            allowed = sorted(error.valid_methods or [])
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}."
+        elif status == 413:
+            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+        else:
+            message = error.description or error.name
+        return render_error(mock, ProviderError(status, code, message, [], headers))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        if isinstance(error, ContractViolation) or app.testing:
+            raise error
+        app.logger.exception("unexpected error")
+        api = provider_for(mock, request.path)
+        code = api.code(INTERNAL_ERROR) if api else INTERNAL_ERROR
+        return render_error(mock, ProviderError(500, code, f"Internal error in the mock: {error!r}."))
+
+
+def validate_contracts() -> None:
+    """Load and compile every contract at start-up, so a broken contract fails before serving."""
+    for name in folders():
+        c = contract(name)
+        if "openapi.json" in c.documents:
+            c.operations  # noqa: B018 - compiles every validator
+            c.bundled_openapi()

@@ -1,0 +1,83 @@
+"""What one request carries from step to step: typed, in one place, instead of loose `g` attributes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from flask import g, request
+
+from ..clock import isoformat
+from ..http import ProviderApi
+from ..mock import Mock
+
+
+@dataclass(frozen=True)
+class ClientViolation:
+    """One way the client's request broke its contract: field, location, message, the rule's place."""
+
+    field: str
+    location: str
+    message: str
+    schema: str = ""
+
+
+_UNREAD = object()
+
+
+@dataclass
+class RequestContext:
+    mock: Mock
+    api: ProviderApi | None
+    """The provider this request is for; None for the control plane, the index and the OpenAPI documents."""
+    started: float = field(default_factory=time.perf_counter)
+    account: str | None = None
+    """The account the request was authenticated as (set once authentication succeeded)."""
+    fault: str = ""
+    """The fault rule that answered the request, if one did."""
+    rate_headers: dict[str, str] = field(default_factory=dict)
+    violations: list[ClientViolation] = field(default_factory=list)
+    _caller: object = _UNREAD
+    _request_id: str | None = None
+    _at: str | None = None
+
+    @property
+    def caller(self) -> str | None:
+        """The account the credentials name, or None if they are unusable; decoded once per request."""
+        if self._caller is _UNREAD:
+            self._caller = self.api.rate_key(request.headers.get("Authorization")) if self.api else None
+        return self._caller  # type: ignore[return-value]
+
+    @property
+    def request_id(self) -> str:
+        if self._request_id is None:
+            self._request_id = self.mock.ids.new("req", 24)
+        return self._request_id
+
+    @property
+    def at(self) -> str:
+        """The request's instant, read from the clock once: the envelope and the journal agree."""
+        if self._at is None:
+            self._at = isoformat(self.mock.clock.now())
+        return self._at
+
+
+def provider_for(mock: Mock, path: str) -> ProviderApi | None:
+    """The provider whose path the request is under, and whose format its errors are answered in."""
+    for name, api in mock.apis.items():
+        if path == f"/{name}" or path.startswith(f"/{name}/"):
+            return api
+    return None
+
+
+def begin(mock: Mock) -> RequestContext:
+    path = request.path
+    ctx = RequestContext(mock, None if path.endswith("/openapi.json") else provider_for(mock, path))
+    g.returns_mock = ctx
+    return ctx
+
+
+def current(mock: Mock) -> RequestContext:
+    """This request's context (made now if the request failed before the pipeline began)."""
+    ctx: RequestContext | None = g.get("returns_mock")
+    return ctx if ctx is not None else begin(mock)

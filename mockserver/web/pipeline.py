@@ -1,0 +1,177 @@
+"""The per-request steps around every provider operation, in one explicit order.
+
+Before the view: faults (a faulted request is answered by the fault and counts nowhere), then the rate
+limit. After it, on every answer the provider part gave (errors included): the journal, then the
+response self-check. Each step reads and writes the request's `RequestContext`, nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import orjson
+from flask import Flask, Request, Response, request
+from werkzeug.exceptions import HTTPException
+
+from ..contracts import problems
+from ..faults import dropped_body
+from ..http import BAD_REQUEST, INTERNAL_ERROR, NOT_FOUND, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
+from ..journal import BODY_LIMIT, Entry, Violation
+from ..mock import Mock
+from .context import RequestContext, begin, current
+
+if TYPE_CHECKING:
+    from .app import WebMock
+
+
+class ContractViolation(AssertionError):
+    """The mock answered something its own contract does not allow (response self-check)."""
+
+
+class Step:
+    """One step of the pipeline; `before` may answer the request itself, `after` may change the answer."""
+
+    def before(self, ctx: RequestContext) -> Response | None:
+        return None
+
+    def after(self, ctx: RequestContext, response: Response) -> Response:
+        return response
+
+
+_FAULT_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway", 503: "service_unavailable",
+                504: "gateway_timeout", 400: BAD_REQUEST, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}
+
+
+class InjectFaults(Step):
+    def before(self, ctx: RequestContext) -> Response | None:
+        api = ctx.api
+        if api is None:
+            return None
+        relative = request.path[len(api.contract.mock_prefix):] or "/"
+        outcome = ctx.mock.faults.pick(api.name, request.method, relative, ctx.caller)
+        if outcome is None:
+            return None
+        ctx.fault = outcome.label
+        if outcome.latency_ms:
+            time.sleep(outcome.latency_ms / 1000)
+        if outcome.drop:
+            return Response(dropped_body(), 200, mimetype="application/json", headers={"Content-Length": "4096"})
+        if outcome.status is not None:
+            kind = _FAULT_KINDS.get(outcome.status, INTERNAL_ERROR if outcome.status >= 500 else BAD_REQUEST)
+            headers = {"Retry-After": "1"} if outcome.status == 429 else {}
+            raise api.error(outcome.status, kind, f"Injected fault: {outcome.label}.", [], headers)
+        return None
+
+
+class LimitRate(Step):
+    def before(self, ctx: RequestContext) -> Response | None:
+        api = ctx.api
+        if ctx.fault or api is None or not api.rate_limited:  # a faulted request is answered by the fault
+            return None
+        limiter = ctx.mock.rate_limiter
+        key = ctx.caller or f"anonymous:{request.remote_addr}"
+        decision = limiter.hit(key)
+        ctx.rate_headers = decision.headers()
+        if not decision.allowed:
+            message = (f"Rate limit exceeded: {decision.limit} requests per {limiter.policy().period} "
+                       f"for this API key. Retry after {decision.retry_after} s.")
+            raise api.error(429, RATE_LIMIT_EXCEEDED, message, [{"location": "header", "field": "Authorization",
+                                                                 "message": message}])
+        return None
+
+
+class RecordInJournal(Step):
+    """Journal every provider request, with the contract violations it carried."""
+
+    def after(self, ctx: RequestContext, response: Response) -> Response:
+        api = ctx.api
+        if api is None:
+            return response
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        response.headers.update(ctx.rate_headers)
+        account = ctx.account
+        violations = tuple(Violation(0, req.method, req.path, api.name, account, response.status_code,
+                                     v.field, v.location, v.message, v.schema) for v in ctx.violations)
+        try:
+            body = req.get_data(cache=True)[:BODY_LIMIT]
+        except HTTPException:  # over the size limit: not kept
+            body = None
+        dropped = response.is_streamed
+        ctx.mock.journal.record(Entry(
+            id=0, at=ctx.at, provider=api.name, account=account, method=req.method,
+            path=req.path, query=req.query_string.decode("latin-1"), status=response.status_code,
+            duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+            request_body=body or None, response_body=b"" if dropped else response.get_data()[:BODY_LIMIT],
+            violations=violations, fault=ctx.fault))
+        return response
+
+
+class SelfCheck(Step):
+    """Validate what the mock answers against its own contract (switched on in tests)."""
+
+    def __init__(self, web: WebMock) -> None:
+        self.web = web
+
+    def after(self, ctx: RequestContext, response: Response) -> Response:
+        api = ctx.api
+        if api is None or ctx.fault:
+            return response
+        endpoint = request.url_rule.endpoint if request.url_rule else None
+        status = response.status_code
+        where = f"{request.method} {request.path} -> {status}"
+        if endpoint in self.web.operations:
+            _, op = self.web.operations[endpoint]
+            if status not in op.responses:
+                self._violation(f"{where}: status {status} is not documented for {op.operation_id}")
+            validator = op.responses.get(status)
+        else:
+            validator = api.contract.validator("error.json")
+        if validator is not None:
+            issues = problems(validator, orjson.loads(response.get_data()), "response")
+            if issues:
+                self._violation(f"{where}: " + "; ".join(p.message for p in issues))
+        return response
+
+    def _violation(self, message: str) -> None:
+        self.web.self_check_failures.append(message)
+        raise ContractViolation(message)
+
+
+def default_steps(web: WebMock) -> list[Step]:
+    steps: list[Step] = [InjectFaults(), LimitRate(), RecordInJournal()]
+    if web.mock.config.self_check:
+        steps.append(SelfCheck(web))
+    return steps
+
+
+class Pipeline:
+    """Runs the steps' `before` in order ahead of the view and their `after` in order on its answer."""
+
+    def __init__(self, mock: Mock, steps: Sequence[Step]) -> None:
+        self.mock = mock
+        self.steps = tuple(steps)
+
+    def init_app(self, app: Flask) -> None:
+        app.before_request(self.before)
+        app.after_request(self.after)
+        app.teardown_request(self.teardown)
+
+    def before(self) -> Response | None:
+        ctx = begin(self.mock)
+        self.mock.store.pin_settings(True)
+        for step in self.steps:
+            answer = step.before(ctx)
+            if answer is not None:
+                return answer
+        return None
+
+    def after(self, response: Response) -> Response:
+        ctx = current(self.mock)
+        for step in self.steps:
+            response = step.after(ctx, response)
+        return response
+
+    def teardown(self, _: BaseException | None) -> None:
+        self.mock.store.pin_settings(False)
