@@ -26,10 +26,11 @@ run: $(VENV)/.run-installed
 	$(BIN)/returns-mock serve --host $(HOST) --port $(PORT) --store $(STORE)
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check mockserver tests
+	$(BIN)/ruff check mockserver tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.test-installed
-	$(BIN)/mypy mockserver
+	$(BIN)/mypy mockserver tests bench
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

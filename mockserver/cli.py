@@ -12,12 +12,12 @@ from typing import Any, NoReturn
 
 import orjson
 
-from . import __version__
 from .config import ENV_VAR, Config
 from .contracts import contract
 from .errors import StoreError
 from .registry import REGISTRY
 from .store import open_store
+from .version import __version__
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 

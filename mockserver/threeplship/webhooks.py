@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .. import __version__
 from ..clock import Clock, isoformat
 from ..errors import ProviderError
 from ..ids import IdGenerator
 from ..store import Delivery, Store, Transaction
+from ..version import __version__
 from ..webhooks import Deliverer, DeliveryPolicy
 
 SIGNATURE_HEADER = "X-3plship-Signature"

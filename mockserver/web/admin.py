@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, render_template, request
 
-from .. import __version__
 from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from ..contracts import Problem, contract, problems
 from ..mock import Mock
 from ..ratelimit import RatePolicy
 from ..seeding import ScenarioError
 from ..store import ReturnRecord
+from ..version import __version__
 
 PREFIX = "/__admin"
 ADMIN_MAX_BODY = 256 * 1024 * 1024

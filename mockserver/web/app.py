@@ -18,7 +18,6 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from .. import __version__
 from ..clock import Clock
 from ..config import Config
 from ..contracts import Operation, Problem, contract, folders, problems
@@ -37,6 +36,7 @@ from ..http import (
 from ..mock import Mock
 from ..registry import build_mock
 from ..store import Store
+from ..version import __version__
 from .context import ClientViolation, current, provider_for
 from .pipeline import ContractViolation, Pipeline, default_steps
 
@@ -206,7 +206,8 @@ def render_error(mock: Mock, error: ProviderError) -> Response:
     api = provider_for(mock, request.path)
     if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
         schemas = error.schema_locations + [""] * len(error.details)
-        ctx.violations = [ClientViolation(str(d.get("field", "")), str(d.get("location", "")), str(d["message"]),
+        ctx.violations = [ClientViolation(str(d.get("field", "")), str(d.get("location", "")),
+                                          str(d.get("message", error.message)),
                                           schema)
                           for d, schema in zip(error.details, schemas, strict=False)] or [
                               ClientViolation("", "request", error.message)]
