@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import UP35, basic, fixture
 from flask.testing import FlaskClient
+from helpers import UP35, basic, fixture
 
 from mockserver.clock import FrozenClock
 from mockserver.config import Config

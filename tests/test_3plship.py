@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import PL, bearer, fixture
 from flask.testing import FlaskClient
+from helpers import PL, bearer, fixture
 
 from mockserver.clock import FrozenClock
 

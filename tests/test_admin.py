@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import copy
 import json
+import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import FIXTURES, PL, UP35, Server, basic, bearer, fixture
 from flask.testing import FlaskClient
+from helpers import FIXTURES, PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 
 from mockserver import __version__
 from mockserver.clock import isoformat
@@ -256,11 +254,11 @@ def test_admin_token(tmp_path: Path) -> None:
     assert client.get(f"{PL}/returns", headers=bearer()).status_code == 200  # providers are unaffected
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mockserver.cli", "serve", *args], capture_output=True, text=True,
-                          timeout=60)
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return cli("serve", *args)
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(("args", "message"), [
     (["--host", "0.0.0.0"], "refusing to bind 0.0.0.0 without --admin-token"),
     (["--host", "192.168.1.10"], "refusing to bind 192.168.1.10 without --admin-token"),
@@ -270,16 +268,17 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["--return-window-days", "99999999"], "at most 36,500 days"),
 ])
 def test_serve_refusals_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    result = cli(*args)
+    result = serve(*args)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
 
 
+@pytest.mark.system
 def test_a_bad_seed_file_stops_the_server_and_stores_nothing(tmp_path: Path) -> None:
     bad = copy.deepcopy(SCENARIO)
     bad["returns"][6]["refund"] = {"amount": 1000}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    result = cli("--store", f"sqlite:{tmp_path / 's.db'}", "--seed-file", str(tmp_path / "bad.json"))
+    result = serve("--store", f"sqlite:{tmp_path / 's.db'}", "--seed-file", str(tmp_path / "bad.json"))
     assert result.returncode == 2 and "returns[6]" in result.stderr and "refundable" in result.stderr
     server = Server("--store", f"sqlite:{tmp_path / 's.db'}").start()
     try:
@@ -288,6 +287,7 @@ def test_a_bad_seed_file_stops_the_server_and_stores_nothing(tmp_path: Path) -> 
         server.stop()
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
 def test_seed_file_and_frozen_clock_at_start(tmp_path: Path, store: str) -> None:
     url = "memory" if store == "memory" else f"sqlite:{tmp_path / 's.db'}"
@@ -303,17 +303,20 @@ def test_seed_file_and_frozen_clock_at_start(tmp_path: Path, store: str) -> None
         server.stop()
 
 
+@pytest.mark.system
 def test_workers_share_the_clock_and_the_journal(tmp_path: Path) -> None:
     server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--workers", "2", "--clock", "frozen").start()
     try:
         moved = requests.post(server.url + "/__admin/clock", json={"set": "2027-03-01T12:00:00Z"}, timeout=10)
         assert moved.json()["now"] == "2027-03-01T12:00:00.000Z"
-        stamps = set()
+        stamps, workers = set(), set()
         for _ in range(20):
             with requests.Session() as s:  # a new connection each time: both workers answer
-                answer = s.get(server.url + PL + "/returns", headers=bearer(), timeout=10).json()
-                stamps.add(answer["meta"]["timestamp"])
+                answer = s.get(server.url + PL + "/returns", headers=bearer(), timeout=10)
+                stamps.add(answer.json()["meta"]["timestamp"])
+                workers.add(answer.headers[WORKER])
         assert stamps == {"2027-03-01T12:00:00.000Z"}
+        assert len(workers) == 2, workers
         assert len(requests.get(server.url + "/__admin/journal", timeout=10).json()["entries"]) == 20
     finally:
         server.stop()
@@ -334,6 +337,7 @@ def _session(url: str) -> list[bytes]:
     return answers
 
 
+@pytest.mark.system
 def test_deterministic_runs_are_byte_identical(tmp_path: Path) -> None:
     runs = []
     for n in range(2):

@@ -7,7 +7,7 @@ from collections import deque
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, ROOT
+from helpers import FIXTURES, ROOT
 from openapi_spec_validator import validate
 
 from mockserver.contracts import contract, problems

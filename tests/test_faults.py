@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import PL, UP35, Server, basic, bearer, fixture
 from flask.testing import FlaskClient
+from helpers import PL, UP35, Server, basic, bearer, cli, fixture
 
 from mockserver import mock_providers
 from mockserver.config import Config
@@ -75,13 +74,14 @@ def test_latency_delays_but_answers_normally(client: FlaskClient) -> None:
 
 def test_dropped_connection_in_process_is_a_connection_error_and_stores_nothing() -> None:
     with mock_providers() as mock:
-        mock.state.faults.add([{"provider": "3plship", "drop_connection": True, "times": 1}])  # type: ignore[union-attr]
+        mock.state.faults.add([{"provider": "3plship", "drop_connection": True, "times": 1}])
         with pytest.raises(requests.ConnectionError, match="connection dropped"):
             requests.post("https://app.3plship.com/api/v1/returns", json=CREATE, headers=bearer())
         listed = requests.get("https://app.3plship.com/api/v1/returns", headers=bearer()).json()
         assert listed["data"] == []
 
 
+@pytest.mark.system
 def test_dropped_connection_over_http(tmp_path: Path) -> None:
     server = Server("--store", f"sqlite:{tmp_path / 's.db'}").start()
     try:
@@ -131,10 +131,10 @@ def test_bad_rules_are_422(client: FlaskClient, rule: Any) -> None:
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mockserver.cli", "serve", *args], capture_output=True,
-                          text=True, timeout=60)
+    return cli("serve", *args)
 
 
+@pytest.mark.system
 def test_faults_file_at_start(tmp_path: Path) -> None:
     (tmp_path / "faults.json").write_text(json.dumps([{"provider": "35up", "status": 503}]))
     server = Server("--store", "memory", "--faults", str(tmp_path / "faults.json")).start()
@@ -159,6 +159,7 @@ def _chaos_run(url: str) -> list[str]:
     return outcomes
 
 
+@pytest.mark.system
 def test_chaos_heavy_is_a_reproducible_mix_with_deterministic(tmp_path: Path) -> None:
     runs = []
     for n in range(2):

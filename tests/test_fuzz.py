@@ -18,6 +18,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
+import pytest
 import schemathesis
 from flask import Response, request
 from hypothesis import HealthCheck, settings
@@ -28,6 +29,8 @@ from mockserver.config import Config
 from mockserver.contracts import contract
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of, served
+
+pytestmark = pytest.mark.system
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 STEPS = int(os.environ.get("FUZZ_STEPS", "6"))
@@ -70,30 +73,31 @@ schema_3plship = load("3plship")
 WEBHOOK_URL = re.compile(contract("3plship").schema("webhook-create-request.json")["properties"]["url"]["pattern"])
 
 
-@schema_3plship.hook
-def map_case(context: Any, case: Case) -> Case:
+@schema_3plship.hook  # type: ignore[untyped-decorator]
+def map_case(context: Any, case: Case[Any]) -> Case[Any]:
     """This deployment delivers webhooks to loopback hosts only (a rule of its configuration, not of the
     contract: the real 3plship takes any URL). Generated URLs that the contract accepts keep their scheme
     and path but get a loopback host, so positive data stays positive here; negative cases are untouched.
     Deliveries then go to a closed loopback port: nothing leaves the machine."""
     body = case.body
-    if case.operation.path == "/webhooks" and isinstance(body, dict) and isinstance(body.get("url"), str) \
-            and WEBHOOK_URL.search(body["url"]):
-        scheme, rest = body["url"].split("://", 1)
+    url = body.get("url") if isinstance(body, dict) else None
+    if case.operation.path == "/webhooks" and isinstance(body, dict) and isinstance(url, str) \
+            and WEBHOOK_URL.search(url):
+        scheme, rest = url.split("://", 1)
         path = rest[len(rest.split("/", 1)[0]):]
         body["url"] = f"{scheme}://127.0.0.1:9{path}"
     return case
 
 
-@schema_35up.parametrize()
+@schema_35up.parametrize()  # type: ignore[untyped-decorator]
 @SETTINGS
-def test_35up_conforms_to_its_contract(case: Case) -> None:
+def test_35up_conforms_to_its_contract(case: Case[Any]) -> None:
     case.call_and_validate()
 
 
-@schema_3plship.parametrize()
+@schema_3plship.parametrize()  # type: ignore[untyped-decorator]
 @SETTINGS
-def test_3plship_conforms_to_its_contract(case: Case) -> None:
+def test_3plship_conforms_to_its_contract(case: Case[Any]) -> None:
     case.call_and_validate()
 
 

@@ -6,13 +6,12 @@ import base64
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import ThreadedServer, fixture
+from helpers import ThreadedServer, cli, fixture
 
 from mockserver.config import Config
 from mockserver.store import MemoryStore
@@ -53,16 +52,16 @@ def recorded() -> list[dict[str, Any]]:
             s.patch(up + "/returns/42346434", json={"status": "awaiting_return"}, auth=("shop", "pw")),
             s.patch(up + "/returns/42346434", json={"status": "closed"}, auth=("shop", "pw")),
             s.post(pl + "/returns", json=fixture("3plship/create-return.request.json"), headers=key),
-            s.get(pl + "/returns", params={"status": "initiated", "limit": 10}, headers=key),
+            s.get(pl + "/returns", params={"status": "initiated", "limit": "10"}, headers=key),
         ]
         rid = calls[3].json()["data"]["id"]
         calls.append(s.patch(pl + f"/returns/{rid}/status", json={"status": "received"}, headers=key))
         calls.append(s.post(pl + f"/returns/{rid}/refund", headers=key))
         for call in calls:
             entries.append(har_entry(call))
-        real = calls[3].request.url.replace(server.url + "/3plship", "https://app.3plship.com")
+        real = str(calls[3].request.url).replace(server.url + "/3plship", "https://app.3plship.com")
         entries.append(har_entry(calls[3], url=real))
-        entries.append(har_entry(calls[0], url=calls[0].request.url.replace(server.url + "/35up",
+        entries.append(har_entry(calls[0], url=str(calls[0].request.url).replace(server.url + "/35up",
                                                                               "https://api.35up.io")))
     # Traffic to other hosts is counted and skipped.
     other = copy.deepcopy(entries[0])
@@ -78,16 +77,16 @@ def write(tmp_path: Path, entries: list[dict[str, Any]]) -> Path:
     return path
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mockserver.cli", "validate-har", *args], capture_output=True,
-                          text=True, timeout=60)
+def validate(*args: str) -> subprocess.CompletedProcess[str]:
+    return cli("validate-har", *args)
 
 
+@pytest.mark.system
 def test_conforming_traffic_passes(recorded: list[dict[str, Any]], tmp_path: Path) -> None:
     report = validate_har(write(tmp_path, recorded))
     assert report.ok, report.summary()
     assert (report.entries, report.checked, report.skipped) == (10, 9, 1)
-    result = cli(str(write(tmp_path, recorded)), "--format", "json")
+    result = validate(str(write(tmp_path, recorded)), "--format", "json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"entries": 10, "checked": 9, "skipped": 1, "ok": True, "violations": []}
 
@@ -135,6 +134,7 @@ def seed_bad_query(entries: list[dict[str, Any]]) -> None:
     entries[4]["request"]["url"] = entries[4]["request"]["url"].replace("limit=10", "limit=500")
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(("seed", "expected"), [
     (seed_missing_request_field, (3, "POST", "request", "reason", "reason is required")),
     (seed_wrong_response_type, (0, "POST", "response", "items[0].quantity", "must be an integer")),
@@ -154,11 +154,12 @@ def test_each_kind_of_defect_is_reported_with_entry_side_and_field(
     entry, method, side, field, message = expected
     assert (v.entry, v.method, v.side, v.field) == (entry, method, side, field)
     assert message in v.message
-    result = cli(str(write(tmp_path, entries)))
+    result = validate(str(write(tmp_path, entries)))
     assert result.returncode == 1
     assert f"entry {entry}: {method}" in result.stdout
 
 
+@pytest.mark.system
 def test_base64_bodies_are_decoded(recorded: list[dict[str, Any]], tmp_path: Path) -> None:
     entries = copy.deepcopy(recorded)
     content = entries[0]["response"]["content"]
@@ -167,6 +168,7 @@ def test_base64_bodies_are_decoded(recorded: list[dict[str, Any]], tmp_path: Pat
     assert validate_har(write(tmp_path, entries)).ok
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(("text", "message"), [
     ("{not json", "is not JSON"),
     ('{"log": {}}', "no log.entries list"),
@@ -178,10 +180,11 @@ def test_malformed_har_files_are_a_one_line_error(tmp_path: Path, text: str, mes
     path.write_text(text)
     with pytest.raises(HarError, match=message):
         validate_har(path)
-    result = cli(str(path))
+    result = validate(str(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
 
 
+@pytest.mark.system
 def test_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
-    result = cli(str(tmp_path / "nope.har"))
+    result = validate(str(tmp_path / "nope.har"))
     assert result.returncode == 2 and "cannot read" in result.stderr

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from conftest import ThreadedServer, fixture
 from flask import Flask
+from helpers import ThreadedServer, fixture
 
 from mockserver import mock_providers
 from mockserver.live import LiveMock
@@ -120,6 +120,7 @@ def test_passthrough() -> None:
                 requests.get(site.url + "/other", timeout=5)
 
 
+@pytest.mark.system
 def test_live_mock_serves_any_http_client() -> None:
     with LiveMock() as server:
         body = json.dumps(fixture("3plship/create-return.minimal.request.json")).encode()

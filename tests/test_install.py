@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
-from conftest import ROOT, UP35, Server, fixture
+from helpers import ROOT, UP35, Server, fixture
+
+pytestmark = pytest.mark.system
 
 
 def test_the_built_wheel_serves_from_its_own_contracts(tmp_path: Path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import requests
-from conftest import Server, fixture
+from helpers import Server, fixture
 
 from mockserver import mock_providers
+
+pytestmark = pytest.mark.system
 
 A = ("Basic", "shop-a", "pw")
 B = ("Basic", "shop-b", "pw")

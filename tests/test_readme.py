@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Server
+from helpers import ROOT, Server, cli
+
+pytestmark = pytest.mark.system
 
 README = (ROOT / "README.md").read_text()
 
@@ -66,8 +67,7 @@ def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
     server = Server(*shlex.split(serve)[2:-1]).start()  # the README's flags, on a free port
     try:
         args = shlex.split(line.replace("http://127.0.0.1:8080", server.url))[1:]
-        result = subprocess.run([sys.executable, "-m", "mockserver.cli", *args, "--max-examples", "5"],
-                                capture_output=True, text=True, timeout=300)
+        result = cli(*args, "--max-examples", "5", timeout=300)
     finally:
         server.stop()
     assert result.returncode == 0, result.stdout

@@ -12,17 +12,20 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import PL, UP35, Server, basic, bearer, fixture
+from helpers import PL, UP35, Server, basic, bearer, fixture
 
 from mockserver.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of
+
+pytestmark = pytest.mark.system
 
 CREATE_3PL = fixture("3plship/create-return.minimal.request.json")
 
@@ -193,7 +196,7 @@ def test_200000_requests_in_process_leave_memory_flat() -> None:
     from werkzeug.test import EnvironBuilder
 
     app = create_app(Config(journal_size=1000), store=MemoryStore())
-    key = bearer("zl_test_long")
+    key = list(bearer("zl_test_long").items())
     client = app.test_client()
     for _ in range(5):
         client.post(PL + "/returns", json=CREATE_3PL, headers=key)
@@ -202,13 +205,15 @@ def test_200000_requests_in_process_leave_memory_flat() -> None:
         EnvironBuilder(path=PL + "/returns", query_string="limit=0", headers=key).get_environ(),  # a violation
         EnvironBuilder(path=PL + "/returns/ret_nope/status", method="PATCH", json={"status": "received"},
                        headers=key).get_environ(),
-        EnvironBuilder(path=UP35 + "/returns", method="POST", json={"orderId": "x"}, headers=basic()).get_environ(),
+        EnvironBuilder(path=UP35 + "/returns", method="POST", json={"orderId": "x"},
+                       headers=list(basic().items())).get_environ(),
     ]
     bodies = [t["wsgi.input"].read() for t in templates]
     statuses: dict[str, int] = {}
 
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], object]:
         statuses[status] = statuses.get(status, 0) + 1
+        return lambda _: None
 
     checkpoints = []
     for n in range(200_000):

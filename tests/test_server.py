@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import PL, UP35, Server, basic, bearer, fixture
+from helpers import PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 
 from mockserver import __version__
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mockserver.cli", *args], capture_output=True, text=True,
-                          timeout=60)
-
-
+@pytest.mark.system
 def test_state_survives_a_restart_with_the_sqlite_store(tmp_path: Path) -> None:
     store = f"sqlite:{tmp_path / 'state.db'}"
     server = Server("--store", store, "--workers", "2").start()
@@ -49,6 +43,7 @@ def test_state_survives_a_restart_with_the_sqlite_store(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.system
 def test_workers_share_one_state(tmp_path: Path) -> None:
     server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--workers", "2", "--self-check").start()
     try:
@@ -56,9 +51,13 @@ def test_workers_share_one_state(tmp_path: Path) -> None:
             ids = [(one if n % 2 else two).post(
                 server.url + PL + "/returns", json=fixture("3plship/create-return.minimal.request.json"),
                 headers=bearer(), timeout=10).json()["data"]["id"] for n in range(30)]
+            workers = set()
             for rid in ids:
-                assert requests.patch(server.url + PL + f"/returns/{rid}/status", json={"status": "received"},
-                                      headers=bearer(), timeout=10).status_code == 200
+                moved = requests.patch(server.url + PL + f"/returns/{rid}/status", json={"status": "received"},
+                                       headers=bearer(), timeout=10)
+                assert moved.status_code == 200
+                workers.add(moved.headers[WORKER])
+            assert len(workers) == 2, workers  # returns created by one worker were moved by the other
             page = requests.get(server.url + PL + "/returns?status=received&limit=100", headers=bearer(),
                                 timeout=10).json()
         assert page["meta"]["pagination"]["total"] == 30
@@ -67,6 +66,7 @@ def test_workers_share_one_state(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.system
 def test_openapi_documents_are_served_with_the_mock_first(tmp_path: Path) -> None:
     server = Server("--store", "memory", "--35up-user", "shop-a:secret").start()
     try:
@@ -87,6 +87,7 @@ def test_openapi_documents_are_served_with_the_mock_first(tmp_path: Path) -> Non
         server.stop()
 
 
+@pytest.mark.system
 def test_version_and_help() -> None:
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"returns-mock {__version__}"
@@ -96,6 +97,7 @@ def test_version_and_help() -> None:
         assert flag in helped.stdout
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(("args", "message"), [
     (["serve", "--bogus"], "unrecognized arguments: --bogus"),
     (["serve", "--port", "http"], "--port"),
@@ -117,6 +119,7 @@ def test_bad_flags_and_unusable_stores_are_one_line_and_exit_2(args: list[str], 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.system
 def test_openapi_command_prints_the_bundled_document() -> None:
     import json
 
@@ -125,18 +128,21 @@ def test_openapi_command_prints_the_bundled_document() -> None:
     assert json.loads(result.stdout)["components"]["schemas"]["ReturnEnvelope"]["title"] == "ReturnEnvelope"
 
 
+@pytest.mark.system
 def test_journal_of_a_two_worker_server_holds_every_request_at_once(tmp_path: Path) -> None:
     """Workers store the journal in batches off the request path; a read right after must still see it all."""
     server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--workers", "2").start()
     try:
-        sent = []
+        sent, workers = [], set()
         for n in range(30):
             with requests.Session() as s:  # a new connection each time: both workers answer
                 quantity = 0 if n % 3 == 0 else 1  # every third one breaks the contract
                 body = {"order_id": f"o{n}", "reason": "defective", "items": [{"sku": "S", "quantity": quantity}],
                         "refund_amount": 1}
-                sent.append(s.post(server.url + PL + "/returns", json=body, headers=bearer(), timeout=10).status_code)
-        assert sent.count(201) == 20 and sent.count(422) == 10
+                answer = s.post(server.url + PL + "/returns", json=body, headers=bearer(), timeout=10)
+                sent.append(answer.status_code)
+                workers.add(answer.headers[WORKER])
+        assert sent.count(201) == 20 and sent.count(422) == 10 and len(workers) == 2, workers
         entries = requests.get(server.url + "/__admin/journal", timeout=10).json()["entries"]
         assert sorted(e["status"] for e in entries) == sorted(sent)
         assert len({e["id"] for e in entries}) == 30

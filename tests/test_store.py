@@ -156,6 +156,7 @@ def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: 
     assert reopened.page("3plship", "acct", status="received", order_id=None, offset=0, limit=1).total == 2
 
 
+@pytest.mark.system
 def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     """Requests never checkpoint (wal_autocheckpoint=0): without the background checkpointer the WAL file
     would grow for as long as the server runs."""
@@ -204,6 +205,7 @@ for _ in range(int(sys.argv[2])):
 """
 
 
+@pytest.mark.system
 def test_sqlite_rate_counts_are_exact_across_processes_and_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     SqliteStore(path).close()

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server, ThreadedServer
+from helpers import Server, ThreadedServer, cli
 
 from mockserver.config import Config
 from mockserver.provider import Credentials
 from mockserver.store import MemoryStore
+from mockserver.threeplship.api import Api3plship
 from mockserver.verify import Report, Target, TargetError, verify
 from mockserver.web import create_app, mock_of
+
+pytestmark = pytest.mark.system
 
 USERS = {"verifier": "secret"}
 KEY = "zl_test_verifier"
@@ -121,7 +123,9 @@ def test_a_broken_35up_lifecycle_rule_is_caught() -> None:
 
 def test_a_broken_3plship_lifecycle_rule_is_caught() -> None:
     app = mock()
-    graph = mock_of(app).apis["3plship"].core.lifecycle._graph
+    api = mock_of(app).apis["3plship"]
+    assert isinstance(api, Api3plship)
+    graph = api.core.lifecycle._graph
     graph["initiated"].append("inspected")  # lets a return skip 'received'
     report = run("3plship", app, max_examples=3)
     broken = [v for v in report.violations if v.suite == "scenario"]
@@ -139,8 +143,7 @@ def test_refused_credentials_and_unreachable_targets_raise_target_error() -> Non
 
 
 def verify_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mockserver.cli", "verify", *args], capture_output=True, text=True,
-                          timeout=300)
+    return cli("verify", *args, timeout=300)
 
 
 def test_cli_against_the_real_server_writes_junit_and_exits_0(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import PL, Server, bearer, fixture
+from helpers import PL, Server, bearer, fixture
 
 from mockserver.config import Config
 from mockserver.contracts import contract, problems
@@ -141,6 +141,7 @@ def test_retry_after_a_timeout(mock: LiveMock) -> None:
         assert delivery["attempts"][1]["status_code"] == 200
 
 
+@pytest.mark.system
 def test_gives_up_after_the_configured_attempts() -> None:
     with LiveMock(Config(webhook_backoff_ms=50, webhook_attempts=3)) as mock, \
             Receiver(script=[(500, 0)] * 10) as receiver:
@@ -175,12 +176,14 @@ def test_non_loopback_hosts_are_refused(mock: LiveMock, url: str) -> None:
     assert requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"] == []
 
 
+@pytest.mark.system
 def test_allowed_hosts_are_accepted() -> None:
     with LiveMock(Config(allow_webhook_hosts=("hooks.internal",))) as mock:
         assert subscribe(mock.url_3plship, "https://hooks.internal/3pl").status_code == 201
         assert subscribe(mock.url_3plship, "https://other.internal/3pl").status_code == 422
 
 
+@pytest.mark.system
 def test_pending_deliveries_survive_a_restart(tmp_path: Path) -> None:
     store = f"sqlite:{tmp_path / 's.db'}"
     with Receiver(script=[(500, 0)]) as receiver:

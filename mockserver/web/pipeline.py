@@ -7,6 +7,7 @@ response self-check. Each step reads and writes the request's `RequestContext`, 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ from .context import RequestContext, begin, current
 
 if TYPE_CHECKING:
     from .app import WebMock
+
+
+WORKER_HEADER = "X-Returns-Mock-Worker"
 
 
 class ContractViolation(AssertionError):
@@ -108,6 +112,19 @@ class RecordInJournal(Step):
         return response
 
 
+class NameTheWorker(Step):
+    """With several worker processes, say which one answered (X-Returns-Mock-Worker: its pid)."""
+
+    def __init__(self) -> None:
+        self.header = {WORKER_HEADER: str(os.getpid())}
+
+    def after(self, ctx: RequestContext, response: Response) -> Response:
+        if self.header[WORKER_HEADER] != str(os.getpid()):  # a fork after the app was built
+            self.header = {WORKER_HEADER: str(os.getpid())}
+        response.headers.update(self.header)
+        return response
+
+
 class SelfCheck(Step):
     """Validate what the mock answers against its own contract (switched on in tests)."""
 
@@ -141,6 +158,8 @@ class SelfCheck(Step):
 
 def default_steps(web: WebMock) -> list[Step]:
     steps: list[Step] = [InjectFaults(), LimitRate(), RecordInJournal()]
+    if web.mock.config.workers > 1:
+        steps.append(NameTheWorker())
     if web.mock.config.self_check:
         steps.append(SelfCheck(web))
     return steps

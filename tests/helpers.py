@@ -1,0 +1,110 @@
+"""What the test files share: auth headers, fixtures on disk, the CLI in a subprocess, a real server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from mockserver.live import ThreadedServer
+
+__all__ = [
+    "FIXTURES",
+    "PL",
+    "ROOT",
+    "START",
+    "UP35",
+    "WORKER",
+    "Server",
+    "ThreadedServer",
+    "basic",
+    "bearer",
+    "cli",
+    "fixture",
+    "free_port",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+# A Monday, so business-day arithmetic in tests is easy to read.
+START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+WORKER = "X-Returns-Mock-Worker"
+"""The response header naming the worker process (pid) that answered, on a server with several workers."""
+
+UP35 = "/35up/v1"
+PL = "/3plship/api/v1"
+
+
+def basic(username: str = "shop-a", password: str = "secret") -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def bearer(key: str = "zl_test_keyA") -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`returns-mock ARGS` in a subprocess, as a user would run it; its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "mockserver.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`returns-mock serve` in a subprocess on a loopback port."""
+
+    def __init__(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ["--port", str(self.port), *args]
+        self.cwd = cwd
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mockserver.cli", "serve", *self.args], cwd=self.cwd,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {out}")
+            try:
+                requests.get(self.url + "/", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start in 30 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
