@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
     from .contracts import contract, problems
-    from .faults import chaos_profile
+    from .faults import chaos_profile, unknown_providers
 
     rules: list[dict[str, Any]] = []
     if path is not None:
@@ -187,7 +187,8 @@ def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | 
             raise UsageError(f"--faults {path}: {exc.strerror}") from None
         except ValueError as exc:
             raise UsageError(f"--faults {path}: not JSON: {exc}") from None
-        found = problems(contract("admin").validator("faults-request.json"), loaded)
+        found = problems(contract("admin").validator("faults-request.json"), loaded) or \
+            unknown_providers(loaded, REGISTRY.names())
         if found:
             raise UsageError(f"--faults {path}: {found[0].message}")
         rules += loaded if isinstance(loaded, list) else [loaded]

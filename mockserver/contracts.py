@@ -532,14 +532,15 @@ def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) ->
 
 @cache
 def _bundled(provider: str) -> JSON:
-    """openapi.json with every external schema file moved into components/schemas.
+    """openapi.json with every schema file it references (directly or through others) moved into
+    components/schemas; schema files it does not reach (the control plane's seed-return.json) stay out.
 
     Any tool can load the result from its URL alone. `$id`/`$schema` are dropped from the bundled
     schemas so that references resolve against the document, not against the files' own URIs.
     """
     c = contract(provider)
     names: dict[str, str] = {}
-    for file_name in c.schema_files:
+    for file_name in sorted(_reached(c)):
         title = str(c.documents[file_name]["title"])
         if title in names.values():
             raise ValueError(f"contracts/{provider}: two schemas are titled {title!r}")
@@ -565,6 +566,25 @@ def _bundled(provider: str) -> JSON:
     for file_name, title in names.items():
         schemas[title] = rewrite(c.documents[file_name], file_name)
     return doc
+
+
+def _reached(c: Contract) -> set[str]:
+    """The schema files openapi.json references, directly or through other schema files."""
+    found: set[str] = set()
+    pending: list[Any] = [c.openapi]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                target = ref.partition("#")[0]
+                if target in c.documents and target not in found:
+                    found.add(target)
+                    pending.append(c.documents[target])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
 
 
 def _rewrite_ref(ref: str, home: str | None, names: dict[str, str]) -> str:

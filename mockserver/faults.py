@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import contract
-from .store import Store
+from .contracts import Problem, contract
+from .store import Settings
 
 KEY = "faults"
 
@@ -36,6 +36,20 @@ class Outcome:
         return f"{kind} ({', '.join(self.rules)})"
 
 
+def unknown_providers(body: Any, known: Collection[str]) -> list[Problem]:
+    """Rules (one, or a list, as in contracts/admin/faults-request.json) naming a provider not served."""
+    rules = body if isinstance(body, list) else [body]
+    found = []
+    for index, rule in enumerate(rules):
+        name = rule.get("provider")
+        if name is not None and name not in known:
+            where = f"[{index}].provider" if isinstance(body, list) else "provider"
+            allowed = tuple(known)
+            found.append(Problem(where, f"{where}: {name!r} is not one of the valid values: {', '.join(allowed)}",
+                                 "body", allowed))
+    return found
+
+
 def chaos_profile(name: str) -> list[dict[str, Any]]:
     profiles: dict[str, list[dict[str, Any]]] = contract("admin").documents["chaos.json"]["profiles"]
     return [dict(rule) for rule in profiles[name]]
@@ -46,7 +60,7 @@ def chaos_profiles() -> list[str]:
 
 
 class Faults:
-    def __init__(self, store: Store, rng: random.Random) -> None:
+    def __init__(self, store: Settings, rng: random.Random) -> None:
         self.store = store
         self.rng = rng
         self._lock = threading.Lock()

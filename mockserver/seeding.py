@@ -10,13 +10,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .contracts import contract, problems
+from .contracts import Problem, contract, problems
 from .errors import DuplicateReturn, ProviderError
 from .http import ProviderApi
 from .store import ReturnRecord, ReturnStore
 
 if TYPE_CHECKING:
     from .provider import Provider
+
+
+SEED_SCHEMA = "seed-return.json"
+"""A provider's shape of one seeded return, in its contracts folder."""
 
 
 class ScenarioError(Exception):
@@ -33,14 +37,16 @@ def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], no
     if found:
         raise ScenarioError(f"The scenario does not match contracts/admin/scenario.json: {found[0].message}.",
                             [p.as_detail() for p in found])
+    found = [problem for index, item in enumerate(document["returns"])
+             for problem in _item_problems(apis, index, item)]
+    if found:
+        raise ScenarioError(f"The scenario does not match its providers' seed-return.json: {found[0].message}.",
+                            [p.as_detail() for p in found])
     records: list[ReturnRecord] = []
     seen: set[tuple[str, str, str]] = set()
     for index, item in enumerate(document["returns"]):
         where = f"returns[{index}]"
         name = item["provider"]
-        if name not in apis:
-            message = f"{where}.provider: {name} is not served by this mock; known: {', '.join(apis)}"
-            raise ScenarioError(message, [{"field": f"{where}.provider", "message": message}])
         try:
             record = providers[name].seed_record(apis[name], item, now)
         except ProviderError as exc:
@@ -52,6 +58,20 @@ def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], no
         seen.add(key)
         records.append(record)
     return records
+
+
+def _item_problems(apis: Mapping[str, ProviderApi], index: int, item: dict[str, Any]) -> list[Problem]:
+    """An entry checked against its provider's contracts/<provider>/seed-return.json."""
+    name = item["provider"]
+    if name not in apis:
+        where = f"returns[{index}].provider"
+        return [Problem(where, f"{where}: {name!r} is not one of the valid values: {', '.join(apis)}",
+                        allowed=tuple(apis))]
+    schemas = apis[name].contract
+    if SEED_SCHEMA not in schemas.documents:
+        where = f"returns[{index}].provider"
+        return [Problem(where, f"{where}: {name} returns cannot be seeded")]
+    return problems(schemas.validator(SEED_SCHEMA), item, prefix=("returns", index))
 
 
 def seed(store: ReturnStore, records: list[ReturnRecord]) -> list[ReturnRecord]:

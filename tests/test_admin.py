@@ -76,6 +76,8 @@ def test_seed_preloads_returns_in_any_state_for_any_account(admin: FlaskClient) 
     (lambda d: d["returns"][3].update(account="sk_bad"), "returns[3].account"),
     (lambda d: d["returns"][1].update(status="approved"), "returns[1].status"),
     (lambda d: d.update(extra=1), "extra"),
+    (lambda d: d["returns"][2].update(provider="acme"), "returns[2].provider"),
+    (lambda d: d["returns"][4].update(id="not-a-ret-id"), "returns[4].id"),
 ])
 def test_a_bad_scenario_is_rejected_whole_naming_the_field(admin: FlaskClient, change: Any, field: str) -> None:
     document = copy.deepcopy(SCENARIO)

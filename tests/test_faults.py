@@ -130,6 +130,16 @@ def test_bad_rules_are_422(client: FlaskClient, rule: Any) -> None:
     assert client.post("/__admin/faults", json=rule).status_code == 422
 
 
+@pytest.mark.parametrize(("body", "field"), [({"provider": "acme", "status": 503}, "provider"),
+                                             ([{"status": 503}, {"provider": "", "status": 503}], "[1].provider"),
+                                             ([{"status": 503}, {"provider": "nope", "status": 503}], "[1].provider")])
+def test_a_rule_for_a_provider_not_served_is_422_naming_it(client: FlaskClient, body: Any, field: str) -> None:
+    response = client.post("/__admin/faults", json=body)
+    assert response.status_code == 422
+    assert field in [d.get("field") for d in response.get_json()["error"]["details"]]
+    assert client.get("/__admin/faults").get_json()["rules"] == []
+
+
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
     return cli("serve", *args)
 
@@ -144,9 +154,10 @@ def test_faults_file_at_start(tmp_path: Path) -> None:
         assert response.status_code == 503 and response.json()["error"]["code"] == "service_unavailable"
     finally:
         server.stop()
-    (tmp_path / "bad.json").write_text(json.dumps([{"status": 200}]))
-    result = serve("--faults", str(tmp_path / "bad.json"))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--faults" in result.stderr
+    for bad in ([{"status": 200}], [{"provider": "acme", "status": 503}]):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        result = serve("--faults", str(tmp_path / "bad.json"))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--faults" in result.stderr
 
 
 def _chaos_run(url: str) -> list[str]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 from helpers import ROOT
 
@@ -48,3 +49,11 @@ def test_a_lower_layer_importing_a_higher_one_fails_the_check(tmp_path: Path, mo
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{broken}" in result.stdout and "BROKEN" in result.stdout
     assert str(tmp_path) not in result.stderr  # the copy was analysed, not an error about it
+
+
+def test_no_module_of_the_package_imports_itself_back() -> None:
+    graph = grimp.build_graph("mockserver")
+    cycles = sorted({tuple(sorted((module, imported))) for module in graph.modules
+                     for imported in graph.find_modules_directly_imported_by(module)
+                     if graph.chain_exists(importer=imported, imported=module)})
+    assert cycles == []

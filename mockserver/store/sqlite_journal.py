@@ -5,17 +5,24 @@ from __future__ import annotations
 import atexit
 import base64
 import os
+import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import orjson
 
 from ..background import Every
 from ..journal import Entry, Journal, Violation, with_id
 
-if TYPE_CHECKING:
-    from .sqlite import SqliteStore
+
+class Database(Protocol):
+    """What the journal needs of the SQLite store: a reading connection and the write lock."""
+
+    def connection(self) -> sqlite3.Connection: ...
+
+    def writing(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 def _bytes_as_base64(value: Any) -> str:
@@ -50,7 +57,7 @@ class SqliteJournal(Journal):
     BATCH = 500
     TRIM_EVERY = 100
 
-    def __init__(self, store: SqliteStore, size: int = 1000, *, shared: bool = False) -> None:
+    def __init__(self, store: Database, size: int = 1000, *, shared: bool = False) -> None:
         super().__init__(size)
         self._store = store
         self._shared = shared

@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, Response, render_template, request
 
 from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from ..contracts import Problem, contract, problems
+from ..faults import unknown_providers
 from ..mock import Mock
 from ..ratelimit import RatePolicy
 from ..seeding import ScenarioError
@@ -210,6 +211,9 @@ def register(app: Flask, state: Mock) -> None:
     @admin.post("/faults")
     def add_faults() -> Response:
         body = _body("faults-request.json")
+        unknown = unknown_providers(body, providers)
+        if unknown:
+            raise AdminError(422, "validation_error", f"{unknown[0].message}.", [p.as_detail() for p in unknown])
         return _json(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})
 
     @admin.delete("/faults")

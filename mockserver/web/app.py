@@ -37,6 +37,7 @@ from ..mock import Mock
 from ..registry import build_mock
 from ..store import Store
 from ..version import __version__
+from .admin import register as register_admin
 from .context import ClientViolation, current, provider_for
 from .pipeline import ContractViolation, Pipeline, default_steps
 
@@ -72,10 +73,8 @@ class WebMock:
                 },
             })
 
-        from .admin import register
-
-        register(app, mock)
-        Pipeline(mock, default_steps(self)).init_app(app)
+        register_admin(app, mock)
+        Pipeline(mock, default_steps(mock.config, self.operations, self.self_check_failures)).init_app(app)
 
     def _register(self, app: Flask, api: ProviderApi) -> None:
         prefix = api.contract.mock_prefix

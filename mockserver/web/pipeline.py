@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 import orjson
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
 
-from ..contracts import problems
+from ..config import Config
+from ..contracts import Operation, problems
 from ..faults import dropped_body
-from ..http import BAD_REQUEST, INTERNAL_ERROR, NOT_FOUND, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED
+from ..http import BAD_REQUEST, INTERNAL_ERROR, NOT_FOUND, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED, ProviderApi
 from ..journal import BODY_LIMIT, Entry, Violation
 from ..mock import Mock
 from .context import RequestContext, begin, current
-
-if TYPE_CHECKING:
-    from .app import WebMock
-
 
 WORKER_HEADER = "X-Returns-Mock-Worker"
 
@@ -128,18 +124,19 @@ class NameTheWorker(Step):
 class SelfCheck(Step):
     """Validate what the mock answers against its own contract (switched on in tests)."""
 
-    def __init__(self, web: WebMock) -> None:
-        self.web = web
+    def __init__(self, operations: Mapping[str, tuple[ProviderApi, Operation]], failures: list[str]) -> None:
+        self.operations = operations
+        self.failures = failures
 
     def after(self, ctx: RequestContext, response: Response) -> Response:
         api = ctx.api
         if api is None or ctx.fault:
             return response
-        endpoint = request.url_rule.endpoint if request.url_rule else None
+        endpoint = str(request.url_rule.endpoint) if request.url_rule else ""
         status = response.status_code
         where = f"{request.method} {request.path} -> {status}"
-        if endpoint in self.web.operations:
-            _, op = self.web.operations[endpoint]
+        if endpoint in self.operations:
+            _, op = self.operations[endpoint]
             if status not in op.responses:
                 self._violation(f"{where}: status {status} is not documented for {op.operation_id}")
             validator = op.responses.get(status)
@@ -152,16 +149,17 @@ class SelfCheck(Step):
         return response
 
     def _violation(self, message: str) -> None:
-        self.web.self_check_failures.append(message)
+        self.failures.append(message)
         raise ContractViolation(message)
 
 
-def default_steps(web: WebMock) -> list[Step]:
+def default_steps(config: Config, operations: Mapping[str, tuple[ProviderApi, Operation]],
+                  self_check_failures: list[str]) -> list[Step]:
     steps: list[Step] = [InjectFaults(), LimitRate(), RecordInJournal()]
-    if web.mock.config.workers > 1:
+    if config.workers > 1:
         steps.append(NameTheWorker())
-    if web.mock.config.self_check:
-        steps.append(SelfCheck(web))
+    if config.self_check:
+        steps.append(SelfCheck(operations, self_check_failures))
     return steps
 
 
