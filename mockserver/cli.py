@@ -15,6 +15,7 @@ import orjson
 from .config import ENV_VAR, Config
 from .contracts import contract
 from .errors import StoreError
+from .flags import positive
 from .registry import REGISTRY
 from .store import open_store
 from .version import __version__
@@ -39,18 +40,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _positive(text)
+    value = positive(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535, got {text!r}")
     return value
@@ -88,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.add_argument("--store", default="sqlite:returns-mock.db",
                        help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db) or 'memory'")
-    serve.add_argument("--workers", type=_positive, default=None,
+    serve.add_argument("--workers", type=positive, default=None,
                        help="worker processes (default: one per CPU; 1 with --store memory)")
-    serve.add_argument("--max-body-bytes", type=_positive, default=1024 * 1024,
+    serve.add_argument("--max-body-bytes", type=positive, default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")
     serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
     serve.add_argument("--clock", choices=("real", "frozen"), default=None,
@@ -112,11 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "reproducible with --deterministic")
     serve.add_argument("--allow-webhook-host", dest="webhook_hosts", action="append", default=[], metavar="HOST",
                        help="also deliver webhooks to HOST (repeatable); by default only loopback hosts")
-    serve.add_argument("--webhook-attempts", type=_positive, default=6, help="delivery attempts per event (6)")
-    serve.add_argument("--webhook-backoff-ms", type=_positive, default=1000,
+    serve.add_argument("--webhook-attempts", type=positive, default=6, help="delivery attempts per event (6)")
+    serve.add_argument("--webhook-backoff-ms", type=positive, default=1000,
                        help="wait before the first retry, doubling after each (1000)")
-    serve.add_argument("--webhook-timeout-ms", type=_positive, default=5000, help="per attempt (5000)")
-    serve.add_argument("--journal-size", type=_positive, default=1000,
+    serve.add_argument("--webhook-timeout-ms", type=positive, default=5000, help="per attempt (5000)")
+    serve.add_argument("--journal-size", type=positive, default=1000,
                        help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
                        help="validate every response against the contract (a mismatch answers 500)")
@@ -135,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("password", "a Basic auth password")):
         users = [p.name for p in REGISTRY if credential in p.credentials]
         check.add_argument(f"--{credential.replace('_', '-')}", help=f"{', '.join(users) or 'no provider'}: {what}")
-    check.add_argument("--max-examples", type=_positive, default=20, help="schemathesis examples per operation")
+    check.add_argument("--max-examples", type=positive, default=20, help="schemathesis examples per operation")
     check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
     check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
 

@@ -1,9 +1,9 @@
 """pytest plugin (registered through the pytest11 entry point: installing the package is enough).
 
 Fixtures:
-- `returns_mock`: both providers in-process for one test (`mock_providers()`), for `requests` clients.
-- `returns_mock_server`: a real server on a free loopback port for any other client; `.url`,
-  `.url_35up`, `.url_3plship`.
+- `returns_mock`: every registered provider in-process for one test (`mock_providers()`), for `requests`.
+- `returns_mock_server`: a real server on a free loopback port for any other client; `.url`, `.base_urls`
+  and `.url_<provider>` (e.g. `.url_3plship`).
 Options: `--returns-mock-strict` or ini `returns_mock_strict = true`: a test fails when the code under
 test sent a request that breaks the contract. `@pytest.mark.returns_mock(config=Config(...),
 passthrough=..., clock=...)` configures either fixture for one test.
@@ -25,9 +25,9 @@ FIXTURES = ("returns_mock", "returns_mock_server")
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("returns-mock")
     group.addoption("--returns-mock-strict", action="store_true", default=None,
-                    help="fail a test whose code sent a request that breaks the 35up or 3plship contract")
+                    help="fail a test whose code sent a request that breaks a provider's contract")
     parser.addini("returns_mock_strict", type="bool", default=False,
-                  help="fail a test whose code sent a request that breaks the 35up or 3plship contract")
+                  help="fail a test whose code sent a request that breaks a provider's contract")
 
 
 def pytest_configure(config: pytest.Config) -> None:

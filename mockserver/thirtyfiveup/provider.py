@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import ProviderError
+from ..flags import positive
 from ..http import ProviderApi
 from ..lifecycle import MODES
 from ..provider import Credentials, Provider, Scenario, Services
@@ -21,12 +22,7 @@ MAX_WINDOW_DAYS = 36_500
 
 
 def _window_days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    value = positive(text)
     if value > MAX_WINDOW_DAYS:  # deadlines must stay within what a date can express
         raise argparse.ArgumentTypeError(f"at most {MAX_WINDOW_DAYS:,} days (100 years), got {text!r}")
     return value
