@@ -92,7 +92,8 @@ def test_reason_other_needs_notes_on_every_item(client: FlaskClient) -> None:
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "VALIDATION_ERROR"
-    assert [d["field"] for d in error["details"]] == ["items[0].notes"]
+    assert error["details"]["field"] == "items[0].notes"
+    assert [d["field"] for d in error["details"]["problems"]] == ["items[0].notes"]
     payload["items"] = [{"sku": "P", "quantity": 1, "notes": "Gift duplicate"}]
     assert client.post(f"{PL}/returns", json=payload, headers=bearer()).status_code == 201
 
@@ -114,7 +115,25 @@ def test_invalid_create_is_422_in_the_error_envelope_naming_the_field(client: Fl
     got = response.get_json()
     assert got["success"] is False
     assert set(got["meta"]) == {"timestamp", "requestId", "version"} and got["meta"]["version"] == "v1"
-    assert field in [d.get("field") for d in got["error"]["details"]]
+    assert field in [d.get("field") for d in got["error"]["details"]["problems"]]
+
+
+def test_error_details_is_the_documented_object_with_every_problem_beside_it(client: FlaskClient) -> None:
+    """3plship's errors page: details is an object, e.g. {"field": "order_id", "issue": "Order ID is required"}."""
+    payload = fixture("3plship/create-return.minimal.request.json")
+    del payload["order_id"]
+    payload["reason"] = "broken"
+    details = client.post(f"{PL}/returns", json=payload, headers=bearer()).get_json()["error"]["details"]
+    assert details["field"] == "order_id" and details["issue"] == "order_id is required"
+    assert details["location"] == "body"
+    problems = [(p["field"], p["issue"].split(":")[0]) for p in details["problems"]]
+    assert problems == [("order_id", "order_id is required"), ("reason", "reason")]
+    assert details["problems"][1]["allowed"][0] == "defective"
+    # Without a field to name, the context is still an object with an issue.
+    missing = client.patch(f"{PL}/returns/ret_nope/status", json={"status": "received"}, headers=bearer())
+    assert missing.get_json()["error"]["details"]["field"] == "id"
+    unknown = client.get(f"{PL}/nowhere", headers=bearer()).get_json()["error"]["details"]
+    assert unknown == {"issue": f"No such resource: GET {PL}/nowhere."}
 
 
 @pytest.mark.parametrize("field", ["order_id", "reason", "items", "refund_amount"])
@@ -123,7 +142,7 @@ def test_required_fields(client: FlaskClient, field: str) -> None:
     del payload[field]
     response = client.post(f"{PL}/returns", json=payload, headers=bearer())
     assert response.status_code == 422
-    assert response.get_json()["error"]["details"][0]["field"] == field
+    assert response.get_json()["error"]["details"]["field"] == field
 
 
 @pytest.mark.parametrize("authorization", [
@@ -175,8 +194,7 @@ def test_status_update_with_notes_and_unknown_status(client: FlaskClient) -> Non
     assert ok.status_code == 200
     bad = client.patch(f"{PL}/returns/{rid}/status", json={"status": "approved"}, headers=bearer())
     assert bad.status_code == 422
-    assert bad.get_json()["error"]["details"][0]["allowed"] == ["initiated", "received", "inspected",
-                                                                "completed"]
+    assert bad.get_json()["error"]["details"]["allowed"] == ["initiated", "received", "inspected", "completed"]
 
 
 def test_refund_needs_an_inspected_return(client: FlaskClient) -> None:
@@ -296,7 +314,7 @@ def test_list_filters_by_status_and_order_id(client: FlaskClient) -> None:
 def test_out_of_range_query_parameters_are_422_naming_them(client: FlaskClient, query: str, field: str) -> None:
     response = client.get(f"{PL}/returns?{query}", headers=bearer())
     assert response.status_code == 422
-    detail = response.get_json()["error"]["details"][0]
+    detail = response.get_json()["error"]["details"]
     assert detail["field"] == field and detail["location"] == "query"
 
 

@@ -134,6 +134,12 @@ def seed_bad_query(entries: list[dict[str, Any]]) -> None:
     entries[4]["request"]["url"] = entries[4]["request"]["url"].replace("limit=10", "limit=500")
 
 
+def seed_error_details_as_a_list(entries: list[dict[str, Any]]) -> None:
+    body = body_of(entries[6], "response")  # the refund refused with 409: a 3plship error
+    body["error"]["details"] = [{"field": "status", "message": "not inspected"}]
+    set_body(entries[6], "response", body)
+
+
 @pytest.mark.system
 @pytest.mark.parametrize(("seed", "expected"), [
     (seed_missing_request_field, (3, "POST", "request", "reason", "reason is required")),
@@ -143,6 +149,7 @@ def seed_bad_query(entries: list[dict[str, Any]]) -> None:
     (seed_html_error_page, (4, "GET", "response", "Content-Type", "text/html, not application/json")),
     (seed_unknown_operation, (2, "DELETE", "request", "", "is not an operation of the 35up contract")),
     (seed_bad_query, (4, "GET", "request", "limit", "limit must be at most 100")),
+    (seed_error_details_as_a_list, (6, "POST", "response", "error.details", "must be an object, not an array")),
 ])
 def test_each_kind_of_defect_is_reported_with_entry_side_and_field(
         recorded: list[dict[str, Any]], tmp_path: Path, seed: Any, expected: tuple[Any, ...]) -> None:

@@ -93,8 +93,23 @@ class Api3plship(ProviderApi):
     def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any:
         # requestId (camelCase) on errors against request_id on success: the real API's inconsistency.
         return {"success": False,
-                "error": {"code": error.code, "message": error.message, "details": error.details},
+                "error": {"code": error.code, "message": error.message, "details": details(error)},
                 "meta": {"timestamp": timestamp, "requestId": request_id, "version": "v1"}}
+
+
+def _problem(detail: dict[str, Any]) -> dict[str, Any]:
+    problem = {"field": detail.get("field"), "issue": detail["message"], "location": detail.get("location"),
+               "allowed": detail.get("allowed")}
+    return {key: value for key, value in problem.items() if value is not None}
+
+
+def details(error: ProviderError) -> dict[str, Any]:
+    """The documented object, {field, issue}, for the first problem; location, allowed and every problem
+    (contracts/3plship/error-detail.json) beside those keys."""
+    problems = [_problem(d) for d in error.details if d.get("message")]
+    if not problems:
+        return {"issue": error.message}
+    return {**problems[0], "problems": problems}
 
 
 class _Page:
