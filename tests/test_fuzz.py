@@ -75,10 +75,9 @@ WEBHOOK_URL = re.compile(contract("3plship").schema("webhook-create-request.json
 
 @schema_3plship.hook  # type: ignore[untyped-decorator]
 def map_case(context: Any, case: Case[Any]) -> Case[Any]:
-    """This deployment delivers webhooks to loopback hosts only (a rule of its configuration, not of the
-    contract: the real 3plship takes any URL). Generated URLs that the contract accepts keep their scheme
-    and path but get a loopback host, so positive data stays positive here; negative cases are untouched.
-    Deliveries then go to a closed loopback port: nothing leaves the machine."""
+    """Generated webhook URLs that the contract accepts keep their scheme and path but get a closed loopback
+    port as host: the mock would block other hosts anyway, but a generated localhost URL could reach a real
+    service on this machine. Negative cases are untouched."""
     body = case.body
     url = body.get("url") if isinstance(body, dict) else None
     if case.operation.path == "/webhooks" and isinstance(body, dict) and isinstance(url, str) \

@@ -51,7 +51,7 @@ class Api3plship(ProviderApi):
         return 200, self.core.process_refund(call.account, call.path["id"], call.body.get("amount"))
 
     def create_webhook(self, call: Call) -> tuple[int, Any]:
-        return 201, self.webhooks.subscribe(call.account, call.body)
+        return 201, _Versioned(self.webhooks.subscribe(call.account, call.body))
 
     def settled(self, record: ReturnRecord) -> ReturnRecord:
         return self.core.get_record(record.account, record.id)
@@ -84,6 +84,9 @@ class Api3plship(ProviderApi):
         return kind.upper()
 
     def success_body(self, payload: Any, request_id: str, timestamp: str) -> Any:
+        if isinstance(payload, _Versioned):  # the documented webhook answer: the errors' meta
+            return {"success": True, "data": payload.data,
+                    "meta": {"timestamp": timestamp, "requestId": request_id, "version": "v1"}}
         meta: dict[str, Any] = {"request_id": request_id, "timestamp": timestamp}
         if isinstance(payload, _Page):
             meta["pagination"] = payload.pagination
@@ -116,3 +119,10 @@ class _Page:
     def __init__(self, data: list[dict[str, Any]], pagination: dict[str, Any]) -> None:
         self.data = data
         self.pagination = pagination
+
+
+class _Versioned:
+    """An answer whose meta is {timestamp, requestId, version} (POST /webhooks, as documented)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data

@@ -7,12 +7,10 @@ import hashlib
 import hmac
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from ..clock import Clock, isoformat
-from ..errors import ProviderError
 from ..ids import IdGenerator
 from ..store import Delivery, Store, Transaction
 from ..version import __version__
@@ -40,12 +38,8 @@ class Webhooks:
         self.deliverer = Deliverer(store, policy, headers)
 
     def subscribe(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
-        if not self.policy.allows(body["url"]):
-            host = urlsplit(body["url"]).hostname
-            message = (f"url: the mock delivers webhooks only to loopback hosts and to hosts it was started with "
-                       f"(serve --allow-webhook-host); {host} is neither.")
-            raise ProviderError(422, "VALIDATION_ERROR", message,
-                                [{"field": "url", "location": "body", "message": message}])
+        # A URL the mock may not call is subscribed all the same (a schema-valid request is never refused
+        # for the mock's own safety); its deliveries are recorded as blocked and nothing is sent.
         webhook = {"id": self.ids.new("wh"), "url": body["url"], "events": body["events"],
                    "description": body.get("description"), "secret": self.ids.new("whsec", 32),
                    "active": body.get("active", True), "created_at": isoformat(self.clock.now())}
@@ -60,7 +54,8 @@ class Webhooks:
             if not webhook["active"] or event_type not in webhook["events"]:
                 continue
             event_id, created_at = self.ids.new("evt"), isoformat(self.clock.now())
-            event = {"id": event_id, "type": event_type, "created_at": created_at, "data": resource}
+            event = {"id": event_id, "type": event_type, "created_at": created_at,
+                     "data": {"object": "return", **resource}}
             tx.add_delivery(Delivery(id=self.ids.new("dlv"), webhook_id=webhook["id"], account=account,
                                      event_id=event_id, event_type=event_type, url=webhook["url"],
                                      secret=webhook["secret"], body=orjson.dumps(event),
