@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
     from .contracts import contract, problems
-    from .faults import chaos_profile, unknown_providers
+    from .faults import chaos_profile, rule_problems
 
     rules: list[dict[str, Any]] = []
     if path is not None:
@@ -179,7 +179,7 @@ def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | 
         except ValueError as exc:
             raise UsageError(f"--faults {path}: not JSON: {exc}") from None
         found = problems(contract("admin").validator("faults-request.json"), loaded) or \
-            unknown_providers(loaded, REGISTRY.names())
+            rule_problems(loaded, {p.name: [op.path for op in p.contract.operations] for p in REGISTRY})
         if found:
             raise UsageError(f"--faults {path}: {found[0].message}")
         rules += loaded if isinstance(loaded, list) else [loaded]

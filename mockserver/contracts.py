@@ -113,7 +113,7 @@ class Operation:
         return f"{self.method} {self.path}"
 
     def check_parameters(self, location: str, given: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
-        """Coerce and validate the path or query values of a request; unknown query names are problems."""
+        """Coerce and validate the path or query values of a request (unknown query names: `unknown_query`)."""
         values: dict[str, Any] = {}
         found: list[Problem] = []
         for param in self.parameters:
@@ -137,13 +137,14 @@ class Operation:
                 found.extend(issues)
             else:
                 values[param.name] = value
-        if location == "query":
-            known = [p.name for p in self.parameters if p.location == "query"]
-            for name in given:
-                if name not in known:
-                    hint = f"; known: {', '.join(known)}" if known else ""
-                    found.append(Problem(name, f"{name} is not a known query parameter{hint}", location))
         return values, found
+
+    def unknown_query(self, given: Mapping[str, str]) -> list[Problem]:
+        """Query names the operation does not know: a real API ignores them, the client most likely misspelt one."""
+        known = [p.name for p in self.parameters if p.location == "query"]
+        hint = f"; known: {', '.join(known)}" if known else ""
+        return [Problem(name, f"{name} is not a known query parameter (ignored){hint}", "query")
+                for name in given if name not in known]
 
 
 @dataclass

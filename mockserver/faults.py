@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,18 +36,43 @@ class Outcome:
         return f"{kind} ({', '.join(self.rules)})"
 
 
-def unknown_providers(body: Any, known: Collection[str]) -> list[Problem]:
-    """Rules (one, or a list, as in contracts/admin/faults-request.json) naming a provider not served."""
+def rule_problems(body: Any, paths: Mapping[str, Collection[str]]) -> list[Problem]:
+    """What makes rules (one, or a list, as in contracts/admin/faults-request.json) unable ever to fire:
+    a provider this mock does not serve, or a path that is the start of none of its operations' paths.
+    `paths`: each served provider's operation paths (templates such as /returns/{id}/status)."""
     rules = body if isinstance(body, list) else [body]
     found = []
     for index, rule in enumerate(rules):
+        where = f"[{index}]." if isinstance(body, list) else ""
         name = rule.get("provider")
-        if name is not None and name not in known:
-            where = f"[{index}].provider" if isinstance(body, list) else "provider"
-            allowed = tuple(known)
-            found.append(Problem(where, f"{where}: {name!r} is not one of the valid values: {', '.join(allowed)}",
-                                 "body", allowed))
+        if name is not None and name not in paths:
+            allowed = tuple(paths)
+            found.append(Problem(f"{where}provider", f"{where}provider: {name!r} is not one of the valid values: "
+                                                     f"{', '.join(allowed)}", "body", allowed))
+            continue
+        path = rule.get("path")
+        candidates = sorted({p for n, ps in paths.items() if name in (None, n) for p in ps})
+        if path is not None and not any(_can_start(path, template) for template in candidates):
+            message = (f"{where}path: {path} starts no path of {name or 'any provider'} (paths are relative to the "
+                       f"provider's base URL): {', '.join(candidates)}")
+            found.append(Problem(f"{where}path", message, "body", tuple(candidates)))
     return found
+
+
+def _can_start(prefix: str, template: str) -> bool:
+    """Whether some concrete path of `template` (/returns/{id}/status) starts with `prefix`."""
+    given, parts = prefix.split("/"), template.split("/")
+    if len(given) > len(parts):
+        return False
+    for index, (segment, part) in enumerate(zip(given, parts, strict=False)):
+        variable = part.startswith("{") and part.endswith("}")
+        last = index == len(given) - 1
+        if variable:
+            if not segment and not last:
+                return False
+        elif segment != part and not (last and part.startswith(segment)):
+            return False
+    return True
 
 
 def chaos_profile(name: str) -> list[dict[str, Any]]:

@@ -6,10 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from helpers import PL, bearer, fixture
 
 from mockserver.clock import FrozenClock
+from mockserver.config import Config
+from mockserver.store import MemoryStore
+from mockserver.web import create_app, mock_of
 
 KEY_A = "zl_test_keyA"
 KEY_B = "zl_live_keyB"
@@ -206,6 +210,54 @@ def test_refund_needs_an_inspected_return(client: FlaskClient) -> None:
         set_status(client, rid, "received")
 
 
+def test_unknown_query_parameters_are_ignored_and_recorded_as_violations(app: Flask, client: FlaskClient) -> None:
+    """A real API ignores a query parameter it does not know; the client's typo is still caught."""
+    mine = create(client, order_id="ord_mine")
+    create(client, order_id="ord_other")
+    response = client.get(f"{PL}/returns?orderId=ord_mine&created_after=2026-01-01&limit=1", headers=bearer())
+    assert response.status_code == 200
+    got = response.get_json()
+    assert got["meta"]["pagination"]["total"] == 2 and len(got["data"]) == 1  # filtered by nothing unknown
+    violations = mock_of(app).journal.violations()
+    assert [(v.field, v.location, v.status) for v in violations] == [("orderId", "query", 200),
+                                                                     ("created_after", "query", 200)]
+    assert "not a known query parameter (ignored)" in violations[0].message and "order_id" in violations[0].message
+    assert mine["order_id"] == "ord_mine"
+
+
+def test_list_filters_by_creation_date_range(client: FlaskClient, clock: FrozenClock) -> None:
+    """start_date and end_date: ISO-8601 dates or date-times, inclusive, on created_at (inferred names)."""
+    ids = []
+    for _ in range(3):  # Monday 5, Tuesday 6 and Wednesday 7 January 2026, 10:00 UTC
+        ids.append(create(client)["id"])
+        clock.advance(timedelta(days=1))
+
+    def listed(query: str) -> list[str]:
+        page = client.get(f"{PL}/returns?{query}", headers=bearer()).get_json()
+        assert page["meta"]["pagination"]["total"] == len(page["data"])
+        return [r["id"] for r in reversed(page["data"])]
+
+    assert listed("start_date=2026-01-06") == ids[1:]
+    assert listed("end_date=2026-01-06") == ids[:2]  # a date as the end takes its whole day
+    assert listed("start_date=2026-01-06&end_date=2026-01-06") == [ids[1]]
+    assert listed("start_date=2026-01-06T10:00:00Z&end_date=2026-01-07T09:59:59.999Z") == [ids[1]]
+    assert listed("start_date=2026-01-06T11:00:00%2B01:00") == ids[1:]  # an offset is honoured
+    assert listed("start_date=2026-01-08") == []
+    assert listed("end_date=2026-01-05&status=initiated&limit=1&page=1") == [ids[0]]
+    assert listed("start_date=2026-01-07&end_date=2026-01-05") == []
+
+
+def test_refunds_can_take_up_to_seven_business_days(clock: FrozenClock) -> None:
+    app = create_app(Config(self_check=True, providers={"3plship": {"refund_business_days": 7}}),
+                     store=MemoryStore(), clock=clock)
+    client = app.test_client()
+    rid = inspected(client)
+    data = refund(client, rid).get_json()["data"]  # Monday 2026-01-05
+    assert data["refund"]["expected_at"] == "2026-01-14T10:00:00.000Z"  # + 7 business days
+    with pytest.raises(ValueError, match="5 to 7 business days"):
+        create_app(Config(providers={"3plship": {"refund_business_days": 8}}), store=MemoryStore())
+
+
 def test_refund_completes_after_five_business_days(client: FlaskClient, clock: FrozenClock) -> None:
     rid = inspected(client, refund_amount=49.99, restocking_fee=5)
     clock.advance(timedelta(days=3))  # Thursday 2026-01-08
@@ -308,8 +360,8 @@ def test_list_filters_by_status_and_order_id(client: FlaskClient) -> None:
 @pytest.mark.parametrize(("query", "field"), [
     ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("page=0", "page"),
     ("page=1.5", "page"), ("status=approved", "status"), ("order_id=", "order_id"),
-    ("page=99999999999999999999999", "page"), ("orderId=ord_1", "orderId"),
-    ("created_after=2026-01-01", "created_after"),
+    ("page=99999999999999999999999", "page"), ("start_date=2026-02-30", "start_date"),
+    ("end_date=yesterday", "end_date"), ("start_date=2026-01-05T10:00", "start_date"),
 ])
 def test_out_of_range_query_parameters_are_422_naming_them(client: FlaskClient, query: str, field: str) -> None:
     response = client.get(f"{PL}/returns?{query}", headers=bearer())

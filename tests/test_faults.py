@@ -140,6 +140,20 @@ def test_a_rule_for_a_provider_not_served_is_422_naming_it(client: FlaskClient, 
     assert client.get("/__admin/faults").get_json()["rules"] == []
 
 
+def test_a_rule_whose_path_starts_no_route_is_422_naming_the_paths(client: FlaskClient) -> None:
+    """Paths are relative to the provider's base URL: /api/v1/returns would never fire."""
+    response = client.post("/__admin/faults", json={"provider": "3plship", "path": "/api/v1/returns", "status": 503})
+    assert response.status_code == 422
+    detail = response.get_json()["error"]["details"][0]
+    assert detail["field"] == "path" and "/returns/{id}/refund" in detail["message"]
+    assert "/webhooks" in detail["allowed"] and client.get("/__admin/faults").get_json()["rules"] == []
+    for path in ("/returns", "/returns/ret_1/refund", "/ret", "/webhooks"):
+        add(client, {"provider": "3plship", "path": path, "status": 503})
+    add(client, {"path": "/returns/42", "status": 503})  # 35up's path without a provider: still a route
+    assert client.post("/__admin/faults", json={"provider": "35up", "path": "/webhooks", "status": 503}
+                       ).status_code == 422
+
+
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
     return cli("serve", *args)
 

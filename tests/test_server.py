@@ -110,6 +110,8 @@ def test_version_and_help() -> None:
     (["fly"], "invalid choice"),
     (["serve", "--35up-user", "nocolon"], "expected USER:PASSWORD"),
     (["serve", "--3plship-key", "sk_live_x"], "zl_live_"),
+    (["serve", "--refund-business-days", "8"], "expected 5 to 7 business days"),
+    (["serve", "--refund-business-days", "four"], "--refund-business-days"),
 ])
 def test_bad_flags_and_unusable_stores_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = cli(*args)

@@ -79,6 +79,23 @@ def test_page_is_newest_first_filtered_and_counted(store: Store) -> None:
     assert ids(page) == ["r4", "r2", "r0"]
 
 
+def test_page_filters_on_the_creation_instant_both_ends_inclusive(store: Store) -> None:
+    with store.transaction() as tx:
+        for n in range(5):
+            rec = record(f"r{n}", status="received" if n % 2 else "initiated")
+            rec.resource["created_at"] = f"2026-01-0{n + 1}T10:00:00.000Z"
+            tx.insert(rec)
+
+    def between(low: str | None, high: str | None, status: str | None = None) -> tuple[list[str], int]:
+        page = store.page("3plship", "acct", status=status, order_id=None, offset=0, limit=2, created=(low, high))
+        return ids(page), page.total
+
+    assert between("2026-01-02T10:00:00.000Z", "2026-01-04T10:00:00.000Z") == (["r3", "r2"], 3)
+    assert between("2026-01-02T10:00:00.001Z", None) == (["r4", "r3"], 3)
+    assert between(None, "2026-01-02T09:59:59.999Z") == (["r0"], 1)
+    assert between("2026-01-01T00:00:00.000Z", None, status="received") == (["r3", "r1"], 2)
+
+
 def test_due_finds_only_this_accounts_due_records(store: Store) -> None:
     with store.transaction() as tx:
         tx.insert(record("early", due_at=100))

@@ -130,8 +130,9 @@ class ReturnStore(ABC):
 
     @abstractmethod
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int) -> Page:
-        """Returns of one account, newest first (stable: by insertion order), filtered."""
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+        """Returns of one account, newest first (stable: by insertion order), filtered; `created` bounds the
+        resource's `created_at` (both inclusive, ISO-8601 as the mock writes it: UTC, milliseconds, Z)."""
 
     @abstractmethod
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]: ...

@@ -119,14 +119,17 @@ class MemoryStore(Store):
             return any(at <= now_ms for at in self._due.get((provider, account), {}).values())
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int) -> Page:
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+        low, high = created or (None, None)
         with self._lock:
             records = self._accounts.get((provider, account), {}).values()
-            if status is None and order_id is None:  # the page alone, not a copy of the whole account
+            if status is None and order_id is None and created is None:  # the page alone, not a copy of them all
                 chosen, total = list(islice(reversed(records), offset, offset + limit)), len(records)
             else:
                 matching = [r for r in reversed(records) if (status is None or r.status == status)
-                            and (order_id is None or r.order_id == order_id)]
+                            and (order_id is None or r.order_id == order_id)
+                            and (low is None or r.resource["created_at"] >= low)
+                            and (high is None or r.resource["created_at"] <= high)]
                 chosen, total = matching[offset:offset + limit], len(matching)
             # Serialised here, under the lock: the page is a snapshot, without copying each return's history.
             return Page([orjson.Fragment(orjson.dumps(r.resource)) for r in chosen], total)

@@ -260,7 +260,7 @@ class SqliteStore(Store):
         return row is not None
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int) -> Page:
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
         where = "provider=? AND account=?"
         args: list[Any] = [provider, account]
         if status is not None:
@@ -269,12 +269,18 @@ class SqliteStore(Store):
         if order_id is not None:
             where += " AND order_id=?"
             args.append(order_id)
+        counted = order_id is None and created is None
+        if created is not None:
+            for bound, operator in zip(created, (">=", "<="), strict=True):
+                if bound is not None:
+                    where += f" AND json_extract(resource, '$.created_at') {operator} ?"
+                    args.append(bound)
         conn = self._connection()
         conn.execute("BEGIN")  # one snapshot for the page and its total
         try:
-            if order_id is None:
+            if counted:
                 total = conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM return_counts WHERE {where}", args).fetchone()[0]
-            else:  # one order's returns: a short index range
+            else:  # one order's returns (a short index range), or a date range: counted here
                 total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT resource FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",

@@ -40,7 +40,8 @@ class Api3plship(ProviderApi):
         q = call.query
         data, pagination = self.core.list_returns(call.account, status=q.get("status"),
                                                   order_id=q.get("order_id"), page=q["page"],
-                                                  limit=q["limit"])
+                                                  limit=q["limit"], start_date=q.get("start_date"),
+                                                  end_date=q.get("end_date"))
         return 200, _Page(data, pagination)
 
     def update_status(self, call: Call) -> tuple[int, Any]:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from ..clock import Clock, add_business_days, from_millis, isoformat, to_millis
+from ..clock import Clock, add_business_days, from_millis, isoformat, parse_instant, to_millis
 from ..contracts import contract
 from ..errors import ProviderError
 from ..ids import IdGenerator
 from ..lifecycle import Lifecycle
 from ..store import ReturnRecord, Store, Transaction
 from . import PROVIDER
+
+
+def _bound(value: str | None, *, end: bool) -> str | None:
+    """A date range bound as the instant it stands for, written as created_at is: a date is its first
+    instant (start) or its last millisecond (end, inclusive), in UTC."""
+    if value is None:
+        return None
+    if "T" not in value and "t" not in value:
+        day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return isoformat(day + timedelta(days=1) - timedelta(milliseconds=1) if end else day)
+    return isoformat(parse_instant(value))
 
 
 class EventSink(Protocol):
@@ -24,7 +35,7 @@ class Returns3plship:
     """The 3plship returns of every API key, over a Store and a Clock."""
 
     def __init__(self, store: Store, clock: Clock, ids: IdGenerator | None = None,
-                 events: EventSink | None = None) -> None:
+                 events: EventSink | None = None, refund_business_days: int | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store
         self.clock = clock
@@ -32,6 +43,11 @@ class Returns3plship:
         self.lifecycle = Lifecycle(c.lifecycle, c.enum("status.json"))
         self.shipping_rules: dict[str, Any] = c.lifecycle["shipping_status"]
         self.refund_rules: dict[str, Any] = c.lifecycle["refund"]
+        low, high = self.refund_rules["business_days_documented"]
+        days = refund_business_days if refund_business_days is not None else int(self.refund_rules["business_days"])
+        if not low <= days <= high:
+            raise ValueError(f"refunds take {low} to {high} business days, not {days}")
+        self.refund_business_days = days
         self.tracking_urls: dict[str, str] = c.documents["carriers.json"]["tracking_url"]
         self.event_names: dict[str, Any] = c.lifecycle["events"]
         self.events = events
@@ -87,11 +103,14 @@ class Returns3plship:
         """Complete a processing refund now, as if its business days had passed."""
         self._settle(record, from_millis(record.due_at or 0))
 
-    def list_returns(self, account: str, *, status: str | None, order_id: str | None,
-                     page: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def list_returns(self, account: str, *, status: str | None, order_id: str | None, page: int, limit: int,
+                     start_date: str | None = None, end_date: str | None = None,
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         self._settle_account(account)
+        created = (_bound(start_date, end=False), _bound(end_date, end=True))
         result = self.store.page(PROVIDER, account, status=status, order_id=order_id,
-                                 offset=(page - 1) * limit, limit=limit)
+                                 offset=(page - 1) * limit, limit=limit,
+                                 created=None if created == (None, None) else created)
         total_pages = math.ceil(result.total / limit)
         pagination = {"page": page, "limit": limit, "total": result.total, "total_pages": total_pages,
                       "has_more": page < total_pages}
@@ -211,7 +230,7 @@ class Returns3plship:
         return None
 
     def _start_refund(self, record: ReturnRecord, amount: float | None, now: datetime) -> None:
-        expected = add_business_days(now, int(self.refund_rules["business_days"]))
+        expected = add_business_days(now, self.refund_business_days)
         stamp = isoformat(now)
         record.resource.update(
             refund_status=self.refund_rules["refund_status_while_processing"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,13 +22,23 @@ def _api_key(text: str) -> str:
     return text
 
 
+def _days(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high} business days, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 class Provider3plship(Provider):
     name = PROVIDER
     credentials = ("api_key",)
 
     def build(self, services: Services) -> Api3plship:
         webhooks = Webhooks(services.store, services.clock, services.ids, services.delivery_policy)
-        core = Returns3plship(services.store, services.clock, services.ids, events=webhooks)
+        core = Returns3plship(services.store, services.clock, services.ids, events=webhooks,
+                              refund_business_days=services.options.get("refund_business_days"))
         return Api3plship(core, webhooks, keys=services.options.get("keys"))
 
     def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
@@ -51,8 +62,17 @@ class Provider3plship(Provider):
         serve.add_argument("--3plship-key", dest="keys_3plship", action="append", type=_api_key, metavar="KEY",
                            help="accept only these 3plship API keys (repeatable; default: any zl_live_/zl_test_ key)")
 
+        rules = self.contract.lifecycle["refund"]
+        low, high = rules["business_days_documented"]
+        serve.add_argument("--refund-business-days", type=_days(low, high), metavar="N", default=None,
+                           help=f"3plship: business days a refund takes to complete, {low} to {high} as "
+                                f"documented (default {rules['business_days']})")
+
     def options(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {"keys": list(args.keys_3plship)} if args.keys_3plship else {}
+        options: dict[str, Any] = {"keys": list(args.keys_3plship)} if args.keys_3plship else {}
+        if args.refund_business_days is not None:
+            options["refund_business_days"] = args.refund_business_days
+        return options
 
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
         return {"Authorization": f"Bearer {credentials.api_key}"}

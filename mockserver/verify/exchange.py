@@ -57,6 +57,8 @@ def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[
     findings: list[Finding] = []
     for location, values in (("path", path_values), ("query", exchange.query)):
         findings += [_finding("request", p) for p in op.check_parameters(location, values)[1]]
+        if location == "query":
+            findings += [_finding("request", p) for p in op.unknown_query(values)]
     if op.body_validator is not None:
         body, bad = _json(exchange.request_body, exchange.request_content_type, "request")
         if bad:

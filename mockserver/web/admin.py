@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, render_template, request
 
 from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from ..contracts import Problem, contract, problems
-from ..faults import unknown_providers
+from ..faults import rule_problems
 from ..mock import Mock
 from ..ratelimit import RatePolicy
 from ..seeding import ScenarioError
@@ -211,7 +211,8 @@ def register(app: Flask, state: Mock) -> None:
     @admin.post("/faults")
     def add_faults() -> Response:
         body = _body("faults-request.json")
-        unknown = unknown_providers(body, providers)
+        unknown = rule_problems(body, {name: [op.path for op in api.contract.operations]
+                                       for name, api in state.apis.items()})
         if unknown:
             raise AdminError(422, "validation_error", f"{unknown[0].message}.", [p.as_detail() for p in unknown])
         return _json(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})

@@ -120,6 +120,8 @@ def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
         # The credentials were decoded once already; authenticate again only to say why they are refused.
         account = ctx.caller or api.authenticate(request.headers.get("Authorization"))
         ctx.account = account
+        # Unknown query names are ignored, as a real API ignores them, but recorded against the client.
+        ctx.violations += [ClientViolation(p.field, p.location, p.message) for p in op.unknown_query(request.args)]
         path = _parameters(api, op, "path", path_values)
         query = _parameters(api, op, "query", request.args)
         body = _body(api, op) if op.body_validator is not None else None
@@ -205,7 +207,7 @@ def render_error(mock: Mock, error: ProviderError) -> Response:
     api = provider_for(mock, request.path)
     if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
         schemas = error.schema_locations + [""] * len(error.details)
-        ctx.violations = [ClientViolation(str(d.get("field", "")), str(d.get("location", "")),
+        ctx.violations += [ClientViolation(str(d.get("field", "")), str(d.get("location", "")),
                                           str(d.get("message", error.message)),
                                           schema)
                           for d, schema in zip(error.details, schemas, strict=False)] or [
