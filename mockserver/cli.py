@@ -16,6 +16,7 @@ from .config import ENV_VAR, Config
 from .contracts import contract
 from .errors import StoreError
 from .flags import positive
+from .ratelimit import RatePolicy
 from .registry import REGISTRY
 from .store import open_store
 from .version import __version__
@@ -57,8 +58,6 @@ def _url(text: str) -> str:
 
 
 def _rate(text: str) -> str:
-    from .ratelimit import RatePolicy
-
     try:
         RatePolicy.parse(text)
     except ValueError as exc:
@@ -93,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "the same requests give byte-identical answers")
     serve.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
-    serve.add_argument("--rate-limit", type=_rate, metavar="N/PERIOD",
+    serve.add_argument("--rate-limit", type=_rate, metavar="N/PERIOD", action="append",
                        help="enforce a rate limit per API key on the providers that document one, e.g. 1000/hour; "
-                            "without it requests are counted at 1000/hour but never refused")
+                            "repeat it (or separate with commas) for several windows at once, e.g. 100/minute "
+                            "and 5000/hour; without it requests are counted at 1000/hour but never refused")
     serve.add_argument("--faults", metavar="FILE",
                        help="fault rules to start with (contracts/admin/fault-rule.json; one rule or a list)")
     serve.add_argument("--chaos", choices=("light", "heavy"),
@@ -242,13 +242,19 @@ def serve(args: argparse.Namespace) -> int:
         workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
     workers = workers or os.cpu_count() or 1
     faults = _fault_rules(args.faults, args.chaos)
+    rate_limit = ",".join(args.rate_limit) if args.rate_limit else None
+    if rate_limit is not None:
+        try:
+            RatePolicy.parse(rate_limit)  # each flag was checked alone; together, one limit per period
+        except ValueError as exc:
+            raise UsageError(f"--rate-limit: {exc}") from None
     try:
         store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
         raise UsageError(f"--store {args.store}: {exc}") from None
     config = Config(store=args.store, max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
                     providers={p.name: p.options(args) for p in REGISTRY}, clock=clock, clock_start=clock_start,
-                    admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=args.rate_limit,
+                    admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=rate_limit,
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,

@@ -32,8 +32,8 @@ class Config:
     seed_file: str | None = None
     """A scenario (contracts/admin/scenario.json) each new in-memory store is seeded with."""
     rate_limit: str | None = None
-    """Rate limit enforced at start on the providers that document one, e.g. 1000/hour; None counts at the
-    standard tier without 429s."""
+    """Rate limit enforced at start on the providers that document one, e.g. 1000/hour, or several windows
+    at once: 100/minute,5000/hour; None counts at the standard tier without 429s."""
     faults: list[dict[str, Any]] | None = None
     """Fault rules (contracts/admin/fault-rule.json) a new store starts with: --faults FILE and --chaos."""
     allow_webhook_hosts: tuple[str, ...] = ()

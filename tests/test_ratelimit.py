@@ -85,12 +85,48 @@ def test_a_refused_request_changes_nothing() -> None:
 def test_limits_are_set_at_run_time_through_the_admin_api() -> None:
     clock = FrozenClock(START)
     client = app_with(None, clock).test_client()  # type: ignore[attr-defined]
-    assert client.get("/__admin/rate-limits").get_json() == {"limit": 1000, "period": "hour", "enforce": False}
+    assert client.get("/__admin/rate-limits").get_json() == {"windows": [{"limit": 1000, "period": "hour"}],
+                                                             "enforce": False}
     assert client.put("/__admin/rate-limits", json={"limit": 2, "period": "second"}).status_code == 200
     codes = [client.get(f"{PL}/returns", headers=bearer()).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     assert client.put("/__admin/rate-limits", json={"limit": 0, "period": "hour"}).status_code == 422
     assert client.put("/__admin/rate-limits", json={"limit": 5, "period": "fortnight"}).status_code == 422
+
+
+def test_several_windows_at_once_refuse_when_any_is_full_and_count_in_none() -> None:
+    """3plship tracks per minute, per hour and per day at once. The headers describe the window closest to
+    its limit; a request refused by one window is counted in none (else the hour would fill up early)."""
+    clock = FrozenClock(START)  # on the hour
+    client = app_with("3/minute,5/hour", clock).test_client()  # type: ignore[attr-defined]
+
+    def call() -> tuple[int, str, str, str | None]:
+        answer = client.get(f"{PL}/returns", headers=bearer())
+        return (answer.status_code, answer.headers["X-RateLimit-Limit"], answer.headers["X-RateLimit-Remaining"],
+                answer.headers.get("Retry-After"))
+
+    assert [call() for _ in range(3)] == [(200, "3", "2", None), (200, "3", "1", None), (200, "3", "0", None)]
+    status, limit, remaining, retry = call()
+    assert (status, limit, remaining) == (429, "3", "0") and retry is not None and int(retry) <= 61
+    clock.advance(timedelta(minutes=2))  # the minute window is empty again; the hour holds 3, not 4
+    assert [call() for _ in range(2)] == [(200, "5", "1", None), (200, "5", "0", None)]
+    status, limit, remaining, retry = call()
+    assert (status, limit, remaining) == (429, "5", "0") and retry is not None and int(retry) > 3000
+    clock.advance(timedelta(hours=2))
+    assert call()[0] == 200
+
+
+def test_admin_api_takes_several_windows() -> None:
+    client = app_with(None, FrozenClock(START)).test_client()  # type: ignore[attr-defined]
+    policy = {"windows": [{"limit": 10000, "period": "day"}, {"limit": 2, "period": "second"}], "enforce": True}
+    assert client.put("/__admin/rate-limits", json=policy).status_code == 200
+    assert client.get("/__admin/rate-limits").get_json()["windows"] == [{"limit": 2, "period": "second"},
+                                                                        {"limit": 10000, "period": "day"}]
+    assert [client.get(f"{PL}/returns", headers=bearer()).status_code for _ in range(3)] == [200, 200, 429]
+    twice = {"windows": [{"limit": 1, "period": "hour"}, {"limit": 2, "period": "hour"}]}
+    refused = client.put("/__admin/rate-limits", json=twice)
+    assert refused.status_code == 422 and "one limit per period" in refused.get_json()["error"]["message"]
+    assert client.put("/__admin/rate-limits", json={"windows": []}).status_code == 422
 
 
 @pytest.mark.system
@@ -111,7 +147,10 @@ def test_workers_share_the_counts(tmp_path: Path) -> None:
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("value", ["1000", "1000/fortnight", "0/hour", "many/hour"])
-def test_bad_rate_limit_flag_is_exit_2(value: str) -> None:
-    result = cli("serve", "--rate-limit", value)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "N/PERIOD" in result.stderr
+@pytest.mark.parametrize(("values", "message"), [(["1000"], "N/PERIOD"), (["1000/fortnight"], "N/PERIOD"),
+                                                 (["0/hour"], "N/PERIOD"), (["many/hour"], "N/PERIOD"),
+                                                 (["5/minute", "9/minute"], "one limit per period"),
+                                                 (["5/minute,9/minute"], "one limit per period")])
+def test_bad_rate_limit_flag_is_exit_2(values: list[str], message: str) -> None:
+    result = cli("serve", *[arg for value in values for arg in ("--rate-limit", value)])
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from mockserver.errors import DuplicateReturn, StoreError
-from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, open_store, rate_counters
+from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, Window, open_store, rate_counters
 
 
 def record(id: str, account: str = "acct", status: str = "initiated", order_id: str = "o1",
@@ -223,6 +223,18 @@ for _ in range(int(sys.argv[2])):
 
 
 @pytest.mark.system
+def test_a_request_is_counted_in_every_window_or_in_none(store: Store) -> None:
+    """Several windows (per minute, per hour...): one full window refuses the request, and then the
+    request counts in no window at all."""
+    minute, hour = Window("k|60", 100, 0.0, 2), Window("k|3600", 1, 0.0, 3)
+    assert store.count_requests([minute, hour]) == ([(0, 1), (0, 1)], True)
+    assert store.count_requests([minute, hour]) == ([(0, 2), (0, 2)], True)
+    assert store.count_requests([minute, hour]) == ([(0, 2), (0, 2)], False)  # the minute is full
+    next_minute = Window("k|60", 101, 0.0, 2)
+    assert store.count_requests([next_minute, hour]) == ([(2, 1), (0, 3)], True)
+    assert store.count_requests([next_minute, hour]) == ([(2, 1), (0, 3)], False)  # now the hour is
+
+
 def test_sqlite_rate_counts_are_exact_across_processes_and_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     SqliteStore(path).close()
@@ -257,15 +269,20 @@ def test_rate_counters_give_up_the_stalest_key_when_a_probe_window_is_full(
     monkeypatch.setattr(rate_counters, "PROBES", 4)
     monkeypatch.setattr(rate_counters, "SIZE", rate_counters.HEADER + 4 * rate_counters.SLOT.size)
     counters = rate_counters.SharedRateCounters(tmp_path / "small-rate")
+
+    def count(key: str, bucket: int) -> tuple[int, int, bool]:
+        (counts,), admitted = counters.count([Window(key, bucket, 0.0, None)])
+        return *counts, admitted
+
     try:
         for bucket, key in enumerate("abcd", start=10):
-            assert counters.count(key, bucket, 0.0, None) == (0, 1, True)
-        assert counters.count("a", 14, 0.0, None) == (0, 1, True)  # its own slot, its old counts faded
-        assert counters.count("e", 14, 0.0, None) == (0, 1, True)  # takes the slot of "b", now the stalest
-        assert counters.count("d", 14, 0.0, None) == (1, 1, True)  # 13 is 14's previous bucket: kept
-        assert counters.count("a", 14, 0.0, None) == (0, 2, True)
-        assert counters.count("e", 14, 0.0, None) == (0, 2, True)
-        assert counters.count("b", 12, 0.0, None) == (0, 1, True)  # its count of bucket 11 went with its slot
+            assert count(key, bucket) == (0, 1, True)
+        assert count("a", 14) == (0, 1, True)  # its own slot, its old counts faded
+        assert count("e", 14) == (0, 1, True)  # takes the slot of "b", now the stalest
+        assert count("d", 14) == (1, 1, True)  # 13 is 14's previous bucket: kept
+        assert count("a", 14) == (0, 2, True)
+        assert count("e", 14) == (0, 2, True)
+        assert count("b", 12) == (0, 1, True)  # its count of bucket 11 went with its slot
     finally:
         counters.close()
 

@@ -13,12 +13,14 @@ from .base import (
     Settings,
     Store,
     Transaction,
+    Window,
 )
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
 __all__ = ["Delivery", "DeliveryQueue", "MemoryStore", "Page", "RateCounters", "ReturnRecord", "ReturnStore",
-           "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "open_store", "validate_store_url"]
+           "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "Window", "open_store",
+           "validate_store_url"]
 
 
 def validate_store_url(url: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,12 +161,29 @@ class DeliveryQueue(ABC):
     def has_pending_deliveries(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class Window:
+    """One sliding window to count a request in: its counter key, the fixed bucket the request falls in,
+    how much of the previous bucket still overlaps the window, and the limit (None: count, never refuse)."""
+
+    key: str
+    bucket: int
+    overlap: float
+    limit: int | None
+
+
 class RateCounters(ABC):
     @abstractmethod
+    def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
+        """Rate counting, atomically across workers and across the windows: one more request is counted in
+        every window, or in none if any window's limit is given and `previous * overlap + current < limit`
+        does not hold for it (previous and current: the counts of `bucket - 1` and `bucket`). Answers each
+        window's (previous, current after counting) and whether the request was admitted."""
+
     def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
-        """Rate counting, atomically across workers: count one more request of `key` in `bucket`, unless
-        `limit` is given and `previous * overlap + current < limit` does not hold (previous and current:
-        the counts of `bucket - 1` and `bucket`). Answers (previous, current after counting, admitted)."""
+        """count_requests for one window: (previous, current after counting, admitted)."""
+        (counts,), admitted = self.count_requests([Window(key, bucket, overlap, limit)])
+        return counts[0], counts[1], admitted
 
 
 class Settings(ABC):

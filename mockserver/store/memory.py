@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import DuplicateReturn
 from ..journal import Journal, MemoryJournal
-from .base import Delivery, Page, ReturnRecord, Store, Transaction
+from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 
 Key = tuple[str, str, str]
 
@@ -158,18 +158,20 @@ class MemoryStore(Store):
     def set_setting(self, key: str, value: str) -> None:
         self._settings[key] = value
 
-    def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
+    def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
         with self._lock:
-            previous = self._counters.get((key, bucket - 1), 0)
-            current = self._counters.get((key, bucket), 0)
-            allowed = limit is None or previous * overlap + current < limit
-            if allowed:
-                current += 1
-                if (key, bucket) not in self._counters:  # a new bucket: forget the ones before the previous
-                    for old in [k for k in self._counters if k[0] == key and k[1] < bucket - 1]:
+            counts = [(self._counters.get((w.key, w.bucket - 1), 0), self._counters.get((w.key, w.bucket), 0))
+                      for w in windows]
+            admitted = all(w.limit is None or previous * w.overlap + current < w.limit
+                           for w, (previous, current) in zip(windows, counts, strict=True))
+            if not admitted:
+                return counts, False
+            for w in windows:
+                if (w.key, w.bucket) not in self._counters:  # a new bucket: forget the ones before the previous
+                    for old in [k for k in self._counters if k[0] == w.key and k[1] < w.bucket - 1]:
                         del self._counters[old]
-                self._counters[(key, bucket)] = current
-            return previous, current, allowed
+                self._counters[(w.key, w.bucket)] = self._counters.get((w.key, w.bucket), 0) + 1
+            return [(previous, current + 1) for previous, current in counts], True
 
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
         with self._lock:

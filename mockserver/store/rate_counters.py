@@ -19,7 +19,10 @@ import mmap
 import os
 import struct
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+
+from .base import Window
 
 MAGIC = b"returns-mock rate counters 1\n"
 HEADER = 64
@@ -41,27 +44,32 @@ class SharedRateCounters:
         self._fd = -1
         self._map: mmap.mmap | None = None
 
-    def count(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
-        """See Store.count_request."""
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        home = int.from_bytes(digest[:8], "little") % SLOTS
+    def count(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
+        """See Store.count_requests."""
+        digests = [hashlib.blake2b(w.key.encode(), digest_size=16).digest() for w in windows]
         with self._lock:
             counters = self._open()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                offset = _slot(counters, digest, home)
-                found, last, current, previous = SLOT.unpack_from(counters, offset)
-                if found != digest or not bucket - 1 <= last <= bucket:  # new key, or counted too long ago
-                    previous = current = 0
-                elif last == bucket - 1:
-                    previous, current = current, 0
-                allowed = limit is None or previous * overlap + current < limit
-                if allowed:
-                    current += 1
-                SLOT.pack_into(counters, offset, digest, bucket, current, previous)
+                slots = []
+                for window, digest in zip(windows, digests, strict=True):
+                    offset = _slot(counters, digest, int.from_bytes(digest[:8], "little") % SLOTS)
+                    found, last, current, previous = SLOT.unpack_from(counters, offset)
+                    if found != digest or not window.bucket - 1 <= last <= window.bucket:  # new, or too long ago
+                        previous = current = 0
+                    elif last == window.bucket - 1:
+                        previous, current = current, 0
+                    slots.append((offset, previous, current))
+                admitted = all(w.limit is None or previous * w.overlap + current < w.limit
+                               for w, (_, previous, current) in zip(windows, slots, strict=True))
+                counts = []
+                for window, digest, (offset, previous, current) in zip(windows, digests, slots, strict=True):
+                    current += 1 if admitted else 0
+                    SLOT.pack_into(counters, offset, digest, window.bucket, current, previous)
+                    counts.append((previous, current))
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-        return previous, current, allowed
+        return counts, admitted
 
     def open(self) -> None:
         """Create or check the file now: a store that cannot count fails when it opens, not per request."""

@@ -12,7 +12,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import orjson
 from ..background import Every
 from ..errors import DuplicateReturn, StoreError
 from ..journal import Journal
-from .base import Delivery, Page, ReturnRecord, Store, Transaction
+from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from .rate_counters import SharedRateCounters
 from .sqlite_journal import SqliteJournal
 
@@ -319,8 +319,8 @@ class SqliteStore(Store):
             self._rate.clear()
         return cursor.rowcount
 
-    def count_request(self, key: str, bucket: int, overlap: float, limit: int | None) -> tuple[int, int, bool]:
-        return self._rate.count(key, bucket, overlap, limit)
+    def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
+        return self._rate.count(windows)
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         with self.writing() as conn:

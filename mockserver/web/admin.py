@@ -194,7 +194,10 @@ def register(app: Flask, state: Mock) -> None:
     @admin.route("/rate-limits", methods=["PUT", "POST"])
     def set_rate_limits() -> Response:
         body = _body("rate-limit.json")
-        policy = RatePolicy(body["limit"], body["period"], body.get("enforce", True))
+        try:
+            policy = RatePolicy.from_json(body)
+        except ValueError as exc:
+            raise AdminError(422, "validation_error", f"{exc}.", [{"field": "windows", "message": str(exc)}]) from None
         state.rate_limiter.set_policy(policy)
         return _json(200, policy.as_json())
 

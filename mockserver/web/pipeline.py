@@ -75,7 +75,7 @@ class LimitRate(Step):
         decision = limiter.hit(key)
         ctx.rate_headers = decision.headers()
         if not decision.allowed:
-            message = (f"Rate limit exceeded: {decision.limit} requests per {limiter.policy().period} "
+            message = (f"Rate limit exceeded: {decision.limit} requests per {decision.period} "
                        f"for this API key. Retry after {decision.retry_after} s.")
             raise api.error(429, RATE_LIMIT_EXCEEDED, message, [{"location": "header", "field": "Authorization",
                                                                  "message": message}])
