@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -66,6 +67,50 @@ def test_every_operation_and_response_is_marked_documented_or_inferred(provider:
                 assert "application/json" in c.resolve(response)["content"], (path, method, code)
     for scheme in c.openapi["components"]["securitySchemes"].values():
         assert scheme["x-provenance"]["source"] in PROVENANCE
+
+
+# The provider pages behind the contracts: every `documented` mark names the one it comes from.
+SOURCES = ("https://35up.com/docu-articles/api-integration-retuns", "https://35up.com/docu-articles/return-file",
+           *(f"https://www.3plship.com/developers/docs/{page}" for page in (
+               "api-reference/returns", "authentication", "errors", "rate-limits", "webhooks",
+               "api-reference/webhooks-reference")))
+CONSTRAINTS = {"pattern", "format", "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum",
+               "exclusiveMinimum", "exclusiveMaximum"}
+
+
+def marks(node: Any, where: str, inherited: str | None = None) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    """(where, the provenance it falls under, the node) for every schema node of a contract document."""
+    if isinstance(node, dict):
+        own = node.get("x-provenance")
+        source = own["source"] if isinstance(own, dict) else inherited
+        yield where, source, node
+        for key, value in node.items():
+            yield from marks(value, f"{where}/{key}", source)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from marks(value, f"{where}/{index}", inherited)
+
+
+@pytest.mark.parametrize("folder", ["35up", "3plship", "admin"])
+def test_every_documented_mark_names_its_source_page(folder: str) -> None:
+    for name, doc in contract(folder).documents.items():
+        for where, _, node in marks(doc, f"{folder}/{name}"):
+            mark = node.get("x-provenance")
+            if isinstance(mark, dict):
+                assert "PROVIDERS.md" not in mark.get("note", ""), where  # not in this repository
+                if mark["source"] == "documented":
+                    assert any(page in mark.get("note", "") for page in SOURCES), where
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_constraints_added_inside_documented_schemas_carry_their_own_mark(provider: str) -> None:
+    """A user must tell the provider's rule from ours: a bound or pattern on a field of a documented
+    schema is marked (inferred, or documented with its page) on the field itself."""
+    for name, doc in contract(provider).documents.items():
+        for where, source, node in marks(doc, f"{provider}/{name}"):
+            for field, schema in (node.get("properties") or {}).items():
+                if source == "documented" and isinstance(schema, dict) and CONSTRAINTS & set(schema):
+                    assert isinstance(schema.get("x-provenance"), dict), f"{where}/properties/{field}"
 
 
 def test_security_schemes_are_basic_and_bearer() -> None:

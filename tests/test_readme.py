@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,27 @@ def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert result.returncode == 0, result.stdout
+
+
+def test_the_plain_schemathesis_examples_pass_with_every_check() -> None:
+    """schemathesis run --checks all against the server: 3plship with any zl_test_ key, 35up with the
+    credentials the server was started with (the README's two commands, on a free port, fewer examples)."""
+    section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
+    runs = [ln for ln in section.splitlines() if ln.startswith("schemathesis run ")]
+    (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve")]
+    assert len(runs) == 2
+    server = Server(*shlex.split(serve)[2:-1]).start()
+    try:
+        for line in runs:
+            args = shlex.split(line.replace("http://127.0.0.1:8080", server.url))[2:]
+            result = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run", *args,
+                                     "--max-examples", "5", "--seed", "1", "--no-color"],
+                                    capture_output=True, text=True, timeout=300, cwd=ROOT)
+            assert result.returncode == 0, result.stdout[-3000:]
+            cases = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+            assert cases is not None and cases.group(1) == cases.group(2), result.stdout[-3000:]
+    finally:
+        server.stop()
 
 
 def test_the_control_plane_curl_examples_work(tmp_path: Path) -> None:
