@@ -18,7 +18,7 @@ from .errors import StoreError
 from .flags import positive
 from .ratelimit import RatePolicy
 from .registry import REGISTRY
-from .store import open_store
+from .store import open_store, shown
 from .version import __version__
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
@@ -192,10 +192,20 @@ def _prepare(store: Any, config: Config) -> None:
     """Start the shared store fresh (clock, rate policy, fault rules), and check (and for a shared store,
     apply) the seed file, before any worker starts."""
     from .registry import build_mock
-    from .seeding import ScenarioError
 
     mock = build_mock(dataclasses.replace(config, seed_file=None), store=store)
+    try:
+        _start_fresh(mock, config)
+    finally:
+        mock.close()  # the workers deliver webhooks, not this process
+        store.close()
+
+
+def _start_fresh(mock: Any, config: Config) -> None:
+    from .seeding import ScenarioError
+
     mock.start_fresh()
+    store = mock.store
     if config.seed_file is None:
         return
     try:
@@ -251,7 +261,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
-        raise UsageError(f"--store {args.store}: {exc}") from None
+        raise UsageError(f"--store {shown(args.store)}: {exc}") from None
     config = Config(store=args.store, max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
                     providers={p.name: p.options(args) for p in REGISTRY}, clock=clock, clock_start=clock_start,
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=rate_limit,
@@ -259,7 +269,10 @@ def serve(args: argparse.Namespace) -> int:
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
                     seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
-    _prepare(store, config)
+    try:
+        _prepare(store, config)
+    except StoreError as exc:  # e.g. the database went away between opening and preparing it
+        raise UsageError(f"--store {shown(args.store)}: {exc}") from None
     from .web import validate_contracts
 
     validate_contracts()
@@ -270,7 +283,7 @@ def serve(args: argparse.Namespace) -> int:
 
     where = ", ".join(f"{p.name} at http://{args.host}:{args.port}{p.mock_prefix}" for p in REGISTRY)
     print(f"returns-mock {__version__}: {where} "
-          f"(store {args.store}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
+          f"(store {shown(args.store)}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
     Granian("mockserver.wsgi:app_from_env", factory=True, address=args.host, port=args.port,
             interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
             log_access=False).serve()

@@ -25,5 +25,9 @@ class StoreError(Exception):
     """The store cannot be opened or used (bad path, unreadable file)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's database cannot be reached right now (it is down or restarting): answered with 503."""
+
+
 class DuplicateReturn(Exception):
     """The store already holds a return with this id for this account."""

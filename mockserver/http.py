@@ -33,6 +33,7 @@ PAYLOAD_TOO_LARGE = "payload_too_large"
 VALIDATION_ERROR = "validation_error"
 RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
 INTERNAL_ERROR = "internal_error"
+SERVICE_UNAVAILABLE = "service_unavailable"
 
 
 class ProviderApi(ABC):

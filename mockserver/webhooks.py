@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .clock import isoformat
+from .errors import StoreError
 from .store import Delivery, DeliveryQueue
 
 
@@ -77,7 +78,11 @@ class Deliverer:
     def _run(self) -> None:
         with requests.Session() as session:
             while not self._stop.is_set():
-                delivery = self.store.claim_delivery(int(time.time() * 1000), self.policy.timeout_ms + 10_000)
+                try:
+                    delivery = self.store.claim_delivery(int(time.time() * 1000), self.policy.timeout_ms + 10_000)
+                except StoreError:  # the database is away: try again later, the deliveries wait in it
+                    self._wake.wait(1.0)
+                    continue
                 if delivery is None:
                     self._wake.wait(self.POLL_SECONDS)
                     self._wake.clear()

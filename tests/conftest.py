@@ -8,6 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers import START
+from pg import Cluster
 
 from mockserver.clock import FrozenClock
 from mockserver.config import Config
@@ -15,6 +16,20 @@ from mockserver.store import MemoryStore
 from mockserver.web import create_app, served
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL per test session, started by the first test that needs it."""
+    cluster = Cluster().start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Cluster) -> str:
+    """A fresh database of its own for each test (its URL carries a password)."""
+    return postgres_cluster.new_database()
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_the_plain_schemathesis_examples_pass_with_every_check() -> None:
+def test_the_plain_schemathesis_examples_pass_with_every_check(tmp_path: Path) -> None:
     """schemathesis run --checks all against the server: 3plship with any zl_test_ key, 35up with the
     credentials the server was started with (the README's two commands, on a free port, fewer examples)."""
     section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
@@ -87,7 +87,7 @@ def test_the_plain_schemathesis_examples_pass_with_every_check() -> None:
             args = shlex.split(line.replace("http://127.0.0.1:8080", server.url))[2:]
             result = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run", *args,
                                      "--max-examples", "5", "--seed", "1", "--no-color"],
-                                    capture_output=True, text=True, timeout=300, cwd=ROOT)
+                                    capture_output=True, text=True, timeout=300, cwd=tmp_path)
             assert result.returncode == 0, result.stdout[-3000:]
             cases = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
             assert cases is not None and cases.group(1) == cases.group(2), result.stdout[-3000:]

@@ -105,7 +105,7 @@ def test_version_and_help() -> None:
     (["serve", "--workers", "0"], "--workers"),
     (["serve", "--store", "memory", "--workers", "2"], "--workers 1"),
     (["serve", "--store", "sqlite:/nonexistent/dir/state.db"], "unable to open database file"),
-    (["serve", "--store", "redis://x"], "use 'memory' or 'sqlite:PATH'"),
+    (["serve", "--store", "redis://x"], "use 'memory', 'sqlite:PATH' or 'postgresql://"),
     (["serve", "--lifecycle", "lax"], "invalid choice"),
     (["fly"], "invalid choice"),
     (["serve", "--35up-user", "nocolon"], "expected USER:PASSWORD"),

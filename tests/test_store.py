@@ -22,9 +22,13 @@ def record(id: str, account: str = "acct", status: str = "initiated", order_id: 
                         due_at=due_at)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
+    """Every engine, through one suite: they cannot drift apart."""
+    if request.param == "postgresql":
+        s: Store = open_store(request.getfixturevalue("postgres_url"))
+    else:
+        s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
     yield s
     s.close()
 

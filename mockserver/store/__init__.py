@@ -17,22 +17,40 @@ from .base import (
 )
 from .memory import MemoryStore
 from .sqlite import SqliteStore
+from .urls import POSTGRES, shown
 
 __all__ = ["Delivery", "DeliveryQueue", "MemoryStore", "Page", "RateCounters", "ReturnRecord", "ReturnStore",
-           "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "Window", "open_store",
+           "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "Window", "open_store", "shown",
            "validate_store_url"]
 
 
 def validate_store_url(url: str) -> None:
     if url == "memory":
         return
+    if url.startswith(POSTGRES):
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError as exc:
+            raise StoreError(f"unusable store URL {shown(url)!r}: {exc}") from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise StoreError(f"unusable store URL {shown(url)!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DB")
+        return
     if not url.startswith("sqlite:") or not url[len("sqlite:"):]:
-        raise StoreError(f"unknown store {url!r}: use 'memory' or 'sqlite:PATH'")
+        raise StoreError(f"unknown store {shown(url)!r}: use 'memory', 'sqlite:PATH' or "
+                         "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB'")
 
 
 def open_store(url: str) -> Store:
-    """`memory` or `sqlite:PATH`; raises StoreError with a one-line reason if it cannot be used."""
+    """`memory`, `sqlite:PATH` or `postgresql://...`; raises StoreError with a one-line reason if it cannot
+    be used (the PostgreSQL engine needs the `postgres` extra)."""
     validate_store_url(url)
     if url == "memory":
         return MemoryStore()
+    if url.startswith(POSTGRES):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
     return SqliteStore(url[len("sqlite:"):])

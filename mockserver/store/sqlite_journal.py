@@ -31,12 +31,12 @@ def _bytes_as_base64(value: Any) -> str:
     raise TypeError(f"cannot journal {type(value).__name__}")
 
 
-def _encode(entry: Entry) -> bytes:
+def encode(entry: Entry) -> bytes:
     # orjson writes dataclasses natively; the bodies (bytes) go in as base64, so any body survives.
     return orjson.dumps(entry, default=_bytes_as_base64)
 
 
-def _decode(raw: bytes | str) -> Entry:
+def decode(raw: bytes | str) -> Entry:
     data = orjson.loads(raw)
     for key in ("request_body", "response_body"):
         data[key] = base64.b64decode(data[key]) if data[key] is not None else None
@@ -44,22 +44,21 @@ def _decode(raw: bytes | str) -> Entry:
     return Entry(**data)
 
 
-class SqliteJournal(Journal):
-    """The journal in the SQLite store's file: one journal for every worker process of the server.
+class BatchedJournal(Journal):
+    """A journal in a database that every worker process (or replica) of the server writes to.
 
     Requests do not write it themselves: entries are queued and a writer thread per process stores them
     in batches, one transaction per FLUSH_SECONDS, off the request path. Readers first store their own
-    process's queue; with several worker processes (`shared`) they also wait out five batch periods so
-    that the other workers' queues are in too.
+    process's queue; with several processes (`shared`) they also wait out five batch periods so that
+    the others' queues are in too. Engines say how a batch is stored and how entries are read.
     """
 
     FLUSH_SECONDS = 0.02
     BATCH = 500
     TRIM_EVERY = 100
 
-    def __init__(self, store: Database, size: int = 1000, *, shared: bool = False) -> None:
+    def __init__(self, size: int = 1000, *, shared: bool = False) -> None:
         super().__init__(size)
-        self._store = store
         self._shared = shared
         self._queue: list[Entry] = []
         self._queue_lock = threading.Lock()
@@ -93,7 +92,33 @@ class SqliteJournal(Journal):
                 raise
 
     def _store_batch(self, batch: list[Entry]) -> None:
-        rows = [(e.provider, e.account, e.path, e.status, 1 if e.violations else 0, _encode(e)) for e in batch]
+        raise NotImplementedError
+
+    def _settle(self) -> None:
+        self.flush()
+        if self._shared:
+            time.sleep(5 * self.FLUSH_SECONDS)
+
+    def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
+                status: int | None = None, limit: int | None = None) -> list[Entry]:
+        raise NotImplementedError
+
+    def violations(self) -> list[Violation]:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteJournal(BatchedJournal):
+    """The journal in the SQLite store's file: one journal for every worker process of the server."""
+
+    def __init__(self, store: Database, size: int = 1000, *, shared: bool = False) -> None:
+        super().__init__(size, shared=shared)
+        self._store = store
+
+    def _store_batch(self, batch: list[Entry]) -> None:
+        rows = [(e.provider, e.account, e.path, e.status, 1 if e.violations else 0, encode(e)) for e in batch]
         with self._store.writing() as conn:  # encoded first: requests wait for this lock
             conn.executemany(
                 "INSERT INTO journal (provider, account, path, status, has_violations, entry) "
@@ -101,11 +126,6 @@ class SqliteJournal(Journal):
             last = conn.execute("SELECT MAX(id) FROM journal").fetchone()[0] or 0
             if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
                 conn.execute("DELETE FROM journal WHERE id <= ?", (last - self.size,))
-
-    def _settle(self) -> None:
-        self.flush()
-        if self._shared:
-            time.sleep(5 * self.FLUSH_SECONDS)
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:
@@ -123,14 +143,14 @@ class SqliteJournal(Journal):
             f"SELECT id, entry FROM journal WHERE {' AND '.join(where)} AND id > "
             f"(SELECT COALESCE(MAX(id), 0) FROM journal) - ? ORDER BY id DESC LIMIT ?",
             [*args, self.size, limit or self.size]).fetchall()
-        return [with_id(_decode(r[1]), r[0]) for r in reversed(rows)]
+        return [with_id(decode(r[1]), r[0]) for r in reversed(rows)]
 
     def violations(self) -> list[Violation]:
         self._settle()
         rows = self._store.connection().execute(
             "SELECT id, entry FROM journal WHERE has_violations=1 AND id > (SELECT COALESCE(MAX(id), 0) "
             "FROM journal) - ? ORDER BY id", (self.size,)).fetchall()
-        return [v for r in rows for v in with_id(_decode(r[1]), r[0]).violations]
+        return [v for r in rows for v in with_id(decode(r[1]), r[0]).violations]
 
     def clear(self) -> None:
         self._settle()
@@ -138,6 +158,6 @@ class SqliteJournal(Journal):
             conn.execute("DELETE FROM journal")
 
 
-_WRITER = Every("returns-mock-journal", SqliteJournal.FLUSH_SECONDS, SqliteJournal.flush)
-"""One thread per process stores the queued entries of every SQLite journal, in batches."""
+_WRITER = Every("returns-mock-journal", BatchedJournal.FLUSH_SECONDS, BatchedJournal.flush)
+"""One thread per process stores the queued entries of every batched journal, in batches."""
 atexit.register(_WRITER.run_once)

@@ -21,13 +21,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from ..clock import Clock
 from ..config import Config
 from ..contracts import Operation, Problem, contract, folders, problems
-from ..errors import ProviderError
+from ..errors import ProviderError, StoreUnavailable
 from ..http import (
     BAD_REQUEST,
     INTERNAL_ERROR,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    SERVICE_UNAVAILABLE,
     VALIDATION_ERROR,
     Call,
     Handler,
@@ -74,7 +75,8 @@ class WebMock:
             })
 
         register_admin(app, mock)
-        Pipeline(mock, default_steps(mock.config, self.operations, self.self_check_failures)).init_app(app)
+        steps = default_steps(mock.config, self.operations, self.self_check_failures, shared_store=mock.store.shared)
+        Pipeline(mock, steps).init_app(app)
 
     def _register(self, app: Flask, api: ProviderApi) -> None:
         prefix = api.contract.mock_prefix
@@ -245,6 +247,13 @@ def _register_errors(app: Flask, mock: Mock) -> None:
         else:
             message = error.description or error.name
         return render_error(mock, ProviderError(status, code, message, [], headers))
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(error: StoreUnavailable) -> Response:
+        api = provider_for(mock, request.path)
+        code = api.code(SERVICE_UNAVAILABLE) if api else SERVICE_UNAVAILABLE
+        return render_error(mock, ProviderError(503, code, f"The mock's store is unavailable: {error}. Retry shortly.",
+                                                [], {"Retry-After": "1"}))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

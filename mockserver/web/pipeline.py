@@ -109,7 +109,7 @@ class RecordInJournal(Step):
 
 
 class NameTheWorker(Step):
-    """With several worker processes, say which one answered (X-Returns-Mock-Worker: its pid)."""
+    """With several worker processes or replicas, say which one answered (X-Returns-Mock-Worker: its pid)."""
 
     def __init__(self) -> None:
         self.header = {WORKER_HEADER: str(os.getpid())}
@@ -154,9 +154,9 @@ class SelfCheck(Step):
 
 
 def default_steps(config: Config, operations: Mapping[str, tuple[ProviderApi, Operation]],
-                  self_check_failures: list[str]) -> list[Step]:
+                  self_check_failures: list[str], *, shared_store: bool = False) -> list[Step]:
     steps: list[Step] = [InjectFaults(), LimitRate(), RecordInJournal()]
-    if config.workers > 1:
+    if config.workers > 1 or shared_store:  # several processes may answer: say which one did
         steps.append(NameTheWorker())
     if config.self_check:
         steps.append(SelfCheck(operations, self_check_failures))

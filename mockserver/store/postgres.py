@@ -1,0 +1,407 @@
+"""PostgreSQL store: many `serve` replicas, on one host or many, sharing one database are one mock.
+
+Everything shared lives in the database: returns, settings (clock, fault rules, rate policy), rate
+counts, webhook subscriptions and deliveries, and the journal. Read-modify-write goes through row locks
+(`SELECT ... FOR UPDATE`), so a race on one return across replicas has exactly one winner; deliveries
+are claimed with `FOR UPDATE SKIP LOCKED`, so every replica can run a deliverer and each attempt is made
+once. Connections come from a psycopg pool made per process (the server forks its workers). When the
+database cannot be reached, operations raise StoreUnavailable within the pool's timeout, which the web
+layer answers with 503 in the provider's format; the pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from ..errors import DuplicateReturn, StoreError, StoreUnavailable
+from ..journal import Journal
+from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
+from .postgres_journal import PostgresJournal
+from .urls import shown
+
+try:  # the `postgres` extra
+    import psycopg
+    import psycopg_pool
+except ImportError:  # pragma: no cover - exercised by the missing-extra test in a bare environment
+    psycopg = None  # type: ignore[assignment]
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE returns (
+        seq      BIGSERIAL PRIMARY KEY,
+        provider TEXT NOT NULL,
+        account  TEXT NOT NULL,
+        id       TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        status   TEXT NOT NULL,
+        due_at   BIGINT,
+        version  INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        history  TEXT NOT NULL,
+        UNIQUE (provider, account, id)
+    );
+    CREATE INDEX returns_by_status ON returns (provider, account, status, seq);
+    CREATE INDEX returns_by_order ON returns (provider, account, order_id, seq);
+    CREATE INDEX returns_due ON returns (provider, account, due_at) WHERE due_at IS NOT NULL;
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE rate_counts (key TEXT NOT NULL, bucket BIGINT NOT NULL, n INTEGER NOT NULL,
+                              PRIMARY KEY (key, bucket));
+    CREATE TABLE webhooks (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, account TEXT NOT NULL,
+                           data TEXT NOT NULL);
+    CREATE INDEX webhooks_by_account ON webhooks (account, seq);
+    CREATE TABLE deliveries (
+        seq         BIGSERIAL PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        account     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        next_at     BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL DEFAULT 0,
+        data        TEXT NOT NULL
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_at);
+    CREATE TABLE journal (
+        id             BIGSERIAL PRIMARY KEY,
+        provider       TEXT,
+        account        TEXT,
+        path           TEXT NOT NULL,
+        status         INTEGER NOT NULL,
+        has_violations BOOLEAN NOT NULL,
+        entry          BYTEA NOT NULL
+    );
+    CREATE INDEX journal_violations ON journal (has_violations, id);
+    """,
+]
+"""Each release appends; a database is brought from its version to the last, one step at a time."""
+
+MIGRATION_LOCK = 7262_0001
+"""The advisory lock replicas starting at once take, so that one of them migrates and the others wait."""
+
+COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
+
+
+def _record(row: Sequence[Any]) -> ReturnRecord:
+    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
+    return ReturnRecord(provider=provider, account=account, id=id_, order_id=order_id, status=status,
+                        resource=orjson.loads(resource), history=orjson.loads(history), due_at=due_at,
+                        version=version, seq=seq)
+
+
+class _PostgresTransaction(Transaction):
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        # Locked: a transaction reads a return to change it, and a concurrent one must wait its turn.
+        row = self._conn.execute(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s "
+                                 "FOR UPDATE", (provider, account, id)).fetchone()
+        return _record(row) if row else None
+
+    def insert(self, record: ReturnRecord) -> ReturnRecord:
+        row = self._conn.execute(
+            "INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
+            " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (provider, account, id) DO NOTHING"
+            " RETURNING seq",
+            (record.provider, record.account, record.id, record.order_id, record.status, record.due_at,
+             orjson.dumps(record.resource).decode(), orjson.dumps(record.history).decode())).fetchone()
+        if row is None:
+            raise DuplicateReturn(record.id)
+        return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
+                            record.resource, record.history, record.due_at, 1, int(row[0]))
+
+    def update(self, record: ReturnRecord) -> ReturnRecord:
+        self._conn.execute(
+            "UPDATE returns SET status=%s, order_id=%s, due_at=%s, version=version+1, resource=%s, history=%s"
+            " WHERE provider=%s AND account=%s AND id=%s",
+            (record.status, record.order_id, record.due_at, orjson.dumps(record.resource).decode(),
+             orjson.dumps(record.history).decode(), record.provider, record.account, record.id))
+        stored = record.copy()
+        stored.version += 1
+        return stored
+
+    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
+        rows = self._conn.execute(
+            f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL"
+            " AND due_at <= %s ORDER BY seq FOR UPDATE", (provider, account, now_ms)).fetchall()
+        return [_record(r) for r in rows]
+
+    def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
+        self._conn.execute("INSERT INTO webhooks (id, account, data) VALUES (%s, %s, %s)",
+                           (webhook["id"], account, orjson.dumps(webhook).decode()))
+
+    def webhooks(self, account: str) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT data FROM webhooks WHERE account=%s ORDER BY seq", (account,)).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        self._conn.execute("INSERT INTO deliveries (id, account, status, next_at, data) VALUES (%s, %s, %s, %s, %s)",
+                           (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
+
+
+class PostgresStore(Store):
+    engine = "postgresql"
+    shared = True
+    POOL_TIMEOUT = 3.0
+    """Seconds a request waits for a connection before it is answered 503."""
+    RETRY_AFTER = 1.0
+    """Once the database failed to answer, for this long every operation fails at once, without waiting:
+    a request touches the store several times, and should wait for it once."""
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        if psycopg is None:
+            raise StoreError("the PostgreSQL store needs the postgres extra: pip install 'returns-mock[postgres]'")
+        self.url = url
+        self.shown = shown(url)
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._away_until = 0.0
+        try:
+            with psycopg.connect(self._conninfo(), connect_timeout=5, autocommit=True) as conn:
+                self._migrate(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot use {self.shown}: {_reason(exc)}") from None
+
+    def _conninfo(self) -> str:
+        return self.url.replace("postgres://", "postgresql://", 1) if self.url.startswith("postgres://") else self.url
+
+    @staticmethod
+    def _migrate(conn: Any) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if current > len(MIGRATIONS):
+                raise StoreError(f"the database's schema is version {current}, newer than this release knows "
+                                 f"({len(MIGRATIONS)}): upgrade returns-mock")
+            for step in MIGRATIONS[current:]:
+                conn.execute(step)
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (len(MIGRATIONS),))
+            else:
+                conn.execute("UPDATE schema_version SET version=%s", (len(MIGRATIONS),))
+
+    def schema_version(self) -> int:
+        with self._connection() as conn:
+            return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # --- connections -------------------------------------------------------------------------------
+
+    def _the_pool(self) -> Any:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():  # a forked worker makes its own
+                self._pool = psycopg_pool.ConnectionPool(
+                    self._conninfo(), min_size=1, max_size=self._pool_size, timeout=self.POOL_TIMEOUT,
+                    kwargs={"autocommit": True, "connect_timeout": 3},
+                    check=psycopg_pool.ConnectionPool.check_connection, open=True, name="returns-mock")
+                self._pid = os.getpid()
+            return self._pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection (autocommit; `conn.transaction()` for more than one statement). A database
+        that cannot be reached is StoreUnavailable, within the pool's timeout."""
+        own = getattr(self._local, "conn", None)
+        if own is not None:  # inside this thread's transaction: the same connection
+            yield own
+            return
+        if time.monotonic() < self._away_until:
+            raise StoreUnavailable(f"the database {self.shown} cannot be reached")
+        try:
+            with self._the_pool().connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError) as exc:
+            self._away_until = time.monotonic() + self.RETRY_AFTER
+            raise StoreUnavailable(f"the database {self.shown} cannot be reached: {_reason(exc)}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._connection() as conn:
+            if getattr(self._local, "conn", None) is conn:  # nested: part of the outer transaction
+                yield _PostgresTransaction(conn)
+                return
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    yield _PostgresTransaction(conn)
+            finally:
+                self._local.conn = None
+
+    # --- returns -----------------------------------------------------------------------------------
+
+    def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s",
+                               (provider, account, id)).fetchone()
+        return _record(row) if row else None
+
+    def has_due(self, provider: str, account: str, now_ms: int) -> bool:
+        with self._connection() as conn:
+            return conn.execute("SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL"
+                                " AND due_at <= %s LIMIT 1", (provider, account, now_ms)).fetchone() is not None
+
+    def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+        where, args = "provider=%s AND account=%s", [provider, account]
+        for column, value in (("status", status), ("order_id", order_id)):
+            if value is not None:
+                where += f" AND {column}=%s"
+                args.append(value)
+        for bound, operator in zip(created or (None, None), (">=", "<="), strict=True):
+            if bound is not None:
+                where += f" AND (resource::jsonb->>'created_at') {operator} %s"
+                args.append(bound)
+        with self._connection() as conn, conn.transaction():  # one snapshot for the page and its total
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
+            rows = conn.execute(f"SELECT resource FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
+                                [*args, limit, offset]).fetchall()
+        return Page([orjson.Fragment(r[0]) for r in rows], int(total))
+
+    def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
+        where, args = self._narrowed(provider, account)
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
+        return iter([_record(r) for r in rows])
+
+    def reset(self, provider: str | None = None, account: str | None = None) -> int:
+        where, args = self._narrowed(provider, account)
+        with self._connection() as conn, conn.transaction():
+            removed = conn.execute(f"DELETE FROM returns WHERE {where}", args).rowcount
+            if provider is None and account is None:
+                conn.execute("TRUNCATE webhooks, deliveries, rate_counts")
+        return int(removed)
+
+    @staticmethod
+    def _narrowed(provider: str | None, account: str | None) -> tuple[str, list[Any]]:
+        where, args = "TRUE", []
+        for column, value in (("provider", provider), ("account", account)):
+            if value is not None:
+                where += f" AND {column}=%s"
+                args.append(value)
+        return where, args
+
+    # --- rate counters -----------------------------------------------------------------------------
+
+    def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
+        with self._connection() as conn, conn.transaction():
+            counts = []
+            for w in sorted(windows, key=lambda w: w.key):  # one lock order: no deadlock between requests
+                conn.execute("INSERT INTO rate_counts (key, bucket, n) VALUES (%s, %s, 0) "
+                             "ON CONFLICT (key, bucket) DO NOTHING", (w.key, w.bucket))
+                rows = dict(conn.execute("SELECT bucket, n FROM rate_counts WHERE key=%s AND bucket IN (%s, %s) "
+                                         "FOR UPDATE", (w.key, w.bucket - 1, w.bucket)).fetchall())
+                counts.append((w, rows.get(w.bucket - 1, 0), rows.get(w.bucket, 0)))
+            admitted = all(w.limit is None or previous * w.overlap + current < w.limit
+                           for w, previous, current in counts)
+            if admitted:
+                for w, _, _ in counts:
+                    conn.execute("UPDATE rate_counts SET n=n+1 WHERE key=%s AND bucket=%s", (w.key, w.bucket))
+                    conn.execute("DELETE FROM rate_counts WHERE key=%s AND bucket < %s", (w.key, w.bucket - 1))
+        by_key = {w.key: (previous, current + (1 if admitted else 0)) for w, previous, current in counts}
+        return [by_key[w.key] for w in windows], admitted
+
+    # --- webhook deliveries ------------------------------------------------------------------------
+
+    def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "UPDATE deliveries SET lease_until=%s WHERE seq = (SELECT seq FROM deliveries WHERE status='pending'"
+                " AND next_at <= %s AND lease_until < %s ORDER BY next_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING data", (now_ms + lease_ms, now_ms, now_ms)).fetchone()
+        return Delivery.decode(row[0]) if row is not None else None
+
+    def save_delivery(self, delivery: Delivery) -> None:
+        with self._connection() as conn:
+            conn.execute("UPDATE deliveries SET status=%s, next_at=%s, lease_until=0, data=%s WHERE id=%s",
+                         (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
+
+    def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
+        where, args = "TRUE", []
+        for column, value in (("account", account), ("status", status)):
+            if value is not None:
+                where += f" AND {column}=%s"
+                args.append(value)
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT data FROM deliveries WHERE {where} ORDER BY seq", args).fetchall()
+        return [Delivery.decode(r[0]) for r in rows]
+
+    def has_pending_deliveries(self) -> bool:
+        with self._connection() as conn:
+            return conn.execute("SELECT 1 FROM deliveries WHERE status='pending' LIMIT 1").fetchone() is not None
+
+    # --- settings ----------------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
+        if pinned is not None:
+            return pinned.get(key)
+        with self._connection() as conn:
+            row = conn.execute("SELECT value FROM settings WHERE key=%s", (key,)).fetchone()
+        return row[0] if row else None
+
+    def pin_settings(self, pinned: bool) -> None:
+        # One query per request for every setting it reads (clock, faults, rate policy), not one per read.
+        if pinned:
+            with self._connection() as conn:
+                self._local.pinned = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+        else:
+            self._local.pinned = None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._connection() as conn:
+            conn.execute("INSERT INTO settings (key, value) VALUES (%s, %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
+        self._remember(key, value)
+
+    def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("INSERT INTO settings (key, value) VALUES (%s, '') ON CONFLICT (key) DO NOTHING", (key,))
+            current = conn.execute("SELECT value FROM settings WHERE key=%s FOR UPDATE", (key,)).fetchone()[0]
+            value = change(current or None)
+            conn.execute("UPDATE settings SET value=%s WHERE key=%s", (value, key))
+        self._remember(key, value)
+        return value
+
+    def _remember(self, key: str, value: str) -> None:
+        pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
+        if pinned is not None:  # this request's own writes stay visible to it
+            pinned[key] = value
+
+    # --- journal -----------------------------------------------------------------------------------
+
+    def journal(self, size: int, *, workers: int = 1) -> Journal:
+        return PostgresJournal(self, size)
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        """A connection inside a transaction (for the journal's batches)."""
+        with self._connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        with self._connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool, self._pid = None, 0
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver error, which names the problem (refused login, unknown host, ...)."""
+    text = str(exc).strip().splitlines()
+    return text[0].strip() if text else type(exc).__name__

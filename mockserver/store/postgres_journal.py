@@ -1,0 +1,62 @@
+"""The journal in the PostgreSQL database: `/__admin/journal` on any replica lists what every replica
+served. Entries are queued and stored in batches off the request path (BatchedJournal)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from ..journal import Entry, Violation, with_id
+from .sqlite_journal import BatchedJournal, decode, encode
+
+
+class Database(Protocol):
+    def reading(self) -> AbstractContextManager[Any]: ...
+
+    def writing(self) -> AbstractContextManager[Any]: ...
+
+
+class PostgresJournal(BatchedJournal):
+    def __init__(self, store: Database, size: int = 1000) -> None:
+        super().__init__(size, shared=True)  # other replicas write to it too, whatever this one's workers
+        self._store = store
+
+    def _store_batch(self, batch: list[Entry]) -> None:
+        rows = [(e.provider, e.account, e.path, e.status, bool(e.violations), encode(e)) for e in batch]
+        with self._store.writing() as conn:
+            with conn.cursor() as cursor:
+                cursor.executemany("INSERT INTO journal (provider, account, path, status, has_violations, entry) "
+                                   "VALUES (%s, %s, %s, %s, %s, %s)", rows)
+            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+            if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
+                conn.execute("DELETE FROM journal WHERE id <= %s", (last - self.size,))
+
+    def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
+                status: int | None = None, limit: int | None = None) -> list[Entry]:
+        where, args = ["TRUE"], []
+        for column, value in (("provider", provider), ("account", account), ("status", status)):
+            if value is not None:
+                where.append(f"{column}=%s")
+                args.append(value)
+        if path is not None:
+            where.append("left(path, %s)=%s")
+            args += [len(path), path]
+        self._settle()
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                f"SELECT id, entry FROM journal WHERE {' AND '.join(where)} AND id > "
+                f"(SELECT COALESCE(MAX(id), 0) FROM journal) - %s ORDER BY id DESC LIMIT %s",
+                [*args, self.size, limit or self.size]).fetchall()
+        return [with_id(decode(bytes(r[1])), r[0]) for r in reversed(rows)]
+
+    def violations(self) -> list[Violation]:
+        self._settle()
+        with self._store.reading() as conn:
+            rows = conn.execute("SELECT id, entry FROM journal WHERE has_violations AND id > "
+                                "(SELECT COALESCE(MAX(id), 0) FROM journal) - %s ORDER BY id", (self.size,)).fetchall()
+        return [v for r in rows for v in with_id(decode(bytes(r[1])), r[0]).violations]
+
+    def clear(self) -> None:
+        self._settle()
+        with self._store.writing() as conn:
+            conn.execute("DELETE FROM journal")

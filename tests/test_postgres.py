@@ -1,0 +1,199 @@
+"""PostgreSQL: replicas of `returns-mock serve` sharing one database behave as one mock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from helpers import PL, UP35, WORKER, Server, basic, bearer, cli, fixture
+from pg import PASSWORD, Cluster
+
+from mockserver.config import Config
+from mockserver.store import open_store
+from mockserver.web import create_app, mock_of
+
+pytestmark = pytest.mark.system
+
+CREATE = fixture("3plship/create-return.minimal.request.json")
+
+
+def replicas(url: str, *args: str, count: int = 2) -> list[Server]:
+    """`count` replicas on one database, each one worker (so that each answer names its replica)."""
+    return [Server("--store", url, "--workers", "1", *args).start() for _ in range(count)]
+
+
+def stop(servers: list[Server]) -> list[str]:
+    outputs = []
+    for server in servers:
+        proc = server.proc
+        server.stop()
+        outputs.append(proc.stdout.read().decode() if proc is not None and proc.stdout else "")
+    return outputs
+
+
+def test_two_replicas_are_one_mock(postgres_url: str) -> None:
+    one, two = servers = replicas(postgres_url, "--clock", "frozen")
+    try:
+        created = requests.post(one.url + PL + "/returns", json=CREATE, headers=bearer(), timeout=10)
+        rid = created.json()["data"]["id"]
+        assert requests.patch(f"{two.url}{PL}/returns/{rid}/status", json={"status": "received"},
+                              headers=bearer(), timeout=10).status_code == 200
+        listed = requests.get(one.url + PL + "/returns", headers=bearer(), timeout=10).json()
+        assert [(r["id"], r["status"]) for r in listed["data"]] == [(rid, "received")]
+        assert created.headers[WORKER] != requests.get(two.url + PL + "/returns", headers=bearer(),
+                                                       timeout=10).headers[WORKER]
+        # The clock, moved on one replica, is the other's at once.
+        requests.post(two.url + "/__admin/clock", json={"set": "2027-03-01T12:00:00Z"}, timeout=10)
+        assert requests.get(one.url + "/__admin/clock", timeout=10).json()["now"] == "2027-03-01T12:00:00.000Z"
+        # The journal lists what both served; a reset on one resets both.
+        paths = [(e["method"], e["status"]) for e in requests.get(two.url + "/__admin/journal", timeout=10).json()[
+            "entries"]]
+        assert sorted(paths) == [("GET", 200), ("GET", 200), ("PATCH", 200), ("POST", 201)]  # batches interleave
+        assert requests.post(one.url + "/__admin/reset", timeout=10).json()["removed"] == 1
+        assert requests.get(two.url + PL + "/returns", headers=bearer(), timeout=10).json()["data"] == []
+    finally:
+        stop(servers)
+
+
+def test_a_race_across_replicas_has_exactly_one_winner(postgres_url: str) -> None:
+    servers = replicas(postgres_url)
+    try:
+        created = requests.post(servers[0].url + UP35 + "/returns", json=fixture("35up/create-return.request.json"),
+                                headers=basic(), timeout=10)
+        order = created.json()["orderId"]
+
+        def move(n: int) -> int:
+            url = servers[n % 2].url
+            return requests.patch(f"{url}{UP35}/returns/{order}", json={"status": "awaiting_return"},
+                                  headers=basic(), timeout=30).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            codes = list(pool.map(move, range(64)))
+        assert sorted(codes) == [200] + [409] * 63
+    finally:
+        stop(servers)
+
+
+def test_the_rate_limit_counts_across_replicas(postgres_url: str) -> None:
+    servers = replicas(postgres_url, "--rate-limit", "10/minute", "--clock", "frozen")
+    try:
+        codes = [requests.get(servers[n % 2].url + PL + "/returns", headers=bearer(), timeout=10).status_code
+                 for n in range(14)]
+        assert codes == [200] * 10 + [429] * 4
+    finally:
+        stop(servers)
+
+
+def test_each_webhook_event_is_delivered_once_though_every_replica_delivers(postgres_url: str) -> None:
+    from test_webhooks import Receiver
+
+    servers = replicas(postgres_url)
+    try:
+        with Receiver() as receiver:
+            requests.post(servers[0].url + PL + "/webhooks", json={"url": receiver.url, "events": ["return.created"]},
+                          headers=bearer(), timeout=10)
+            for n in range(6):
+                requests.post(servers[n % 2].url + PL + "/returns", json=CREATE, headers=bearer(), timeout=10)
+            received = receiver.wait_for(6)
+            time.sleep(1.0)  # any duplicate would arrive by now
+            events = [json.loads(r["body"])["id"] for r in receiver.received]
+            assert len(received) == 6 and len(set(events)) == 6 == len(events)
+        deliveries = requests.get(servers[1].url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+        assert [len(d["attempts"]) for d in deliveries] == [1] * 6
+    finally:
+        stop(servers)
+
+
+def test_the_database_going_away_is_a_prompt_503_and_the_replica_recovers(postgres_cluster: Cluster) -> None:
+    url = postgres_cluster.new_database()
+    (server,) = replicas(url, count=1)
+    try:
+        rid = requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer(), timeout=10).json()[
+            "data"]["id"]
+        postgres_cluster.stop()
+        try:
+            started = time.monotonic()
+            down = requests.get(server.url + PL + "/returns", headers=bearer(), timeout=30)
+            assert time.monotonic() - started < 15
+            assert down.status_code == 503 and down.json()["success"] is False
+            assert down.json()["error"]["code"] == "SERVICE_UNAVAILABLE" and PASSWORD not in down.text
+            admin = requests.get(server.url + "/__admin/returns", timeout=30)
+            assert admin.status_code == 503 and admin.json()["error"]["code"] == "service_unavailable"
+        finally:
+            postgres_cluster.start()
+        deadline = time.monotonic() + 30
+        while True:
+            again = requests.get(server.url + PL + "/returns", headers=bearer(), timeout=30)
+            if again.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert again.status_code == 200 and [r["id"] for r in again.json()["data"]] == [rid]  # nothing lost
+    finally:
+        (output,) = stop([server])
+    assert "Traceback" not in output and PASSWORD not in output
+
+
+def test_the_password_never_shows(postgres_url: str) -> None:
+    (server,) = servers = replicas(postgres_url, count=1)
+    try:
+        pages = [requests.get(server.url + path, timeout=10).text
+                 for path in ("/", "/__admin/health", "/__admin/", "/__admin/journal")]
+        assert all(PASSWORD not in page for page in pages)
+    finally:
+        (output,) = stop(servers)
+    assert PASSWORD not in output and postgres_url.replace(f":{PASSWORD}", "") in output
+
+
+def test_bad_store_urls_are_one_line_and_exit_2(postgres_cluster: Cluster) -> None:
+    wrong = postgres_cluster.url("postgres", password="wrong-password")
+    for url, message in ((wrong, "password authentication failed"),
+                         ("postgresql://mock@127.0.0.1:1/x", "Connection refused"),
+                         ("postgresql://mock@127.0.0.1:port/x", "unusable store URL")):
+        result = cli("serve", "--store", url)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr and "wrong-password" not in result.stderr
+
+
+def test_without_the_postgres_extra_the_message_says_how_to_install_it(postgres_url: str) -> None:
+    code = ("import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
+            "from mockserver.cli import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "serve", "--store", postgres_url], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "pip install 'returns-mock[postgres]'" in result.stderr
+
+
+def test_a_newer_database_schema_is_refused_and_starting_replicas_do_not_race(postgres_url: str) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:  # four replicas creating the schema at once
+        stores = list(pool.map(lambda _: open_store(postgres_url), range(4)))
+    assert {s.schema_version() for s in stores} == {1}  # type: ignore[attr-defined]
+    for s in stores:
+        s.close()
+    subprocess.run([sys.executable, "-c", "import psycopg, sys; c = psycopg.connect(sys.argv[1], autocommit=True);"
+                    "c.execute('UPDATE schema_version SET version=99')", postgres_url], check=True, timeout=60)
+    result = cli("serve", "--store", postgres_url)
+    assert result.returncode == 2 and "newer than this release knows" in result.stderr
+
+
+def test_the_app_in_process_on_postgres(postgres_url: str) -> None:
+    """The same app over the PostgreSQL engine, with the response self-check on."""
+    app = create_app(Config(self_check=True), store=open_store(postgres_url))
+    app.testing = True
+    client = app.test_client()
+    created = client.post(PL + "/returns", json=CREATE, headers=bearer())
+    rid = created.get_json()["data"]["id"]
+    for status in ("received", "inspected"):
+        assert client.patch(f"{PL}/returns/{rid}/status", json={"status": status}, headers=bearer()).status_code == 200
+    assert client.post(f"{PL}/returns/{rid}/refund", headers=bearer()).status_code == 200
+    assert client.post(f"{PL}/returns/{rid}/refund", headers=bearer()).status_code == 409
+    assert client.get(f"{PL}/returns?start_date=2000-01-01&status=inspected", headers=bearer()).get_json()[
+        "meta"]["pagination"]["total"] == 1
+    mock = mock_of(app)
+    assert [e.status for e in mock.journal.entries()] == [201, 200, 200, 200, 409, 200]
+    mock.close()
+    mock.store.close()
