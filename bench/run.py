@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,9 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_mock(port: int, db: Path) -> subprocess.Popen[bytes]:
+def start_mock(port: int, store: str, *args: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "mockserver.cli", "serve", "--port", str(port),
-                             "--store", f"sqlite:{db}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--store", store, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_up(f"http://127.0.0.1:{port}/", proc)
     return proc
 
@@ -136,10 +137,11 @@ def seed_all(url: str, per_thread: int, list_sizes: dict[str, int]) -> None:
                for t in range(2) for n in range(1, per_thread + 1)])
 
 
-def wrk(url: str, script: str, duration: int, connections: int) -> dict[str, float]:
+def wrk(url: str, script: str, duration: int, connections: int, threads: int = 2) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", fh.name, url],
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", fh.name,
+                          url],
                          capture_output=True, text=True, timeout=duration + 60).stdout
     os.unlink(fh.name)
 
@@ -155,6 +157,43 @@ def wrk(url: str, script: str, duration: int, connections: int) -> dict[str, flo
     total = re.search(r"(\d+) requests in", out)
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50_ms": ms("50"), "p99_ms": ms("99"),
             "requests": int(total.group(1)) if total else 0, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def postgres_rows(duration: int, connections: int) -> dict[str, dict[str, float]]:
+    """3plship creates on the PostgreSQL store: one replica (a worker per CPU), then two replicas (a worker
+    each) on one database, each driven by its own wrk at once. A throwaway cluster, as the tests start."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pg import Cluster
+
+    script = LUA["3plship create"].format(key=KEY)
+    cluster = Cluster().start()
+    rows: dict[str, dict[str, float]] = {}
+    try:
+        url = cluster.new_database()
+        port = free_port()
+        one = start_mock(port, url)
+        try:
+            rows["postgres: one replica"] = wrk(f"http://127.0.0.1:{port}{PATHS['3plship create']}", script, duration,
+                                                connections)
+        finally:
+            stop(one)
+        ports = [free_port(), free_port()]
+        pair = [start_mock(p, url, "--workers", "1") for p in ports]
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                both = list(pool.map(lambda p: wrk(f"http://127.0.0.1:{p}{PATHS['3plship create']}", script,
+                                                   duration, connections // 2, threads=1), ports))
+        finally:
+            for proc in pair:
+                stop(proc)
+        rows["postgres: two replicas"] = {"rps": sum(r["rps"] for r in both),
+                                          "p50_ms": max(r["p50_ms"] for r in both),
+                                          "p99_ms": max(r["p99_ms"] for r in both),
+                                          "requests": sum(r["requests"] for r in both),
+                                          "non_2xx": sum(r["non_2xx"] for r in both)}
+    finally:
+        cluster.destroy()
+    return rows
 
 
 def in_process(count: int) -> dict[str, dict[str, float]]:
@@ -200,7 +239,7 @@ def main() -> int:
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         mock_port, floor_port = free_port(), free_port()
-        mock = start_mock(mock_port, Path(tmp) / "bench.db")
+        mock = start_mock(mock_port, f"sqlite:{Path(tmp) / 'bench.db'}")
         floor = start_floor(floor_port, workers)
         try:
             mock_url, floor_url = f"http://127.0.0.1:{mock_port}", f"http://127.0.0.1:{floor_port}"
@@ -223,6 +262,10 @@ def main() -> int:
         finally:
             stop(mock)
             stop(floor)
+    create_floor = rows["3plship create"]["floor_rps"]
+    for name, row in postgres_rows(args.duration, args.connections).items():
+        rows[name] = {**row, "floor_rps": create_floor, "floor_p99_ms": rows["3plship create"]["floor_p99_ms"],
+                      "ratio": row["rps"] / create_floor if create_floor else 0.0}
     inproc = in_process(3000)
 
     print(f"\n{'operation':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'floor req/s':>13}{'ratio':>8}{'non-2xx':>9}")

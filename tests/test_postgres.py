@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -197,3 +198,45 @@ def test_the_app_in_process_on_postgres(postgres_url: str) -> None:
     assert [e.status for e in mock.journal.entries()] == [201, 200, 200, 200, 409, 200]
     mock.close()
     mock.store.close()
+
+
+def test_kill_9_of_a_replica_under_creates_loses_no_acknowledged_create(postgres_url: str) -> None:
+    from test_reliability import _kill_tree
+
+    victim, survivor = servers = replicas(postgres_url)
+    answered: list[str] = []
+    halt = threading.Event()
+
+    def writer(n: int) -> None:
+        with requests.Session() as s:
+            for i in range(5000):
+                if halt.is_set():
+                    return
+                order = f"k{n}x{i}"
+                try:
+                    r = s.post(victim.url + UP35 + "/returns", headers=basic("crash"), timeout=5,
+                               json={**fixture("35up/create-return.request.json"), "orderId": order})
+                except requests.RequestException:
+                    return
+                if r.status_code == 201:
+                    answered.append(order)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(answered) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim.proc is not None
+        _kill_tree(victim.proc.pid)
+        halt.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(answered) >= 200
+        stored = {r["id"] for r in requests.get(survivor.url + "/__admin/returns?provider=35up&account=crash",
+                                                 timeout=30).json()["returns"]}
+        assert set(answered) <= stored
+    finally:
+        halt.set()
+        stop(servers)
