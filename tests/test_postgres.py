@@ -242,3 +242,12 @@ def test_kill_9_of_a_replica_under_creates_loses_no_acknowledged_create(postgres
         halt.set()
         stop(servers)
 
+
+
+def test_the_password_may_come_from_pgpassword(postgres_url: str) -> None:
+    server = Server("--store", postgres_url.replace(f":{PASSWORD}@", "@"), "--workers", "1",
+                    env={"PGPASSWORD": PASSWORD}).start()
+    try:
+        assert requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer(), timeout=10).status_code == 201
+    finally:
+        server.stop()
