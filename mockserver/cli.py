@@ -140,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     har.add_argument("file", help="a .har file exported by a browser, mitmproxy, Charles, Postman, schemathesis...")
     har.add_argument("--format", choices=("text", "json"), default="text")
 
+    proxy = commands.add_parser(
+        "proxy", help="a validating proxy in front of the real providers, with recording",
+        description="Serve each provider under the mock's paths and forward every request to its upstream "
+                    "unchanged, checking the request (the client) and the response (the provider) against the "
+                    "contracts: /__admin/violations lists both. Give at least one upstream.")
+    for provider in REGISTRY:
+        example = provider.real_base_url or "https://..."
+        proxy.add_argument(f"--{provider.name}-upstream", dest=f"upstream_{provider.name}", type=_url, metavar="URL",
+                           help=f"{provider.name}'s base URL to forward to, e.g. {example}")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    proxy.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    proxy.add_argument("--record", metavar="FILE", help="write every exchange to FILE as HAR 1.2, credentials redacted")
+    proxy.add_argument("--upstream-timeout-ms", type=positive, default=5000,
+                       help="answer 504 when the upstream takes longer (default 5000)")
+    proxy.add_argument("--strict", action="store_true",
+                       help="refuse a request that breaks the contract with the provider's 422 (not forwarded)")
+    proxy.add_argument("--admin-token", metavar="TOKEN",
+                       help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+    proxy.add_argument("--journal-size", type=positive, default=1000, help="exchanges kept in the journal")
+
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
     show.add_argument("provider", choices=names)
     return parser
@@ -155,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             return verify(args)
         if args.command == "validate-har":
             return validate_har(args)
+        if args.command == "proxy":
+            return run_proxy(args)
         if args.command == "openapi":
             sys.stdout.write(orjson.dumps(contract(args.provider).bundled_openapi(),
                                           option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -287,6 +309,37 @@ def serve(args: argparse.Namespace) -> int:
     Granian("mockserver.wsgi:app_from_env", factory=True, address=args.host, port=args.port,
             interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
             log_access=False).serve()
+    return 0
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    from .proxy import ENV_VAR as PROXY_ENV
+    from .proxy import ProxyConfig
+
+    upstreams = {p.name: getattr(args, f"upstream_{p.name}") for p in REGISTRY
+                 if getattr(args, f"upstream_{p.name}") is not None}
+    if not upstreams:
+        raise UsageError("give at least one upstream: " + ", ".join(f"--{p.name}-upstream URL" for p in REGISTRY))
+    if not _is_loopback(args.host) and not args.admin_token:
+        raise UsageError(f"refusing to bind {args.host} without --admin-token: the journal holds live traffic")
+    record = None
+    if args.record is not None:
+        path = Path(args.record).resolve()
+        if not path.parent.is_dir():
+            raise UsageError(f"--record {args.record}: folder {path.parent} does not exist")
+        record = str(path)
+    config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms, strict=args.strict,
+                         record=record, admin_token=args.admin_token, journal_size=args.journal_size)
+    os.environ[PROXY_ENV] = config.to_env()
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    where = ", ".join(f"{name} at http://{args.host}:{args.port}{REGISTRY[name].mock_prefix} -> {url}"
+                      for name, url in upstreams.items())
+    print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else ""), flush=True)
+    # One worker: the journal and the recording are this process's.
+    Granian("mockserver.proxy:app_from_env", factory=True, address=args.host, port=args.port,
+            interface=Interfaces.WSGI, workers=1, blocking_threads=8, log_access=False).serve()
     return 0
 
 

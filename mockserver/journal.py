@@ -31,6 +31,9 @@ class Violation:
     schema: str = ""
     """Where the broken rule is written: contract file and JSON pointer, e.g.
     3plship/return-create-request.json#/properties/items/items/$ref/properties/quantity/minimum"""
+    source: str = "request"
+    """Who broke the contract: `request` (the client) or, behind the validating proxy, `response` (the
+    provider)."""
 
     def describe(self) -> str:
         where = f"{self.field} ({self.location})" if self.field else self.location

@@ -72,9 +72,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`returns-mock serve` in a subprocess on a loopback port."""
+    """`returns-mock serve` (or another serving command: `proxy`) in a subprocess on a loopback port."""
 
-    def __init__(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                 command: str = "serve") -> None:
+        self.command = command
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = ["--port", str(self.port), *args]
@@ -84,7 +86,7 @@ class Server:
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mockserver.cli", "serve", *self.args], cwd=self.cwd,
+            [sys.executable, "-m", "mockserver.cli", self.command, *self.args], cwd=self.cwd,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

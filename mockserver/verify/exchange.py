@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..contracts import Problem, contract, problems
+from ..contracts import Operation, Problem, contract, problems
 
 
 @dataclass(frozen=True)
@@ -49,37 +49,52 @@ def _finding(side: str, problem: Problem) -> Finding:
 
 def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[Finding]]:
     """(operationId or None, every way the request or the response breaks the contract)."""
-    matched = contract(provider).match(exchange.method, exchange.path)
+    op, findings = check_request(provider, exchange.method, exchange.path, exchange.query,
+                                 exchange.request_content_type, exchange.request_body)
+    if op is None:
+        return None, findings
+    findings += check_response(op, exchange.status, exchange.response_content_type, exchange.response_body)
+    return op.operation_id, findings
+
+
+def check_request(provider: str, method: str, path: str, query: Mapping[str, str], content_type: str | None,
+                  body: bytes | None) -> tuple[Operation | None, list[Finding]]:
+    """The operation a request is for (None: none of the contract's), and every way the request breaks it."""
+    matched = contract(provider).match(method, path)
     if matched is None:
-        return None, [Finding("request", "", f"{exchange.method} {exchange.path} is not an operation of the "
-                                             f"{provider} contract")]
+        return None, [Finding("request", "", f"{method} {path} is not an operation of the {provider} contract")]
     op, path_values = matched
     findings: list[Finding] = []
-    for location, values in (("path", path_values), ("query", exchange.query)):
+    for location, values in (("path", path_values), ("query", query)):
         findings += [_finding("request", p) for p in op.check_parameters(location, values)[1]]
         if location == "query":
             findings += [_finding("request", p) for p in op.unknown_query(values)]
     if op.body_validator is not None:
-        body, bad = _json(exchange.request_body, exchange.request_content_type, "request")
+        parsed, bad = _json(body, content_type, "request")
         if bad:
             findings.append(bad)
-        elif exchange.request_body:
-            findings += [_finding("request", p) for p in problems(op.body_validator, body)]
+        elif body:
+            findings += [_finding("request", p) for p in problems(op.body_validator, parsed)]
         elif op.body_required:
             findings.append(Finding("request", "", "the request body is required"))
+    return op, findings
 
-    if exchange.status not in op.responses:
+
+def check_response(op: Operation, status: int, content_type: str | None, body: bytes | None) -> list[Finding]:
+    """Every way an answer to `op` breaks the contract: an undocumented status, or its body."""
+    findings: list[Finding] = []
+    if status not in op.responses:
         documented = ", ".join(str(code) for code in sorted(op.responses))
-        findings.append(Finding("response", "status", f"status {exchange.status} is not documented for "
+        findings.append(Finding("response", "status", f"status {status} is not documented for "
                                                       f"{op.operation_id} (documented: {documented})"))
-        return op.operation_id, findings
-    validator = op.responses[exchange.status]
-    body, bad = _json(exchange.response_body, exchange.response_content_type, "response")
+        return findings
+    validator = op.responses[status]
+    parsed, bad = _json(body, content_type, "response")
     if bad:
         findings.append(bad)
     elif validator is not None:
-        if not exchange.response_body:
+        if not body:
             findings.append(Finding("response", "", "the response has no body"))
         else:
-            findings += [_finding("response", p) for p in problems(validator, body, "response")]
-    return op.operation_id, findings
+            findings += [_finding("response", p) for p in problems(validator, parsed, "response")]
+    return findings

@@ -1,0 +1,222 @@
+"""`returns-mock proxy`: a validating proxy in front of the real providers (or a sandbox), with recording.
+
+Each provider is served under the mock's own prefix (`/3plship/api/v1/...`), so a client switches between
+mock and proxy by base URL alone. Every request is forwarded as it came (hop-by-hop headers aside; the
+client's credentials go to the upstream untouched) and the upstream's answer comes back unchanged. Both
+directions are checked against the contracts: what the client sent (source `request`) and what the
+provider answered (source `response`). The journal and violations are served under /__admin as by the
+mock. An upstream that cannot be reached or answers too late is a 502 or 504 in the provider's format.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+from flask import Flask, Response, render_template, request
+
+from ..clock import isoformat
+from ..config import Config
+from ..errors import ProviderError
+from ..http import VALIDATION_ERROR, ProviderApi
+from ..ids import IdGenerator
+from ..journal import BODY_LIMIT, Entry, MemoryJournal, Violation
+from ..registry import build_mock
+from ..store import MemoryStore
+from ..verify.exchange import Finding, check_request, check_response
+from ..version import __version__
+from .recording import HarRecorder
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
+"""Headers that belong to one connection, not to the exchange (content-length is recomputed)."""
+
+
+ENV_VAR = "RETURNS_MOCK_PROXY"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    upstreams: dict[str, str]
+    """Provider name -> the upstream's base URL, e.g. {"3plship": "https://app.3plship.com/api/v1"}."""
+    timeout_ms: int = 5000
+    strict: bool = False
+    """Refuse (422, not forwarded) a request that breaks the contract."""
+    record: str | None = None
+    admin_token: str | None = None
+    journal_size: int = 1000
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def app_from_env() -> Flask:
+    """The granian worker's factory (configured through RETURNS_MOCK_PROXY)."""
+    return create_proxy_app(ProxyConfig(**json.loads(os.environ[ENV_VAR])))
+
+
+def create_proxy_app(config: ProxyConfig) -> Flask:
+    templates = str(resources.files("mockserver") / "web" / "templates")
+    app = Flask("mockserver.proxy", template_folder=templates)
+    # The providers' own rules, only to answer in their format (errors) and to name the account.
+    apis = build_mock(Config(), store=MemoryStore()).apis
+    state = _Proxy(config, {name: apis[name] for name in config.upstreams})
+    for name, api in state.apis.items():
+        prefix = api.contract.mock_prefix
+        view = _forwarder(state, name)
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        app.add_url_rule(prefix, endpoint=f"{name}.root", view_func=view, methods=methods,
+                         provide_automatic_options=False)
+        app.add_url_rule(prefix + "/<path:rest>", endpoint=f"{name}.forward", view_func=view, methods=methods,
+                         provide_automatic_options=False)
+    _admin(app, state)
+    return app
+
+
+class _Proxy:
+    def __init__(self, config: ProxyConfig, apis: dict[str, ProviderApi]) -> None:
+        self.config = config
+        self.apis = apis
+        self.journal = MemoryJournal(config.journal_size)
+        self.ids = IdGenerator()
+        self.session = requests.Session()
+        self.recorder = HarRecorder(Path(config.record)) if config.record else None
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
+
+
+def _forwarder(state: _Proxy, name: str) -> Any:
+    api = state.apis[name]
+    upstream = state.config.upstreams[name].rstrip("/")
+
+    def forward(rest: str = "") -> Response:
+        started, at = time.perf_counter(), datetime.now(UTC)
+        relative = "/" + rest
+        body = request.get_data()
+        query = request.args.to_dict(flat=True)
+        op, findings = check_request(name, request.method, relative, query, request.content_type, body)
+        url = upstream + relative + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        answer: Response
+        reason = ""
+        if state.config.strict and findings:
+            answer = _refusal(api, findings, at)
+        else:
+            try:
+                upstream_answer = state.session.request(request.method, url, data=body, headers=dict(headers),
+                                                        timeout=state.config.timeout_ms / 1000, allow_redirects=False)
+            except requests.Timeout:
+                answer = _failure(api, 504, "gateway_timeout",
+                                  f"The upstream {upstream} did not answer within {state.config.timeout_ms} ms.", at)
+            except requests.RequestException as exc:
+                answer = _failure(api, 502, "bad_gateway",
+                                  f"The upstream {upstream} cannot be reached: {type(exc).__name__}.", at)
+            else:
+                reason = upstream_answer.reason or ""
+                kept = [(k, v) for k, v in upstream_answer.headers.items()
+                        if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"]  # the body is decoded
+                answer = Response(upstream_answer.content, upstream_answer.status_code, headers=kept)
+                if op is not None:
+                    findings = findings + check_response(op, upstream_answer.status_code,
+                                                         upstream_answer.headers.get("Content-Type"),
+                                                         upstream_answer.content)
+        _journal(state, name, api, at, started, url, findings, answer)
+        if state.recorder is not None:
+            state.recorder.add(started=at, duration_ms=(time.perf_counter() - started) * 1000, method=request.method,
+                               url=url, request_headers=headers, request_body=body,
+                               query=list(request.args.items(multi=True)), status=answer.status_code,
+                               reason=reason or answer.status.partition(" ")[2],
+                               response_headers=list(answer.headers.items()), response_body=answer.get_data())
+        return answer
+
+    forward.__name__ = f"proxy_{name}"
+    return forward
+
+
+def _refusal(api: ProviderApi, findings: list[Finding], at: datetime) -> Response:
+    details = [{"field": f.field, "location": "request", "message": f.message} for f in findings]
+    error = api.error(422, VALIDATION_ERROR, f"Request does not match the contract (not forwarded): "
+                                             f"{findings[0].message}.", details)
+    return _render(api, error, at)
+
+
+def _failure(api: ProviderApi, status: int, kind: str, message: str, at: datetime) -> Response:
+    return _render(api, ProviderError(status, api.code(kind), message), at)
+
+
+def _render(api: ProviderApi, error: ProviderError, at: datetime) -> Response:
+    body = api.error_body(error, IdGenerator().new("req", 24), isoformat(at))
+    return _json(error.status, body, dict(error.headers))
+
+
+def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: float, url: str,
+             findings: list[Finding], answer: Response) -> None:
+    account = api.rate_key(request.headers.get("Authorization"))
+    violations = tuple(Violation(0, request.method, request.path, name, account, answer.status_code, f.field,
+                                 "response" if f.side == "response" else "request", f.message, source=f.side)
+                       for f in findings)
+    state.journal.record(Entry(
+        id=0, at=isoformat(at), provider=name, account=account, method=request.method, path=request.path,
+        query=request.query_string.decode("latin-1"), status=answer.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        request_body=request.get_data()[:BODY_LIMIT] or None, response_body=answer.get_data()[:BODY_LIMIT],
+        violations=violations, fault=""))
+
+
+def _admin(app: Flask, state: _Proxy) -> None:
+    token = state.config.admin_token
+
+    @app.before_request
+    def authorize() -> Response | None:
+        if token is None or not request.path.startswith("/__admin"):
+            return None
+        given = request.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):
+            return None
+        return _json(401, {"error": {"code": "unauthorized", "message": "The admin API needs Authorization: "
+                                                                        "Bearer <admin token>.", "details": []}},
+                     {"WWW-Authenticate": 'Bearer realm="returns-mock admin"'})
+
+    @app.get("/")
+    def index() -> Response:
+        return _json(200, {"service": "returns-mock proxy", "version": __version__, "providers": {
+            name: {"base_url": api.contract.mock_prefix, "upstream": state.config.upstreams[name]}
+            for name, api in state.apis.items()}})
+
+    @app.get("/__admin/health")
+    def health() -> Response:
+        return _json(200, {"status": "ok", "version": __version__, "mode": "proxy",
+                           "upstreams": state.config.upstreams})
+
+    @app.get("/__admin/journal")
+    def journal() -> Response:
+        entries = state.journal.entries(provider=request.args.get("provider"), account=request.args.get("account"))
+        return _json(200, {"size": state.journal.size, "entries": [e.as_json() for e in entries]})
+
+    @app.delete("/__admin/journal")
+    def clear() -> Response:
+        state.journal.clear()
+        return Response(status=204)
+
+    @app.get("/__admin/violations")
+    def violations() -> Response:
+        return _json(200, {"violations": [v.as_json() for v in state.journal.violations()]})
+
+    @app.get("/__admin/")
+    def dashboard() -> str:
+        now = datetime.now(UTC)
+        return render_template("dashboard.html", version=__version__, clock={"now": isoformat(now), "mode": "real"},
+                               groups=[], entries=list(reversed(state.journal.entries(limit=200))),
+                               store="proxy to " + ", ".join(state.config.upstreams.values()),
+                               rendered_at=now.strftime("%H:%M:%S"))
