@@ -86,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--clock", choices=("real", "frozen"), default=None,
                        help="real: ticking time (default); frozen: moves only through POST /__admin/clock")
     serve.add_argument("--seed-file", metavar="FILE",
-                       help="preload returns from a scenario file (see fixtures/scenarios/); checked whole first")
+                       help="preload returns from a scenario file (see fixtures/scenarios/), or from a HAR recording "
+                            "(returns-mock proxy --record) in the last state it shows; checked whole first")
+    serve.add_argument("--har-account", dest="har_accounts", action="append", default=[], type=_assignment,
+                       metavar="PROVIDER=ACCOUNT",
+                       help="with a HAR --seed-file: the account its returns go to (repeatable; needed where the "
+                            "recording cannot name it, e.g. 3plship, whose accounts are API keys)")
     serve.add_argument("--deterministic", type=int, metavar="SEED", default=None,
                        help=f"ids and request ids from SEED, a frozen clock from {DETERMINISTIC_START}, one worker: "
                             "the same requests give byte-identical answers")
@@ -245,6 +250,41 @@ def _start_fresh(mock: Any, config: Config) -> None:
         raise UsageError(f"--seed-file {config.seed_file}: {exc.message}") from None
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or name not in REGISTRY or not value:
+        raise argparse.ArgumentTypeError(f"expected PROVIDER=ACCOUNT with PROVIDER one of "
+                                         f"{', '.join(REGISTRY.names())}, got {text!r}")
+    return name, value
+
+
+def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
+    """The scenario file to seed from: the file itself, or what a HAR recording shows, written beside."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    try:
+        document = json.loads(resolved.read_text())
+    except OSError as exc:
+        raise UsageError(f"--seed-file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--seed-file {path}: not JSON: {exc}") from None
+    if not (isinstance(document, dict) and "log" in document):
+        return str(resolved)
+    import tempfile
+
+    from .recorded import RecordingError, scenario_from_har
+    from .verify.har import locate
+
+    try:
+        scenario = scenario_from_har(document, {p.name: p for p in REGISTRY}, dict(accounts), locate)
+    except RecordingError as exc:
+        raise UsageError(f"--seed-file {path}: {exc}") from None
+    with tempfile.NamedTemporaryFile("w", prefix="returns-mock-seed-", suffix=".json", delete=False) as fh:
+        json.dump(scenario, fh)
+    return fh.name
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -290,7 +330,7 @@ def serve(args: argparse.Namespace) -> int:
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
-                    seed_file=str(Path(args.seed_file).resolve()) if args.seed_file else None)
+                    seed_file=_seed_file(args.seed_file, args.har_accounts))
     try:
         _prepare(store, config)
     except StoreError as exc:  # e.g. the database went away between opening and preparing it

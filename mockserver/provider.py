@@ -93,6 +93,14 @@ class Provider(ABC):
         """A return of a scenario (contracts/admin/scenario.json) built in its target state, not stored."""
         raise NotImplementedError(f"{self.name} returns cannot be seeded")
 
+    def recorded_resources(self, body: Any) -> list[Any]:
+        """The returns a recorded answer body carries (checked against return.json by the caller)."""
+        return []
+
+    def seed_item(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """A scenario entry (without provider and account) that rebuilds a recorded return's state."""
+        raise NotImplementedError(f"{self.name} returns cannot be seeded from a recording")
+
     # --- command line ----------------------------------------------------------------------------
 
     def add_arguments(self, serve: argparse.ArgumentParser) -> None:  # noqa: B027 - most have no flags
@@ -103,6 +111,9 @@ class Provider(ABC):
         return {}
 
     # --- verify: calling another implementation of this provider -----------------------------------
+
+    secret_accounts = False
+    """Whether the account is itself a credential (an API key): then a recording never names it."""
 
     credentials: tuple[str, ...] = ()
     """Which of Credentials' fields `verify` needs for this provider."""

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.system
 
 CREATE = fixture("3plship/create-return.minimal.request.json")
 KEY = "zl_test_proxy"
+REC_KEY = "zl_test_recorded"
 
 
 @pytest.fixture(scope="module")
@@ -140,21 +141,35 @@ def test_the_recording_is_a_valid_har_without_secrets_even_after_kill_9(upstream
     front = proxy("--3plship-upstream", upstream.url + PL, "--35up-upstream", upstream.url + UP35,
                   "--record", str(record))
     try:
-        requests.post(front.url + PL + "/returns", json=CREATE, headers=bearer(KEY), timeout=10)
+        rid = requests.post(front.url + PL + "/returns", json=CREATE, headers=bearer(REC_KEY), timeout=10).json()[
+            "data"]["id"]
+        requests.patch(f"{front.url}{PL}/returns/{rid}/status", json={"status": "received"}, headers=bearer(REC_KEY),
+                       timeout=10)
         hook = requests.post(front.url + PL + "/webhooks", json={"url": "http://127.0.0.1:9/h", "events": [
-            "return.created"]}, headers=bearer(KEY), timeout=10).json()["data"]
-        requests.post(front.url + UP35 + "/returns", json=fixture("35up/create-return.request.json"),
-                      auth=("shop", "pw"), timeout=10)
+            "return.created"]}, headers=bearer(REC_KEY), timeout=10).json()["data"]
+        requests.post(front.url + UP35 + "/returns", json={**fixture("35up/create-return.request.json"),
+                                                           "orderId": "rec-1"}, auth=("shop", "pw"), timeout=10)
         assert front.proc is not None
         os.kill(front.proc.pid, signal.SIGKILL)
         front.proc.wait(timeout=10)
     finally:
         front.stop()
     text = record.read_text()
-    assert KEY not in text and hook["secret"] not in text and "c2hvcDpwdw" not in text  # base64 of shop:pw
+    assert REC_KEY not in text and hook["secret"] not in text and "c2hvcDpwdw" not in text  # base64 of shop:pw
     report = validate_har(record)
-    assert (report.entries, report.checked, report.ok) == (3, 3, True), report.summary()
+    assert (report.entries, report.checked, report.ok) == (4, 4, True), report.summary()
     assert cli("validate-har", str(record)).returncode == 0
+
+    # The recording seeds a mock in the state the provider last reported.
+    assert "--har-account 3plship=ACCOUNT" in cli("serve", "--seed-file", str(record)).stderr
+    seeded = Server("--store", "memory", "--seed-file", str(record), "--har-account", "3plship=zl_test_mine").start()
+    try:
+        mine = requests.get(seeded.url + PL + "/returns", headers=bearer("zl_test_mine"), timeout=10).json()["data"]
+        assert [(r["id"], r["status"], r["order_id"]) for r in mine] == [(rid, "received", CREATE["order_id"])]
+        up35 = requests.get(seeded.url + "/__admin/returns?provider=35up&account=shop", timeout=10).json()["returns"]
+        assert [(r["id"], r["status"]) for r in up35] == [("rec-1", "created")]
+    finally:
+        seeded.stop()
 
 
 def test_bad_proxy_flags_are_one_line_and_exit_2(tmp_path: Path) -> None:

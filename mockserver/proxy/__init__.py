@@ -30,7 +30,7 @@ from ..errors import ProviderError
 from ..http import VALIDATION_ERROR, ProviderApi
 from ..ids import IdGenerator
 from ..journal import BODY_LIMIT, Entry, MemoryJournal, Violation
-from ..registry import build_mock
+from ..registry import REGISTRY, build_mock
 from ..store import MemoryStore
 from ..verify.exchange import Finding, check_request, check_response
 from ..version import __version__
@@ -137,7 +137,9 @@ def _forwarder(state: _Proxy, name: str) -> Any:
                                url=url, request_headers=headers, request_body=body,
                                query=list(request.args.items(multi=True)), status=answer.status_code,
                                reason=reason or answer.status.partition(" ")[2],
-                               response_headers=list(answer.headers.items()), response_body=answer.get_data())
+                               response_headers=list(answer.headers.items()), response_body=answer.get_data(),
+                               account=None if REGISTRY[name].secret_accounts
+                               else api.rate_key(request.headers.get("Authorization")))
         return answer
 
     forward.__name__ = f"proxy_{name}"

@@ -65,7 +65,8 @@ class HarRecorder:
 
     def add(self, *, started: datetime, duration_ms: float, method: str, url: str,
             request_headers: list[tuple[str, str]], request_body: bytes, query: list[tuple[str, str]],
-            status: int, reason: str, response_headers: list[tuple[str, str]], response_body: bytes) -> None:
+            status: int, reason: str, response_headers: list[tuple[str, str]], response_body: bytes,
+            account: str | None = None) -> None:
         request_type = next((v for k, v in request_headers if k.lower() == "content-type"), "")
         response_type = next((v for k, v in response_headers if k.lower() == "content-type"), "")
         request: dict[str, Any] = {
@@ -84,6 +85,8 @@ class HarRecorder:
                                      "text": redact_body(response_body.decode("utf-8", "replace"))},
                          "redirectURL": "", "headersSize": -1, "bodySize": len(response_body)},
             "cache": {}, "timings": {"send": 0, "wait": round(duration_ms, 3), "receive": 0}}
+        if account is not None:  # only accounts that are not credentials (serve --seed-file uses it)
+            entry["_account"] = account
         data = (b",\n" if self._entries else b"") + json.dumps(entry).encode()
         with self._lock, self.path.open("r+b") as fh:
             fh.seek(-len(_TAIL), os.SEEK_END)

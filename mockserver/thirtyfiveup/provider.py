@@ -57,6 +57,15 @@ class Provider35up(Provider):
             core.move(record, status, now)
         return record
 
+    def recorded_resources(self, body: Any) -> list[Any]:
+        return [body] if isinstance(body, dict) else []
+
+    def seed_item(self, resource: dict[str, Any]) -> dict[str, Any]:
+        from ..recorded import project
+
+        body = project(resource, self.contract.schema("return-create-request.json"), self.contract)
+        return {"return": body, "status": resource["status"]}
+
     def add_arguments(self, serve: argparse.ArgumentParser) -> None:
         serve.add_argument("--lifecycle", choices=MODES, default="strict",
                            help="35up transitions: strict graph (default) or permissive (anything but out of closed)")

@@ -34,6 +34,7 @@ def _days(low: int, high: int) -> Callable[[str], int]:
 class Provider3plship(Provider):
     name = PROVIDER
     credentials = ("api_key",)
+    secret_accounts = True
 
     def build(self, services: Services) -> Api3plship:
         webhooks = Webhooks(services.store, services.clock, services.ids, services.delivery_policy)
@@ -57,6 +58,21 @@ class Provider3plship(Provider):
             if item.get("status") == core.refund_rules["status_after"]:
                 core.complete_refund(record)
         return record
+
+    def recorded_resources(self, body: Any) -> list[Any]:
+        data = body.get("data") if isinstance(body, dict) else None
+        return data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+
+    def seed_item(self, resource: dict[str, Any]) -> dict[str, Any]:
+        from ..recorded import project
+
+        item: dict[str, Any] = {"id": resource["id"], "status": resource["status"],
+                                "return": project(resource, self.contract.schema("return-create-request.json"),
+                                                  self.contract)}
+        refund = resource.get("refund")
+        if resource.get("refund_status") == "processing" and isinstance(refund, dict):
+            item["status"], item["refund"] = "inspected", {"amount": refund["amount"]}
+        return item
 
     def add_arguments(self, serve: argparse.ArgumentParser) -> None:
         serve.add_argument("--3plship-key", dest="keys_3plship", action="append", type=_api_key, metavar="KEY",
