@@ -28,6 +28,7 @@ from werkzeug.test import Client
 from .clock import Clock
 from .config import Config
 from .faults import ConnectionDropped
+from .interception import AiohttpInterception, DroppedConnection, HttpxInterception, ProviderHostGuard, available
 from .journal import Entry, Violation
 from .mock import Mock
 from .store import MemoryStore
@@ -90,10 +91,12 @@ class MockHandle:
 
 
 class mock_providers(MockHandle, ContextDecorator):
-    """Context manager and decorator: both providers answered in-process while active.
+    """Context manager and decorator: every provider answered in-process while active, for `requests`,
+    httpx (sync and async) and aiohttp clients alike (see interception.py for the last two).
 
-    passthrough: False (default) makes requests to other hosts fail with ConnectionError, as `responses`
-    does; True lets them reach the network; a list of URL prefixes lets only those through.
+    passthrough: False (default) makes requests to other hosts fail with a connection error, as `responses`
+    does (loopback always passes, so a real server works beside it); True lets them reach the network; a
+    list of URL prefixes lets only those through.
     """
 
     def __init__(self, *, passthrough: bool | list[str] = False, config: Config | None = None,
@@ -102,6 +105,7 @@ class mock_providers(MockHandle, ContextDecorator):
         self._config = config or Config()
         self._clock = clock
         self._responses: responses.RequestsMock | None = None
+        self._others: list[Any] = []
 
     def __enter__(self) -> mock_providers:
         self.app = create_app(self._config, store=MemoryStore(), clock=self._clock)
@@ -111,6 +115,7 @@ class mock_providers(MockHandle, ContextDecorator):
             pattern = re.compile(re.escape(base) + r"(/.*)?(\?.*)?$")
             for method in METHODS:
                 mock.add_callback(method, pattern, callback=functools.partial(self._dispatch, provider, base))
+        mock.add_passthru(re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]"))
         if self._passthrough is True:
             mock.add_passthru(re.compile(r".*"))
         elif self._passthrough:
@@ -118,10 +123,22 @@ class mock_providers(MockHandle, ContextDecorator):
                 mock.add_passthru(prefix)
         mock.start()
         self._responses = mock
+        bases = self.base_urls
+        others: list[Any] = [ProviderHostGuard(bases)]
+        if available("httpx") and available("respx"):
+            others.append(HttpxInterception(bases, self._handle, self._passthrough))
+        if available("aiohttp") and available("aioresponses"):
+            others.append(AiohttpInterception(bases, self._handle, self._passthrough))
+        for other in others:
+            other.start()
+        self._others = others
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.state.close()
+        for other in reversed(self._others):
+            other.stop()
+        self._others = []
         if self._responses is not None:
             self._responses.stop()
             self._responses.reset()
@@ -143,15 +160,24 @@ class mock_providers(MockHandle, ContextDecorator):
 
     def _dispatch(self, provider: str, base: str,
                   request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
-        url = urlsplit(str(request.url))
-        prefix = self.state.apis[provider].contract.mock_prefix
-        path = prefix + url.path[len(urlsplit(base).path):]
         body = request.body.encode() if isinstance(request.body, str) else request.body
-        response = self._client.open(path, method=str(request.method), query_string=url.query,
-                                     headers=list(request.headers.items()), data=body or b"")
+        try:
+            status, headers, content = self._handle(provider, str(request.method), str(request.url),
+                                                    list(request.headers.items()), body or b"")
+        except DroppedConnection:
+            raise requests.ConnectionError(f"{request.method} {request.url}: connection dropped (fault rule)") from None
+        return status, {k: v for k, v in headers if k.lower() != "content-length"}, content
+
+    def _handle(self, provider: str, method: str, url: str, headers: list[tuple[str, str]],
+                body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request to a provider's real base URL, answered by the app (every client comes here)."""
+        parts = urlsplit(url)
+        api = self.state.apis[provider]
+        base_path = urlsplit(api.contract.real_base_url or "").path
+        path = api.contract.mock_prefix + parts.path[len(base_path):]
+        response = self._client.open(path, method=method, query_string=parts.query, headers=headers, data=body)
         try:
             content = response.get_data()
         except ConnectionDropped:
-            raise requests.ConnectionError(f"{request.method} {request.url}: connection dropped (fault rule)") from None
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return response.status_code, headers, content
+            raise DroppedConnection(f"{method} {url}") from None
+        return response.status_code, list(response.headers.items()), content

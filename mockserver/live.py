@@ -24,7 +24,9 @@ class ThreadedServer:
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
         self._server = make_server(host, 0, app, threaded=True)
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="returns-mock", daemon=True)
+        # A short poll: stopping waits for the serving loop to notice, up to one poll interval.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="returns-mock", daemon=True)
 
     def start(self) -> None:
         self._thread.start()

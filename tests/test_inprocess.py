@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -84,21 +84,17 @@ def test_the_decorator_gives_every_call_a_fresh_mock() -> None:
     assert seen == [201, 201]
 
 
-def test_leaving_the_context_stops_the_mock_and_reset_forgets(local_site: ThreadedServer) -> None:
+def test_leaving_the_context_stops_the_mock_and_reset_forgets() -> None:
     with mock_providers() as mock:
-        with pytest.raises(requests.ConnectionError):  # requests are intercepted while active
-            requests.get(local_site.url + "/hello", timeout=5)
+        with pytest.raises(requests.ConnectionError, match="Responses"):  # intercepted while active
+            requests.get("http://shop.invalid/hello", timeout=5)
         create_35up()
         mock.reset()
         assert mock.journal == [] and mock.state.store.get("35up", "shop", "42346434") is None
         assert create_35up().status_code == 201  # the order is free again
-    assert requests.get(local_site.url + "/hello", timeout=5).text == "hi"  # and not after
-
-
-@pytest.fixture
-def local_site() -> Iterator[ThreadedServer]:
-    with _local_site() as site:
-        yield site
+    with pytest.raises(requests.ConnectionError) as after:  # and not after: a real (failing) lookup
+        requests.get("http://shop.invalid/hello", timeout=5)
+    assert "Responses" not in str(after.value)
 
 
 def _local_site() -> ThreadedServer:
@@ -107,17 +103,23 @@ def _local_site() -> ThreadedServer:
     return ThreadedServer(site)
 
 
-def test_passthrough() -> None:
+def test_passthrough_and_loopback() -> None:
     with _local_site() as site:
-        with mock_providers(), pytest.raises(requests.ConnectionError):  # default: other hosts are refused
-            requests.get(site.url + "/hello", timeout=5)
+        with mock_providers():  # loopback always passes: a real server works beside the in-process mock
+            assert requests.get(site.url + "/hello", timeout=5).text == "hi"
+            with pytest.raises(requests.ConnectionError, match="Responses"):  # other hosts are refused
+                requests.get("http://shop.invalid/hello", timeout=5)
         with mock_providers(passthrough=True):
-            assert requests.get(site.url + "/hello", timeout=5).text == "hi"
+            with pytest.raises(requests.ConnectionError) as through:
+                requests.get("http://shop.invalid/hello", timeout=5)
+            assert "Responses" not in str(through.value)  # it was let through (and the lookup failed)
             assert create_35up().status_code == 201  # the providers are still mocked
-        with mock_providers(passthrough=[site.url + "/hello"]):
-            assert requests.get(site.url + "/hello", timeout=5).text == "hi"
-            with pytest.raises(requests.ConnectionError):
-                requests.get(site.url + "/other", timeout=5)
+        with mock_providers(passthrough=["http://shop.invalid/hello"]):
+            with pytest.raises(requests.ConnectionError) as listed:
+                requests.get("http://shop.invalid/hello", timeout=5)
+            assert "Responses" not in str(listed.value)
+            with pytest.raises(requests.ConnectionError, match="Responses"):
+                requests.get("http://shop.invalid/other", timeout=5)
 
 
 @pytest.mark.system
@@ -197,3 +199,96 @@ def test_permissive(returns_mock):
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
+
+
+PL_REAL = "https://app.3plship.com/api/v1"
+CLIENT_KEY = {"Authorization": "Bearer zl_test_clients"}
+
+
+def _flow(create: Any, listing: Any, bad: Any) -> None:
+    """The same create/list/violation flow for every client: the same app answers each."""
+    created = create()
+    assert created[0] == 201 and created[1]["data"]["status"] == "initiated"
+    listed = listing()
+    assert listed[0] == 200 and [r["id"] for r in listed[1]["data"]] == [created[1]["data"]["id"]]
+    refused = bad()
+    assert refused[0] == 422 and refused[1]["error"]["details"]["field"] == "reason"
+
+
+def test_httpx_sync_is_answered_by_the_same_mock() -> None:
+    import httpx
+
+    body = fixture("3plship/create-return.minimal.request.json")
+    with mock_providers() as mock, httpx.Client() as client:
+        def call(method: str, **kwargs: Any) -> tuple[int, Any]:
+            answer = client.request(method, PL_REAL + "/returns", headers=CLIENT_KEY, **kwargs)
+            return answer.status_code, answer.json()
+
+        _flow(lambda: call("POST", json=body), lambda: call("GET", params={"limit": 5}),
+              lambda: call("POST", json={**body, "reason": "broken"}))
+        assert [v.field for v in mock.violations] == ["reason"]
+        assert [e.method for e in mock.journal] == ["POST", "GET", "POST"]
+
+
+def test_httpx_async_is_answered_by_the_same_mock() -> None:
+    import asyncio
+
+    import httpx
+
+    body = fixture("3plship/create-return.minimal.request.json")
+
+    async def run() -> list[tuple[int, Any]]:
+        async with httpx.AsyncClient() as client:
+            answers = []
+            for method, kwargs in (("POST", {"json": body}), ("GET", {"params": {"limit": 5}}),
+                                   ("POST", {"json": {**body, "reason": "broken"}})):
+                answer = await client.request(method, PL_REAL + "/returns", headers=CLIENT_KEY, **kwargs)
+                answers.append((answer.status_code, answer.json()))
+            return answers
+
+    with mock_providers() as mock:
+        created, listed, refused = asyncio.run(run())
+        _flow(lambda: created, lambda: listed, lambda: refused)
+        assert [v.field for v in mock.violations] == ["reason"]
+
+
+def test_aiohttp_is_answered_by_the_same_mock() -> None:
+    import asyncio
+
+    import aiohttp
+
+    body = fixture("3plship/create-return.minimal.request.json")
+
+    async def run() -> list[tuple[int, Any]]:
+        async with aiohttp.ClientSession() as session:
+            answers = []
+            for method, kwargs in (("POST", {"json": body}), ("GET", {"params": {"limit": "5"}}),
+                                   ("POST", {"json": {**body, "reason": "broken"}})):
+                async with session.request(method, PL_REAL + "/returns", headers=CLIENT_KEY, **kwargs) as answer:
+                    answers.append((answer.status, await answer.json()))
+            basic = aiohttp.BasicAuth("shop", "pw")
+            async with session.post("https://api.35up.io/v1/returns", json=fixture("35up/create-return.request.json"),
+                                    auth=basic) as up35:
+                answers.append((up35.status, await up35.json()))
+            return answers
+
+    with mock_providers() as mock:
+        created, listed, refused, up35 = asyncio.run(run())
+        _flow(lambda: created, lambda: listed, lambda: refused)
+        assert up35[0] == 201 and mock.journal[-1].account == "shop"
+        assert [v.field for v in mock.violations] == ["reason"]
+
+
+def test_a_client_the_mock_does_not_intercept_is_stopped_naming_the_server_fixture() -> None:
+    with mock_providers(), pytest.raises(OSError, match="returns_mock_server"):
+        urllib.request.urlopen("https://app.3plship.com/api/v1/returns", timeout=5)
+
+
+def test_the_in_process_mock_and_the_real_server_work_in_one_test() -> None:
+    with mock_providers() as mock, LiveMock() as server:
+        body = fixture("3plship/create-return.minimal.request.json")
+        created = requests.post(server.url_3plship + "/returns", json=body, headers=CLIENT_KEY, timeout=10)
+        assert created.status_code == 201
+        in_process = requests.get(PL_REAL + "/returns", headers=CLIENT_KEY, timeout=10)
+        assert in_process.json()["data"] == []  # a separate mock
+        assert len(mock.journal) == 1 and len(server.journal) == 1
