@@ -285,6 +285,20 @@ def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
     return fh.name
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process holds, with one line. The server binds with SO_REUSEPORT, so a second
+    server on a busy port would otherwise start and silently share the traffic with the first."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UsageError(f"cannot listen on {host}:{port}: {reason} (is another server there?)") from None
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -313,6 +327,7 @@ def serve(args: argparse.Namespace) -> int:
             raise UsageError("--deterministic sets the seed and freezes the clock: drop --seed and --clock real")
         workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
     workers = workers or os.cpu_count() or 1
+    _check_port_free(args.host, args.port)
     faults = _fault_rules(args.faults, args.chaos)
     rate_limit = ",".join(args.rate_limit) if args.rate_limit else None
     if rate_limit is not None:
@@ -362,6 +377,7 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise UsageError("give at least one upstream: " + ", ".join(f"--{p.name}-upstream URL" for p in REGISTRY))
     if not _is_loopback(args.host) and not args.admin_token:
         raise UsageError(f"refusing to bind {args.host} without --admin-token: the journal holds live traffic")
+    _check_port_free(args.host, args.port)
     record = None
     if args.record is not None:
         path = Path(args.record).resolve()

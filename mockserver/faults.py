@@ -137,38 +137,60 @@ class Faults:
                 if _matches(rule, provider, method, path, account) and \
                         self.rng.random() < float(rule.get("probability", 1)):
                     fired.append(rule)
-        counted = [r["id"] for r in fired if "times" in r]
-        if counted:
-            granted = self._count_down(counted)
-            fired = [r for r in fired if "times" not in r or r["id"] in granted]
-        if not fired:
+        # Every fired latency rule applies; of the rules that answer (a status, a dropped connection), the
+        # first one does. Only the rules that apply count a request against their `times`.
+        delays = [r for r in fired if not _answers(r)]
+        answering = [r for r in fired if _answers(r)]
+        if any("times" in r for r in delays) or (answering and "times" in answering[0]):
+            applied = self._count_down([r["id"] for r in delays if "times" in r], [r["id"] for r in answering])
+            delays = [r for r in delays if "times" not in r or r["id"] in applied]
+            answering = [r for r in answering if r["id"] in applied][:1]
+        else:
+            answering = answering[:1]
+        if not delays and not answering:
             return None
         outcome = Outcome()
-        for rule in fired:
+        for rule in delays + answering:
             outcome.latency_ms += int(rule.get("latency_ms", 0))
             outcome.rules.append(rule["id"])
-            if rule.get("status") is not None or rule.get("drop_connection"):
-                outcome.status = rule.get("status")
-                outcome.drop = bool(rule.get("drop_connection"))
-                break
+        if answering:
+            outcome.status = answering[0].get("status")
+            outcome.drop = bool(answering[0].get("drop_connection"))
         return outcome
 
-    def _count_down(self, rule_ids: list[str]) -> set[str]:
-        granted: set[str] = set()
+    def _count_down(self, delays: list[str], answering: list[str]) -> set[str]:
+        """Atomically: count down each latency rule that still has `times`, and the first answering rule
+        that can still answer (one with `times` left, or without `times`). Answers the rules that apply."""
+        applied: set[str] = set()
 
         def change(raw: str | None) -> str:
+            applied.clear()
             current = json.loads(raw) if raw else []
-            kept = []
-            for rule in current:
-                if rule["id"] in rule_ids and rule.get("times", 0) > 0:
-                    granted.add(rule["id"])
+            by_id = {rule["id"]: rule for rule in current}
+            for rule_id in delays:
+                rule = by_id.get(rule_id)
+                if rule is not None and rule.get("times", 0) > 0:
                     rule["times"] -= 1
-                if rule.get("times", 1) > 0:
-                    kept.append(rule)
-            return json.dumps(kept)
+                    applied.add(rule_id)
+            for rule_id in answering:
+                rule = by_id.get(rule_id)
+                if rule is None:
+                    continue
+                if "times" not in rule:
+                    applied.add(rule_id)
+                    break
+                if rule["times"] > 0:
+                    rule["times"] -= 1
+                    applied.add(rule_id)
+                    break
+            return json.dumps([rule for rule in current if rule.get("times", 1) > 0])
 
         self.store.update_setting(KEY, change)
-        return granted
+        return applied
+
+
+def _answers(rule: dict[str, Any]) -> bool:
+    return rule.get("status") is not None or bool(rule.get("drop_connection"))
 
 
 def _matches(rule: dict[str, Any], provider: str, method: str, path: str, account: str | None) -> bool:

@@ -16,7 +16,7 @@ from helpers import PL, UP35, Server, basic, bearer, cli, fixture
 from mockserver import mock_providers
 from mockserver.config import Config
 from mockserver.store import MemoryStore
-from mockserver.web import create_app
+from mockserver.web import create_app, mock_of
 
 CREATE = fixture("3plship/create-return.minimal.request.json")
 
@@ -128,6 +128,18 @@ def test_list_remove_and_clear(client: FlaskClient) -> None:
                                   {"latency_ms": -1}, {"status": 503, "path": "returns"}, {"status": 503, "x": 1}])
 def test_bad_rules_are_422(client: FlaskClient, rule: Any) -> None:
     assert client.post("/__admin/faults", json=rule).status_code == 422
+
+
+def test_only_the_rule_that_answers_a_request_counts_it(client: FlaskClient) -> None:
+    """First a 503, then a 500: each rule is used up only by the request it answers."""
+    add(client, [{"provider": "3plship", "status": 503, "times": 1}, {"provider": "3plship", "status": 500, "times": 1},
+                 {"provider": "3plship", "latency_ms": 1, "times": 2}])
+    codes = [client.post(f"{PL}/returns", json=fixture("3plship/create-return.minimal.request.json"),
+                         headers=bearer()).status_code for _ in range(3)]
+    assert codes == [503, 500, 201]
+    entries = mock_of(client.application).journal.entries()
+    assert [e.fault.split(" (")[1].rstrip(")") for e in entries[:2]] == ["f3, f1", "f3, f2"]
+    assert client.get("/__admin/faults").get_json()["rules"] == []
 
 
 @pytest.mark.parametrize(("body", "field"), [({"provider": "acme", "status": 503}, "provider"),

@@ -28,7 +28,7 @@ def section(title: str) -> str:
 def test_the_fixture_examples_pass(pytester: pytest.Pytester) -> None:
     (source,) = re.findall(r"```python\n(.*?)```", section("In your pytest suite: no server needed"), flags=re.S)
     pytester.makepyfile(test_readme_example=source)
-    pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-strict").assert_outcomes(passed=2)
+    pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-strict").assert_outcomes(passed=3)
 
 
 def test_the_python_example_runs() -> None:

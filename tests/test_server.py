@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,23 @@ def test_journal_of_a_two_worker_server_holds_every_request_at_once(tmp_path: Pa
         assert len(violations) == 10 and {v["field"] for v in violations} == {"items[0].quantity"}
     finally:
         server.stop()
+
+
+@pytest.mark.system
+def test_a_port_already_served_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    first = Server("--store", "memory").start()
+    try:
+        for command in ("serve", "proxy"):
+            args = ["--3plship-upstream", "http://127.0.0.1:9/api/v1"] if command == "proxy" else ["--store", "memory"]
+            result = cli(command, "--port", str(first.port), *args)
+            assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+            assert f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
+        assert requests.get(first.url + "/", timeout=5).status_code == 200  # the first server keeps it all
+    finally:
+        first.stop()
+    with socket.socket() as other:  # a port held by another program
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        result = cli("serve", "--store", "memory", "--port", str(other.getsockname()[1]))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot listen" in result.stderr
+
