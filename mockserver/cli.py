@@ -416,7 +416,10 @@ def validate_har(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-
+    try:
+        import schemathesis  # noqa: F401
+    except ImportError:
+        raise UsageError("returns-mock verify needs the verify extra: pip install 'returns-mock[verify]'") from None
     from .provider import Credentials
     from .verify import Target, TargetError
     from .verify import verify as run

@@ -12,12 +12,15 @@ passthrough=..., clock=...)` configures either fixture for one test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .inprocess import MockHandle, mock_providers
-from .live import LiveMock
+# The machinery (Flask, the contracts, the HTTP mocking libraries) is imported by the fixtures that need it,
+# not when pytest loads this plugin: installing returns-mock must not slow down every pytest run.
+if TYPE_CHECKING:
+    from .inprocess import mock_providers
+    from .live import LiveMock
 
 FIXTURES = ("returns_mock", "returns_mock_server")
 
@@ -47,12 +50,16 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 def returns_mock(request: pytest.FixtureRequest) -> Iterator[mock_providers]:
+    from .inprocess import mock_providers
+
     with mock_providers(**_options(request)) as mock:
         yield mock
 
 
 @pytest.fixture
 def returns_mock_server(request: pytest.FixtureRequest) -> Iterator[LiveMock]:
+    from .live import LiveMock
+
     options = _options(request)
     options.pop("passthrough", None)
     with LiveMock(**options) as server:
@@ -66,7 +73,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         funcargs: dict[str, Any] = getattr(item, "funcargs", {})
         for name in FIXTURES:
             handle = funcargs.get(name)
-            if isinstance(handle, MockHandle) and handle.violations:
+            if handle is not None and handle.violations:
                 lines = "\n".join(f"  {v.describe()}" for v in handle.violations)
                 pytest.fail(f"returns-mock strict: the code under test sent {len(handle.violations)} request(s) "
                             f"that break the contract:\n{lines}", pytrace=False)

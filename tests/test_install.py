@@ -41,3 +41,26 @@ def test_the_built_wheel_serves_from_its_own_contracts(tmp_path: Path) -> None:
         assert requests.get(server.url + "/35up/openapi.json", timeout=10).json()["openapi"] == "3.1.0"
     finally:
         server.stop()
+
+
+def test_the_plugin_loads_none_of_the_machinery_and_verify_is_an_extra(tmp_path: Path) -> None:
+    """Installing returns-mock must not slow down every pytest run: loading the plugin imports no web
+    framework, validator or HTTP mocking library, and schemathesis (with hypothesis and their own pytest
+    plugins) comes only with the verify extra."""
+    code = ("import sys, mockserver.pytest_plugin\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'werkzeug', 'jsonschema', 'schemathesis',"
+            " 'hypothesis', 'responses', 'requests', 'respx', 'aiohttp', 'httpx', 'granian'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"
+    metadata = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; "
+                               "print('\\n'.join(m.requires('returns-mock') or []))"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
+    schemathesis = [line for line in metadata if line.startswith("schemathesis")]
+    assert schemathesis and all("extra ==" in line for line in schemathesis), metadata  # never unconditional
+    assert any("'verify'" in line or '"verify"' in line for line in schemathesis)
+    missing = subprocess.run([sys.executable, "-c", "import sys; sys.modules['schemathesis'] = None\n"
+                              "from mockserver.cli import main; sys.exit(main(sys.argv[1:]))", "verify", "--provider",
+                              "3plship", "--base-url", "http://127.0.0.1:9/x", "--api-key", "zl_test_x"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "pip install 'returns-mock[verify]'" in missing.stderr
+
