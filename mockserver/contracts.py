@@ -537,7 +537,9 @@ def _bundled(provider: str) -> JSON:
     components/schemas; schema files it does not reach (the control plane's seed-return.json) stay out.
 
     Any tool can load the result from its URL alone. `$id`/`$schema` are dropped from the bundled
-    schemas so that references resolve against the document, not against the files' own URIs.
+    schemas so that references resolve against the document, not against the files' own URIs. A file's
+    `$defs` become components of their own (`<Title><Name>`): client generators follow references to
+    components, not pointers into them.
     """
     c = contract(provider)
     names: dict[str, str] = {}
@@ -565,8 +567,15 @@ def _bundled(provider: str) -> JSON:
     doc: JSON = rewrite(copy.deepcopy(c.openapi), None)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for file_name, title in names.items():
-        schemas[title] = rewrite(c.documents[file_name], file_name)
+        bundled = rewrite(c.documents[file_name], file_name)
+        for name, definition in bundled.pop("$defs", {}).items():
+            schemas[_def_name(title, name)] = definition
+        schemas[title] = bundled
     return doc
+
+
+def _def_name(title: str, name: str) -> str:
+    return title + "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name))
 
 
 def _reached(c: Contract) -> set[str]:
@@ -596,4 +605,7 @@ def _rewrite_ref(ref: str, home: str | None, names: dict[str, str]) -> str:
         target = home
     if target not in names:
         raise ValueError(f"unresolvable $ref {ref!r}")
+    if fragment.startswith("/$defs/"):
+        name, _, rest = fragment[len("/$defs/"):].partition("/")
+        return f"#/components/schemas/{_def_name(names[target], name)}" + (f"/{rest}" if rest else "")
     return f"#/components/schemas/{names[target]}{fragment}"
