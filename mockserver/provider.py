@@ -20,6 +20,7 @@ from .clock import Clock
 from .contracts import Contract, add_folder, contract
 from .http import ProviderApi
 from .ids import IdGenerator
+from .lifecycle import Lifecycle
 from .store import ReturnRecord, Store
 from .webhooks import DeliveryPolicy
 
@@ -92,6 +93,15 @@ class Provider(ABC):
     def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
         """A return of a scenario (contracts/admin/scenario.json) built in its target state, not stored."""
         raise NotImplementedError(f"{self.name} returns cannot be seeded")
+
+    def move(self, api: ProviderApi, account: str, return_id: str, status: str) -> dict[str, Any]:
+        """Move a stored return to `status` through the provider's own rules (ProviderError if they refuse);
+        the return as the provider answers it."""
+        raise NotImplementedError(f"{self.name} returns cannot be moved from the control plane")
+
+    def lifecycle(self, api: ProviderApi) -> Lifecycle | None:
+        """The provider's status graph (for the dashboard's picture), if it has one."""
+        return None
 
     def recorded_resources(self, body: Any) -> list[Any]:
         """The returns a recorded answer body carries (checked against return.json by the caller)."""

@@ -389,3 +389,39 @@ def test_a_clock_given_in_code_may_answer_naive_local_times() -> None:
     assert created.status_code == 201
     assert created.get_json()["data"]["created_at"] == isoformat(datetime(2026, 1, 5, 10, 0).astimezone(UTC))
     assert client.get(f"{PL}/returns", headers=bearer()).get_json()["meta"]["pagination"]["total"] == 1
+
+
+def test_returns_are_listed_a_page_at_a_time_and_searchable(admin: FlaskClient) -> None:
+    seed(admin)
+    everything = admin.get("/__admin/returns").get_json()["returns"]
+    page = admin.get("/__admin/returns?limit=3").get_json()
+    assert page["total"] == len(everything) == 7 and page["offset"] == 0 and page["limit"] == 3
+    assert [r["id"] for r in page["returns"]] == [r["id"] for r in reversed(everything)][:3]  # newest first
+    second = admin.get("/__admin/returns?limit=3&offset=3").get_json()
+    assert [r["id"] for r in second["returns"]] == [r["id"] for r in reversed(everything)][3:6]
+    found = admin.get("/__admin/returns?q=seedin&provider=3plship").get_json()
+    assert sorted(r["id"] for r in found["returns"]) == ["ret_seedinitiated", "ret_seedinspected"]
+    assert found["total"] == 2
+    assert admin.get("/__admin/returns?limit=0").status_code == 422
+
+
+def test_a_return_moves_through_its_providers_own_rules(admin: FlaskClient) -> None:
+    seed(admin)
+    moved = admin.post("/__admin/returns/35up/1002/status?account=shop-a", json={"status": "customer_shipped"})
+    assert moved.status_code == 200, moved.get_json()
+    assert [h["status"] for h in moved.get_json()["history"]][-1] == "customer_shipped"
+    refused = admin.post("/__admin/returns/35up/1002/status?account=shop-a", json={"status": "refunded"})
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "invalid_transition"
+    step = admin.post("/__admin/returns/3plship/ret_seedinitiated/status", json={"status": "received"})
+    assert step.status_code == 200 and step.get_json()["status"] == "received"
+    skip = admin.post("/__admin/returns/3plship/ret_seedinitiated/status", json={"status": "completed"})
+    assert skip.status_code == 409 and skip.get_json()["error"]["code"] == "INVALID_STATUS_TRANSITION"
+    assert admin.post("/__admin/returns/3plship/ret_nope/status", json={"status": "received"}).status_code == 404
+    assert admin.post("/__admin/returns/3plship/ret_seedinitiated/status", json={}).status_code == 422
+
+
+def test_each_providers_lifecycle_graph_is_served(admin: FlaskClient) -> None:
+    graphs = admin.get("/__admin/lifecycles").get_json()["lifecycles"]
+    assert graphs["3plship"]["transitions"]["initiated"] == ["received"]
+    assert graphs["35up"]["initial"] == "created" and "closed" in graphs["35up"]["final"]
+    assert set(graphs["35up"]["transitions"]) == set(graphs["35up"]["statuses"])

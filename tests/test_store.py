@@ -298,3 +298,16 @@ def test_a_file_beside_the_database_that_cannot_be_used_is_a_one_line_store_erro
     with pytest.raises(StoreError) as info:
         open_store(f"sqlite:{tmp_path / 's.db'}")
     assert "\n" not in str(info.value) and "Is a directory" in str(info.value)
+
+
+def test_find_pages_newest_first_and_searches_ids_and_order_ids(store: Store) -> None:
+    with store.transaction() as tx:
+        for n in range(5):
+            tx.insert(record(f"ret_{n}", order_id=f"ord_{n % 2}x"))
+        tx.insert(record("ret_9", account="other", order_id="ord_9"))
+    page, total = store.find("3plship", "acct", None, 1, 2)
+    assert [r.id for r in page] == ["ret_3", "ret_2"] and total == 5
+    found, total = store.find("3plship", None, "ord_1", 0, 10)
+    assert [r.id for r in found] == ["ret_3", "ret_1"] and total == 2
+    found, total = store.find(None, None, "9", 0, 10)
+    assert [(r.id, r.account) for r in found] == [("ret_9", "other")] and total == 1

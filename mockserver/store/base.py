@@ -138,6 +138,12 @@ class ReturnStore(ABC):
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]: ...
 
     @abstractmethod
+    def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
+             limit: int) -> tuple[list[ReturnRecord], int]:
+        """One page of returns, newest first, optionally those whose id or order id contains `search`;
+        with the number of all that match. For the control plane: a page, never a dump."""
+
+    @abstractmethod
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         """Delete returns (all, or of one provider and/or account); answers how many."""
 

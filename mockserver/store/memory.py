@@ -139,6 +139,14 @@ class MemoryStore(Store):
             records = sorted(self._scan(provider, account), key=lambda r: r.seq)
         return iter([r.copy() for r in records])
 
+    def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
+             limit: int) -> tuple[list[ReturnRecord], int]:
+        with self._lock:
+            matching = [r for r in self._scan(provider, account)
+                        if search is None or search in r.id or search in r.order_id]
+            matching.sort(key=lambda r: r.seq, reverse=True)
+            return [r.copy() for r in matching[offset:offset + limit]], len(matching)
+
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         with self._lock:
             if provider is None and account is None:

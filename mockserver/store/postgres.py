@@ -274,6 +274,18 @@ class PostgresStore(Store):
             rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
         return iter([_record(r) for r in rows])
 
+    def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
+             limit: int) -> tuple[list[ReturnRecord], int]:
+        where, args = self._narrowed(provider, account)
+        if search is not None:
+            where += " AND (strpos(id, %s) > 0 OR strpos(order_id, %s) > 0)"
+            args += [search, search]
+        with self._connection() as conn:
+            total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
+            rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
+                                [*args, limit, offset]).fetchall()
+        return [_record(r) for r in rows], int(total)
+
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         where, args = self._narrowed(provider, account)
         with self._connection() as conn, conn.transaction():

@@ -301,6 +301,22 @@ class SqliteStore(Store):
             f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
         return iter([_record(r) for r in rows])
 
+    def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
+             limit: int) -> tuple[list[ReturnRecord], int]:
+        where, args = "1=1", []
+        for column, value in (("provider", provider), ("account", account)):
+            if value is not None:
+                where += f" AND {column}=?"
+                args.append(value)
+        if search is not None:
+            where += " AND (instr(id, ?) > 0 OR instr(order_id, ?) > 0)"
+            args += [search, search]
+        conn = self._connection()
+        total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
+        rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                            [*args, limit, offset]).fetchall()
+        return [_record(r) for r in rows], int(total)
+
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         where, args = "1=1", []
         if provider is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ProviderError
 from ..flags import positive
 from ..http import ProviderApi
-from ..lifecycle import MODES
+from ..lifecycle import MODES, Lifecycle
 from ..provider import Credentials, Provider, Scenario, Services
 from ..store import ReturnRecord
 from . import PROVIDER
@@ -56,6 +56,14 @@ class Provider35up(Provider):
         for status in route:
             core.move(record, status, now)
         return record
+
+    def move(self, api: ProviderApi, account: str, return_id: str, status: str) -> dict[str, Any]:
+        assert isinstance(api, Api35up)
+        return api.core.update_return(account, return_id, status)
+
+    def lifecycle(self, api: ProviderApi) -> Lifecycle:
+        assert isinstance(api, Api35up)
+        return api.core.lifecycle
 
     def recorded_resources(self, body: Any) -> list[Any]:
         return [body] if isinstance(body, dict) else []

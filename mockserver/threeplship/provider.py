@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..http import ProviderApi
+from ..lifecycle import Lifecycle
 from ..provider import Credentials, Provider, Scenario, Services
 from ..store import ReturnRecord
 from . import PROVIDER
@@ -58,6 +59,14 @@ class Provider3plship(Provider):
             if item.get("status") == core.refund_rules["status_after"]:
                 core.complete_refund(record)
         return record
+
+    def move(self, api: ProviderApi, account: str, return_id: str, status: str) -> dict[str, Any]:
+        assert isinstance(api, Api3plship)
+        return api.core.update_status(account, return_id, status)
+
+    def lifecycle(self, api: ProviderApi) -> Lifecycle:
+        assert isinstance(api, Api3plship)
+        return api.core.lifecycle
 
     def recorded_resources(self, body: Any) -> list[Any]:
         data = body.get("data") if isinstance(body, dict) else None

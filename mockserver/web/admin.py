@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, Response, render_template, request
 
 from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from ..contracts import Problem, contract, problems
+from ..errors import ProviderError
 from ..faults import rule_problems
 from ..mock import Mock
 from ..ratelimit import RatePolicy
@@ -154,22 +155,52 @@ def register(app: Flask, state: Mock) -> None:
 
     @admin.get("/returns")
     def list_returns() -> Response:
-        records = state.returns(_query("provider", providers), _query("account"))
-        return _json(200, {"returns": [_record_json(r) for r in records]})
+        provider, account = _query("provider", providers), _query("account")
+        search, limit, offset = _query("q"), _int_query("limit", 1, 1000), _int_query("offset", 0, 10**9)
+        if search is None and limit is None and offset is None:  # every return (scripts, small states)
+            return _json(200, {"returns": [_record_json(r) for r in state.returns(provider, account)]})
+        limit, offset = limit or 50, offset or 0
+        records, total = state.store.find(provider, account, search or None, offset, limit)
+        return _json(200, {"returns": [_record_json(state.settled(r)) for r in records if r.provider in providers],
+                           "total": total, "offset": offset, "limit": limit})
 
-    @admin.get("/returns/<provider>/<return_id>")
-    def one_return(provider: str, return_id: str) -> Response:
+    def _the_return(provider: str, return_id: str) -> ReturnRecord:
         if provider not in providers:
             raise AdminError(404, "not_found", f"Unknown provider {provider}; known: {', '.join(providers)}.")
-        account = _query("account")
-        matches = [r for r in state.store.all(provider, account) if r.id == return_id]
+        found, _ = state.store.find(provider, _query("account"), return_id, 0, 1000)
+        matches = [r for r in found if r.id == return_id]
         if not matches:
             raise AdminError(404, "not_found", f"No {provider} return {return_id}.")
         if len(matches) > 1:
             accounts = sorted(r.account for r in matches)
             raise AdminError(409, "ambiguous", f"{provider} return {return_id} exists in several accounts: "
                                                f"{', '.join(accounts)}; add ?account=.")
-        return _json(200, _record_json(state.settled(matches[0])))
+        return matches[0]
+
+    @admin.get("/returns/<provider>/<return_id>")
+    def one_return(provider: str, return_id: str) -> Response:
+        return _json(200, _record_json(state.settled(_the_return(provider, return_id))))
+
+    @admin.post("/returns/<provider>/<return_id>/status")
+    def move_return(provider: str, return_id: str) -> Response:
+        record = _the_return(provider, return_id)
+        body = _body("return-status-request.json")
+        try:
+            state.providers[provider].move(state.apis[provider], record.account, record.id, body["status"])
+        except ProviderError as exc:  # the provider's own refusal, as it would answer it
+            raise AdminError(exc.status, exc.code, exc.message, exc.details) from None
+        return _json(200, _record_json(state.settled(_the_return(provider, return_id))))
+
+    @admin.get("/lifecycles")
+    def lifecycles() -> Response:
+        graphs = {}
+        for name, entry in state.providers.items():
+            lifecycle = entry.lifecycle(state.apis[name])
+            if lifecycle is not None:
+                graphs[name] = {"initial": lifecycle.initial, "final": lifecycle.final,
+                                "statuses": lifecycle.statuses,
+                                "transitions": {s: lifecycle.allowed(s) for s in lifecycle.statuses}}
+        return _json(200, {"lifecycles": graphs})
 
     @admin.get("/journal")
     def journal() -> Response:
