@@ -282,6 +282,9 @@ def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
         raise UsageError(f"--seed-file {path}: {exc}") from None
     with tempfile.NamedTemporaryFile("w", prefix="returns-mock-seed-", suffix=".json", delete=False) as fh:
         json.dump(scenario, fh)
+    import atexit
+
+    atexit.register(os.unlink, fh.name)  # the workers read it as they start; the server outlives them
     return fh.name
 
 
