@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -21,8 +23,10 @@ if not (CHROMIUM and CHROMEDRIVER):
                 allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.system
 
@@ -41,39 +45,88 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
-def test_dashboard_lists_returns_and_highlights_violations(browser: webdriver.Chrome, tmp_path: Path) -> None:
-    server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--admin-token", "dash").start()
-    try:
-        browser.get(server.url + "/__admin/?token=dash")
-        assert browser.find_element(By.ID, "no-returns").text == "No returns yet."
+SCENARIO = fixture("scenarios/example.json")
 
-        created = requests.post(server.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
-                                headers=bearer("zl_test_dash"), timeout=10).json()["data"]
-        requests.post(server.url + UP35 + "/returns", json=fixture("35up/create-return.request.json"),
-                      headers=basic("shop-a"), timeout=10)
-        requests.patch(server.url + UP35 + "/returns/42346434", json={"status": "awaiting_return"},
-                       headers=basic("shop-a"), timeout=10)
-        requests.patch(server.url + UP35 + "/returns/42346434", json={"status": "approved"},
-                       headers=basic("shop-a"), timeout=10)
 
-        browser.get(server.url + "/__admin/?token=dash")
-        accounts = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h3.account")]
-        assert accounts == ["35up · shop-a", "3plship · zl_test_dash"]
-        row = browser.find_element(By.CSS_SELECTOR, f"tr.return[data-id='{created['id']}']")
-        assert row.find_element(By.CSS_SELECTOR, "td.status").text == "initiated"
-        history = browser.find_element(By.CSS_SELECTOR, "tr.return[data-id='42346434'] td.history").text
-        assert "created" in history and "awaiting_return" in history
+def wait(browser: webdriver.Chrome, css: str, check: Any = bool, seconds: float = 10) -> Any:
+    """The elements matching `css` once `check(elements)` holds (the page refreshes itself every 2 s)."""
+    def ready(b: webdriver.Chrome) -> Any:
+        found = b.find_elements(By.CSS_SELECTOR, css)
+        return [found] if check(found) else False  # wrapped: an empty list may be what is awaited
 
-        flagged = browser.find_elements(By.CSS_SELECTOR, "#journal tr.violation")
-        assert len(flagged) == 1
-        assert "PATCH /35up/v1/returns/42346434" in flagged[0].text
-        why = flagged[0].find_element(By.CSS_SELECTOR, "td.why")
-        assert why.text.startswith("status: 'approved' is not one of the valid values: created, rejected")
-        assert why.value_of_css_property("color") == "rgba(179, 38, 30, 1)"  # highlighted in red
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#journal tr.entry")) == 4
+    return WebDriverWait(browser, seconds, ignored_exceptions=(StaleElementReferenceException,)).until(ready)[0]
 
-        browser.get(server.url + "/__admin/")  # without the token
-        assert "unauthorized" in browser.page_source
-        browser.save_screenshot(str(tmp_path / "dashboard.png"))
-    finally:
-        server.stop()
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[Server]:
+    server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--admin-token", "dash", "--clock", "frozen").start()
+    auth = {"Authorization": "Bearer dash"}
+    assert requests.post(server.url + "/__admin/seed", json=SCENARIO, headers=auth, timeout=10).status_code == 201
+    requests.post(server.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
+                  headers=bearer("zl_test_dash"), timeout=10)
+    requests.patch(server.url + UP35 + "/returns/1002", json={"status": "approved"}, headers=basic("shop-a"),
+                   timeout=10)
+    yield server
+    server.stop()
+
+
+def login(browser: webdriver.Chrome, server: Server) -> None:
+    """The page asks for the token once (it never goes into a URL) and then shows the mock."""
+    browser.get(server.url + "/__admin/")
+    token = wait(browser, "#token-form:not(.hidden) #token")[0]
+    token.send_keys("dash")
+    browser.find_element(By.ID, "token-save").click()
+    wait(browser, "#journal tr.entry")
+    assert "dash" not in browser.current_url
+
+
+def test_find_why_a_request_was_refused(browser: webdriver.Chrome, seeded: Server, tmp_path: Path) -> None:
+    login(browser, seeded)
+    browser.find_element(By.ID, "f-violations").click()
+    rows = wait(browser, "#journal tr.entry", lambda found: len(found) == 1)
+    assert "PATCH /35up/v1/returns/1002" in rows[0].text
+    why = rows[0].find_element(By.CSS_SELECTOR, "td.why")
+    assert why.text.startswith("status: 'approved' is not one of the valid values")
+    assert why.value_of_css_property("color") == "rgba(179, 38, 30, 1)"
+    rows[0].click()
+    request_body = wait(browser, "#journal tr.detail pre.request-body")[0].text
+    assert '"status": "approved"' in request_body
+    assert '"code": "validation_error"' in browser.find_element(By.CSS_SELECTOR, "pre.response-body").text
+    assert "35up/return-update-request.json#/" in browser.find_element(By.CSS_SELECTOR, ".violation-detail").text
+    time.sleep(2.5)  # a live refresh keeps the filter and the open entry
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#journal tr.entry")) == 1
+    assert browser.find_elements(By.CSS_SELECTOR, "#journal tr.detail pre.request-body")
+    browser.save_screenshot(str(tmp_path / "dashboard.png"))
+
+
+def test_put_the_mock_into_a_state_with_clicks(browser: webdriver.Chrome, seeded: Server) -> None:
+    login(browser, seeded)
+    # Move a 3plship return along its lifecycle through the provider's own rules.
+    search = browser.find_element(By.ID, "r-search")
+    search.send_keys("ret_seedinitiated")
+    wait(browser, "#returns tr.return", lambda found: len(found) == 1)[0].click()
+    wait(browser, "#returns button.move[data-status='received']")[0].click()
+    wait(browser, "#returns tr.return td.status", lambda found: found and found[0].text == "received")
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.lifecycle rect[data-status='inspected']")
+    # Advance the clock past the 35up return window: the awaiting return expires.
+    search.clear()
+    search.send_keys("1002")
+    advance = browser.find_element(By.ID, "advance")
+    advance.clear()
+    advance.send_keys("P31D")
+    browser.find_element(By.ID, "advance-btn").click()
+    wait(browser, "#returns tr.return td.status", lambda found: found and found[0].text == "expired")
+    # A fault rule: the next request fails with it.
+    browser.find_element(By.ID, "fault-add").click()
+    wait(browser, "#faults li.fault")
+    failed = requests.get(seeded.url + PL + "/returns", headers=bearer("zl_test_dash"), timeout=10)
+    assert failed.status_code == 503
+    browser.find_element(By.ID, "faults-clear").click()
+    wait(browser, "#faults li.fault", lambda found: not found)
+
+
+def test_without_the_token_nothing_is_shown(browser: webdriver.Chrome, seeded: Server) -> None:
+    browser.get(seeded.url + "/__admin/")
+    wait(browser, "#token-form:not(.hidden)")
+    assert browser.find_elements(By.CSS_SELECTOR, "#journal tr.entry") == []
+    assert requests.get(seeded.url + "/__admin/returns", timeout=10).status_code == 401

@@ -181,8 +181,8 @@ def _admin(app: Flask, state: _Proxy) -> None:
 
     @app.before_request
     def authorize() -> Response | None:
-        if token is None or not request.path.startswith("/__admin"):
-            return None
+        if token is None or not request.path.startswith("/__admin") or request.path == "/__admin/":
+            return None  # the dashboard page holds no data: it asks for the token, then calls the API
         given = request.headers.get("Authorization", "")
         if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):
             return None
@@ -217,8 +217,4 @@ def _admin(app: Flask, state: _Proxy) -> None:
 
     @app.get("/__admin/")
     def dashboard() -> str:
-        now = datetime.now(UTC)
-        return render_template("dashboard.html", version=__version__, clock={"now": isoformat(now), "mode": "real"},
-                               groups=[], entries=list(reversed(state.journal.entries(limit=200))),
-                               store="proxy to " + ", ".join(state.config.upstreams.values()),
-                               rendered_at=now.strftime("%H:%M:%S"))
+        return render_template("dashboard.html")
