@@ -123,6 +123,11 @@ def test_put_the_mock_into_a_state_with_clicks(browser: webdriver.Chrome, seeded
     assert failed.status_code == 503
     browser.find_element(By.ID, "faults-clear").click()
     wait(browser, "#faults li.fault", lambda found: not found)
+    # A chaos profile, chosen from the list the server serves.
+    wait(browser, "#chaos option[value='light']")[0].click()
+    browser.find_element(By.ID, "chaos-apply").click()
+    rules = wait(browser, "#faults li.fault", lambda found: len(found) >= 2)
+    assert '"probability"' in rules[0].text
 
 
 def test_without_the_token_nothing_is_shown(browser: webdriver.Chrome, seeded: Server) -> None:

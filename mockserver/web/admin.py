@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, render_template, request
 from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from ..contracts import Problem, contract, problems
 from ..errors import ProviderError
-from ..faults import rule_problems
+from ..faults import chaos_profile, chaos_profiles, rule_problems
 from ..mock import Mock
 from ..ratelimit import RatePolicy
 from ..seeding import ScenarioError
@@ -255,6 +255,10 @@ def register(app: Flask, state: Mock) -> None:
     def clear_faults() -> Response:
         state.faults.remove()
         return Response(status=204)
+
+    @admin.get("/faults/chaos")
+    def chaos() -> Response:
+        return _json(200, {"profiles": {name: chaos_profile(name) for name in chaos_profiles()}})
 
     @admin.delete("/faults/<rule_id>")
     def remove_fault(rule_id: str) -> Response:
