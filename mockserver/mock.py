@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .clock import Clock, StoreClock, parse_instant
+from .clock import Clock, StoreClock, parse_instant, to_millis
 from .config import Config
 from .faults import KEY as FAULTS_KEY
 from .faults import Faults
@@ -75,6 +75,10 @@ class Mock:
         return seed(self.store, self.check_scenario(document))
 
     def settled(self, record: ReturnRecord) -> ReturnRecord:
+        """The record as a provider read would see it now: its time-based move applied if one is due
+        (only then is the provider asked: a page of returns costs no query per return)."""
+        if record.due_at is None or record.due_at > to_millis(self.clock.now()):
+            return record
         return self.apis[record.provider].settled(record)
 
     def returns(self, provider: str | None = None, account: str | None = None) -> list[ReturnRecord]:
