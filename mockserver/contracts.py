@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -139,9 +140,15 @@ class Operation:
                 values[param.name] = value
         return values, found
 
+    @functools.cached_property
+    def query_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters if p.location == "query")
+
     def unknown_query(self, given: Mapping[str, str]) -> list[Problem]:
         """Query names the operation does not know: a real API ignores them, the client most likely misspelt one."""
-        known = [p.name for p in self.parameters if p.location == "query"]
+        known = self.query_names
+        if all(name in known for name in given):  # every request: no list built when all is well
+            return []
         hint = f"; known: {', '.join(known)}" if known else ""
         return [Problem(name, f"{name} is not a known query parameter (ignored){hint}", "query")
                 for name in given if name not in known]

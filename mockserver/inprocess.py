@@ -114,7 +114,7 @@ class mock_providers(MockHandle, ContextDecorator):
         for provider, base in self.base_urls.items():
             pattern = re.compile(re.escape(base) + r"(/.*)?(\?.*)?$")
             for method in METHODS:
-                mock.add_callback(method, pattern, callback=functools.partial(self._dispatch, provider, base))
+                mock.add_callback(method, pattern, callback=functools.partial(self._dispatch, provider))
         mock.add_passthru(re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]"))
         if self._passthrough is True:
             mock.add_passthru(re.compile(r".*"))
@@ -158,8 +158,7 @@ class mock_providers(MockHandle, ContextDecorator):
         return {name: api.contract.real_base_url for name, api in self.state.apis.items()
                 if api.contract.real_base_url is not None}
 
-    def _dispatch(self, provider: str, base: str,
-                  request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+    def _dispatch(self, provider: str, request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
         body = request.body.encode() if isinstance(request.body, str) else request.body
         try:
             status, headers, content = self._handle(provider, str(request.method), str(request.url),

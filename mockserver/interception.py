@@ -11,6 +11,7 @@ message naming `returns_mock_server`: nothing reaches the real provider.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import socket
 from collections.abc import Callable
@@ -89,8 +90,6 @@ class AiohttpInterception:
                                self._answer(provider, method, url, kw))
 
     def _answer(self, provider: str, method: str, url: Any, kwargs: dict[str, Any]) -> Any:
-        import json
-
         if kwargs.get("json") is not None:
             body = json.dumps(kwargs["json"]).encode()
             headers = {"Content-Type": "application/json", **dict(kwargs.get("headers") or {})}

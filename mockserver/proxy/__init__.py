@@ -10,19 +10,17 @@ mock. An upstream that cannot be reached or answers too late is a 502 or 504 in 
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 import requests
-from flask import Flask, Response, render_template, request
+from flask import Flask, Response, request
 
 from ..clock import isoformat
 from ..config import Config
@@ -34,6 +32,7 @@ from ..registry import REGISTRY, build_mock
 from ..store import MemoryStore
 from ..verify.exchange import Finding, check_request, check_response
 from ..version import __version__
+from ..web.admin import control_plane
 from .recording import HarRecorder
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -65,8 +64,7 @@ def app_from_env() -> Flask:
 
 
 def create_proxy_app(config: ProxyConfig) -> Flask:
-    templates = str(resources.files("mockserver") / "web" / "templates")
-    app = Flask("mockserver.proxy", template_folder=templates)
+    app = Flask("mockserver.proxy")
     # The providers' own rules, only to answer in their format (errors) and to name the account.
     apis = build_mock(Config(), store=MemoryStore()).apis
     state = _Proxy(config, {name: apis[name] for name in config.upstreams})
@@ -177,18 +175,7 @@ def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: 
 
 
 def _admin(app: Flask, state: _Proxy) -> None:
-    token = state.config.admin_token
-
-    @app.before_request
-    def authorize() -> Response | None:
-        if token is None or not request.path.startswith("/__admin") or request.path == "/__admin/":
-            return None  # the dashboard page holds no data: it asks for the token, then calls the API
-        given = request.headers.get("Authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):
-            return None
-        return _json(401, {"error": {"code": "unauthorized", "message": "The admin API needs Authorization: "
-                                                                        "Bearer <admin token>.", "details": []}},
-                     {"WWW-Authenticate": 'Bearer realm="returns-mock admin"'})
+    admin = control_plane(state.config.admin_token, state.journal, tuple(state.apis))
 
     @app.get("/")
     def index() -> Response:
@@ -196,25 +183,9 @@ def _admin(app: Flask, state: _Proxy) -> None:
             name: {"base_url": api.contract.mock_prefix, "upstream": state.config.upstreams[name]}
             for name, api in state.apis.items()}})
 
-    @app.get("/__admin/health")
+    @admin.get("/health")
     def health() -> Response:
         return _json(200, {"status": "ok", "version": __version__, "mode": "proxy",
                            "upstreams": state.config.upstreams})
 
-    @app.get("/__admin/journal")
-    def journal() -> Response:
-        entries = state.journal.entries(provider=request.args.get("provider"), account=request.args.get("account"))
-        return _json(200, {"size": state.journal.size, "entries": [e.as_json() for e in entries]})
-
-    @app.delete("/__admin/journal")
-    def clear() -> Response:
-        state.journal.clear()
-        return Response(status=204)
-
-    @app.get("/__admin/violations")
-    def violations() -> Response:
-        return _json(200, {"violations": [v.as_json() for v in state.journal.violations()]})
-
-    @app.get("/__admin/")
-    def dashboard() -> str:
-        return render_template("dashboard.html")
+    app.register_blueprint(admin)

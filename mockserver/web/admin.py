@@ -19,6 +19,7 @@ from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_du
 from ..contracts import Problem, contract, problems
 from ..errors import ProviderError
 from ..faults import chaos_profile, chaos_profiles, rule_problems
+from ..journal import Journal
 from ..mock import Mock
 from ..ratelimit import RatePolicy
 from ..seeding import ScenarioError
@@ -77,10 +78,10 @@ def clock_json(clock: ControllableClock) -> dict[str, Any]:
     return {"now": isoformat(clock.now()), "mode": clock.mode}
 
 
-def register(app: Flask, state: Mock) -> None:
+def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...]) -> Blueprint:
+    """What every server's /__admin has (the mock's and the proxy's): the token guard, the admin error
+    format, the journal, the violations and the dashboard page."""
     admin = Blueprint("admin", __name__, url_prefix=PREFIX, template_folder="templates")
-    token = state.config.admin_token
-    providers = tuple(state.apis)
 
     @admin.before_request
     def authorize() -> None:
@@ -102,6 +103,33 @@ def register(app: Flask, state: Mock) -> None:
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="returns-mock admin"'
         return response
+
+    @admin.get("/journal")
+    def list_journal() -> Response:
+        entries = journal.entries(provider=_query("provider", providers), account=_query("account"),
+                                  path=_query("path"), status=_int_query("status", 100, 599),
+                                  limit=_int_query("limit", 1, 100000))
+        return _json(200, {"size": journal.size, "entries": [e.as_json() for e in entries]})
+
+    @admin.delete("/journal")
+    def clear_journal() -> Response:
+        journal.clear()
+        return Response(status=204)
+
+    @admin.get("/violations")
+    def violations() -> Response:
+        return _json(200, {"violations": [v.as_json() for v in journal.violations()]})
+
+    @admin.get("/")
+    def dashboard() -> str:
+        return render_template("dashboard.html")
+
+    return admin
+
+
+def register(app: Flask, state: Mock) -> None:
+    providers = tuple(state.apis)
+    admin = control_plane(state.config.admin_token, state.journal, providers)
 
     @admin.get("/health")
     def health() -> Response:
@@ -202,22 +230,6 @@ def register(app: Flask, state: Mock) -> None:
                                 "transitions": {s: lifecycle.allowed(s) for s in lifecycle.statuses}}
         return _json(200, {"lifecycles": graphs})
 
-    @admin.get("/journal")
-    def journal() -> Response:
-        entries = state.journal.entries(provider=_query("provider", providers), account=_query("account"),
-                                        path=_query("path"), status=_int_query("status", 100, 599),
-                                        limit=_int_query("limit", 1, 100000))
-        return _json(200, {"size": state.journal.size, "entries": [e.as_json() for e in entries]})
-
-    @admin.delete("/journal")
-    def clear_journal() -> Response:
-        state.journal.clear()
-        return Response(status=204)
-
-    @admin.get("/violations")
-    def violations() -> Response:
-        return _json(200, {"violations": [v.as_json() for v in state.journal.violations()]})
-
     @admin.get("/rate-limits")
     def get_rate_limits() -> Response:
         return _json(200, state.rate_limiter.policy().as_json())
@@ -265,10 +277,6 @@ def register(app: Flask, state: Mock) -> None:
         if not state.faults.remove(rule_id):
             raise AdminError(404, "not_found", f"No fault rule {rule_id}.")
         return Response(status=204)
-
-    @admin.get("/")
-    def dashboard() -> str:
-        return render_template("dashboard.html")
 
     app.register_blueprint(admin)
 

@@ -111,13 +111,8 @@ class RecordInJournal(Step):
 class NameTheWorker(Step):
     """With several worker processes or replicas, say which one answered (X-Returns-Mock-Worker: its pid)."""
 
-    def __init__(self) -> None:
-        self.header = {WORKER_HEADER: str(os.getpid())}
-
     def after(self, ctx: RequestContext, response: Response) -> Response:
-        if self.header[WORKER_HEADER] != str(os.getpid()):  # a fork after the app was built
-            self.header = {WORKER_HEADER: str(os.getpid())}
-        response.headers.update(self.header)
+        response.headers[WORKER_HEADER] = str(os.getpid())
         return response
 
 
