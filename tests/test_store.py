@@ -200,6 +200,29 @@ def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.system
+def test_sqlite_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Path) -> None:
+    """Under a load test the writers never pause: a checkpoint that only copies what it can without
+    blocking never catches up, and the WAL grew by ~100 MB a second. It must be started over regularly."""
+    store = SqliteStore(tmp_path / "s.db")
+    wal = tmp_path / "s.db-wal"
+    sizes: list[int] = []
+    n = 0
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            with store.transaction() as tx:
+                tx.insert(record(f"r{n}", order_id=f"o{n}"))
+            n += 1
+            if n % 200 == 0:
+                sizes.append(wal.stat().st_size)
+        early = sizes[len(sizes) // 6]  # ~0.5 s in
+        assert max(sizes) < 4 * early, (early, max(sizes), n)
+        assert store.integrity_check() == "ok"
+    finally:
+        store.close()
+
+
 def test_rate_counts_slide_per_key_refuse_without_counting_and_clear_on_reset(store: Store) -> None:
     assert [store.count_request("k", 10, 0.5, None) for _ in range(3)] == [(0, 1, True), (0, 2, True), (0, 3, True)]
     assert store.count_request("other", 10, 0.5, None) == (0, 1, True)

@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 """
 
+BUSY_TIMEOUT_MS = 30_000
+
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
 
 
@@ -223,7 +225,7 @@ class SqliteStore(Store):
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # Requests never checkpoint (copying the WAL into the database and syncing it takes
             # milliseconds); a background thread does, twice a second.
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -408,9 +410,24 @@ class SqliteStore(Store):
         return value
 
     def checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file without waiting for readers or writers."""
-        if not self._closed and self.path.exists():
-            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        """Copy what the WAL holds into the database file, and have the next writer start the WAL over.
+
+        A PASSIVE checkpoint alone never catches up under a steady stream of writes (frames keep arriving
+        while it copies), so the WAL would grow by megabytes a second and every page lookup would walk it.
+        The bulk is copied without blocking anyone; the few frames written meanwhile are copied holding the
+        write lock, by RESTART, which lets the next writer reuse the WAL from its start. A reader still on
+        the WAL (a long listing) makes RESTART give up at once rather than hold up the writers: next round.
+        """
+        if self._closed or not self.path.exists():
+            return
+        conn = self._connection()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        with self._write_lock.held():
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def integrity_check(self) -> str:
         return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
