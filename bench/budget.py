@@ -37,7 +37,7 @@ from mockserver.config import Config  # noqa: E402
 from mockserver.web import create_app  # noqa: E402
 
 STAGES = ("HTTP server", "Flask dispatch", "auth", "validation", "faults", "rate count", "settings and clock",
-          "ids", "core", "store (SQL)", "journal", "response")
+          "ids", "core", "store (SQL)", "WAL checkpoint", "journal", "response")
 
 _charges: dict[str, int] = defaultdict(int)
 _local = threading.local()
@@ -143,16 +143,14 @@ def instrument() -> None:
 
     sqlite_store.SqliteStore._connection = timed_connection  # type: ignore[method-assign]
 
-    for owner, attribute, name in ((sqlite_journal.BatchedJournal, "flush", "journal"),
-                                   (sqlite_store.SqliteStore, "checkpoint", "store (SQL)")):
-        original = getattr(owner, attribute)
-
-        def background(self: Any, *, _original: Callable[..., Any] = original, _name: str = name) -> Any:
+    # Off the request path: the journal's writer and the WAL checkpointer, one thread each per process.
+    for every, name in ((sqlite_journal._WRITER, "journal"), (sqlite_store._CHECKPOINTER, "WAL checkpoint")):
+        def background(member: Any, *, _job: Callable[[Any], None] = every.job, _name: str = name) -> None:
             _local.sql_stage = _name
             with _stage(_name):
-                return _original(self)
+                _job(member)
 
-        setattr(owner, attribute, background)
+        every.job = background
 
 
 KEY = "zl_test_bench"
