@@ -11,7 +11,6 @@ layer answers with 503 in the provider's format; the pool reconnects by itself.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from .. import process
 from ..errors import DuplicateReturn, StoreError, StoreUnavailable
 from ..journal import Journal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
@@ -199,12 +199,12 @@ class PostgresStore(Store):
 
     def _the_pool(self) -> Any:
         with self._lock:
-            if self._pool is None or self._pid != os.getpid():  # a forked worker makes its own
+            if self._pool is None or self._pid != process.pid():  # a forked worker makes its own
                 self._pool = psycopg_pool.ConnectionPool(
                     self._conninfo(), min_size=1, max_size=self._pool_size, timeout=self.POOL_TIMEOUT,
                     kwargs={"autocommit": True, "connect_timeout": 3},
                     check=psycopg_pool.ConnectionPool.check_connection, open=True, name="returns-mock")
-                self._pid = os.getpid()
+                self._pid = process.pid()
             return self._pool
 
     @contextmanager
@@ -408,7 +408,7 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
+            if self._pool is not None and self._pid == process.pid():
                 self._pool.close()
             self._pool, self._pid = None, 0
 

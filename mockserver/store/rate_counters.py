@@ -1,4 +1,5 @@
 """Rate counters shared by every worker process: a small memory-mapped file beside the SQLite database.
+Its header also holds the settings' change counter (see `changes`).
 
 Every 3plship request is counted. Kept in SQLite, each count was a write transaction of its own: a page
 read became a write, and every commit made the other connections drop their page caches. Here a count
@@ -22,12 +23,16 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import process
 from .base import Window
 
 MAGIC = b"returns-mock rate counters 1\n"
 HEADER = 64
 SLOT = struct.Struct("<16sqqq")
 """Key digest, the bucket last counted in, its count, the count of the bucket before it."""
+CHANGES = struct.Struct("<q")
+CHANGES_AT = 32
+"""Where the header keeps the settings' change counter (after MAGIC)."""
 SLOTS = 8192
 PROBES = 32
 SIZE = HEADER + SLOTS * SLOT.size
@@ -71,6 +76,26 @@ class SharedRateCounters:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return counts, admitted
 
+    def changes(self) -> int:
+        """How many times the settings changed: a memory read, where asking SQLite whether anything changed
+        (PRAGMA data_version) was a statement per request, answered "yes" after every other worker's write."""
+        counters = self._map
+        if counters is None or self._pid != process.pid():
+            with self._lock:
+                counters = self._open()
+        return int(CHANGES.unpack_from(counters, CHANGES_AT)[0])
+
+    def changed(self) -> None:
+        """Count a change of the settings (after it is committed: a reader that sees the new count must
+        find the new value)."""
+        with self._lock:
+            counters = self._open()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                CHANGES.pack_into(counters, CHANGES_AT, CHANGES.unpack_from(counters, CHANGES_AT)[0] + 1)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
     def open(self) -> None:
         """Create or check the file now: a store that cannot count fails when it opens, not per request."""
         with self._lock:
@@ -87,7 +112,7 @@ class SharedRateCounters:
 
     def close(self) -> None:
         with self._lock:
-            if self._pid == os.getpid() and self._map is not None:
+            if self._pid == process.pid() and self._map is not None:
                 self._map.close()
                 os.close(self._fd)
             self._map, self._fd, self._pid = None, -1, 0
@@ -95,7 +120,7 @@ class SharedRateCounters:
     def _open(self) -> mmap.mmap:
         """The mapping of this process (a forked worker needs its own open file for its own flock)."""
         if self._map is not None:
-            if self._pid == os.getpid():
+            if self._pid == process.pid():
                 return self._map
             self._map.close()  # the parent's, inherited by this forked worker
             os.close(self._fd)
@@ -114,7 +139,7 @@ class SharedRateCounters:
         except BaseException:
             os.close(fd)
             raise
-        self._map, self._fd, self._pid = counters, fd, os.getpid()
+        self._map, self._fd, self._pid = counters, fd, process.pid()
         return counters
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from .. import process
 from ..background import Every
 from ..errors import DuplicateReturn, StoreError
 from ..journal import Journal
@@ -168,9 +169,9 @@ class _WriteLock:
     @contextmanager
     def held(self) -> Iterator[None]:
         with self._thread_lock:
-            if self._pid != os.getpid():  # a forked worker needs its own open file for its own lock
+            if self._pid != process.pid():  # a forked worker needs its own open file for its own lock
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-                self._pid = os.getpid()
+                self._pid = process.pid()
             if self._depth == 0:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
             self._depth += 1
@@ -183,7 +184,7 @@ class _WriteLock:
 
     def close(self) -> None:
         with self._thread_lock:
-            if self._pid == os.getpid() and self._fd >= 0:
+            if self._pid == process.pid() and self._fd >= 0:
                 os.close(self._fd)
             self._fd, self._pid = -1, 0
 
@@ -218,7 +219,7 @@ class SqliteStore(Store):
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+        if conn is None or getattr(self._local, "pid", None) != process.pid():
             if self.path.is_dir():
                 raise sqlite3.OperationalError("it is a directory")
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
@@ -231,7 +232,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
             _CHECKPOINTER.watch(self)
-            self._local.pid = os.getpid()
+            self._local.pid = process.pid()
         return conn
 
     @contextmanager
@@ -370,18 +371,17 @@ class SqliteStore(Store):
 
     def get_setting(self, key: str) -> str | None:
         # Settings (clock, rate policy, fault rules) are read several times a request and change rarely:
-        # they are cached per connection until PRAGMA data_version says another connection committed
-        # something. Inside a request the snapshot taken at its start is used (see `pin_settings`).
-        if getattr(self._local, "pinned", False) and getattr(self._local, "pid", None) == os.getpid():
+        # they are cached per thread until the change counter in shared memory moves. Inside a request the
+        # snapshot taken at its start is used (see `pin_settings`).
+        if getattr(self._local, "pinned", False) and getattr(self._local, "pid", None) == process.pid():
             return self._local.settings.get(key)  # type: ignore[no-any-return]
         return self._settings().get(key)
 
     def _settings(self) -> dict[str, str]:
-        conn = self._connection()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self._rate.changes()
         cache: dict[str, str] | None = getattr(self._local, "settings", None)
         if cache is None or getattr(self._local, "settings_version", None) != version:
-            cache = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+            cache = dict(self._connection().execute("SELECT key, value FROM settings").fetchall())
             self._local.settings = cache
             self._local.settings_version = version
         return cache
@@ -395,6 +395,7 @@ class SqliteStore(Store):
         with self._write_lock.held():
             self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                                        "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
+        self._rate.changed()  # inside update_setting's transaction too early: it counts once more after
         cache: dict[str, str] | None = getattr(self._local, "settings", None)
         if cache is not None:
             cache[key] = value
@@ -402,11 +403,14 @@ class SqliteStore(Store):
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:
         try:
             with self.writing():
-                value = change(self._settings().get(key))  # fresh: the lock is held now
+                self._local.settings_version = None  # read fresh: the lock is held now
+                value = change(self._settings().get(key))
                 self.set_setting(key, value)
         except BaseException:
-            self._local.settings = dict(self._connection().execute("SELECT key, value FROM settings").fetchall())
+            self._local.settings = None
             raise
+        finally:
+            self._rate.changed()
         return value
 
     def checkpoint(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import os
 import sqlite3
 import threading
 import time
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .. import process
 from ..background import Every
 from ..journal import Entry, Journal, Violation, with_id
 
@@ -90,8 +90,8 @@ class BatchedJournal(Journal):
                 del self._queue[:-self._queue_limit]
             if len(self._queue) >= self.BATCH:
                 _WRITER.wake()
-        if self._watched_in != os.getpid():
-            self._watched_in = os.getpid()
+        if self._watched_in != process.pid():
+            self._watched_in = process.pid()
             _WRITER.watch(self)
 
     def flush(self) -> None:

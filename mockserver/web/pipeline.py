@@ -7,7 +7,6 @@ response self-check. Each step reads and writes the request's `RequestContext`, 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 
@@ -15,6 +14,7 @@ import orjson
 from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
 
+from .. import process
 from ..config import Config
 from ..contracts import Operation, problems
 from ..faults import dropped_body
@@ -112,7 +112,7 @@ class NameTheWorker(Step):
     """With several worker processes or replicas, say which one answered (X-Returns-Mock-Worker: its pid)."""
 
     def after(self, ctx: RequestContext, response: Response) -> Response:
-        response.headers[WORKER_HEADER] = str(os.getpid())
+        response.headers[WORKER_HEADER] = str(process.pid())
         return response
 
 
