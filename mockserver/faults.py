@@ -127,6 +127,11 @@ class Faults:
         self.store.update_setting(KEY, change)
         return removed
 
+    def armed(self) -> bool:
+        """Whether any rule is set (asked first on every request: most have none)."""
+        raw = self.store.get_setting(KEY)
+        return bool(raw) and raw != "[]"
+
     def pick(self, provider: str, method: str, path: str, account: str | None) -> Outcome | None:
         rules = self.rules()
         if not rules:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
+_TO_ALPHABET = bytes(ord(_ALPHABET[b % len(_ALPHABET)]) for b in range(256))
+"""A random byte to a letter or digit (the first 8 of the 62 come up 5 times in 256, the others 4)."""
 
 
 class IdGenerator:
@@ -16,13 +17,10 @@ class IdGenerator:
         self._random: random.Random | None = random.Random(seed) if seed is not None else None
 
     def token(self, length: int = 20) -> str:
-        # One urandom call per id (not one per character): ids are minted on every request.
-        number = int.from_bytes(os.urandom(length)) if self._random is None else self._random.getrandbits(8 * length)
-        chars = []
-        for _ in range(length):
-            number, digit = divmod(number, 62)
-            chars.append(_ALPHABET[digit])
-        return "".join(chars)
+        # Ids are minted on every request: one translate of random bytes, no loop, no system call. The
+        # module's generator is seeded from the OS and again in each forked worker, so workers differ.
+        raw = random.randbytes(length) if self._random is None else self._random.randbytes(length)
+        return raw.translate(_TO_ALPHABET).decode("ascii")
 
     def new(self, prefix: str, length: int = 20) -> str:
         return f"{prefix}_{self.token(length)}"

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,8 @@ class _SqliteTransaction(Transaction):
 class _WriteLock:
     """Serialises the store's writers: a lock among this process's threads, an flock on `<db>-lock` among
     processes. SQLite serialises writers too, but a writer it makes wait polls by sleeping 1, 2, 5, 10 ...
-    ms; a writer waiting on flock wakes the moment the holder lets go. Re-entrant within a thread."""
+    ms; a writer waiting on flock wakes the moment the holder lets go. Re-entrant within a thread.
+    A context manager written as a class: it is entered on every write."""
 
     def __init__(self, path: Path) -> None:
         self._path = path.with_name(path.name + "-lock")
@@ -166,27 +167,75 @@ class _WriteLock:
         self._pid = 0
         self._depth = 0
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._thread_lock:
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
             if self._pid != process.pid():  # a forked worker needs its own open file for its own lock
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
                 self._pid = process.pid()
             if self._depth == 0:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def close(self) -> None:
         with self._thread_lock:
             if self._pid == process.pid() and self._fd >= 0:
                 os.close(self._fd)
             self._fd, self._pid = -1, 0
+
+
+class _Writing:
+    """A write transaction under the write lock: committed at the end, rolled back on any exception (or
+    when the commit itself fails, so that the connection is never left inside a transaction)."""
+
+    __slots__ = ("_conn", "_store")
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        lock = self._store._write_lock
+        lock.__enter__()
+        try:
+            conn = self._conn = self._store._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            lock.__exit__()
+            raise
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        conn = self._conn
+        try:
+            if kind is not None:
+                conn.execute("ROLLBACK")
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._store._write_lock.__exit__()
+
+
+class _InTransaction(_Writing):
+    __slots__ = ()
+
+    def __enter__(self) -> _SqliteTransaction:  # type: ignore[override]
+        return _SqliteTransaction(super().__enter__())
 
 
 class SqliteStore(Store):
@@ -235,23 +284,12 @@ class SqliteStore(Store):
             self._local.pid = process.pid()
         return conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        with self.writing() as conn:
-            yield _SqliteTransaction(conn)
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        return _InTransaction(self)
 
-    @contextmanager
-    def writing(self) -> Iterator[sqlite3.Connection]:
+    def writing(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction: committed at the end, rolled back on any exception."""
-        with self._write_lock.held():
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        return _Writing(self)
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         return _SqliteTransaction(self._connection()).get(provider, account, id)
@@ -350,7 +388,7 @@ class SqliteStore(Store):
         return Delivery.decode(row[1]) if row is not None else None
 
     def save_delivery(self, delivery: Delivery) -> None:
-        with self._write_lock.held():
+        with self._write_lock:
             self._connection().execute(
                 "UPDATE deliveries SET status=?, next_at=?, lease_until=0, data=? WHERE id=?",
                 (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
@@ -392,7 +430,7 @@ class SqliteStore(Store):
         self._local.pinned = pinned
 
     def set_setting(self, key: str, value: str) -> None:
-        with self._write_lock.held():
+        with self._write_lock:
             self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                                        "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
         self._rate.changed()  # inside update_setting's transaction too early: it counts once more after
@@ -426,7 +464,7 @@ class SqliteStore(Store):
             return
         conn = self._connection()
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        with self._write_lock.held():
+        with self._write_lock:
             conn.execute("PRAGMA busy_timeout=0")
             try:
                 conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..clock import Clock
@@ -119,14 +119,16 @@ def mock_of(app: Flask) -> Mock:
 def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
     def view(**path_values: str) -> Response:
         ctx = current(mock)
+        req = ctx.request
         # The credentials were decoded once already; authenticate again only to say why they are refused.
-        account = ctx.caller or api.authenticate(request.headers.get("Authorization"))
+        account = ctx.caller or api.authenticate(req.headers.get("Authorization"))
         ctx.account = account
         # Unknown query names are ignored, as a real API ignores them, but recorded against the client.
-        ctx.violations += [ClientViolation(p.field, p.location, p.message) for p in op.unknown_query(request.args)]
+        args = req.args
+        ctx.violations += [ClientViolation(p.field, p.location, p.message) for p in op.unknown_query(args)]
         path = _parameters(api, op, "path", path_values)
-        query = _parameters(api, op, "query", request.args)
-        body = _body(api, op) if op.body_validator is not None else None
+        query = _parameters(api, op, "query", args)
+        body = _body(api, op, req) if op.body_validator is not None else None
         status, payload = handler(Call(account=account, path=path, query=query, body=body))
         return _json(status, api.success_body(payload, ctx.request_id, ctx.at))
 
@@ -145,7 +147,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _body(api: ProviderApi, op: Operation) -> Any:
+def _body(api: ProviderApi, op: Operation, request: Request) -> Any:
     raw = request.get_data(cache=True)
     if not raw:
         if op.body_required:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from flask import g, request
+from flask import Request, g, request
 
 from ..clock import isoformat
 from ..errors import StoreError
@@ -32,6 +32,8 @@ class RequestContext:
     mock: Mock
     api: ProviderApi | None
     """The provider this request is for; None for the control plane, the index and the OpenAPI documents."""
+    request: Request
+    """Flask's request itself (each read through its context-local proxy costs a lookup)."""
     started: float = field(default_factory=time.perf_counter)
     account: str | None = None
     """The account the request was authenticated as (set once authentication succeeded)."""
@@ -47,7 +49,7 @@ class RequestContext:
     def caller(self) -> str | None:
         """The account the credentials name, or None if they are unusable; decoded once per request."""
         if self._caller is _UNREAD:
-            self._caller = self.api.rate_key(request.headers.get("Authorization")) if self.api else None
+            self._caller = self.api.rate_key(self.request.headers.get("Authorization")) if self.api else None
         return self._caller  # type: ignore[return-value]
 
     @property
@@ -76,8 +78,9 @@ def provider_for(mock: Mock, path: str) -> ProviderApi | None:
 
 
 def begin(mock: Mock) -> RequestContext:
-    path = request.path
-    ctx = RequestContext(mock, None if path.endswith("/openapi.json") else provider_for(mock, path))
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    path = req.path
+    ctx = RequestContext(mock, None if path.endswith("/openapi.json") else provider_for(mock, path), req)
     g.returns_mock = ctx
     return ctx
 

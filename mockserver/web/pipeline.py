@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 import orjson
-from flask import Flask, Request, Response, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .. import process
@@ -47,10 +47,11 @@ _FAULT_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway
 class InjectFaults(Step):
     def before(self, ctx: RequestContext) -> Response | None:
         api = ctx.api
-        if api is None:
+        if api is None or not ctx.mock.faults.armed():
             return None
-        relative = request.path[len(api.contract.mock_prefix):] or "/"
-        outcome = ctx.mock.faults.pick(api.name, request.method, relative, ctx.caller)
+        req = ctx.request
+        relative = req.path[len(api.contract.mock_prefix):] or "/"
+        outcome = ctx.mock.faults.pick(api.name, req.method, relative, ctx.caller)
         if outcome is None:
             return None
         ctx.fault = outcome.label
@@ -71,7 +72,7 @@ class LimitRate(Step):
         if ctx.fault or api is None or not api.rate_limited:  # a faulted request is answered by the fault
             return None
         limiter = ctx.mock.rate_limiter
-        key = ctx.caller or f"anonymous:{request.remote_addr}"
+        key = ctx.caller or f"anonymous:{ctx.request.remote_addr}"
         decision = limiter.hit(key)
         ctx.rate_headers = decision.headers()
         if not decision.allowed:
@@ -89,7 +90,7 @@ class RecordInJournal(Step):
         api = ctx.api
         if api is None:
             return response
-        req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        req = ctx.request
         response.headers.update(ctx.rate_headers)
         account = ctx.account
         violations = tuple(Violation(0, req.method, req.path, api.name, account, response.status_code,
