@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import random
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
 _TO_ALPHABET = bytes(ord(_ALPHABET[b % len(_ALPHABET)]) for b in range(256))
 """A random byte to a letter or digit (the first 8 of the 62 come up 5 times in 256, the others 4)."""
+
+_UNSEEDED = random.Random()
+"""Ours, not the `random` module's: a client's tests may seed that one (hypothesis does, per example),
+which would make the mock mint the same ids again. Seeded from the OS, and again in each forked worker."""
+os.register_at_fork(after_in_child=_UNSEEDED.seed)
 
 
 class IdGenerator:
@@ -17,9 +23,8 @@ class IdGenerator:
         self._random: random.Random | None = random.Random(seed) if seed is not None else None
 
     def token(self, length: int = 20) -> str:
-        # Ids are minted on every request: one translate of random bytes, no loop, no system call. The
-        # module's generator is seeded from the OS and again in each forked worker, so workers differ.
-        raw = random.randbytes(length) if self._random is None else self._random.randbytes(length)
+        # Ids are minted on every request: one translate of random bytes, no loop, no system call.
+        raw = (self._random or _UNSEEDED).randbytes(length)
         return raw.translate(_TO_ALPHABET).decode("ascii")
 
     def new(self, prefix: str, length: int = 20) -> str:

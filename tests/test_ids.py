@@ -33,3 +33,14 @@ def test_a_forked_worker_mints_other_ids_than_its_parent() -> None:
         child_ids = set(fh.read().split("\n"))
     os.waitpid(child, 0)
     assert len(child_ids) == 100 and not parent_ids & child_ids
+
+
+def test_ids_do_not_repeat_when_the_client_seeds_the_random_module() -> None:
+    """hypothesis seeds `random` before each example; a client's own tests may too."""
+    import random
+
+    generator = IdGenerator()
+    random.seed(1)
+    first = generator.new("ret")
+    random.seed(1)
+    assert generator.new("ret") != first
