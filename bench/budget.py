@@ -113,7 +113,7 @@ def instrument() -> None:
     from mockserver import ids, journal
     from mockserver.clock import StoreClock
     from mockserver.store import sqlite as sqlite_store
-    from mockserver.store import sqlite_journal
+    from mockserver.store import sqlite_file, sqlite_journal
     from mockserver.thirtyfiveup.api import Api35up
     from mockserver.threeplship.api import Api3plship
     from mockserver.web import app, context, pipeline
@@ -136,15 +136,15 @@ def instrument() -> None:
     _wrap(ids.IdGenerator, "new", "ids")
     _wrap(journal.Journal, "record", "journal")
 
-    original_connection = sqlite_store.SqliteStore._connection
+    original_connection = sqlite_file.SqliteFile.connection
 
     def timed_connection(self: Any) -> Any:
         return _TimedConnection(original_connection(self))
 
-    sqlite_store.SqliteStore._connection = timed_connection  # type: ignore[method-assign]
+    sqlite_file.SqliteFile.connection = timed_connection  # type: ignore[method-assign]
 
     # Off the request path: the journal's writer and the WAL checkpointer, one thread each per process.
-    for every, name in ((sqlite_journal._WRITER, "journal"), (sqlite_store._CHECKPOINTER, "WAL checkpoint")):
+    for every, name in ((sqlite_journal._WRITER, "journal"), (sqlite_file._CHECKPOINTER, "WAL checkpoint")):
         def background(member: Any, *, _job: Callable[[Any], None] = every.job, _name: str = name) -> None:
             _local.sql_stage = _name
             with _stage(_name):

@@ -1,31 +1,29 @@
 """SQLite store: the embedded default of the server.
 
-WAL journal, one connection per thread and process (opened lazily, so worker processes forked by the
-server get their own), and `BEGIN IMMEDIATE` for writes: read-modify-write transactions are serialised
-across every worker process, and a state change and its history are one row, so one transaction.
+One file (`SqliteFile`: WAL, a connection per thread and process, a write lock, background checkpoints)
+and `BEGIN IMMEDIATE` for writes: read-modify-write transactions are serialised across every worker
+process, and a state change and its history are one row, so one transaction. Beside it: `<db>-rate`
+(rate counters and the settings' change counter, in shared memory) and `<db>-requests` (the journal).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .. import process
-from ..background import Every
 from ..errors import DuplicateReturn, StoreError
 from ..journal import Journal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from .rate_counters import SharedRateCounters
-from .sqlite_journal import SqliteJournal
+from .sqlite_file import SqliteFile, Writing
+from .sqlite_journal import JournalFile, SqliteJournal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS returns (
@@ -53,16 +51,7 @@ CREATE TABLE IF NOT EXISTS return_counts (
     PRIMARY KEY (provider, account, status)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS journal (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    provider       TEXT,
-    account        TEXT,
-    path           TEXT NOT NULL,
-    status         INTEGER NOT NULL,
-    has_violations INTEGER NOT NULL,
-    entry          BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_violations ON journal (has_violations, id);
+DROP TABLE IF EXISTS journal;  -- before the journal moved to a file of its own (<db>-requests)
 DROP TABLE IF EXISTS rate_counters;  -- before counts moved to SharedRateCounters
 CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, account TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS webhooks_by_account ON webhooks (account);
@@ -77,8 +66,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 """
-
-BUSY_TIMEOUT_MS = 30_000
 
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
 
@@ -154,105 +141,29 @@ class _SqliteTransaction(Transaction):
                            (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
 
 
-class _WriteLock:
-    """Serialises the store's writers: a lock among this process's threads, an flock on `<db>-lock` among
-    processes. SQLite serialises writers too, but a writer it makes wait polls by sleeping 1, 2, 5, 10 ...
-    ms; a writer waiting on flock wakes the moment the holder lets go. Re-entrant within a thread.
-    A context manager written as a class: it is entered on every write."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path.with_name(path.name + "-lock")
-        self._thread_lock = threading.RLock()
-        self._fd = -1
-        self._pid = 0
-        self._depth = 0
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        try:
-            if self._pid != process.pid():  # a forked worker needs its own open file for its own lock
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-                self._pid = process.pid()
-            if self._depth == 0:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        self._depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        try:
-            if self._depth == 0:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
-
-    def close(self) -> None:
-        with self._thread_lock:
-            if self._pid == process.pid() and self._fd >= 0:
-                os.close(self._fd)
-            self._fd, self._pid = -1, 0
-
-
-class _Writing:
-    """A write transaction under the write lock: committed at the end, rolled back on any exception (or
-    when the commit itself fails, so that the connection is never left inside a transaction)."""
-
-    __slots__ = ("_conn", "_store")
-
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> sqlite3.Connection:
-        lock = self._store._write_lock
-        lock.__enter__()
-        try:
-            conn = self._conn = self._store._connection()
-            conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            lock.__exit__()
-            raise
-        return conn
-
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        conn = self._conn
-        try:
-            if kind is not None:
-                conn.execute("ROLLBACK")
-            else:
-                try:
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        finally:
-            self._store._write_lock.__exit__()
-
-
-class _InTransaction(_Writing):
+class _InTransaction(Writing):
     __slots__ = ()
 
     def __enter__(self) -> _SqliteTransaction:  # type: ignore[override]
         return _SqliteTransaction(super().__enter__())
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteFile, Store):
     engine = "sqlite"
     shared = True
+    _journal_file: JournalFile | None = None
 
     def journal(self, size: int, *, workers: int = 1) -> Journal:
-        return SqliteJournal(self, size, shared=workers > 1)
+        # A file of its own: its batches never wait for, nor hold up, the store's writers.
+        if self._journal_file is None:
+            self._journal_file = JournalFile(self.path.with_name(self.path.name + "-requests"))
+        return SqliteJournal(self._journal_file, size, shared=workers > 1)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
-        self._write_lock = _WriteLock(self.path)
+        super().__init__(path)
         self._rate = SharedRateCounters(self.path.with_name(self.path.name + "-rate"))
-        self._closed = False
         try:
-            conn = self._connection()
+            conn = self.connection()
             conn.executescript(SCHEMA)
             conn.execute("PRAGMA quick_check").fetchone()
             with self.transaction():  # a file from before return_counts existed
@@ -263,39 +174,14 @@ class SqliteStore(Store):
         except (sqlite3.Error, OSError, ValueError) as exc:  # OSError, ValueError: the -lock or -rate file
             raise StoreError(f"cannot use {self.path}: {exc}") from exc
 
-    def connection(self) -> sqlite3.Connection:
-        return self._connection()
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != process.pid():
-            if self.path.is_dir():
-                raise sqlite3.OperationalError("it is a directory")
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            # Requests never checkpoint (copying the WAL into the database and syncing it takes
-            # milliseconds); a background thread does, twice a second.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            self._local.conn = conn
-            _CHECKPOINTER.watch(self)
-            self._local.pid = process.pid()
-        return conn
-
     def transaction(self) -> AbstractContextManager[Transaction]:
         return _InTransaction(self)
 
-    def writing(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction: committed at the end, rolled back on any exception."""
-        return _Writing(self)
-
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
-        return _SqliteTransaction(self._connection()).get(provider, account, id)
+        return _SqliteTransaction(self.connection()).get(provider, account, id)
 
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
-        row = self._connection().execute(
+        row = self.connection().execute(
             "SELECT 1 FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL AND due_at <= ?"
             " LIMIT 1", (provider, account, now_ms)).fetchone()
         return row is not None
@@ -316,7 +202,7 @@ class SqliteStore(Store):
                 if bound is not None:
                     where += f" AND json_extract(resource, '$.created_at') {operator} ?"
                     args.append(bound)
-        conn = self._connection()
+        conn = self.connection()
         conn.execute("BEGIN")  # one snapshot for the page and its total
         try:
             if counted:
@@ -338,7 +224,7 @@ class SqliteStore(Store):
         if account is not None:
             where += " AND account=?"
             args.append(account)
-        rows = self._connection().execute(
+        rows = self.connection().execute(
             f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
         return iter([_record(r) for r in rows])
 
@@ -352,7 +238,7 @@ class SqliteStore(Store):
         if search is not None:
             where += " AND (instr(id, ?) > 0 OR instr(order_id, ?) > 0)"
             args += [search, search]
-        conn = self._connection()
+        conn = self.connection()
         total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
         rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                             [*args, limit, offset]).fetchall()
@@ -367,11 +253,11 @@ class SqliteStore(Store):
             where += " AND account=?"
             args.append(account)
         with self.transaction():
-            cursor = self._connection().execute(f"DELETE FROM returns WHERE {where}", args)
-            self._connection().execute(f"DELETE FROM return_counts WHERE {where}", args)
+            cursor = self.connection().execute(f"DELETE FROM returns WHERE {where}", args)
+            self.connection().execute(f"DELETE FROM return_counts WHERE {where}", args)
             if provider is None and account is None:
                 for table in ("webhooks", "deliveries"):
-                    self._connection().execute(f"DELETE FROM {table}")
+                    self.connection().execute(f"DELETE FROM {table}")
         if provider is None and account is None:
             self._rate.clear()
         return cursor.rowcount
@@ -388,8 +274,8 @@ class SqliteStore(Store):
         return Delivery.decode(row[1]) if row is not None else None
 
     def save_delivery(self, delivery: Delivery) -> None:
-        with self._write_lock:
-            self._connection().execute(
+        with self.write_lock:
+            self.connection().execute(
                 "UPDATE deliveries SET status=?, next_at=?, lease_until=0, data=? WHERE id=?",
                 (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
 
@@ -399,12 +285,12 @@ class SqliteStore(Store):
             if value is not None:
                 where.append(f"{column}=?")
                 args.append(value)
-        rows = self._connection().execute(
+        rows = self.connection().execute(
             f"SELECT data FROM deliveries WHERE {' AND '.join(where)} ORDER BY seq", args).fetchall()
         return [Delivery.decode(r[0]) for r in rows]
 
     def has_pending_deliveries(self) -> bool:
-        return self._connection().execute(
+        return self.connection().execute(
             "SELECT 1 FROM deliveries WHERE status='pending' LIMIT 1").fetchone() is not None
 
     def get_setting(self, key: str) -> str | None:
@@ -419,7 +305,7 @@ class SqliteStore(Store):
         version = self._rate.changes()
         cache: dict[str, str] | None = getattr(self._local, "settings", None)
         if cache is None or getattr(self._local, "settings_version", None) != version:
-            cache = dict(self._connection().execute("SELECT key, value FROM settings").fetchall())
+            cache = dict(self.connection().execute("SELECT key, value FROM settings").fetchall())
             self._local.settings = cache
             self._local.settings_version = version
         return cache
@@ -430,8 +316,8 @@ class SqliteStore(Store):
         self._local.pinned = pinned
 
     def set_setting(self, key: str, value: str) -> None:
-        with self._write_lock:
-            self._connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+        with self.write_lock:
+            self.connection().execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                                        "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
         self._rate.changed()  # inside update_setting's transaction too early: it counts once more after
         cache: dict[str, str] | None = getattr(self._local, "settings", None)
@@ -451,38 +337,8 @@ class SqliteStore(Store):
             self._rate.changed()
         return value
 
-    def checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file, and have the next writer start the WAL over.
-
-        A PASSIVE checkpoint alone never catches up under a steady stream of writes (frames keep arriving
-        while it copies), so the WAL would grow by megabytes a second and every page lookup would walk it.
-        The bulk is copied without blocking anyone; the few frames written meanwhile are copied holding the
-        write lock, by RESTART, which lets the next writer reuse the WAL from its start. A reader still on
-        the WAL (a long listing) makes RESTART give up at once rather than hold up the writers: next round.
-        """
-        if self._closed or not self.path.exists():
-            return
-        conn = self._connection()
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        with self._write_lock:
-            conn.execute("PRAGMA busy_timeout=0")
-            try:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-
-    def integrity_check(self) -> str:
-        return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
-
     def close(self) -> None:
-        self._closed = True  # the checkpointer must not open a connection of its own to a closed store
-        self._write_lock.close()
         self._rate.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-
-_CHECKPOINTER = Every("returns-mock-checkpoint", 0.5, SqliteStore.checkpoint)
-"""One thread per process checkpoints the WAL of every open SQLite store, off the request path."""
+        if self._journal_file is not None:
+            self._journal_file.close()
+        super().close()

@@ -1,29 +1,42 @@
-"""The journal in the SQLite store's file: one journal for every worker process of the server."""
+"""The journal in a SQLite file beside the store's (`<db>-requests`): one journal for every worker process."""
 
 from __future__ import annotations
 
 import atexit
 import base64
-import sqlite3
+import os
 import threading
 import time
 import zlib
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from .. import process
 from ..background import Every
 from ..journal import Entry, Journal, Violation, with_id
+from .sqlite_file import SqliteFile
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider       TEXT,
+    account        TEXT,
+    path           TEXT NOT NULL,
+    status         INTEGER NOT NULL,
+    has_violations INTEGER NOT NULL,
+    entry          BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_violations ON journal (has_violations, id);
+"""
 
 
-class Database(Protocol):
-    """What the journal needs of the SQLite store: a reading connection and the write lock."""
+class JournalFile(SqliteFile):
+    """The journal's own SQLite file: its batches do not wait for the store's writers, nor they for it."""
 
-    def connection(self) -> sqlite3.Connection: ...
-
-    def writing(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
+        self.connection().executescript(SCHEMA)
 
 
 def _length(value: Any) -> int:
@@ -128,9 +141,9 @@ class BatchedJournal(Journal):
 
 
 class SqliteJournal(BatchedJournal):
-    """The journal in the SQLite store's file: one journal for every worker process of the server."""
+    """The journal in a SQLite file beside the store's (`<db>-requests`): one journal for every worker process."""
 
-    def __init__(self, store: Database, size: int = 1000, *, shared: bool = False) -> None:
+    def __init__(self, store: JournalFile, size: int = 1000, *, shared: bool = False) -> None:
         super().__init__(size, shared=shared)
         self._store = store
 

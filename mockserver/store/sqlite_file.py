@@ -1,0 +1,162 @@
+"""One SQLite database file shared by threads and worker processes: the store's, and the journal's.
+
+WAL, one connection per thread and process (opened lazily, so worker processes forked by the server get
+their own), writers serialised by a write lock, and the WAL checkpointed off the request path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from .. import process
+from ..background import Every
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class WriteLock:
+    """Serialises a file's writers: a lock among this process's threads, an flock on `<db>-lock` among
+    processes. SQLite serialises writers too, but a writer it makes wait polls by sleeping 1, 2, 5, 10 ...
+    ms; a writer waiting on flock wakes the moment the holder lets go. Re-entrant within a thread.
+    A context manager written as a class: it is entered on every write."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path.with_name(path.name + "-lock")
+        self._thread_lock = threading.RLock()
+        self._fd = -1
+        self._pid = 0
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._pid != process.pid():  # a forked worker needs its own open file for its own lock
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = process.pid()
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._pid == process.pid() and self._fd >= 0:
+                os.close(self._fd)
+            self._fd, self._pid = -1, 0
+
+
+class Writing:
+    """A write transaction under the write lock: committed at the end, rolled back on any exception (or
+    when the commit itself fails, so that the connection is never left inside a transaction)."""
+
+    __slots__ = ("_conn", "_file")
+
+    def __init__(self, file: SqliteFile) -> None:
+        self._file = file
+
+    def __enter__(self) -> sqlite3.Connection:
+        lock = self._file.write_lock
+        lock.__enter__()
+        try:
+            conn = self._conn = self._file.connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            lock.__exit__()
+            raise
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        conn = self._conn
+        try:
+            if kind is not None:
+                conn.execute("ROLLBACK")
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._file.write_lock.__exit__()
+
+
+class SqliteFile:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.write_lock = WriteLock(self.path)
+        self._closed = False
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (a forked worker opens its own)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != process.pid():
+            if self.path.is_dir():
+                raise sqlite3.OperationalError("it is a directory")
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # Requests never checkpoint (copying the WAL into the database and syncing it takes
+            # milliseconds); a background thread does, twice a second.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._local.conn = conn
+            _CHECKPOINTER.watch(self)
+            self._local.pid = process.pid()
+        return conn
+
+    def writing(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction: committed at the end, rolled back on any exception."""
+        return Writing(self)
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, and have the next writer start the WAL over.
+
+        A PASSIVE checkpoint alone never catches up under a steady stream of writes (frames keep arriving
+        while it copies), so the WAL would grow by megabytes a second and every page lookup would walk it.
+        The bulk is copied without blocking anyone; the few frames written meanwhile are copied holding the
+        write lock, by RESTART, which lets the next writer reuse the WAL from its start. A reader still on
+        the WAL (a long listing) makes RESTART give up at once rather than hold up the writers: next round.
+        """
+        if self._closed or not self.path.exists():
+            return
+        conn = self.connection()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        with self.write_lock:
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def integrity_check(self) -> str:
+        return str(self.connection().execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        self._closed = True  # the checkpointer must not open a connection of its own to a closed file
+        self.write_lock.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+_CHECKPOINTER = Every("returns-mock-checkpoint", 0.5, SqliteFile.checkpoint)
+"""One thread per process checkpoints the WAL of every open SQLite file, off the request path."""
