@@ -12,6 +12,7 @@ from flask import Flask
 from helpers import ThreadedServer, fixture
 
 from mockserver import mock_providers
+from mockserver.config import Config
 from mockserver.live import LiveMock
 
 UP = "https://api.35up.io/v1"
@@ -39,6 +40,24 @@ def test_context_manager_answers_the_real_hosts_with_state() -> None:
             ("3plship", "zl_test_inproc", "POST", 201), ("3plship", "zl_test_inproc", "GET", 200)]
         assert mock.journal[-1].query == "status=initiated"
         assert mock.violations == []
+
+
+def test_a_long_in_process_run_keeps_no_objects_per_request() -> None:
+    """`responses` kept every call (request and response objects, ~50 a request) for as long as the mock
+    was active: a long in-process fuzz run grew without bound, and garbage collection walked it all. The
+    same requests many times over now leave as many live objects as a few times over."""
+    import gc
+
+    url = "https://app.3plship.com/api/v1/returns?limit=5"
+    with mock_providers(config=Config(journal_size=20)):
+        for _ in range(50):
+            requests.get(url, headers={"Authorization": "Bearer zl_test_flat"}, timeout=5)
+        gc.collect()
+        before = len(gc.get_objects())
+        for _ in range(1000):
+            requests.get(url, headers={"Authorization": "Bearer zl_test_flat"}, timeout=5)
+        gc.collect()
+        assert len(gc.get_objects()) - before < 200
 
 
 def test_violations_name_the_request_and_the_field() -> None:
