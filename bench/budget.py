@@ -7,7 +7,7 @@ claims is Flask and werkzeug dispatch). Work done off the request path (journal 
 checkpoints) is charged per request too, from its own threads. The HTTP server's share is measured
 separately: CPU per request of the bare-Flask floor under wrk, minus the same Flask app run in-process.
 
-    python bench/budget.py [--requests N] [--markdown]
+    python bench/budget.py [--requests N] [--rounds R] [--markdown]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import functools
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -277,17 +278,23 @@ def run_operations(n: int, *, instrumented: bool) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=4000, help="requests per operation (default 4000)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each pass; each cell is their median")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     args = parser.parse_args()
     n = args.requests
-    totals = {name: us for name, us in run_operations(n, instrumented=False).items()}
+    totals = [run_operations(n, instrumented=False) for _ in range(args.rounds)]
     instrument()
+    charges = []
+    for _ in range(args.rounds):
+        run_operations(n, instrumented=True)
+        charges.append({name: dict(c) for name, c in _charges_by_operation.items()})
     table: dict[str, dict[str, float]] = {}
-    for name, _ in run_operations(n, instrumented=True).items():
-        row = {stage: _charges_by_operation[name].get(stage, 0) / n / 1000 for stage in STAGES}
-        # What the stages do not claim is dispatch; measured against the uninstrumented run, so the
+    for name in totals[0]:
+        row = {stage: statistics.median(c[name].get(stage, 0) for c in charges) / n / 1000 for stage in STAGES}
+        # What the stages do not claim is dispatch; measured against the uninstrumented runs, so the
         # instrumentation's own cost (charged mostly to the stage below each wrapped call) drops out.
-        row["Flask dispatch"] = max(0.0, totals[name] - sum(v for k, v in row.items() if k != "Flask dispatch"))
+        total = statistics.median(t[name] for t in totals)
+        row["Flask dispatch"] = max(0.0, total - sum(v for k, v in row.items() if k != "Flask dispatch"))
         table[name] = row
     floor_flask = flask_floor_us(n)
     server = http_server_us(3)
