@@ -123,6 +123,14 @@ def test_bad_flags_and_unusable_stores_are_one_line_and_exit_2(args: list[str], 
 
 
 @pytest.mark.system
+def test_an_unusable_journal_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "state.db-requests").mkdir()  # where the journal's own file goes
+    result = cli("serve", "--store", f"sqlite:{tmp_path / 'state.db'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "state.db-requests: it is a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.system
 def test_openapi_command_prints_the_bundled_document() -> None:
     import json
 

@@ -156,7 +156,11 @@ class SqliteStore(SqliteFile, Store):
     def journal(self, size: int, *, workers: int = 1) -> Journal:
         # A file of its own: its batches never wait for, nor hold up, the store's writers.
         if self._journal_file is None:
-            self._journal_file = JournalFile(self.path.with_name(self.path.name + "-requests"))
+            path = self.path.with_name(self.path.name + "-requests")
+            try:
+                self._journal_file = JournalFile(path)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot use {path}: {exc}") from exc
         return SqliteJournal(self._journal_file, size, shared=workers > 1)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
