@@ -90,11 +90,13 @@ class Faults:
         self.rng = rng
         self._lock = threading.Lock()
 
-    def rules(self) -> list[dict[str, Any]]:
+    def _set(self) -> str | None:
         raw = self.store.get_setting(KEY)
-        if not raw or raw == "[]":
-            return []
-        rules: list[dict[str, Any]] = json.loads(raw)
+        return raw if raw and raw != "[]" else None
+
+    def rules(self) -> list[dict[str, Any]]:
+        raw = self._set()
+        rules: list[dict[str, Any]] = json.loads(raw) if raw else []
         return rules
 
     def replace(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -128,9 +130,8 @@ class Faults:
         return removed
 
     def armed(self) -> bool:
-        """Whether any rule is set (asked first on every request: most have none)."""
-        raw = self.store.get_setting(KEY)
-        return bool(raw) and raw != "[]"
+        """Whether any rule is set (asked first on every request: most have none, and need no parsing)."""
+        return self._set() is not None
 
     def pick(self, provider: str, method: str, path: str, account: str | None) -> Outcome | None:
         rules = self.rules()
