@@ -177,6 +177,27 @@ def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: 
     assert reopened.page("3plship", "acct", status="received", order_id=None, offset=0, limit=1).total == 2
 
 
+def test_sqlite_settings_another_worker_changes_are_seen_at_once(tmp_path: Path) -> None:
+    """Each worker caches the settings (clock, rate policy, fault rules) until the change counter in shared
+    memory moves; two stores on one file stand for two workers."""
+    one, other = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    try:
+        one.set_setting("clock", "a")
+        assert other.get_setting("clock") == "a"  # now cached by the other
+        one.set_setting("clock", "b")
+        assert other.get_setting("clock") == "b"
+        one.update_setting("clock", lambda value: f"{value}c")
+        assert other.get_setting("clock") == "bc"
+        other.pin_settings(True)  # inside a request: the snapshot taken at its start
+        one.set_setting("clock", "d")
+        assert other.get_setting("clock") == "bc"
+        other.pin_settings(False)
+        assert other.get_setting("clock") == "d"
+    finally:
+        one.close()
+        other.close()
+
+
 @pytest.mark.system
 def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     """Requests never checkpoint (wal_autocheckpoint=0): without the background checkpointer the WAL file
