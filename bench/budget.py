@@ -117,7 +117,7 @@ def instrument() -> None:
     from mockserver.store import sqlite_file, sqlite_journal
     from mockserver.thirtyfiveup.api import Api35up
     from mockserver.threeplship.api import Api3plship
-    from mockserver.web import app, context, pipeline
+    from mockserver.web import app, pipeline
 
     for api in (Api3plship, Api35up):
         _wrap(api, "authenticate", "auth")
@@ -128,7 +128,6 @@ def instrument() -> None:
     for function in ("_parameters", "_body"):
         _wrap(app, function, "validation")
     _wrap(app, "_json", "response")
-    _wrap(context.RequestContext, "__init__", "Flask dispatch")
     _wrap(pipeline.InjectFaults, "before", "faults")
     _wrap(pipeline.LimitRate, "before", "rate count")
     _wrap(pipeline.RecordInJournal, "after", "journal")
@@ -235,17 +234,16 @@ def http_server_us(seconds: int) -> float | None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process and its children (the server's workers)."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
+    """User and system CPU of a process and its descendants (the server's workers)."""
+    import run
+
+    total = 0
+    for member in run.process_tree(pid):
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
-        todo += [int(c) for c in children]
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -233,19 +233,29 @@ def in_process(count: int) -> dict[str, dict[str, float]]:
     return results
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the server's workers), in MB."""
-    total, todo = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (the server and its workers)."""
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
-        found = re.search(r"^VmRSS:\s+(\d+) kB", status, flags=re.M)
-        total += int(found.group(1)) if found else 0
+        found.append(current)
         todo += [int(c) for c in children]
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants, in MB."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            found = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{member}/status").read_text(), flags=re.M)
+        except OSError:
+            continue
+        total += int(found.group(1)) if found else 0
     return total / 1024
 
 
