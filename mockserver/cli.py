@@ -15,7 +15,7 @@ import orjson
 from .config import ENV_VAR, Config
 from .contracts import contract
 from .errors import StoreError
-from .flags import positive
+from .flags import positive, up_to
 from .ratelimit import RatePolicy
 from .registry import REGISTRY
 from .store import open_store, shown
@@ -78,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.add_argument("--store", default="sqlite:returns-mock.db",
                        help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db) or 'memory'")
-    serve.add_argument("--workers", type=positive, default=None,
+    serve.add_argument("--workers", type=up_to(256), default=None,
                        help="worker processes (default: one per CPU; 1 with --store memory)")
-    serve.add_argument("--max-body-bytes", type=positive, default=1024 * 1024,
+    serve.add_argument("--max-body-bytes", type=up_to(2**31), default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")
     serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
     serve.add_argument("--clock", choices=("real", "frozen"), default=None,
@@ -108,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "reproducible with --deterministic")
     serve.add_argument("--allow-webhook-host", dest="webhook_hosts", action="append", default=[], metavar="HOST",
                        help="also deliver webhooks to HOST (repeatable); by default only loopback hosts")
-    serve.add_argument("--webhook-attempts", type=positive, default=6, help="delivery attempts per event (6)")
-    serve.add_argument("--webhook-backoff-ms", type=positive, default=1000,
+    serve.add_argument("--webhook-attempts", type=up_to(100), default=6, help="delivery attempts per event (6)")
+    serve.add_argument("--webhook-backoff-ms", type=up_to(86_400_000), default=1000,
                        help="wait before the first retry, doubling after each (1000)")
-    serve.add_argument("--webhook-timeout-ms", type=positive, default=5000, help="per attempt (5000)")
-    serve.add_argument("--journal-size", type=positive, default=1000,
+    serve.add_argument("--webhook-timeout-ms", type=up_to(600_000), default=5000, help="per attempt (5000)")
+    serve.add_argument("--journal-size", type=up_to(10_000_000), default=1000,
                        help="requests kept in the journal (default 1000; the oldest go first)")
     serve.add_argument("--self-check", action="store_true",
                        help="validate every response against the contract (a mismatch answers 500)")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("password", "a Basic auth password")):
         users = [p.name for p in REGISTRY if credential in p.credentials]
         check.add_argument(f"--{credential.replace('_', '-')}", help=f"{', '.join(users) or 'no provider'}: {what}")
-    check.add_argument("--max-examples", type=positive, default=20, help="schemathesis examples per operation")
+    check.add_argument("--max-examples", type=up_to(1_000_000), default=20, help="schemathesis examples per operation")
     check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
     check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
 
@@ -157,13 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     proxy.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     proxy.add_argument("--record", metavar="FILE", help="write every exchange to FILE as HAR 1.2, credentials redacted")
-    proxy.add_argument("--upstream-timeout-ms", type=positive, default=5000,
+    proxy.add_argument("--upstream-timeout-ms", type=up_to(600_000), default=5000,
                        help="answer 504 when the upstream takes longer (default 5000)")
     proxy.add_argument("--strict", action="store_true",
                        help="refuse a request that breaks the contract with the provider's 422 (not forwarded)")
     proxy.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
-    proxy.add_argument("--journal-size", type=positive, default=1000, help="exchanges kept in the journal")
+    proxy.add_argument("--journal-size", type=up_to(10_000_000), default=1000, help="exchanges kept in the journal")
 
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
     show.add_argument("provider", choices=names)

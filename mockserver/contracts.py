@@ -616,3 +616,35 @@ def _rewrite_ref(ref: str, home: str | None, names: dict[str, str]) -> str:
         name, _, rest = fragment[len("/$defs/"):].partition("/")
         return f"#/components/schemas/{_def_name(names[target], name)}" + (f"/{rest}" if rest else "")
     return f"#/components/schemas/{names[target]}{fragment}"
+
+
+def unusable_text(value: Any, path: tuple[Any, ...] = ()) -> tuple[str, str] | None:
+    """The first string in `value` (keys included) that is not Unicode text, as (field, reason): a lone
+    UTF-16 surrogate (`"\\ud800"` is valid JSON syntax, but has no UTF-8 form, so no store, log or answer
+    can hold it). None if every string is text."""
+    if isinstance(value, str):
+        reason = _text_reason(value)
+        return (field_path(path), reason) if reason else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            reason = _text_reason(key)
+            if reason:
+                shown = key.encode("utf-8", "backslashreplace").decode()  # the answer must be text itself
+                return field_path([*path, shown]), f"is a field name that {reason}"
+            found = unusable_text(item, (*path, key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unusable_text(item, (*path, index))
+            if found:
+                return found
+    return None
+
+
+def _text_reason(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate (U+{ord(text[exc.start]):04X}), which is not Unicode text"
+    return None

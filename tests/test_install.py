@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,45 @@ def test_the_plugin_loads_none_of_the_machinery_and_verify_is_an_extra(tmp_path:
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "pip install 'returns-mock[verify]'" in missing.stderr
 
+
+
+BAD_DATES = ["", "abc", "2026-02-30", "2026-13-01", "2026-01-05T25:00:00Z", "9999-99-99", "99999-01-01"]
+
+RUNTIME_CHECKS = f"""
+import json
+from mockserver.config import Config
+from mockserver.web import create_app
+
+client = create_app(Config()).test_client()
+key = {{"Authorization": "Bearer zl_test_fresh"}}
+statuses = {{}}
+for value in {BAD_DATES!r}:
+    for name in ("start_date", "end_date"):
+        answer = client.get("/3plship/api/v1/returns", query_string={{name: value}}, headers=key)
+        statuses[f"{{name}}={{value}}"] = [answer.status_code, answer.get_json()["error"]["details"].get("field")]
+print(json.dumps(statuses))
+"""
+
+
+def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
+    """A user's `pip install` gets the runtime dependencies only: in a fresh venv with no test extras, a
+    bad date is still the provider's 422 naming the field (the date-time format check needs a package
+    that the test extras used to bring in by chance)."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(ROOT)], check=True, timeout=300)
+    (wheel,) = wheels.glob("returns_mock-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=600)
+    extras = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in ('pytest', "
+                             "'schemathesis', 'hypothesis') if u.find_spec(m)])"],
+                            capture_output=True, text=True, check=True, timeout=60)
+    assert extras.stdout.strip() == "[]"  # really the runtime dependencies alone
+    ran = subprocess.run([str(python), "-c", RUNTIME_CHECKS], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    statuses = json.loads(ran.stdout)
+    assert statuses == {key: [422, key.split("=")[0]] for key in statuses}, statuses
+    assert len(statuses) == 2 * len(BAD_DATES)

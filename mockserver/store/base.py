@@ -221,5 +221,8 @@ class Store(ReturnStore, DeliveryQueue, RateCounters, Settings):
     def journal(self, size: int, *, workers: int = 1) -> Journal:
         """The journal kept with this engine's data, so that every worker process writes to the same one."""
 
+    def check(self) -> None:
+        """Raise StoreUnavailable if what the store is kept in is gone (a SQLite file deleted while serving)."""
+
     def close(self) -> None:
         pass

@@ -29,6 +29,8 @@ from .urls import shown
 try:  # the `postgres` extra
     import psycopg
     import psycopg_pool
+
+    from .postgres_text import nul_safe
 except ImportError:  # pragma: no cover - exercised by the missing-extra test in a bare environment
     psycopg = None  # type: ignore[assignment]
 
@@ -167,6 +169,7 @@ class PostgresStore(Store):
         self._away_until = 0.0
         try:
             with psycopg.connect(self._conninfo(), connect_timeout=5, autocommit=True) as conn:
+                nul_safe(conn)
                 self._migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(f"cannot use {self.shown}: {_reason(exc)}") from None
@@ -202,7 +205,7 @@ class PostgresStore(Store):
             if self._pool is None or self._pid != process.pid():  # a forked worker makes its own
                 self._pool = psycopg_pool.ConnectionPool(
                     self._conninfo(), min_size=1, max_size=self._pool_size, timeout=self.POOL_TIMEOUT,
-                    kwargs={"autocommit": True, "connect_timeout": 3},
+                    kwargs={"autocommit": True, "connect_timeout": 3}, configure=nul_safe,
                     check=psycopg_pool.ConnectionPool.check_connection, open=True, name="returns-mock")
                 self._pid = process.pid()
             return self._pool
@@ -259,7 +262,9 @@ class PostgresStore(Store):
                 args.append(value)
         for bound, operator in zip(created or (None, None), (">=", "<="), strict=True):
             if bound is not None:
-                where += f" AND (resource::jsonb->>'created_at') {operator} %s"
+                # jsonb refuses the escape \\u0000 that a NUL in the resource's text is written as; swapping
+                # it for another escape keeps the JSON valid (an escaped backslash stays one) and created_at as is
+                where += f" AND (replace(resource, '\\u0000', '\\ufffd')::jsonb->>'created_at') {operator} %s"
                 args.append(bound)
         with self._connection() as conn, conn.transaction():  # one snapshot for the page and its total
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

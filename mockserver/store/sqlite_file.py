@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import process
 from ..background import Every
+from ..errors import StoreUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -60,6 +61,14 @@ class WriteLock:
             self._fd, self._pid = -1, 0
 
 
+def unavailable(path: Path, exc: BaseException) -> BaseException:
+    """What a failed write is for the client: the store being away (a full disk, a lost file: 503, try again)
+    rather than a failure of the mock (500). Other exceptions pass through as they are."""
+    if isinstance(exc, sqlite3.OperationalError) and not isinstance(exc, StoreUnavailable):
+        return StoreUnavailable(f"the store file {path} cannot be written: {exc}")
+    return exc
+
+
 class Writing:
     """A write transaction under the write lock: committed at the end, rolled back on any exception (or
     when the commit itself fails, so that the connection is never left inside a transaction)."""
@@ -70,28 +79,33 @@ class Writing:
         self._file = file
 
     def __enter__(self) -> sqlite3.Connection:
+        self._file.check()
         lock = self._file.write_lock
         lock.__enter__()
         try:
             conn = self._conn = self._file.connection()
             conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
+        except BaseException as exc:
             lock.__exit__()
-            raise
+            raise unavailable(self._file.path, exc) from exc
         return conn
 
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, *exc: object) -> None:
         conn = self._conn
         try:
             if kind is not None:
                 conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.OperationalError):
+                    raise unavailable(self._file.path, error) from error
             else:
                 try:
                     conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as exc:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    raise
+                    raise unavailable(self._file.path, exc) from exc
+        except sqlite3.OperationalError as exc:  # a statement inside failed: the disk filled up, say
+            raise unavailable(self._file.path, exc) from exc
         finally:
             self._file.write_lock.__exit__()
 
@@ -102,6 +116,7 @@ class SqliteFile:
         self._local = threading.local()
         self.write_lock = WriteLock(self.path)
         self._closed = False
+        self._identity: tuple[int, int] | None = None
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (a forked worker opens its own)."""
@@ -118,9 +133,25 @@ class SqliteFile:
             # milliseconds); a background thread does, twice a second.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
+            if self._identity is None:
+                found = os.stat(self.path)
+                self._identity = (found.st_dev, found.st_ino)
             _CHECKPOINTER.watch(self)
             self._local.pid = process.pid()
         return conn
+
+    def check(self) -> None:
+        """Raise StoreUnavailable if the file was deleted or replaced under the running server: SQLite would
+        go on writing to the open, unlinked file, and every write acknowledged from then on would vanish."""
+        if self._identity is None:
+            return
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            found = None
+        if found is None or (found.st_dev, found.st_ino) != self._identity:
+            raise StoreUnavailable(f"the store file {self.path} was deleted or replaced while serving; "
+                                   "nothing more is written to it: restart the server")
 
     def writing(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction: committed at the end, rolled back on any exception."""

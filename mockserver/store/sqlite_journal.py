@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import logging
 import os
 import threading
 import time
@@ -14,8 +15,11 @@ import orjson
 
 from .. import process
 from ..background import Every
+from ..errors import StoreUnavailable
 from ..journal import Entry, Journal, Violation, with_id
 from .sqlite_file import SqliteFile
+
+_log = logging.getLogger("returns-mock")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -95,6 +99,8 @@ class BatchedJournal(Journal):
         self._write_lock = threading.Lock()
         self._watched_in = 0
         self._queue_limit = max(size, 10 * self.BATCH)
+        self.dropped = 0
+        """Entries the database refused (each logged); the journal goes on without them."""
 
     def record(self, entry: Entry) -> None:
         with self._queue_lock:
@@ -116,10 +122,24 @@ class BatchedJournal(Journal):
                 return
             try:
                 self._store_batch(batch)
-            except BaseException:
+            except StoreUnavailable:
                 with self._queue_lock:  # kept for the next try
                     self._queue[:0] = batch[-self._queue_limit:]
                 raise
+            except Exception:  # an entry the database refuses must not hold up every later one: store
+                self._store_one_by_one(batch)  # the others, and drop only what cannot be stored
+
+    def _store_one_by_one(self, batch: list[Entry]) -> None:
+        for index, entry in enumerate(batch):
+            try:
+                self._store_batch([entry])
+            except StoreUnavailable:
+                with self._queue_lock:
+                    self._queue[:0] = batch[index:][-self._queue_limit:]
+                raise
+            except Exception:
+                self.dropped += 1
+                _log.exception("journal entry %s %s dropped: the database refused it", entry.method, entry.path)
 
     def _store_batch(self, batch: list[Entry]) -> None:
         raise NotImplementedError

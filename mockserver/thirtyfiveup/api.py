@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from typing import Any
 
 from ..contracts import contract
+from ..credentials import same_secret
 from ..errors import ProviderError
 from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
 from ..store import ReturnRecord
@@ -51,7 +51,10 @@ class Api35up(ProviderApi):
         username, colon, password = decoded.partition(":")
         if not colon or not username or not password:
             raise self._unauthorized("Basic credentials must be username:password, both non-empty.")
-        if self.users is not None and not hmac.compare_digest(self.users.get(username, ""), password):
+        if any(ord(c) < 32 or c == "\x7f" for c in decoded):  # RFC 7617 section 2
+            raise self._unauthorized("Basic credentials may not hold control characters.")
+        if self.users is not None and not same_secret(password.encode("utf-8", "surrogateescape"),
+                                                      self.users.get(username, "")):
             raise self._unauthorized("Unknown username or wrong password.")
         return username
 

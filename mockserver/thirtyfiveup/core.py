@@ -14,7 +14,7 @@ from . import PROVIDER
 
 
 def _duration_days(iso: str) -> int:
-    if not (iso.startswith("P") and iso.endswith("D") and iso[1:-1].isdigit()):
+    if not (iso.startswith("P") and iso.endswith("D") and iso[1:-1].isascii() and iso[1:-1].isdigit()):
         raise ValueError(f"lifecycle.json: expected a duration like P30D, got {iso!r}")
     return int(iso[1:-1])
 

@@ -16,15 +16,29 @@ from ..store import ReturnRecord, Store, Transaction
 from . import PROVIDER
 
 
-def _bound(value: str | None, *, end: bool) -> str | None:
+def _bound(value: str | None, *, end: bool, name: str) -> str | None:
     """A date range bound as the instant it stands for, written as created_at is: a date is its first
-    instant (start) or its last millisecond (end, inclusive), in UTC."""
+    instant (start) or its last millisecond (end, inclusive), in UTC. RFC 3339 allows years 0000 to 9999;
+    a bound beyond what the clock can hold (year 0000, the last day of 9999 as an end) is the earliest or
+    latest instant there is, so it selects what such a bound means: everything on that side."""
     if value is None:
         return None
-    if "T" not in value and "t" not in value:
-        day = datetime.fromisoformat(value).replace(tzinfo=UTC)
-        return isoformat(day + timedelta(days=1) - timedelta(milliseconds=1) if end else day)
-    return isoformat(parse_instant(value))
+    try:
+        if "T" not in value and "t" not in value:
+            day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return isoformat(day + timedelta(days=1) - timedelta(milliseconds=1) if end else day)
+        return isoformat(parse_instant(value))
+    except (ValueError, OverflowError):
+        year = value[:4]
+        if year.isascii() and year.isdigit() and len(value) >= 10 and value[4] == "-":
+            return isoformat(_EARLIEST if int(year) < 5000 else _LATEST)
+        message = f"{name} must be an ISO-8601 date or date-time, not {value!r}"
+        raise ProviderError(422, "VALIDATION_ERROR", f"Request does not match the contract: {message}.",
+                            [{"field": name, "location": "query", "message": message}]) from None
+
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 class EventSink(Protocol):
@@ -107,7 +121,7 @@ class Returns3plship:
                      start_date: str | None = None, end_date: str | None = None,
                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         self._settle_account(account)
-        created = (_bound(start_date, end=False), _bound(end_date, end=True))
+        created = (_bound(start_date, end=False, name="start_date"), _bound(end_date, end=True, name="end_date"))
         result = self.store.page(PROVIDER, account, status=status, order_id=order_id,
                                  offset=(page - 1) * limit, limit=limit,
                                  created=None if created == (None, None) else created)

@@ -25,7 +25,7 @@ def _api_key(text: str) -> str:
 
 def _days(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"expected {low} to {high} business days, got {text!r}")
         return int(text)
 

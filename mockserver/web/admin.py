@@ -6,7 +6,6 @@ Errors are {"error": {"code", "message", "details"}}. With an admin token config
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from datetime import datetime
@@ -17,6 +16,7 @@ from flask import Blueprint, Flask, Response, render_template, request
 
 from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
 from ..contracts import Problem, contract, problems
+from ..credentials import same_secret, wire_bytes
 from ..errors import ProviderError
 from ..faults import chaos_profile, chaos_profiles, rule_problems
 from ..journal import Journal
@@ -63,7 +63,7 @@ def _int_query(name: str, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 12) or not low <= int(raw) <= high:
         message = f"{name} must be an integer from {low} to {high}"
         raise AdminError(422, "validation_error", message + ".", [Problem(name, message, "query").as_detail()])
     return int(raw)
@@ -90,7 +90,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
         if token is None:
             return
         given = request.headers.get("Authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token):
+        if given.startswith("Bearer ") and same_secret(wire_bytes(given[7:].strip()), token):
             return
         if request.endpoint == "admin.dashboard":  # the page holds no data: it asks for the token, then calls us
             return
@@ -133,6 +133,7 @@ def register(app: Flask, state: Mock) -> None:
 
     @admin.get("/health")
     def health() -> Response:
+        state.store.check()
         return _json(200, {"status": "ok", "version": __version__, "store": state.store.engine, "pid": os.getpid(),
                            "clock": clock_json(_clock(state))})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..clock import Clock
 from ..config import Config
-from ..contracts import Operation, Problem, contract, folders, problems
+from ..contracts import Operation, Problem, contract, folders, problems, unusable_text
 from ..errors import ProviderError, StoreUnavailable
 from ..http import (
     BAD_REQUEST,
@@ -136,6 +137,12 @@ def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
     return view
 
 
+def _unusable(api: ProviderApi, location: str, name: str, reason: str) -> ProviderError:
+    message = f"{name or location} {reason}."
+    return api.error(400, BAD_REQUEST, f"Request is not usable: {message}",
+                     [{"field": name, "location": location, "message": message}])
+
+
 def _parameters(api: ProviderApi, op: Operation, location: str, given: Any) -> dict[str, Any]:
     values, found = op.check_parameters(location, given)
     if found:
@@ -161,8 +168,11 @@ def _body(api: ProviderApi, op: Operation, request: Request) -> Any:
                         [{"field": "Content-Type", "location": "header", "message": message}])
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers): the stdlib says which
+    except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers, lone surrogates): the stdlib says
         body = _parse_json(api, raw)
+        unusable = unusable_text(body)
+        if unusable is not None:
+            raise _unusable(api, "body", *unusable) from None
     assert op.body_validator is not None
     found = problems(op.body_validator, body)
     if found:
@@ -259,6 +269,8 @@ def _register_errors(app: Flask, mock: Mock) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
+        if isinstance(error, sqlite3.OperationalError):  # a read from a store file that went bad
+            return store_unavailable(StoreUnavailable(str(error)))
         if isinstance(error, ContractViolation) or app.testing:
             raise error
         app.logger.exception("unexpected error")

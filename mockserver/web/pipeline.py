@@ -173,7 +173,10 @@ class Pipeline:
 
     def before(self) -> Response | None:
         ctx = begin(self.mock)
-        self.mock.store.pin_settings(True)
+        store = self.mock.store
+        if ctx.api is not None:
+            store.check()  # a store file deleted under the server: 503, not answers that vanish
+        store.pin_settings(True)
         for step in self.steps:
             answer = step.before(ctx)
             if answer is not None:
