@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "the same requests give byte-identical answers")
     serve.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+    serve.add_argument("--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+                       help="bound to loopback, also answer requests for Host NAME, e.g. host.docker.internal "
+                            "(repeatable); other names are refused, against DNS rebinding")
     serve.add_argument("--rate-limit", type=_rate, metavar="N/PERIOD", action="append",
                        help="enforce a rate limit per API key on the providers that document one, e.g. 1000/hour; "
                             "repeat it (or separate with commas) for several windows at once, e.g. 100/minute "
@@ -163,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse a request that breaks the contract with the provider's 422 (not forwarded)")
     proxy.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+    proxy.add_argument("--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+                       help="bound to loopback, also answer requests for Host NAME (repeatable)")
     proxy.add_argument("--journal-size", type=up_to(10_000_000), default=1000, help="exchanges kept in the journal")
 
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
@@ -303,14 +308,9 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
+    from .web.guard import is_loopback_host
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -348,6 +348,7 @@ def serve(args: argparse.Namespace) -> int:
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
+                    allowed_hosts=list(args.allowed_hosts) if _is_loopback(args.host) else None,
                     seed_file=_seed_file(args.seed_file, args.har_accounts))
     try:
         _prepare(store, config)
@@ -388,7 +389,8 @@ def run_proxy(args: argparse.Namespace) -> int:
             raise UsageError(f"--record {args.record}: folder {path.parent} does not exist")
         record = str(path)
     config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms, strict=args.strict,
-                         record=record, admin_token=args.admin_token, journal_size=args.journal_size)
+                         record=record, admin_token=args.admin_token, journal_size=args.journal_size,
+                         allowed_hosts=list(args.allowed_hosts) if _is_loopback(args.host) else None)
     os.environ[PROXY_ENV] = config.to_env()
     from granian import Granian
     from granian.constants import Interfaces

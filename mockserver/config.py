@@ -42,6 +42,9 @@ class Config:
     webhook_backoff_ms: int = 1000
     """Wait before the first retry of a webhook delivery; it doubles for each next one."""
     webhook_timeout_ms: int = 5000
+    allowed_hosts: list[str] | None = None
+    """Host names answered besides loopback ones (serve --allow-host); None answers any Host (in-process
+    mocks, or a server bound to a non-loopback address, behind its admin token)."""
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each provider's own options, by provider name (see its registry entry's `serve` flags), e.g.
     {"35up": {"lifecycle": "permissive", "users": {"shop": "secret"}}, "3plship": {"keys": ["zl_test_a"]}}."""

@@ -33,6 +33,7 @@ from ..store import MemoryStore
 from ..verify.exchange import Finding, check_request, check_response
 from ..version import __version__
 from ..web.admin import control_plane
+from ..web.guard import BrowserGuard
 from .recording import HarRecorder
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -53,6 +54,8 @@ class ProxyConfig:
     record: str | None = None
     admin_token: str | None = None
     journal_size: int = 1000
+    allowed_hosts: list[str] | None = None
+    """As the mock's Config.allowed_hosts: None answers any Host."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -77,6 +80,7 @@ def create_proxy_app(config: ProxyConfig) -> Flask:
         app.add_url_rule(prefix + "/<path:rest>", endpoint=f"{name}.forward", view_func=view, methods=methods,
                          provide_automatic_options=False)
     _admin(app, state)
+    app.wsgi_app = BrowserGuard(app.wsgi_app, config.allowed_hosts)  # type: ignore[method-assign]
     return app
 
 

@@ -41,6 +41,7 @@ from ..store import Store
 from ..version import __version__
 from .admin import register as register_admin
 from .context import ClientViolation, current, provider_for
+from .guard import BrowserGuard
 from .pipeline import ContractViolation, Pipeline, default_steps
 
 __all__ = ["ContractViolation", "WebMock", "create_app", "mock_of", "served", "validate_contracts"]
@@ -76,6 +77,7 @@ class WebMock:
             })
 
         register_admin(app, mock)
+        app.wsgi_app = BrowserGuard(app.wsgi_app, mock.config.allowed_hosts)  # type: ignore[method-assign]
         steps = default_steps(mock.config, self.operations, self.self_check_failures, shared_store=mock.store.shared)
         Pipeline(mock, steps).init_app(app)
 
