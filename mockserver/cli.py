@@ -30,6 +30,10 @@ DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 BLOCKING_THREADS = 2
 
 
+TOKEN_ENV = "RETURNS_MOCK_ADMIN_TOKEN"
+STORE_ENV = "RETURNS_MOCK_STORE"
+
+
 class UsageError(Exception):
     pass
 
@@ -76,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Serve every provider under a production WSGI server (granian).")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
-    serve.add_argument("--store", default="sqlite:returns-mock.db",
-                       help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db) or 'memory'")
+    serve.add_argument("--store", default=os.environ.get(STORE_ENV, "sqlite:returns-mock.db"),
+                       help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db), 'memory', or "
+                            "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB' (replicas sharing one database; the "
+                            f"postgres extra); also from ${STORE_ENV}, which keeps a password out of ps")
     serve.add_argument("--workers", type=up_to(256), default=None,
                        help="worker processes (default: one per CPU; 1 with --store memory)")
     serve.add_argument("--max-body-bytes", type=up_to(2**31), default=1024 * 1024,
@@ -96,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"ids and request ids from SEED, a frozen clock from {DETERMINISTIC_START}, one worker: "
                             "the same requests give byte-identical answers")
     serve.add_argument("--admin-token", metavar="TOKEN",
-                       help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+                       help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host); "
+                            f"visible to every user in ps: prefer --admin-token-file or ${TOKEN_ENV}")
+    serve.add_argument("--admin-token-file", metavar="FILE",
+                       help="the admin token, read from FILE (its first line)")
     serve.add_argument("--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
                        help="bound to loopback, also answer requests for Host NAME, e.g. host.docker.internal "
                             "(repeatable); other names are refused, against DNS rebinding")
@@ -165,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--strict", action="store_true",
                        help="refuse a request that breaks the contract with the provider's 422 (not forwarded)")
     proxy.add_argument("--admin-token", metavar="TOKEN",
-                       help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host)")
+                       help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host); "
+                            f"visible to every user in ps: prefer --admin-token-file or ${TOKEN_ENV}")
+    proxy.add_argument("--admin-token-file", metavar="FILE",
+                       help="the admin token, read from FILE (its first line)")
     proxy.add_argument("--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
                        help="bound to loopback, also answer requests for Host NAME (repeatable)")
     proxy.add_argument("--journal-size", type=up_to(10_000_000), default=1000, help="exchanges kept in the journal")
@@ -198,18 +210,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+SEED_LIMIT = 256 * 1024 * 1024  # as the control plane's own body limit for POST /__admin/seed
+FAULTS_LIMIT = 16 * 1024 * 1024
+TOKEN_LIMIT = 4096
+
+
+def read_file(path: str, flag: str, limit: int) -> bytes:
+    """A file a flag names, read whole: a regular file of at most `limit` bytes, or one line and exit 2.
+    Opened without blocking, so that a FIFO (nobody writing) or a device is refused rather than read for
+    ever (/dev/zero until memory runs out)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "a directory" if stat.S_ISDIR(found.st_mode) \
+                else "a device" if stat.S_ISCHR(found.st_mode) or stat.S_ISBLK(found.st_mode) else "not a regular file"
+            raise UsageError(f"{flag} {path}: {kind}; give a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{flag} {path}: larger than {limit} bytes")
+    return data
+
+
+def _json_file(path: str, flag: str, limit: int) -> Any:
+    try:
+        return json.loads(read_file(path, flag, limit))
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{flag} {path}: not JSON: {exc}") from None
+
+
 def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
     from .contracts import contract, problems
     from .faults import chaos_profile, rule_problems
 
     rules: list[dict[str, Any]] = []
     if path is not None:
-        try:
-            loaded = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise UsageError(f"--faults {path}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise UsageError(f"--faults {path}: not JSON: {exc}") from None
+        loaded = _json_file(path, "--faults", FAULTS_LIMIT)
         found = problems(contract("admin").validator("faults-request.json"), loaded) or \
             rule_problems(loaded, {p.name: [op.path for op in p.contract.operations] for p in REGISTRY})
         if found:
@@ -220,32 +261,29 @@ def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | 
     return rules or None
 
 
-def _prepare(store: Any, config: Config) -> None:
-    """Start the shared store fresh (clock, rate policy, fault rules), and check (and for a shared store,
-    apply) the seed file, before any worker starts."""
+def _prepare(store: Any, config: Config, explicit: set[str]) -> list[str]:
+    """Start the store fresh (clock, rate policy, fault rules), and check (and for a shared store, apply)
+    the seed file, before any worker starts. On a store that replicas share, only the settings named in
+    `explicit` (given as flags on this start) are set: starting a replica never resets the others' clock,
+    faults or rate policy. Answers what was set."""
     from .registry import build_mock
 
     mock = build_mock(dataclasses.replace(config, seed_file=None), store=store)
     try:
-        _start_fresh(mock, config)
+        return _start_fresh(mock, config, explicit)
     finally:
         mock.close()  # the workers deliver webhooks, not this process
         store.close()
 
 
-def _start_fresh(mock: Any, config: Config) -> None:
+def _start_fresh(mock: Any, config: Config, explicit: set[str]) -> list[str]:
     from .seeding import ScenarioError
 
-    mock.start_fresh()
     store = mock.store
+    done: list[str] = mock.start_fresh(explicit if store.replicated else None)
     if config.seed_file is None:
-        return
-    try:
-        document = json.loads(Path(config.seed_file).read_text())
-    except OSError as exc:
-        raise UsageError(f"--seed-file {config.seed_file}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"--seed-file {config.seed_file}: not JSON: {exc}") from None
+        return done
+    document = _json_file(config.seed_file, "--seed-file", SEED_LIMIT)
     try:
         if store.shared:
             mock.seed(document)
@@ -253,6 +291,7 @@ def _start_fresh(mock: Any, config: Config) -> None:
             mock.check_scenario(document)  # checked here; the worker seeds its own store
     except ScenarioError as exc:
         raise UsageError(f"--seed-file {config.seed_file}: {exc.message}") from None
+    return done
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -268,12 +307,7 @@ def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
     if path is None:
         return None
     resolved = Path(path).resolve()
-    try:
-        document = json.loads(resolved.read_text())
-    except OSError as exc:
-        raise UsageError(f"--seed-file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"--seed-file {path}: not JSON: {exc}") from None
+    document = _json_file(path, "--seed-file", SEED_LIMIT)
     if not (isinstance(document, dict) and "log" in document):
         return str(resolved)
     import tempfile
@@ -300,6 +334,8 @@ def _check_port_free(host: str, port: int) -> None:
 
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server binds: connections of an earlier run still in TIME_WAIT do not hold the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host.strip("[]"), port))
         except OSError as exc:
@@ -313,7 +349,35 @@ def _is_loopback(host: str) -> bool:
     return is_loopback_host(host)
 
 
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """--admin-token, --admin-token-file or $RETURNS_MOCK_ADMIN_TOKEN, in that order; one of the flags at most."""
+    if args.admin_token is not None and args.admin_token_file is not None:
+        raise UsageError("give --admin-token or --admin-token-file, not both")
+    if args.admin_token_file is not None:
+        raw = read_file(args.admin_token_file, "--admin-token-file", TOKEN_LIMIT)
+        try:
+            token = raw.decode("utf-8").splitlines()[0].strip() if raw.strip() else ""
+        except UnicodeDecodeError:
+            raise UsageError(f"--admin-token-file {args.admin_token_file}: not UTF-8 text") from None
+        if not token:
+            raise UsageError(f"--admin-token-file {args.admin_token_file}: the file is empty")
+        return _usable_token(token)
+    given: str | None = args.admin_token if args.admin_token is not None else os.environ.get(TOKEN_ENV) or None
+    if given is not None and not given.strip():
+        raise UsageError("--admin-token: the token is empty")
+    return _usable_token(given) if given is not None else None
+
+
+def _usable_token(token: str) -> str:
+    # RFC 6750: a bearer token is ASCII (b64token); HTTP servers drop header values that are not.
+    if not all("!" <= c <= "~" for c in token):
+        raise UsageError("the admin token must be printable ASCII without spaces (RFC 6750): a header cannot "
+                         "carry it otherwise")
+    return token
+
+
 def serve(args: argparse.Namespace) -> int:
+    args.admin_token = _admin_token(args)
     if not _is_loopback(args.host) and not args.admin_token:
         raise UsageError(f"refusing to bind {args.host} without --admin-token: anyone who can reach it could "
                          "reset, seed or move the clock of this mock through /__admin")
@@ -350,8 +414,11 @@ def serve(args: argparse.Namespace) -> int:
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
                     allowed_hosts=list(args.allowed_hosts) if _is_loopback(args.host) else None,
                     seed_file=_seed_file(args.seed_file, args.har_accounts))
+    explicit = {name for name, given in (("clock", args.clock is not None or args.deterministic is not None),
+                                         ("rate_limit", rate_limit is not None),
+                                         ("faults", faults is not None)) if given}
     try:
-        _prepare(store, config)
+        settings = _prepare(store, config, explicit)
     except StoreError as exc:  # e.g. the database went away between opening and preparing it
         raise UsageError(f"--store {shown(args.store)}: {exc}") from None
     from .web import validate_contracts
@@ -365,6 +432,9 @@ def serve(args: argparse.Namespace) -> int:
     where = ", ".join(f"{p.name} at http://{args.host}:{args.port}{p.mock_prefix}" for p in REGISTRY)
     print(f"returns-mock {__version__}: {where} "
           f"(store {shown(args.store)}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
+    if store.replicated:
+        print("shared store: " + ("set " + ", ".join(settings) if settings else
+                                  "clock, fault rules and rate policy kept as the other replicas use them"), flush=True)
     Granian("mockserver.wsgi:app_from_env", factory=True, address=args.host, port=args.port,
             interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
             log_access=False).serve()
@@ -379,6 +449,7 @@ def run_proxy(args: argparse.Namespace) -> int:
                  if getattr(args, f"upstream_{p.name}") is not None}
     if not upstreams:
         raise UsageError("give at least one upstream: " + ", ".join(f"--{p.name}-upstream URL" for p in REGISTRY))
+    args.admin_token = _admin_token(args)
     if not _is_loopback(args.host) and not args.admin_token:
         raise UsageError(f"refusing to bind {args.host} without --admin-token: the journal holds live traffic")
     _check_port_free(args.host, args.port)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,23 @@ class Mock:
         if config.seed_file and not self.store.shared:  # a shared store was seeded once, before the workers
             self.seed(json.loads(Path(config.seed_file).read_text()))
 
-    def start_fresh(self) -> None:
-        """What a new `serve` begins with, whatever an earlier run left in a shared store: the configured
-        clock, rate policy and fault rules (those set at run time through /__admin are forgotten)."""
+    def start_fresh(self, only: Collection[str] | None = None) -> list[str]:
+        """What a new `serve` begins with: the configured clock, rate policy and fault rules, or of those
+        only the ones named in `only` ("clock", "rate_limit", "faults": what this start was told
+        explicitly; a replica joining a shared database changes nothing else). Says what it set."""
         config = self.config
-        if isinstance(self.clock, StoreClock):
+        done = []
+        if isinstance(self.clock, StoreClock) and (only is None or "clock" in only):
             self.clock.reset(config.clock, parse_instant(config.clock_start) if config.clock_start else None)
-        self.rate_limiter.set_policy(RatePolicy.parse(config.rate_limit) if config.rate_limit
-                                     else RatePolicy.parse(STANDARD_TIER, False))
-        self.faults.replace(config.faults or [])
+            done.append(f"clock {config.clock}" + (f" from {config.clock_start}" if config.clock_start else ""))
+        if only is None or "rate_limit" in only:
+            self.rate_limiter.set_policy(RatePolicy.parse(config.rate_limit) if config.rate_limit
+                                         else RatePolicy.parse(STANDARD_TIER, False))
+            done.append(f"rate limit {config.rate_limit}" if config.rate_limit else "rate limit counted, not enforced")
+        if only is None or "faults" in only:
+            self.faults.replace(config.faults or [])
+            done.append(f"{len(config.faults or [])} fault rule(s)")
+        return done
 
     def check_scenario(self, document: Any) -> list[ReturnRecord]:
         """Every return of a scenario built, nothing stored; raises ScenarioError."""

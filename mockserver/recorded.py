@@ -35,17 +35,18 @@ def project(value: Any, schema: dict[str, Any], contract: Contract) -> Any:
 def scenario_from_har(document: Any, providers: Mapping[str, Provider], accounts: Mapping[str, str],
                       locate: Any) -> dict[str, Any]:
     """The scenario a recording shows. `locate(url)` -> (provider, path) or None."""
-    if not isinstance(document, dict) or not isinstance(document.get("log", {}).get("entries"), list):
+    log = document.get("log") if isinstance(document, dict) else None
+    if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
         raise RecordingError("not a HAR file: no log.entries")
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in document["log"]["entries"]:
-        found = locate(str(entry.get("request", {}).get("url", "")))
-        response = entry.get("response", {})
-        if found is None or found[0] not in providers or not 200 <= int(response.get("status", 0)) < 300:
+    for index, entry in enumerate(document["log"]["entries"]):
+        url, status, text = _exchange(entry, f"log.entries[{index}]")
+        found = locate(url)
+        if found is None or found[0] not in providers or not 200 <= status < 300:
             continue
         name = found[0]
         try:
-            body = json.loads(response.get("content", {}).get("text") or "null")
+            body = json.loads(text or "null")
         except ValueError:
             continue
         provider = providers[name]
@@ -60,3 +61,24 @@ def scenario_from_har(document: Any, providers: Mapping[str, Provider], accounts
             latest[(name, str(resource["id"]))] = {"provider": name, "account": account,
                                                    **provider.seed_item(resource)}
     return {"description": "returns as a recording last showed them", "returns": list(latest.values())}
+
+
+def _exchange(entry: Any, where: str) -> tuple[str, int, str | None]:
+    """(request URL, response status, response text) of one HAR entry, each of the type HAR 1.2 gives it;
+    anything else is a RecordingError naming the entry and the field."""
+    if not isinstance(entry, dict):
+        raise RecordingError(f"{where}: an entry must be an object, not {json.dumps(entry)[:40]}")
+    request, response = entry.get("request"), entry.get("response")
+    if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+        raise RecordingError(f"{where}.request.url: a HAR entry's request must have a url (a string)")
+    if not isinstance(response, dict):
+        raise RecordingError(f"{where}.response: a HAR entry must have a response (an object)")
+    status = response.get("status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 0 <= status <= 999:
+        raise RecordingError(f"{where}.response.status: must be an HTTP status (an integer), not "
+                             f"{json.dumps(status)[:40]}")
+    content = response.get("content", {})
+    text = content.get("text") if isinstance(content, dict) else None
+    if text is not None and not isinstance(text, str):
+        raise RecordingError(f"{where}.response.content.text: must be a string")
+    return request["url"], status, text

@@ -17,7 +17,7 @@ from .base import (
 )
 from .memory import MemoryStore
 from .sqlite import SqliteStore
-from .urls import POSTGRES, shown
+from .urls import POSTGRES, masked, shown
 
 __all__ = ["Delivery", "DeliveryQueue", "MemoryStore", "Page", "RateCounters", "ReturnRecord", "ReturnStore",
            "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "Window", "open_store", "shown",
@@ -34,7 +34,7 @@ def validate_store_url(url: str) -> None:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError on a port that is not a number
         except ValueError as exc:
-            raise StoreError(f"unusable store URL {shown(url)!r}: {exc}") from None
+            raise StoreError(f"unusable store URL {shown(url)!r}: {masked(str(exc), url)}") from None
         if not parts.hostname and "host=" not in parts.query:
             raise StoreError(f"unusable store URL {shown(url)!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DB")
         return

@@ -216,6 +216,9 @@ class Store(ReturnStore, DeliveryQueue, RateCounters, Settings):
     engine: str
     shared: bool
     """Whether other processes see this store (False: each worker would have a store of its own)."""
+    replicated = False
+    """Whether other servers (replicas, maybe on other hosts) serve from this store while this one starts:
+    then a start sets only the settings it was given flags for, and keeps the rest as the others use it."""
 
     @abstractmethod
     def journal(self, size: int, *, workers: int = 1) -> Journal:

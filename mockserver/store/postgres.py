@@ -24,7 +24,7 @@ from ..errors import DuplicateReturn, StoreError, StoreUnavailable
 from ..journal import Journal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from .postgres_journal import PostgresJournal
-from .urls import shown
+from .urls import masked, shown
 
 try:  # the `postgres` extra
     import psycopg
@@ -150,6 +150,7 @@ class _PostgresTransaction(Transaction):
 class PostgresStore(Store):
     engine = "postgresql"
     shared = True
+    replicated = True
     POOL_TIMEOUT = 3.0
     """Seconds a request waits for a connection before it is answered 503."""
     RETRY_AFTER = 1.0
@@ -172,7 +173,7 @@ class PostgresStore(Store):
                 nul_safe(conn)
                 self._migrate(conn)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot use {self.shown}: {_reason(exc)}") from None
+            raise StoreError(f"cannot use {self.shown}: {masked(_reason(exc), url)}") from None
 
     def _conninfo(self) -> str:
         return self.url.replace("postgres://", "postgresql://", 1) if self.url.startswith("postgres://") else self.url
@@ -225,7 +226,8 @@ class PostgresStore(Store):
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError) as exc:
             self._away_until = time.monotonic() + self.RETRY_AFTER
-            raise StoreUnavailable(f"the database {self.shown} cannot be reached: {_reason(exc)}") from None
+            reason = masked(_reason(exc), self.url)
+            raise StoreUnavailable(f"the database {self.shown} cannot be reached: {reason}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import re
+
 POSTGRES = ("postgresql://", "postgres://")
+
+MASK = "***"
+# Query parameters of a libpq URL that carry a secret (password=, sslpassword=) or point at one.
+_SECRET_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^@/?#]*)@")
 
 
 def shown(url: str) -> str:
-    """The store URL as it may be shown (logs, banners, errors): without a password."""
-    if url.startswith(POSTGRES):
-        from urllib.parse import urlsplit, urlunsplit
+    """The store URL as it may be shown (logs, banners, errors): any password masked, whether in the
+    userinfo, in a `password=` parameter, or malformed (a bad escape, a bad port: never parsed here)."""
+    masked = _USERINFO.sub(lambda m: m.group(1) + m.group(2).split(":", 1)[0] +
+                           (":" + MASK if ":" in m.group(2) else "") + "@", url, count=1)
+    return _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, masked)
 
-        parts = urlsplit(url)
-        if parts.password is not None:
-            netloc = f"{parts.username}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
+
+def secrets_of(url: str) -> list[str]:
+    """The secrets a URL carries as written (and percent-decoded), so that an error message from a
+    library that echoes them can be masked too."""
+    from urllib.parse import unquote
+
+    found = [m.group(2).split(":", 1)[1] for m in [_USERINFO.match(url)] if m and ":" in m.group(2)]
+    found += [m.group(0).split("=", 1)[1] for m in _SECRET_PARAMETER.finditer(url)]
+    return [s for secret in found if secret for s in {secret, unquote(secret)} if s]
+
+
+def masked(text: str, url: str) -> str:
+    """`text` (an error message about `url`) with every secret of the URL masked."""
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

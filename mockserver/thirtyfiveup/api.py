@@ -45,9 +45,13 @@ class Api35up(ProviderApi):
         if scheme.lower() != "basic" or not token.strip():
             raise self._unauthorized("Authorization must be 'Basic base64(username:password)'.")
         try:
-            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+            raw = base64.b64decode(token.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise self._unauthorized("Basic credentials are not valid base64 of UTF-8 text.") from None
+            raise self._unauthorized("Basic credentials are not valid base64.") from None
+        try:
+            decoded = raw.decode("utf-8")  # RFC 7617 charset="UTF-8", as the challenge says
+        except UnicodeDecodeError:  # what clients sent before RFC 7617 (requests still does): ISO-8859-1
+            decoded = raw.decode("latin-1")
         username, colon, password = decoded.partition(":")
         if not colon or not username or not password:
             raise self._unauthorized("Basic credentials must be username:password, both non-empty.")

@@ -1,0 +1,203 @@
+"""Starting and restarting: replicas keep the shared state, a port is usable again at once, a bad file
+or secret is one line and exit 2, and secrets stay out of ps, banners and messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import PL, UP35, Server, bearer, cli, fixture
+from pg import PASSWORD, Cluster
+from test_reliability import _kill_tree
+
+pytestmark = pytest.mark.system
+
+
+def _banner(server: Server) -> str:
+    proc = server.proc
+    server.stop()
+    return proc.stdout.read().decode() if proc is not None and proc.stdout else ""
+
+
+def test_restarting_a_replica_keeps_the_shared_clock_faults_and_rate_policy(postgres_url: str) -> None:
+    one = Server("--store", postgres_url, "--workers", "1").start()
+    two = Server("--store", postgres_url, "--workers", "1").start()
+    try:
+        assert requests.post(two.url + "/__admin/clock", json={"mode": "frozen", "set": "2030-06-01T00:00:00Z"},
+                             timeout=10).status_code == 200
+        assert requests.post(two.url + "/__admin/faults", json={"provider": "3plship", "status": 503, "times": 5},
+                             timeout=10).status_code == 201
+        policy = {"windows": [{"limit": 500, "period": "minute"}], "enforce": True}
+        assert requests.put(two.url + "/__admin/rate-limits", json=policy, timeout=10).status_code == 200
+        assert one.proc is not None
+        _kill_tree(one.proc.pid)
+        one.proc.wait(timeout=10)
+        again = Server("--store", postgres_url, "--workers", "1")
+        again.port, again.url = one.port, one.url
+        again.args[1] = str(one.port)
+        again.start()
+        for server in (again, two):
+            assert requests.get(server.url + "/__admin/clock", timeout=10).json() == {
+                "now": "2030-06-01T00:00:00.000Z", "mode": "frozen"}
+            rules = requests.get(server.url + "/__admin/faults", timeout=10).json()["rules"]
+            assert [r["status"] for r in rules] == [503]
+            assert requests.get(server.url + "/__admin/rate-limits", timeout=10).json()["enforce"] is True
+        banner = _banner(again)
+        assert "kept as the other replicas use them" in banner
+        # A flag given on a start is applied, and the banner says so.
+        third = Server("--store", postgres_url, "--workers", "1", "--clock", "real").start()
+        assert requests.get(two.url + "/__admin/clock", timeout=10).json()["mode"] == "real"
+        assert [r["status"] for r in requests.get(two.url + "/__admin/faults", timeout=10).json()["rules"]] == [503]
+        assert "set clock real" in _banner(third)
+    finally:
+        for server in (one, two):
+            server.stop()
+
+
+def test_a_restart_on_the_same_port_works_at_once_after_kill_9(tmp_path: Path) -> None:
+    server = Server("--store", f"sqlite:{tmp_path / 'state.db'}", "--workers", "1").start()
+    clients = []  # kept-alive connections that the kill closes from the server's side: TIME_WAIT on its port
+    for _ in range(5):
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        client.sendall(b"GET /__admin/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(1000).startswith(b"HTTP/1.1 200")
+        clients.append(client)
+    assert server.proc is not None
+    _kill_tree(server.proc.pid)
+    server.proc.wait(timeout=10)
+    time.sleep(0.2)
+    for client in clients:
+        client.close()
+    again = Server("--store", f"sqlite:{tmp_path / 'state.db'}", "--workers", "1")
+    again.port, again.url, again.args[1] = server.port, server.url, str(server.port)
+    try:
+        again.start()
+        assert requests.get(again.url + "/__admin/health", timeout=10).status_code == 200
+    finally:
+        again.stop()
+
+
+def _one_line_exit_2(*args: str, expect: str) -> None:
+    ran = cli("serve", "--store", "memory", *args, timeout=20)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr, ran.stderr
+    assert expect in ran.stderr, ran.stderr
+
+
+def test_a_fifo_a_device_or_an_oversized_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "seed.fifo"
+    os.mkfifo(fifo)
+    _one_line_exit_2("--seed-file", str(fifo), expect="a FIFO")
+    _one_line_exit_2("--faults", str(fifo), expect="a FIFO")
+    _one_line_exit_2("--faults", "/dev/zero", expect="a device")
+    _one_line_exit_2("--admin-token-file", "/dev/zero", expect="a device")
+    big = tmp_path / "big.json"
+    with big.open("wb") as fh:
+        fh.truncate(17 * 1024 * 1024)
+    _one_line_exit_2("--faults", str(big), expect="larger than")
+
+
+@pytest.mark.parametrize(("entries", "where"), [
+    (["x"], "log.entries[0]: an entry must be an object"),
+    ([{"request": {"url": "http://h/3plship/api/v1/returns"}, "response": {"status": "abc"}}],
+     "log.entries[0].response.status"),
+    ([{"request": {"url": "http://h/3plship/api/v1/returns"}, "response": {"status": None}}],
+     "log.entries[0].response.status"),
+    ([{"request": {"url": "http://h/x"}, "response": {"status": 200}},
+      {"request": {"url": "http://h/3plship/api/v1/returns"}, "response": {"status": 1e400}}],
+     "log.entries[1].response.status"),
+    ([{"request": {}, "response": {"status": 200}}], "log.entries[0].request.url"),
+])
+def test_a_malformed_har_seed_names_the_entry(tmp_path: Path, entries: list[object], where: str) -> None:
+    har = tmp_path / "bad.har"
+    har.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}).replace("Infinity", "1e400"))
+    _one_line_exit_2("--seed-file", str(har), expect=where)
+
+
+def test_the_admin_token_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-t0ken\n")
+    server = Server("--store", "memory", "--admin-token-file", str(token_file)).start()
+    try:
+        assert requests.get(server.url + "/__admin/journal", timeout=10).status_code == 401
+        authorized = requests.get(server.url + "/__admin/journal", headers=bearer("file-t0ken"), timeout=10)
+        assert authorized.status_code == 200
+        assert server.proc is not None
+        with open(f"/proc/{server.proc.pid}/cmdline", "rb") as fh:
+            assert b"file-t0ken" not in fh.read()
+    finally:
+        server.stop()
+    server = Server("--store", "memory", env={"RETURNS_MOCK_ADMIN_TOKEN": "env-token"}).start()
+    try:
+        assert requests.get(server.url + "/__admin/journal", timeout=10).status_code == 401
+        assert requests.get(server.url + "/__admin/journal", headers=bearer("env-token"), timeout=10).status_code == 200
+    finally:
+        server.stop()
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    _one_line_exit_2("--admin-token-file", str(empty), expect="empty")
+    _one_line_exit_2("--admin-token", "x", "--admin-token-file", str(token_file), expect="not both")
+    _one_line_exit_2("--admin-token", "tök", expect="printable ASCII")
+
+
+def test_utf8_and_latin1_basic_passwords_work_through_the_server() -> None:
+    server = Server("--store", "memory", "--35up-user", "ci:pässwörd").start()
+    try:
+        body = fixture("35up/create-return.request.json")
+        utf8 = "Basic " + base64.b64encode("ci:pässwörd".encode()).decode()
+        assert requests.post(server.url + UP35 + "/returns", json=body, headers={"Authorization": utf8},
+                             timeout=10).status_code == 201
+        # requests' auth=(user, password) encodes ISO-8859-1, as clients did before RFC 7617
+        answer = requests.patch(server.url + UP35 + "/returns/" + body["orderId"], json={"status": "rejected"},
+                                auth=("ci", "pässwörd"), timeout=10)
+        assert answer.status_code in (200, 409), answer.text
+        assert requests.patch(server.url + UP35 + "/returns/" + body["orderId"], json={"status": "rejected"},
+                              auth=("ci", "passwort"), timeout=10).status_code == 401
+    finally:
+        server.stop()
+
+
+def test_the_store_from_the_environment(tmp_path: Path) -> None:
+    server = Server(env={"RETURNS_MOCK_STORE": f"sqlite:{tmp_path / 'env.db'}"}).start()
+    try:
+        assert requests.post(server.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
+                             headers=bearer(), timeout=10).status_code == 201
+        assert (tmp_path / "env.db").exists()
+    finally:
+        server.stop()
+
+
+def test_passwords_are_masked_wherever_they_come_from(postgres_cluster: Cluster) -> None:
+    host = f"127.0.0.1:{postgres_cluster.port}"
+    for url, expect in ((f"postgresql://mock@{host}/postgres?password=wrong-s3cret&sslmode=disable",
+                         "password=***"),
+                        ("postgresql://mock:%zzwrong-s3cret@127.0.0.1/x", "percent-encoded"),
+                        ("postgresql://mock:wrong-s3cret@127.0.0.1:abc/x", "unusable store URL"),
+                        ("postgresql://mock:wrong-s3cret@127.0.0.1:99999/x", "unusable store URL")):
+        ran = cli("serve", "--store", url)
+        assert ran.returncode == 2 and ran.stderr.count("\n") == 1, ran.stderr
+        assert "wrong-s3cret" not in ran.stderr and expect in ran.stderr, ran.stderr
+    good = postgres_cluster.new_database()
+    query = good.replace(f":{PASSWORD}@", "@") + f"?password={PASSWORD}"
+    server = Server("--store", query, "--workers", "1").start()
+    try:
+        assert requests.get(server.url + "/", timeout=10).status_code == 200
+        assert PASSWORD not in requests.get(server.url + "/__admin/health", timeout=10).text
+    finally:
+        banner = _banner(server)
+    assert PASSWORD not in banner and "password=***" in banner
+
+
+def test_a_bad_port_is_one_line() -> None:
+    for port in ("abc", "0", "70000", "-1"):
+        ran = subprocess.run([sys.executable, "-m", "mockserver.cli", "serve", "--port", port],
+                             capture_output=True, text=True, timeout=30)
+        assert ran.returncode == 2 and ran.stderr.count("\n") == 1 and "--port" in ran.stderr
