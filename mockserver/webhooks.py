@@ -9,7 +9,10 @@ allowed to reach: loopback by default, plus the hosts given to serve --allow-web
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -17,8 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
-
-import requests
 
 from .clock import isoformat
 from .errors import StoreError
@@ -47,10 +48,79 @@ Headers = Callable[[Delivery], dict[str, str]]
 """The provider's own headers for one delivery (signature, event name, ...)."""
 
 
+class AttemptFailed(Exception):
+    """An attempt that got no complete answer: the reason, as the delivery's record shows it."""
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST `body` to `url` and answer the status, the whole exchange (connect, TLS, send, the complete
+    answer) within `timeout` seconds. Per-read timeouts (what HTTP client libraries offer) let a receiver
+    that drips its answer a byte at a time hold an attempt for ever; here the deadline is one."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+    try:
+        sock: socket.socket = socket.create_connection((parts.hostname or "", parts.port or (443 if secure else 80)),
+                                                       timeout=remaining())
+    except OSError as exc:
+        raise AttemptFailed(_reason(exc, timeout)) from None
+    try:
+        if secure:
+            sock.settimeout(remaining())
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}",
+                 f"Content-Length: {len(body)}", "Connection: close",
+                 *(f"{name}: {value}" for name, value in headers.items())]
+        sock.settimeout(remaining())
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        answer = b""
+        while len(answer) < ANSWER_LIMIT:  # to the end of the answer (Connection: close), or enough of it
+            sock.settimeout(remaining())
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    except (OSError, TimeoutError) as exc:
+        raise AttemptFailed(_reason(exc, timeout)) from None
+    finally:
+        sock.close()
+    status_line = answer.split(b"\r\n", 1)[0].split(b" ")
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
+        raise AttemptFailed("the receiver's answer is not HTTP" if answer else "the receiver closed without answering")
+    return int(status_line[1])
+
+
+ANSWER_LIMIT = 64 * 1024
+"""How much of a receiver's answer is read: its status is what counts; a longer body is not waited for."""
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no complete answer within {round(timeout * 1000)} ms"
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 class Deliverer:
-    """Sends due deliveries from a background thread; retries with exponential backoff in real time."""
+    """Sends due deliveries from a background thread; retries with exponential backoff in real time.
+
+    Attempts run side by side (up to MAX_ATTEMPTS at once, and MAX_PER_SUBSCRIPTION for one subscription),
+    each bounded as a whole by the timeout, so a slow receiver never holds up another's deliveries, and an
+    attempt always ends within its lease: no other process can claim and send it again meanwhile.
+    """
 
     POLL_SECONDS = 0.1
+    MAX_ATTEMPTS = 16
+    MAX_PER_SUBSCRIPTION = 2
+    BUSY_DELAY_MS = 250
+    """A delivery claimed while its subscription has attempts in flight waits this long, unsent."""
 
     def __init__(self, store: DeliveryQueue, policy: DeliveryPolicy, headers: Headers) -> None:
         self.store = store
@@ -60,11 +130,15 @@ class Deliverer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.MAX_ATTEMPTS)
+        self._in_flight: dict[str, int] = {}
 
     def start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
+                self._slots = threading.BoundedSemaphore(self.MAX_ATTEMPTS)  # a forked worker starts afresh
+                self._in_flight = {}
                 self._thread = threading.Thread(target=self._run, name="returns-mock-webhooks", daemon=True)
                 self._thread.start()
         self._wake.set()
@@ -75,21 +149,54 @@ class Deliverer:
         if self._thread is not None:
             self._thread.join(timeout=self.policy.timeout_ms / 1000 + 5)
 
-    def _run(self) -> None:
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                try:
-                    delivery = self.store.claim_delivery(int(time.time() * 1000), self.policy.timeout_ms + 10_000)
-                except StoreError:  # the database is away: try again later, the deliveries wait in it
-                    self._wake.wait(1.0)
-                    continue
-                if delivery is None:
-                    self._wake.wait(self.POLL_SECONDS)
-                    self._wake.clear()
-                    continue
-                self.attempt(delivery, session)
+    @property
+    def lease_ms(self) -> int:
+        return self.policy.timeout_ms + 10_000
 
-    def attempt(self, delivery: Delivery, session: requests.Session) -> None:
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._slots.acquire(timeout=self.POLL_SECONDS):
+                continue
+            try:
+                delivery = self.store.claim_delivery(int(time.time() * 1000), self.lease_ms)
+            except StoreError:  # the database is away: try again later, the deliveries wait in it
+                self._slots.release()
+                self._wake.wait(1.0)
+                continue
+            if delivery is None:
+                self._slots.release()
+                self._wake.wait(self.POLL_SECONDS)
+                self._wake.clear()
+                continue
+            with self._lock:
+                busy = self._in_flight.get(delivery.webhook_id, 0) >= self.MAX_PER_SUBSCRIPTION
+                if not busy:
+                    self._in_flight[delivery.webhook_id] = self._in_flight.get(delivery.webhook_id, 0) + 1
+            if busy:  # back to the queue, unsent, for a little while
+                self._slots.release()
+                delivery.next_at = int(time.time() * 1000) + self.BUSY_DELAY_MS
+                with contextlib.suppress(StoreError):
+                    self.store.save_delivery(delivery)
+                continue
+            threading.Thread(target=self._attempt_and_release, args=(delivery,), daemon=True,
+                             name="returns-mock-webhook-attempt").start()
+
+    def _attempt_and_release(self, delivery: Delivery) -> None:
+        try:
+            self.attempt(delivery)
+        except StoreError:
+            pass  # the outcome could not be saved: the lease runs out and the attempt is made again
+        finally:
+            with self._lock:
+                left = self._in_flight.get(delivery.webhook_id, 1) - 1
+                if left:
+                    self._in_flight[delivery.webhook_id] = left
+                else:
+                    self._in_flight.pop(delivery.webhook_id, None)
+            self._slots.release()
+            self._wake.set()
+
+    def attempt(self, delivery: Delivery) -> None:
         started = time.time()
         record: dict[str, Any] = {"at": isoformat_real(started), "status_code": None, "error": None}
         if not self.policy.allows(delivery.url):
@@ -97,16 +204,13 @@ class Deliverer:
             record["error"] = "host not allowed: nothing was sent"
         else:
             try:
-                answer = session.post(delivery.url, data=delivery.body, timeout=self.policy.timeout_ms / 1000,
-                                      allow_redirects=False, headers={
-                                          "Content-Type": "application/json", **self.headers(delivery)})
-                record["status_code"] = answer.status_code
-                if 200 <= answer.status_code < 300:
+                status = post(delivery.url, delivery.body, {"Content-Type": "application/json",
+                                                            **self.headers(delivery)}, self.policy.timeout_ms / 1000)
+                record["status_code"] = status
+                if 200 <= status < 300:
                     delivery.status = "delivered"
-            except requests.Timeout:
-                record["error"] = f"no answer within {self.policy.timeout_ms} ms"
-            except requests.RequestException as exc:
-                record["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            except AttemptFailed as exc:
+                record["error"] = str(exc)
         record["duration_ms"] = round((time.time() - started) * 1000, 1)
         delivery.attempts.append(record)
         if delivery.status == "pending":

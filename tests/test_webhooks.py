@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -141,7 +142,7 @@ def test_retry_after_a_timeout(mock: LiveMock) -> None:
         until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries?status=delivered", timeout=10)
               .json()["deliveries"] != [])
         (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
-        assert delivery["attempts"][0]["error"] == "no answer within 300 ms"
+        assert delivery["attempts"][0]["error"] == "no complete answer within 300 ms"
         assert delivery["attempts"][1]["status_code"] == 200
 
 
@@ -230,3 +231,73 @@ def test_pending_deliveries_survive_a_restart(tmp_path: Path) -> None:
                   .json()["deliveries"] != [])
         finally:
             server.stop()
+
+
+class Dripper:
+    """A receiver that reads the request, then drips its answer a byte at a time, for ever (until closed)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/slow"
+        self.requests = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            self.requests += 1
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                if self.stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.mark.system
+def test_a_dripping_receiver_neither_holds_its_attempt_past_the_timeout_nor_delays_other_subscribers() -> None:
+    dripper = Dripper()
+    try:
+        with LiveMock(Config(webhook_backoff_ms=100, webhook_timeout_ms=1000, webhook_attempts=2)) as mock, \
+                Receiver() as receiver:
+            subscribe(mock.url_3plship, dripper.url, key="zl_test_slow")
+            for n in range(7):
+                subscribe(mock.url_3plship, receiver.url, key=f"zl_test_fast{n}")
+            started = time.monotonic()
+            for _ in range(3):  # the slow subscriber's events first, so they are claimed first
+                requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_slow"), timeout=10)
+            for n in range(7):
+                requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer(f"zl_test_fast{n}"),
+                              timeout=10)
+            receiver.wait_for(7, seconds=5)
+            assert time.monotonic() - started < 2.5  # not queued behind the slow subscriber's attempts
+
+            def slow_done() -> bool:
+                found = requests.get(mock.url + "/__admin/webhooks/deliveries?account=zl_test_slow",
+                                     timeout=10).json()["deliveries"]
+                return len(found) == 3 and all(d["status"] == "failed" for d in found)
+
+            until(slow_done, seconds=20)
+            slow = requests.get(mock.url + "/__admin/webhooks/deliveries?account=zl_test_slow",
+                                timeout=10).json()["deliveries"]
+            attempts = [a for d in slow for a in d["attempts"]]
+            assert len(attempts) == 6
+            assert all(a["error"] == "no complete answer within 1000 ms" for a in attempts), attempts
+            assert all(a["duration_ms"] < 1500 for a in attempts), [a["duration_ms"] for a in attempts]
+            assert dripper.requests == 6  # each attempt sent once, never again by another worker's claim
+    finally:
+        dripper.close()
