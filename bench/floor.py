@@ -1,9 +1,11 @@
 """The floor: a bare Flask app answering the benchmark's requests with a constant body, on the same
-server stack (granian, WSGI, same workers). The mock's figures are quoted as ratios to it."""
+server stack (granian, RSGI in front of WSGI, same workers). The mock's figures are quoted as ratios to it."""
 
 from __future__ import annotations
 
 from flask import Flask, Response
+
+from mockserver.web.serving import RsgiServer
 
 BODY = b'{"success":true,"data":{"id":"ret_floor"},"meta":{"request_id":"req_floor","timestamp":"x"}}'
 
@@ -16,3 +18,8 @@ def create() -> Flask:
         return Response(BODY, 200, mimetype="application/json")
 
     return app
+
+
+def create_rsgi() -> RsgiServer:
+    """The floor as the mock is served: granian's RSGI interface in front of the WSGI app."""
+    return RsgiServer(create().wsgi_app, body_timeout_ms=10_000, max_body_bytes=1024 * 1024)

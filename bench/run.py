@@ -107,13 +107,11 @@ def start_mock(port: int, store: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def start_floor(port: int, workers: int) -> subprocess.Popen[bytes]:
-    from mockserver.cli import BLOCKING_THREADS  # the mock's own server settings: the same stack
-
+    # The mock's own server settings (mockserver.cli.server_options) and interface: the same stack.
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from granian import Granian; "
-            "from granian.constants import Interfaces; "
-            f"Granian('floor:create', factory=True, address='127.0.0.1', port={port}, "
-            f"interface=Interfaces.WSGI, workers={workers}, blocking_threads={BLOCKING_THREADS}, "
-            "log_access=False).serve()")
+            "from granian.constants import Interfaces; from mockserver.cli import server_options; "
+            f"Granian('floor:create_rsgi', factory=True, address='127.0.0.1', port={port}, "
+            f"interface=Interfaces.RSGI, workers={workers}, log_access=False, **server_options()).serve()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_up(f"http://127.0.0.1:{port}/x", proc)
     return proc

@@ -23,11 +23,17 @@ from .version import __version__
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 
-# Threads per worker: requests are CPU-bound under the GIL; measured under wrk, 2 gave higher throughput and
-# a p99 six times lower than 8 (fewer writers contending for the SQLite lock). 1 gave about 10% more creates
-# per second (six paired runs), but then one latency fault, or one admin read waiting for the other workers'
-# journal batches, would hold up every request of its worker.
-BLOCKING_THREADS = 2
+# Connections a worker holds at once (granian's backpressure): a client that sends half its headers holds
+# one until --header-timeout-ms; at granian's default (backlog / workers) 2,000 of them stalled everyone.
+CONNECTIONS_PER_WORKER = 4096
+
+
+def server_options(header_timeout_ms: int = 10_000) -> dict[str, Any]:
+    """granian's settings for `serve` (and the bench's floor, to measure on the same stack)."""
+    from granian.http import HTTP1Settings
+
+    return {"backlog": CONNECTIONS_PER_WORKER, "backpressure": CONNECTIONS_PER_WORKER,
+            "http1_settings": HTTP1Settings(header_read_timeout=header_timeout_ms)}
 
 
 TOKEN_ENV = "RETURNS_MOCK_ADMIN_TOKEN"
@@ -88,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker processes (default: one per CPU; 1 with --store memory)")
     serve.add_argument("--max-body-bytes", type=up_to(2**31), default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")
+    serve.add_argument("--header-timeout-ms", type=up_to(60_000), default=10_000,
+                       help="close a connection whose request line and headers take longer (default 10000)")
+    serve.add_argument("--body-timeout-ms", type=up_to(600_000), default=10_000,
+                       help="answer 408 when a request body takes longer to arrive (default 10000)")
     serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
     serve.add_argument("--clock", choices=("real", "frozen"), default=None,
                        help="real: ticking time (default); frozen: moves only through POST /__admin/clock")
@@ -406,7 +416,8 @@ def serve(args: argparse.Namespace) -> int:
         store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
         raise UsageError(f"--store {shown(args.store)}: {exc}") from None
-    config = Config(store=args.store, max_body_bytes=args.max_body_bytes, seed=seed, self_check=args.self_check,
+    config = Config(store=args.store, max_body_bytes=args.max_body_bytes, body_timeout_ms=args.body_timeout_ms,
+                    seed=seed, self_check=args.self_check,
                     providers={p.name: p.options(args) for p in REGISTRY}, clock=clock, clock_start=clock_start,
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=rate_limit,
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
@@ -435,9 +446,9 @@ def serve(args: argparse.Namespace) -> int:
     if store.replicated:
         print("shared store: " + ("set " + ", ".join(settings) if settings else
                                   "clock, fault rules and rate policy kept as the other replicas use them"), flush=True)
-    Granian("mockserver.wsgi:app_from_env", factory=True, address=args.host, port=args.port,
-            interface=Interfaces.WSGI, workers=workers, blocking_threads=BLOCKING_THREADS,
-            log_access=False).serve()
+    Granian("mockserver.wsgi:rsgi_from_env", factory=True, address=args.host, port=args.port,
+            interface=Interfaces.RSGI, workers=workers, log_access=False,
+            **server_options(args.header_timeout_ms)).serve()
     return 0
 
 

@@ -15,6 +15,9 @@ class Config:
     store: str = "memory"
     """`memory` or `sqlite:PATH`."""
     max_body_bytes: int = 1024 * 1024
+    body_timeout_ms: int = 10_000
+    """The production server answers 408 to a request whose body has not arrived this long after its
+    headers (serve --body-timeout-ms)."""
     seed: int | None = None
     """Seed for ids (ret_..., req_...); None = random."""
     self_check: bool = False

@@ -143,8 +143,8 @@ class Faults:
                 if _matches(rule, provider, method, path, account) and \
                         self.rng.random() < float(rule.get("probability", 1)):
                     fired.append(rule)
-        # Every fired latency rule applies; of the rules that answer (a status, a dropped connection), the
-        # first one does. Only the rules that apply count a request against their `times`.
+        # Every fired latency rule applies (the longest delay wins); of the rules that answer (a status, a
+        # dropped connection), the first one does. Only the rules that apply count a request against their `times`.
         delays = [r for r in fired if not _answers(r)]
         answering = [r for r in fired if _answers(r)]
         if any("times" in r for r in delays) or (answering and "times" in answering[0]):
@@ -156,8 +156,8 @@ class Faults:
         if not delays and not answering:
             return None
         outcome = Outcome()
-        for rule in delays + answering:
-            outcome.latency_ms += int(rule.get("latency_ms", 0))
+        for rule in delays + answering:  # several delays do not add up: the longest applies (at most 60 s)
+            outcome.latency_ms = max(outcome.latency_ms, int(rule.get("latency_ms", 0)))
             outcome.rules.append(rule["id"])
         if answering:
             outcome.status = answering[0].get("status")

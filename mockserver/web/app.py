@@ -29,6 +29,7 @@ from ..http import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
     SERVICE_UNAVAILABLE,
     VALIDATION_ERROR,
     Call,
@@ -235,7 +236,7 @@ def render_error(mock: Mock, error: ProviderError) -> Response:
     return _json(error.status, body, dict(error.headers))
 
 
-_KINDS = {400: BAD_REQUEST, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: PAYLOAD_TOO_LARGE}
+_KINDS = {400: BAD_REQUEST, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 408: REQUEST_TIMEOUT, 413: PAYLOAD_TOO_LARGE}
 
 
 def _register_errors(app: Flask, mock: Mock) -> None:
@@ -258,6 +259,9 @@ def _register_errors(app: Flask, mock: Mock) -> None:
             message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}."
         elif status == 413:
             message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+        elif status == 408:
+            message = error.description or "The request body did not arrive in time."
+            headers["Connection"] = "close"
         else:
             message = error.description or error.name
         return render_error(mock, ProviderError(status, code, message, [], headers))

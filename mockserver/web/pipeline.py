@@ -12,16 +12,25 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestTimeout
 
 from .. import process
 from ..config import Config
 from ..contracts import Operation, problems
 from ..faults import dropped_body
-from ..http import BAD_REQUEST, INTERNAL_ERROR, NOT_FOUND, PAYLOAD_TOO_LARGE, RATE_LIMIT_EXCEEDED, ProviderApi
+from ..http import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMIT_EXCEEDED,
+    REQUEST_TIMEOUT,
+    ProviderApi,
+)
 from ..journal import BODY_LIMIT, Entry, Violation
 from ..mock import Mock
 from .context import RequestContext, begin, current
+from .serving import BODY_TIMED_OUT, DEFERRED_DELAY
 
 WORKER_HEADER = "X-Returns-Mock-Worker"
 
@@ -56,7 +65,11 @@ class InjectFaults(Step):
             return None
         ctx.fault = outcome.label
         if outcome.latency_ms:
-            time.sleep(outcome.latency_ms / 1000)
+            environ = req.environ
+            if DEFERRED_DELAY in environ:  # the server sleeps it, holding no thread (mockserver.web.serving)
+                environ[DEFERRED_DELAY] += outcome.latency_ms / 1000
+            else:
+                time.sleep(outcome.latency_ms / 1000)
         if outcome.drop:
             return Response(dropped_body(), 200, mimetype="application/json", headers={"Content-Length": "4096"})
         if outcome.status is not None:
@@ -103,7 +116,7 @@ class RecordInJournal(Step):
         ctx.mock.journal.record(Entry(
             id=0, at=ctx.at, provider=api.name, account=account, method=req.method,
             path=req.path, query=req.query_string.decode("latin-1"), status=response.status_code,
-            duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+            duration_ms=round((time.perf_counter() - ctx.started + req.environ.get(DEFERRED_DELAY, 0)) * 1000, 3),
             request_body=body or None, response_body=b"" if dropped else response.get_data()[:BODY_LIMIT],
             violations=violations, fault=ctx.fault))
         return response
@@ -174,6 +187,13 @@ class Pipeline:
     def before(self) -> Response | None:
         ctx = begin(self.mock)
         store = self.mock.store
+        if ctx.request.environ.get(BODY_TIMED_OUT):
+            message = "The request body did not arrive in time; send it whole, promptly."
+            if ctx.api is None:
+                raise RequestTimeout(message)
+            ctx.account = ctx.caller  # journaled under the account its credentials name
+            raise ctx.api.error(408, REQUEST_TIMEOUT, message, [{"location": "body", "message": message}],
+                                {"Connection": "close"})
         if ctx.api is not None:
             store.check()  # a store file deleted under the server: 503, not answers that vanish
         store.pin_settings(True)

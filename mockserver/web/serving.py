@@ -1,0 +1,140 @@
+"""The production server's side of the app: RSGI (granian's native interface) in front of the Flask app.
+
+Why not granian's WSGI: it hands a request to a Python thread before reading its body, and reads the body
+on demand with no deadline (emmett-framework/granian#728), so a client that drips its body holds a
+thread for as long as it likes; so does a latency fault's sleep. More threads let the others through,
+but they contend for the GIL: 64 threads per worker cost 15-40% of the hot path in paired runs.
+
+Here each worker's event loop reads a body (within --body-timeout-ms, else 408) before the mock sees the
+request, then runs the mock inline, one request at a time, in the loop's own thread (the mock's work is
+CPU-bound under the GIL, and a single thread per worker measured fastest). A latency fault is an
+`asyncio.sleep` after the answer was made; the control plane runs on a few threads of its own, so it
+answers whatever provider requests are doing. Nothing waits on a shared thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..faults import ConnectionDropped
+
+BODY_TIMED_OUT = "returns_mock.body_timed_out"
+"""Set in the WSGI environ of a request whose body did not arrive in time: the pipeline answers it 408."""
+DEFERRED_DELAY = "returns_mock.deferred_delay"
+"""Set (to 0.0) by a server that sleeps a latency fault's delay itself, after the answer is made; the
+pipeline adds the delay to it instead of sleeping (a sleep would hold the worker's only thread)."""
+ADMIN = "/__admin"
+CONTROL_PLANE_THREADS = 4
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _Answer:
+    __slots__ = ("headers", "status")
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[str, str]] = []
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        self.status = int(status[:3])
+        self.headers = headers
+
+
+class RsgiServer:
+    """An RSGI application (granian Interfaces.RSGI) serving a WSGI app as described above."""
+
+    def __init__(self, app: WsgiApp, *, body_timeout_ms: int, max_body_bytes: int) -> None:
+        self.app = app
+        self.timeout = body_timeout_ms / 1000
+        self.max_body = max_body_bytes
+        self.control_plane = ThreadPoolExecutor(CONTROL_PLANE_THREADS, thread_name_prefix="returns-mock-admin")
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            return
+        headers = scope.headers
+        environ = _environ(scope)
+        length = headers.get("content-length")
+        if (length and length != "0") or "transfer-encoding" in headers:
+            await self._read_body(environ, proto, length)
+        environ[DEFERRED_DELAY] = 0.0
+        answer = _Answer()
+        if environ["PATH_INFO"].startswith(ADMIN):
+            loop = asyncio.get_running_loop()
+            body, whole = await loop.run_in_executor(self.control_plane, _run, self.app, environ, answer)
+        else:
+            body, whole = _run(self.app, environ, answer)
+        delay: float = environ[DEFERRED_DELAY]
+        if delay:
+            await asyncio.sleep(delay)
+        if whole:
+            proto.response_bytes(answer.status, answer.headers, body)
+        else:  # a dropped-connection fault: what was sent, then the declared length unmet; the server cuts it
+            transport = proto.response_stream(answer.status, answer.headers)
+            await transport.send_bytes(body)
+
+    async def _read_body(self, environ: dict[str, Any], proto: Any, length: str | None) -> None:
+        try:
+            declared = int(length) if length else None
+        except ValueError:
+            declared = None
+        if declared is not None and declared > self.max_body:
+            environ["CONTENT_LENGTH"] = str(declared)  # answered 413 without reading it
+            return
+        try:
+            body: bytes = await asyncio.wait_for(proto(), self.timeout)
+        except TimeoutError:
+            environ[BODY_TIMED_OUT] = True
+            body = b""
+        except Exception:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+
+
+def _run(app: WsgiApp, environ: dict[str, Any], answer: _Answer) -> tuple[bytes, bool]:
+    """Call the WSGI app: its answer's body, and whether it is whole (False: a fault broke it off)."""
+    chunks = app(environ, answer)
+    parts: list[bytes] = []
+    try:
+        for chunk in chunks:
+            parts.append(chunk)
+    except ConnectionDropped:
+        return b"".join(parts), False
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return b"".join(parts), True
+
+
+def _environ(scope: Any) -> dict[str, Any]:
+    server_host, _, server_port = scope.server.rpartition(":")
+    path: str = scope.path
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope.method, "SCRIPT_NAME": "",
+        # PEP 3333: the path's bytes, decoded as latin-1 (granian hands it over percent-decoded as UTF-8)
+        "PATH_INFO": path if path.isascii() else path.encode("utf-8", "surrogateescape").decode("latin-1"),
+        "QUERY_STRING": scope.query_string, "SERVER_NAME": server_host, "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}", "REMOTE_ADDR": scope.client.rpartition(":")[0],
+        "wsgi.version": (1, 0), "wsgi.url_scheme": scope.scheme, "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+    for name, value in scope.headers.items():
+        if name == "content-type":
+            environ["CONTENT_TYPE"] = value
+        elif name == "content-length":
+            environ["CONTENT_LENGTH"] = value
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            environ[key] = f"{environ[key]}, {value}" if key in environ else value
+    return environ
+
