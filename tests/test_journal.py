@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from pathlib import Path
 
@@ -57,3 +58,18 @@ def test_entries_written_before_compression_are_still_read() -> None:
     old = entry(b"\x00\x01", b'{"a":1}')
     legacy = orjson.dumps(old, default=lambda b: base64.b64encode(b).decode())
     assert decode(legacy) == old
+
+
+def test_an_entry_the_database_refuses_is_dropped_and_the_journal_goes_on(tmp_path: Path) -> None:
+    """One entry a database cannot store (here text SQLite cannot encode) must not hold up the batch it
+    came in, every later batch and every read of the journal."""
+    store = SqliteStore(tmp_path / "state.db")
+    journal = store.journal(100)
+    good = entry(b"{}", b"{}")
+    poison = dataclasses.replace(good, account="zl_test_\ud800")
+    for item in (good, poison, good):
+        journal.record(item)
+    assert [e.account for e in journal.entries()] == ["zl_test_a", "zl_test_a"]
+    journal.record(good)
+    assert len(journal.entries()) == 3 and len(journal.violations()) == 3
+    assert journal.dropped == 1  # type: ignore[attr-defined]
