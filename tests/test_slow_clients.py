@@ -3,6 +3,7 @@ real sockets. Each loop is bounded in count and time; traffic goes to loopback o
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -160,3 +161,24 @@ def test_several_latency_rules_delay_by_the_longest_not_the_sum(server: Server) 
     assert 0.4 <= took < 0.85, took
     (entry,) = requests.get(f"{server.url}/__admin/journal", timeout=10).json()["entries"]
     assert entry["duration_ms"] >= 400 and entry["fault"] == "latency (f1, f2, f3)"
+
+
+def test_bodies_up_to_each_limit_are_read_whole_chunked_or_not(server: Server) -> None:
+    """The server reads bodies itself now: the control plane's limit (a seed of 10,000 returns is ~2 MB)
+    is not the providers' (1 MiB), and a chunked body is bounded like a declared one."""
+    pl = {"order_id": "ord_seed", "reason": "defective", "items": [{"sku": "P", "quantity": 1}], "refund_amount": 1}
+    scenario = {"returns": [{"provider": "3plship", "account": "zl_test_seed", "return": pl} for _ in range(10_000)]}
+    seeded = requests.post(f"{server.url}/__admin/seed", json=scenario, timeout=60)
+    assert seeded.status_code == 201 and seeded.json()["seeded"] == 10_000
+
+    def chunks(total: int) -> Iterator[bytes]:
+        raw = json.dumps(fixture("3plship/create-return.request.json")).encode()
+        yield raw[:10]
+        yield raw[10:] + b" " * max(0, total - len(raw))
+
+    whole = requests.post(f"{server.url}{PL}/returns", data=chunks(0), timeout=10,
+                          headers={**bearer(), "Content-Type": "application/json"})
+    assert whole.status_code == 201, whole.text
+    over = requests.post(f"{server.url}{PL}/returns", data=chunks(2 * 1024 * 1024), timeout=30,
+                         headers={**bearer(), "Content-Type": "application/json"})
+    assert over.status_code == 413 and over.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"

@@ -22,13 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..faults import ConnectionDropped
+from .admin import ADMIN_MAX_BODY
+from .admin import PREFIX as ADMIN
 
 BODY_TIMED_OUT = "returns_mock.body_timed_out"
 """Set in the WSGI environ of a request whose body did not arrive in time: the pipeline answers it 408."""
 DEFERRED_DELAY = "returns_mock.deferred_delay"
 """Set (to 0.0) by a server that sleeps a latency fault's delay itself, after the answer is made; the
 pipeline adds the delay to it instead of sleeping (a sleep would hold the worker's only thread)."""
-ADMIN = "/__admin"
 CONTROL_PLANE_THREADS = 4
 
 StartResponse = Callable[..., Any]
@@ -81,22 +82,38 @@ class RsgiServer:
             await transport.send_bytes(body)
 
     async def _read_body(self, environ: dict[str, Any], proto: Any, length: str | None) -> None:
+        limit = ADMIN_MAX_BODY if environ["PATH_INFO"].startswith(ADMIN) else self.max_body
         try:
             declared = int(length) if length else None
         except ValueError:
             declared = None
-        if declared is not None and declared > self.max_body:
+        if declared is not None and declared > limit:
             environ["CONTENT_LENGTH"] = str(declared)  # answered 413 without reading it
             return
         try:
-            body: bytes = await asyncio.wait_for(proto(), self.timeout)
+            reading = proto() if declared is not None else _collect(proto, limit)
+            body: bytes = await asyncio.wait_for(reading, self.timeout)
         except TimeoutError:
             environ[BODY_TIMED_OUT] = True
             body = b""
         except Exception:
             body = b""
-        environ["wsgi.input"] = io.BytesIO(body)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)  # read whole: the app sees a body of known length
         environ["CONTENT_LENGTH"] = str(len(body))
+        if len(body) <= limit:  # past it (a chunked body), 413, and what was read is dropped
+            environ["wsgi.input"] = io.BytesIO(body)
+
+
+async def _collect(proto: Any, limit: int) -> bytes:
+    """A body of no declared length (chunked), read until it ends or passes `limit` (then limit + 1 bytes)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in proto:
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(parts)[:limit + 1]
 
 
 def _run(app: WsgiApp, environ: dict[str, Any], answer: _Answer) -> tuple[bytes, bool]:
