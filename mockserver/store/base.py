@@ -224,8 +224,9 @@ class Store(ReturnStore, DeliveryQueue, RateCounters, Settings):
     def journal(self, size: int, *, workers: int = 1) -> Journal:
         """The journal kept with this engine's data, so that every worker process writes to the same one."""
 
-    def check(self) -> None:
-        """Raise StoreUnavailable if what the store is kept in is gone (a SQLite file deleted while serving)."""
+    def check(self, within_s: float = 0.0) -> None:
+        """Raise StoreUnavailable if what the store is kept in is gone (a SQLite file deleted while serving);
+        a check made less than `within_s` ago may be trusted."""
 
     def close(self) -> None:
         pass

@@ -10,6 +10,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -117,6 +118,7 @@ class SqliteFile:
         self.write_lock = WriteLock(self.path)
         self._closed = False
         self._identity: tuple[int, int] | None = None
+        self._checked_at = 0.0
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (a forked worker opens its own)."""
@@ -140,18 +142,24 @@ class SqliteFile:
             self._local.pid = process.pid()
         return conn
 
-    def check(self) -> None:
+    def check(self, within_s: float = 0.0) -> None:
         """Raise StoreUnavailable if the file was deleted or replaced under the running server: SQLite would
-        go on writing to the open, unlinked file, and every write acknowledged from then on would vanish."""
+        go on writing to the open, unlinked file, and every write acknowledged from then on would vanish.
+        Every write checks; a read may trust a check made less than `within_s` ago (no system call)."""
         if self._identity is None:
+            return
+        now = time.monotonic()
+        if within_s and now - self._checked_at < within_s:
             return
         try:
             found = os.stat(self.path)
         except OSError:
             found = None
         if found is None or (found.st_dev, found.st_ino) != self._identity:
+            self._checked_at = 0.0  # and no read trusts an earlier check from now on
             raise StoreUnavailable(f"the store file {self.path} was deleted or replaced while serving; "
                                    "nothing more is written to it: restart the server")
+        self._checked_at = now  # only a check that passed is trusted
 
     def writing(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction: committed at the end, rolled back on any exception."""

@@ -91,8 +91,8 @@ class RsgiServer:
             environ["CONTENT_LENGTH"] = str(declared)  # answered 413 without reading it
             return
         try:
-            reading = proto() if declared is not None else _collect(proto, limit)
-            body: bytes = await asyncio.wait_for(reading, self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: it makes a task of every read
+                body: bytes = await (proto() if declared is not None else _collect(proto, limit))
         except TimeoutError:
             environ[BODY_TIMED_OUT] = True
             body = b""
