@@ -56,6 +56,7 @@ class RsgiServer:
         self.timeout = body_timeout_ms / 1000
         self.max_body = max_body_bytes
         self.control_plane = ThreadPoolExecutor(CONTROL_PLANE_THREADS, thread_name_prefix="returns-mock-admin")
+        self.deadlines = Deadlines(self.timeout)
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
@@ -90,14 +91,19 @@ class RsgiServer:
         if declared is not None and declared > limit:
             environ["CONTENT_LENGTH"] = str(declared)  # answered 413 without reading it
             return
+        task = asyncio.current_task()
+        self.deadlines.watch(task)
         try:
-            async with asyncio.timeout(self.timeout):  # not wait_for: it makes a task of every read
-                body: bytes = await (proto() if declared is not None else _collect(proto, limit))
-        except TimeoutError:
+            body: bytes = await (proto() if declared is not None else _collect(proto, limit))
+        except asyncio.CancelledError:
+            if not self.deadlines.expired(task):
+                raise
             environ[BODY_TIMED_OUT] = True
             body = b""
-        except Exception:
+        except Exception:  # the client went away mid-body: what there is, is nothing
             body = b""
+        finally:
+            self.deadlines.forget(task)
         environ.pop("HTTP_TRANSFER_ENCODING", None)  # read whole: the app sees a body of known length
         environ["CONTENT_LENGTH"] = str(len(body))
         if len(body) <= limit:  # past it (a chunked body), 413, and what was read is dropped
@@ -114,6 +120,52 @@ async def _collect(proto: Any, limit: int) -> bytes:
         if size > limit:
             break
     return b"".join(parts)[:limit + 1]
+
+
+class Deadlines:
+    """Body reads past their deadline, cancelled by one sweep every SWEEP_SECONDS while any read is under
+    way. A timer per read (asyncio.timeout) cost ~11 us a request, 7% of the floor's POSTs, in paired runs;
+    watching a read here is a dict entry."""
+
+    SWEEP_SECONDS = 0.1
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweeping = False
+
+    def watch(self, task: asyncio.Task[Any] | None) -> None:
+        if task is None:
+            return
+        loop = task.get_loop()
+        self._reading[task] = loop.time() + self.timeout
+        if not self._sweeping:
+            self._sweeping = True
+            loop.call_later(self.SWEEP_SECONDS, self._sweep, loop)
+
+    def forget(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._reading.pop(task, None)
+            self._expired.discard(task)
+
+    def expired(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether the read was cancelled for its deadline (then the cancellation is taken back)."""
+        if task is None or task not in self._expired:
+            return False
+        task.uncancel()
+        return True
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, deadline in list(self._reading.items()):
+            if deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        if self._reading:
+            loop.call_later(self.SWEEP_SECONDS, self._sweep, loop)
+        else:
+            self._sweeping = False
 
 
 def _run(app: WsgiApp, environ: dict[str, Any], answer: _Answer) -> tuple[bytes, bool]:
