@@ -23,7 +23,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/returns-mock serve --host $(HOST) --port $(PORT) --store $(STORE)
+	$(BIN)/returns-mock serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(STORE),--store $(STORE))
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check mockserver tests bench

@@ -337,6 +337,25 @@ def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
     return fh.name
 
 
+def _bind_address(host: str) -> str:
+    """The address to bind for --host: an IP address as given, a name (localhost, a host name) resolved,
+    IPv4 first; granian binds addresses only. An unknown name is one line and exit 2."""
+    import ipaddress
+    import socket
+
+    bare = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"--host {host}: cannot resolve it ({getattr(exc, 'strerror', None) or exc})") from None
+    found.sort(key=lambda info: info[0] != socket.AF_INET)
+    return str(found[0][4][0])
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Refuse a port another process holds, with one line. The server binds with SO_REUSEPORT, so a second
     server on a busy port would otherwise start and silently share the traffic with the first."""
@@ -404,7 +423,8 @@ def serve(args: argparse.Namespace) -> int:
             raise UsageError("--deterministic sets the seed and freezes the clock: drop --seed and --clock real")
         workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
     workers = workers or os.cpu_count() or 1
-    _check_port_free(args.host, args.port)
+    address = _bind_address(args.host)
+    _check_port_free(address, args.port)
     faults = _fault_rules(args.faults, args.chaos)
     rate_limit = ",".join(args.rate_limit) if args.rate_limit else None
     if rate_limit is not None:
@@ -446,7 +466,7 @@ def serve(args: argparse.Namespace) -> int:
     if store.replicated:
         print("shared store: " + ("set " + ", ".join(settings) if settings else
                                   "clock, fault rules and rate policy kept as the other replicas use them"), flush=True)
-    Granian("mockserver.wsgi:rsgi_from_env", factory=True, address=args.host, port=args.port,
+    Granian("mockserver.wsgi:rsgi_from_env", factory=True, address=address, port=args.port,
             interface=Interfaces.RSGI, workers=workers, log_access=False,
             **server_options(args.header_timeout_ms)).serve()
     return 0
@@ -463,7 +483,8 @@ def run_proxy(args: argparse.Namespace) -> int:
     args.admin_token = _admin_token(args)
     if not _is_loopback(args.host) and not args.admin_token:
         raise UsageError(f"refusing to bind {args.host} without --admin-token: the journal holds live traffic")
-    _check_port_free(args.host, args.port)
+    address = _bind_address(args.host)
+    _check_port_free(address, args.port)
     record = None
     if args.record is not None:
         path = Path(args.record).resolve()
@@ -481,7 +502,7 @@ def run_proxy(args: argparse.Namespace) -> int:
                       for name, url in upstreams.items())
     print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else ""), flush=True)
     # One worker: the journal and the recording are this process's.
-    Granian("mockserver.proxy:app_from_env", factory=True, address=args.host, port=args.port,
+    Granian("mockserver.proxy:app_from_env", factory=True, address=address, port=args.port,
             interface=Interfaces.WSGI, workers=1, blocking_threads=8, log_access=False).serve()
     return 0
 

@@ -520,6 +520,14 @@ def _describe(error: ValidationError, location: str, prefix: tuple[Any, ...]) ->
         expected = value if isinstance(value, str) else " or ".join(value)
         article = "an" if expected[0] in "aeiou" else "a"
         return [Problem(where, f"{label} must be {article} {expected}, not {_json_type(instance)}", location)]
+    if kind == "pattern":  # the form in words (x-expected) or by example, rather than a regular expression
+        expected = error.schema.get("x-expected")
+        examples = error.schema.get("examples")
+        if expected:
+            return [Problem(where, f"{label} must be {expected}, not {instance!r}", location)]
+        if examples:
+            shown = ", ".join(str(e) for e in examples[:3])
+            return [Problem(where, f"{label}: {instance!r} does not have the expected form (e.g. {shown})", location)]
     messages = {
         "minimum": f"{label} must be at least {value}",
         "maximum": f"{label} must be at most {value}",

@@ -17,6 +17,8 @@ from .contracts import Problem, contract
 from .store import Settings
 
 KEY = "faults"
+ID_KEY = "fault-ids"
+"""The last fault rule id given (a counter in the settings, shared by every worker and replica)."""
 
 
 class ConnectionDropped(Exception):
@@ -100,21 +102,35 @@ class Faults:
         return rules
 
     def replace(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        numbered = [{**rule, "id": f"f{n}"} for n, rule in enumerate(rules, 1)]
+        start = self._take_ids(len(rules))
+        numbered = [{**rule, "id": f"f{start + n}"} for n, rule in enumerate(rules)]
         self.store.set_setting(KEY, json.dumps(numbered))
         return numbered
 
     def add(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
         added: list[dict[str, Any]] = []
+        start = self._take_ids(len(rules))
 
         def change(raw: str | None) -> str:
             current = json.loads(raw) if raw else []
-            start = max((int(r["id"][1:]) for r in current), default=0) + 1
-            added.extend({**rule, "id": f"f{start + n}"} for n, rule in enumerate(rules))
+            added[:] = [{**rule, "id": f"f{start + n}"} for n, rule in enumerate(rules)]
             return json.dumps(current + added)
 
         self.store.update_setting(KEY, change)
         return added
+
+    def _take_ids(self, count: int) -> int:
+        """The first of `count` rule ids never given before in this store: an id names one rule for good,
+        so `f1` in the journal is the same rule whatever was deleted since."""
+        taken: list[int] = []
+
+        def change(raw: str | None) -> str:
+            last = int(raw or 0)
+            taken[:] = [last + 1]
+            return str(last + count)
+
+        self.store.update_setting(ID_KEY, change)
+        return taken[0]
 
     def remove(self, rule_id: str | None = None) -> int:
         removed = 0

@@ -121,12 +121,22 @@ class mock_providers(MockHandle, ContextDecorator):
             pattern = re.compile(re.escape(base) + r"(/.*)?(\?.*)?$")
             for method in METHODS:
                 _forget_calls(mock.add_callback(method, pattern, callback=functools.partial(self._dispatch, provider)))
-        mock.add_passthru(re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]"))
+        loopback = r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]"
+        mock.add_passthru(re.compile(loopback))
         if self._passthrough is True:
             mock.add_passthru(re.compile(r".*"))
-        elif self._passthrough:
-            for prefix in self._passthrough:
+        else:
+            # Exclusive of the providers' patterns: responses answers a request two registrations match with
+            # the first, and then drops that one from its registry.
+            let_through = [loopback, *(re.escape(base) for base in self.base_urls.values()),
+                           *(re.escape(prefix) for prefix in self._passthrough or [])]
+            for prefix in self._passthrough or []:
                 mock.add_passthru(prefix)
+            # Anything else: one line saying what is mocked and how to let the request through, rather than
+            # responses' own list of every registered pattern (a dozen regular expressions).
+            elsewhere = re.compile(f"^(?!{'|'.join(let_through)})")
+            for method in METHODS:
+                _forget_calls(mock.add_callback(method, elsewhere, callback=self._refuse_other_host))
         mock.start()
         self._responses = mock
         bases = self.base_urls
@@ -139,6 +149,12 @@ class mock_providers(MockHandle, ContextDecorator):
             other.start()
         self._others = others
         return self
+
+    def _refuse_other_host(self, request: Any) -> tuple[int, dict[str, str], bytes]:
+        mocked = ", ".join(self.base_urls.values())
+        raise requests.ConnectionError(
+            f"returns-mock: {request.method} {request.url} is not a provider URL (mocked in-process: {mocked}); "
+            "to let it reach the network, use mock_providers(passthrough=True) or passthrough=['https://host/...']")
 
     def __exit__(self, *exc: object) -> None:
         gc.unfreeze()

@@ -33,7 +33,7 @@ class ScenarioError(Exception):
 def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], now: datetime,
           document: Any) -> list[ReturnRecord]:
     """Every return of the scenario as a record in its target state; raises ScenarioError."""
-    found = problems(contract("admin").validator("scenario.json"), document)
+    found = problems(contract("admin").validator("scenario.json"), document, "scenario")
     if found:
         raise ScenarioError(f"The scenario does not match contracts/admin/scenario.json: {found[0].message}.",
                             [p.as_detail() for p in found])

@@ -78,6 +78,8 @@ def login(browser: webdriver.Chrome, server: Server) -> None:
     browser.find_element(By.ID, "token-save").click()
     wait(browser, "#journal tr.entry")
     assert "dash" not in browser.current_url
+    # Once the token is taken, the page no longer says it is needed.
+    wait(browser, "#header-error", lambda found: found and found[0].text == "")
 
 
 def test_find_why_a_request_was_refused(browser: webdriver.Chrome, seeded: Server, tmp_path: Path) -> None:

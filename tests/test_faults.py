@@ -94,8 +94,19 @@ def test_dropped_connection_over_http(tmp_path: Path) -> None:
         assert requests.get(server.url + PL + "/returns", headers=bearer(), timeout=10).json()["data"] == []
         assert requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer(),
                              timeout=10).status_code == 201
+        # The journal says what the client got: no status at all (0), and which rule dropped it.
+        entries = requests.get(server.url + "/__admin/journal", timeout=10).json()["entries"]
+        assert (entries[0]["method"], entries[0]["status"], entries[0]["fault"]) == ("POST", 0, "drop_connection (f1)")
     finally:
         server.stop()
+
+
+def test_fault_rule_ids_are_never_given_twice(client: FlaskClient) -> None:
+    first = add(client, [{"status": 500}, {"status": 503}])
+    assert client.delete("/__admin/faults/" + first[1]["id"]).status_code == 204
+    assert client.delete("/__admin/faults").status_code == 204
+    again = add(client, {"status": 502})
+    assert [r["id"] for r in first] == ["f1", "f2"] and again[0]["id"] == "f3"
 
 
 def test_probability_is_reproducible_with_a_seed() -> None:

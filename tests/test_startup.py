@@ -201,3 +201,30 @@ def test_a_bad_port_is_one_line() -> None:
         ran = subprocess.run([sys.executable, "-m", "mockserver.cli", "serve", "--port", port],
                              capture_output=True, text=True, timeout=30)
         assert ran.returncode == 2 and ran.stderr.count("\n") == 1 and "--port" in ran.stderr
+
+
+def test_host_names_are_resolved_and_make_run_takes_an_empty_host() -> None:
+    server = Server("--store", "memory", "--host", "localhost")
+    try:
+        server.start()
+        assert requests.get(f"http://localhost:{server.port}/", timeout=10).status_code == 200
+    finally:
+        banner = _banner(server)
+    assert f"http://localhost:{server.port}/3plship/api/v1" in banner
+    _one_line_exit_2("--host", "no-such-host.invalid", "--admin-token", "t0ken", expect="cannot resolve")
+    dry = subprocess.run(["make", "-n", "run", "HOST=", "PORT=9123"], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    command = dry.stdout.strip().splitlines()[-1]
+    assert "--host" not in command and "--port 9123" in command
+
+
+def test_messages_say_what_to_do(tmp_path: Path) -> None:
+    from mockserver.config import Config
+    from mockserver.web import create_app
+
+    client = create_app(Config()).test_client()
+    answer = client.post("/__admin/clock", json={"advance": "P1Y"}).get_json()
+    assert "P365D" in answer["error"]["message"] and "^" not in answer["error"]["message"]
+    listed = tmp_path / "scenario-list.json"
+    listed.write_text("[1]")
+    _one_line_exit_2("--seed-file", str(listed), expect="scenario must be an object, not an array")

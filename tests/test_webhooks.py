@@ -301,3 +301,15 @@ def test_a_dripping_receiver_neither_holds_its_attempt_past_the_timeout_nor_dela
             assert dripper.requests == 6  # each attempt sent once, never again by another worker's claim
     finally:
         dripper.close()
+
+
+def test_attempt_times_are_on_the_mocks_clock_like_the_event() -> None:
+    with LiveMock(Config(clock="frozen", clock_start="2026-03-02T09:00:00Z")) as mock, Receiver() as receiver:
+        subscribe(mock.url_3plship, receiver.url)
+        requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_hooks"), timeout=10)
+        (sent,) = receiver.wait_for(1)
+        until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries?status=delivered", timeout=10)
+              .json()["deliveries"] != [])
+        (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+        created_at = json.loads(sent["body"])["created_at"]
+        assert created_at == "2026-03-02T09:00:00.000Z" == delivery["attempts"][0]["at"]

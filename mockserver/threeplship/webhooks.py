@@ -35,7 +35,7 @@ class Webhooks:
         self.clock = clock
         self.ids = ids
         self.policy = policy
-        self.deliverer = Deliverer(store, policy, headers)
+        self.deliverer = Deliverer(store, policy, headers, clock)
 
     def subscribe(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         # A URL the mock may not call is subscribed all the same (a schema-valid request is never refused

@@ -106,16 +106,17 @@ class RecordInJournal(Step):
         req = ctx.request
         response.headers.update(ctx.rate_headers)
         account = ctx.account
-        violations = tuple(Violation(0, req.method, req.path, api.name, account, response.status_code,
+        dropped = response.is_streamed  # only a dropped-connection fault streams: the client got no status
+        status = 0 if dropped else response.status_code
+        violations = tuple(Violation(0, req.method, req.path, api.name, account, status,
                                      v.field, v.location, v.message, v.schema) for v in ctx.violations)
         try:
             body = req.get_data(cache=True)[:BODY_LIMIT]
         except HTTPException:  # over the size limit: not kept
             body = None
-        dropped = response.is_streamed
         ctx.mock.journal.record(Entry(
             id=0, at=ctx.at, provider=api.name, account=account, method=req.method,
-            path=req.path, query=req.query_string.decode("latin-1"), status=response.status_code,
+            path=req.path, query=req.query_string.decode("latin-1"), status=status,
             duration_ms=round((time.perf_counter() - ctx.started + req.environ.get(DEFERRED_DELAY, 0)) * 1000, 3),
             request_body=body or None, response_body=b"" if dropped else response.get_data()[:BODY_LIMIT],
             violations=violations, fault=ctx.fault))
