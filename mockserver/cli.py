@@ -527,7 +527,9 @@ def verify(args: argparse.Namespace) -> int:
     try:
         import schemathesis  # noqa: F401
     except ImportError:
-        raise UsageError("returns-mock verify needs the verify extra: pip install 'returns-mock[verify]'") from None
+        raise UsageError("returns-mock verify needs the verify extra (schemathesis): pip install "
+                         "'/path/to/returns-mock[verify]' from a checkout, "
+                         "or 'returns-mock[verify] @ <wheel or git URL>'") from None
     from .provider import Credentials
     from .verify import Target, TargetError
     from .verify import verify as run

@@ -63,7 +63,7 @@ def test_the_plugin_loads_none_of_the_machinery_and_verify_is_an_extra(tmp_path:
                               "from mockserver.cli import main; sys.exit(main(sys.argv[1:]))", "verify", "--provider",
                               "3plship", "--base-url", "http://127.0.0.1:9/x", "--api-key", "zl_test_x"],
                              capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 2 and "pip install 'returns-mock[verify]'" in missing.stderr
+    assert missing.returncode == 2 and "'/path/to/returns-mock[verify]' from a checkout" in missing.stderr
 
 
 

@@ -167,7 +167,7 @@ def test_without_the_postgres_extra_the_message_says_how_to_install_it(postgres_
     result = subprocess.run([sys.executable, "-c", code, "serve", "--store", postgres_url], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "pip install 'returns-mock[postgres]'" in result.stderr
+    assert "'/path/to/returns-mock[postgres]' from a checkout" in result.stderr
 
 
 def test_a_newer_database_schema_is_refused_and_starting_replicas_do_not_race(postgres_url: str) -> None:

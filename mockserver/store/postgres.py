@@ -159,7 +159,9 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         if psycopg is None:
-            raise StoreError("the PostgreSQL store needs the postgres extra: pip install 'returns-mock[postgres]'")
+            raise StoreError("the PostgreSQL store needs the postgres extra (psycopg): pip install "
+                             "'/path/to/returns-mock[postgres]' from a checkout, "
+                             "or 'returns-mock[postgres] @ <wheel or git URL>'")
         self.url = url
         self.shown = shown(url)
         self._pool_size = pool_size
