@@ -137,3 +137,21 @@ def test_without_the_token_nothing_is_shown(browser: webdriver.Chrome, seeded: S
     wait(browser, "#token-form:not(.hidden)")
     assert browser.find_elements(By.CSS_SELECTOR, "#journal tr.entry") == []
     assert requests.get(seeded.url + "/__admin/returns", timeout=10).status_code == 401
+
+
+def test_nothing_scrolls_sideways_at_1400_px(browser: webdriver.Chrome, seeded: Server) -> None:
+    """Long ids, keys and query strings wrap inside their columns instead of widening the panels."""
+    long_key = "zl_test_" + "k" * 60
+    requests.post(seeded.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
+                  headers=bearer(long_key), timeout=10)
+    requests.get(seeded.url + PL + "/returns", params={"order_id": "o" * 120, "status": "initiated"},
+                 headers=bearer(long_key), timeout=10)
+    browser.set_window_size(1400, 1000)
+    login(browser, seeded)
+    wait(browser, "#returns tr.return")
+    time.sleep(0.5)
+    overflowing = browser.execute_script(
+        "return [...document.querySelectorAll('section')].filter(s => !s.classList.contains('hidden'))"
+        ".filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.id + ' ' + s.scrollWidth + '>' + s.clientWidth)")
+    assert overflowing == []
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1400
