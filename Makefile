@@ -48,7 +48,8 @@ endif
 fuzz: $(VENV)/.test-installed
 	@echo "make fuzz: seed $(FUZZ_SEED); repeat this run with: make fuzz FUZZ_SEED=$(FUZZ_SEED)"
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) FUZZ_RANDOM=1 FUZZ_PROGRESS=$(FUZZ_PROGRESS) \
-		$(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider -v -s --hypothesis-seed=$(FUZZ_SEED)
+		$(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider -v -s --hypothesis-seed=$(FUZZ_SEED) \
+		|| { echo "make fuzz: seed $(FUZZ_SEED) FAILED; repeat it with: make fuzz FUZZ_SEED=$(FUZZ_SEED)"; exit 1; }
 	@echo "make fuzz: seed $(FUZZ_SEED) passed"
 
 # Not part of make test: the real server under wrk, against a bare-Flask floor on the same stack.
