@@ -212,9 +212,9 @@ def test_host_names_are_resolved_and_make_run_takes_an_empty_host() -> None:
         banner = _banner(server)
     assert f"http://localhost:{server.port}/3plship/api/v1" in banner
     _one_line_exit_2("--host", "no-such-host.invalid", "--admin-token", "t0ken", expect="cannot resolve")
-    dry = subprocess.run(["make", "-n", "run", "HOST=", "PORT=9123"], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parent.parent)
-    command = dry.stdout.strip().splitlines()[-1]
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "run", "HOST=", "PORT=9123"], capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    (command,) = [line for line in dry.stdout.splitlines() if "returns-mock serve" in line]
     assert "--host" not in command and "--port 9123" in command
 
 
