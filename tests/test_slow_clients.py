@@ -85,9 +85,9 @@ def test_fifty_dripping_bodies_leave_others_answered_and_are_answered_408(server
         for _ in range(5):
             took, answer = _timed(lambda: requests.post(f"{server.url}{PL}/returns", json=CREATE, headers=bearer(),
                                                         timeout=10))
-            assert answer.status_code == 201 and took < 0.5, took
+            assert answer.status_code == 201 and took < 1.0, took
             took, answer = _timed(lambda: requests.get(f"{server.url}/__admin/journal?limit=5", timeout=10))
-            assert answer.status_code == 200 and took < 0.5, took
+            assert answer.status_code == 200 and took < 1.0, took
         deadline = time.monotonic() + 10
         while len(drips.answers) < 50 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -110,7 +110,7 @@ def test_1500_half_sent_headers_leave_others_answered_and_are_closed(server: Ser
             half.append(conn)
         for _ in range(5):
             took, answer = _timed(lambda: requests.get(f"{server.url}{PL}/returns", headers=bearer(), timeout=10))
-            assert answer.status_code == 200 and took < 0.5, took
+            assert answer.status_code == 200 and took < 1.0, took
         time.sleep(2.5)  # past --header-timeout-ms: each was closed
         ended = 0
         for conn in half[:20]:
@@ -145,22 +145,22 @@ def test_requests_sleeping_in_latency_faults_hold_up_no_one(server: Server) -> N
     time.sleep(0.5)  # eight requests are asleep in their faults
     took, answer = _timed(lambda: requests.post(f"{server.url}{UP35}/returns", headers=basic(),
                                                 json=fixture("35up/create-return.request.json"), timeout=10))
-    assert answer.status_code == 201 and took < 0.5, took
+    assert answer.status_code == 201 and took < 1.0, took
     took, answer = _timed(lambda: requests.get(f"{server.url}{PL}/returns", headers=bearer(), timeout=10))
-    assert answer.status_code == 200 and took < 0.5, took
+    assert answer.status_code == 200 and took < 1.0, took
     took, answer = _timed(lambda: requests.delete(f"{server.url}/__admin/faults", timeout=10))
-    assert answer.status_code == 204 and took < 0.5, took
+    assert answer.status_code == 204 and took < 1.0, took
     assert slow == []  # still asleep: three 60 s rules are one 60 s delay, not 180 s; nobody waited on them
 
 
 def test_several_latency_rules_delay_by_the_longest_not_the_sum(server: Server) -> None:
-    rules = [{"provider": "3plship", "latency_ms": ms} for ms in (400, 300, 200)]
+    rules = [{"provider": "3plship", "latency_ms": ms} for ms in (600, 500, 400)]
     assert requests.post(f"{server.url}/__admin/faults", json=rules, timeout=10).status_code == 201
     took, answer = _timed(lambda: requests.get(f"{server.url}{PL}/returns", headers=bearer(), timeout=10))
     assert answer.status_code == 200
-    assert 0.4 <= took < 0.85, took
+    assert 0.6 <= took < 1.3, took  # the sum would be 1.5 s
     (entry,) = requests.get(f"{server.url}/__admin/journal", timeout=10).json()["entries"]
-    assert entry["duration_ms"] >= 400 and entry["fault"] == "latency (f1, f2, f3)"
+    assert entry["duration_ms"] >= 600 and entry["fault"] == "latency (f1, f2, f3)"
 
 
 def test_bodies_up_to_each_limit_are_read_whole_chunked_or_not(server: Server) -> None:
