@@ -284,7 +284,7 @@ def test_a_dripping_receiver_neither_holds_its_attempt_past_the_timeout_nor_dela
                 requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer(f"zl_test_fast{n}"),
                               timeout=10)
             receiver.wait_for(7, seconds=5)
-            assert time.monotonic() - started < 2.5  # not queued behind the slow subscriber's attempts
+            assert time.monotonic() - started < 4.0  # not queued behind the slow ones (20 s and more before)
 
             def slow_done() -> bool:
                 found = requests.get(mock.url + "/__admin/webhooks/deliveries?account=zl_test_slow",
@@ -297,7 +297,7 @@ def test_a_dripping_receiver_neither_holds_its_attempt_past_the_timeout_nor_dela
             attempts = [a for d in slow for a in d["attempts"]]
             assert len(attempts) == 6
             assert all(a["error"] == "no complete answer within 1000 ms" for a in attempts), attempts
-            assert all(a["duration_ms"] < 1500 for a in attempts), [a["duration_ms"] for a in attempts]
+            assert all(a["duration_ms"] < 2500 for a in attempts), [a["duration_ms"] for a in attempts]  # was ~8 s
             assert dripper.requests == 6  # each attempt sent once, never again by another worker's claim
     finally:
         dripper.close()
