@@ -11,7 +11,7 @@ import pytest
 from helpers import FIXTURES, ROOT
 from openapi_spec_validator import validate
 
-from mockserver.contracts import contract, problems
+from mockserver.contracts import FORMAT_CHECKER, Validator, contract, problems
 from mockserver.registry import REGISTRY
 
 PROVIDERS = REGISTRY.names()
@@ -279,3 +279,22 @@ def test_problems_come_from_the_alternative_of_the_instances_type(
         provider: str, schema: str, instance: Any, expected: list[tuple[str, str]]) -> None:
     found = problems(contract(provider).validator(schema), instance)
     assert [(p.field, p.message) for p in found] == expected
+
+
+@pytest.mark.parametrize("provider", REGISTRY.names())
+def test_every_parameter_has_an_example_its_schema_accepts(provider: str) -> None:
+    """Tools that make requests from the document alone (Dredd, Postman converters) need an example for
+    every path and query parameter; each must be a value the contract accepts."""
+    document = contract(provider).bundled_openapi()
+    seen = 0
+    for path, item in document["paths"].items():
+        operations = [op for op in item.values() if isinstance(op, dict) and "responses" in op]
+        for parameter in item.get("parameters", []) + [p for op in operations for p in op.get("parameters", [])]:
+            if "$ref" in parameter:
+                parameter = document["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+            example = parameter.get("example", parameter.get("schema", {}).get("examples", [None])[0])
+            assert example is not None, (path, parameter["name"])
+            schema = {**parameter["schema"], "components": document.get("components", {})}  # its $refs resolve
+            assert problems(Validator(schema, format_checker=FORMAT_CHECKER), example) == [], (path, parameter)
+            seen += 1
+    assert seen >= 1
