@@ -298,3 +298,16 @@ def test_every_parameter_has_an_example_its_schema_accepts(provider: str) -> Non
             assert problems(Validator(schema, format_checker=FORMAT_CHECKER), example) == [], (path, parameter)
             seen += 1
     assert seen >= 1
+
+
+def test_the_webhooks_section_documents_every_event_type() -> None:
+    """All 11 documented event types, each with the schema its deliveries follow: the returns' own for the
+    two this mock emits (the schema deliveries are checked against in test_webhooks), an envelope for the rest."""
+    document = contract("3plship").bundled_openapi()
+    types = contract("3plship").schema("webhook-event-type.json")["enum"]
+    assert sorted(document["webhooks"]) == sorted(types)
+    emitted = contract("3plship").schema("webhook-event.json")["properties"]["type"]["enum"]
+    for event_type, item in document["webhooks"].items():
+        schema = item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert schema == ("#/components/schemas/WebhookEvent" if event_type in emitted
+                          else "#/components/schemas/OtherWebhookEvent"), event_type
