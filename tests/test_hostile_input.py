@@ -155,6 +155,8 @@ def test_a_store_file_deleted_while_serving_is_a_503_not_vanishing_writes(tmp_pa
         assert "Retry-After" in answer.headers
         assert requests.get(f"{url}{PL}/returns", headers=bearer(), timeout=10).status_code == 503
         assert requests.get(f"{url}/__admin/health", timeout=10).status_code == 503
+        assert requests.get(f"{url}/__admin/journal", timeout=10).status_code == 503
+        assert not db.exists()  # no thread's new connection brought it back empty
     finally:
         server.stop()
 

@@ -62,12 +62,28 @@ class WriteLock:
             self._fd, self._pid = -1, 0
 
 
+# SQLite's result codes for a file that cannot be used right now, as opposed to a fault in the mock's own SQL
+# (which stays a 500 that names it): a full disk, an I/O error, a read-only file, a lock held past the busy
+# timeout, a file that cannot be opened. Errors raised without a code are matched by their words.
+_AWAY_CODES = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")
+_AWAY_WORDS = ("disk is full", "disk i/o error", "readonly database", "database is locked", "unable to open")
+
+
+def store_away(exc: BaseException) -> bool:
+    """Whether a SQLite error means the store is away for now (503, try again), not a bug (500)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorname", None) or ""
+    return code.startswith(_AWAY_CODES) or any(words in str(exc).lower() for words in _AWAY_WORDS)
+
+
 def unavailable(path: Path, exc: BaseException) -> BaseException:
-    """What a failed write is for the client: the store being away (a full disk, a lost file: 503, try again)
-    rather than a failure of the mock (500). Other exceptions pass through as they are."""
-    if isinstance(exc, sqlite3.OperationalError) and not isinstance(exc, StoreUnavailable):
-        return StoreUnavailable(f"the store file {path} cannot be written: {exc}")
-    return exc
+    """The exception to raise for `exc`: StoreUnavailable (caused by it) when the store is away, else `exc`."""
+    if not store_away(exc):
+        return exc
+    away = StoreUnavailable(f"the store file {path} cannot be used now: {exc}")
+    away.__cause__ = exc
+    return away
 
 
 class Writing:
@@ -88,7 +104,7 @@ class Writing:
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             lock.__exit__()
-            raise unavailable(self._file.path, exc) from exc
+            raise unavailable(self._file.path, exc)  # noqa: B904 - the cause is set when it differs
         return conn
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, *exc: object) -> None:
@@ -96,17 +112,17 @@ class Writing:
         try:
             if kind is not None:
                 conn.execute("ROLLBACK")
-                if isinstance(error, sqlite3.OperationalError):
-                    raise unavailable(self._file.path, error) from error
+                if error is not None and store_away(error):
+                    raise unavailable(self._file.path, error)
             else:
                 try:
                     conn.execute("COMMIT")
                 except BaseException as exc:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    raise unavailable(self._file.path, exc) from exc
-        except sqlite3.OperationalError as exc:  # a statement inside failed: the disk filled up, say
-            raise unavailable(self._file.path, exc) from exc
+                    raise unavailable(self._file.path, exc)  # noqa: B904 - the cause is set when it differs
+        except sqlite3.OperationalError as exc:  # the ROLLBACK itself failed: the disk filled up, say
+            raise unavailable(self._file.path, exc)  # noqa: B904
         finally:
             self._file.write_lock.__exit__()
 
@@ -127,7 +143,12 @@ class SqliteFile:
             if self.path.is_dir():
                 raise sqlite3.OperationalError("it is a directory")
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            if self._identity is None:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            else:  # opened before: never create it again (a deleted file would come back empty, tables and all gone)
+                self.check()
+                conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True, timeout=30,
+                                       isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,7 @@ from ..http import (
 from ..mock import Mock
 from ..registry import build_mock
 from ..store import Store
+from ..store.sqlite_file import store_away
 from ..version import __version__
 from .admin import register as register_admin
 from .context import ClientViolation, current, provider_for
@@ -275,7 +275,7 @@ def _register_errors(app: Flask, mock: Mock) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        if isinstance(error, sqlite3.OperationalError):  # a read from a store file that went bad
+        if store_away(error):  # a read from a store file that cannot be used now (a write says so itself)
             return store_unavailable(StoreUnavailable(str(error)))
         if isinstance(error, ContractViolation) or app.testing:
             raise error

@@ -195,8 +195,7 @@ class Pipeline:
             ctx.account = ctx.caller  # journaled under the account its credentials name
             raise ctx.api.error(408, REQUEST_TIMEOUT, message, [{"location": "body", "message": message}],
                                 {"Connection": "close"})
-        if ctx.api is not None:
-            store.check(0.1)  # a store file deleted under the server: 503 (every write checks at once)
+        store.check(0.1)  # a store file deleted under the server: 503 (every write checks at once)
         store.pin_settings(True)
         for step in self.steps:
             answer = step.before(ctx)
