@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve every provider over HTTP",
-                                description="Serve every provider under a production WSGI server (granian).")
+                                description="Serve every provider under a production server (granian, RSGI: "
+                                            "slow clients and latency faults hold no worker).")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.add_argument("--store", default=os.environ.get(STORE_ENV, "sqlite:returns-mock.db"),
@@ -372,10 +373,20 @@ def _check_port_free(host: str, port: int) -> None:
             raise UsageError(f"cannot listen on {host}:{port}: {reason} (is another server there?)") from None
 
 
-def _is_loopback(host: str) -> bool:
+def _bind(args: argparse.Namespace, why_token: str) -> tuple[str, list[str] | None]:
+    """The address `serve` or `proxy` binds (--host resolved) and the Host names it answers besides loopback
+    ones (None: any, when bound beyond loopback, behind the admin token). Sets args.admin_token."""
     from .web.guard import is_loopback_host
 
-    return is_loopback_host(host)
+    args.admin_token = _admin_token(args)
+    address = _bind_address(args.host)
+    loopback = is_loopback_host(address)
+    if not loopback and not args.admin_token:
+        raise UsageError(f"refusing to bind {args.host} without --admin-token: {why_token}")
+    _check_port_free(address, args.port)
+    # A name the user bound (a host name of this machine that resolves to loopback) is one its clients use.
+    named = [] if is_loopback_host(args.host) or args.host.strip("[]") == address else [args.host]
+    return address, [*args.allowed_hosts, *named] if loopback else None
 
 
 def _admin_token(args: argparse.Namespace) -> str | None:
@@ -406,10 +417,6 @@ def _usable_token(token: str) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    args.admin_token = _admin_token(args)
-    if not _is_loopback(args.host) and not args.admin_token:
-        raise UsageError(f"refusing to bind {args.host} without --admin-token: anyone who can reach it could "
-                         "reset, seed or move the clock of this mock through /__admin")
     workers = args.workers
     if args.store == "memory":
         if workers not in (None, 1):
@@ -423,8 +430,8 @@ def serve(args: argparse.Namespace) -> int:
             raise UsageError("--deterministic sets the seed and freezes the clock: drop --seed and --clock real")
         workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
     workers = workers or os.cpu_count() or 1
-    address = _bind_address(args.host)
-    _check_port_free(address, args.port)
+    address, allowed_hosts = _bind(args, "anyone who can reach it could reset, seed or move the clock of this "
+                                         "mock through /__admin")
     faults = _fault_rules(args.faults, args.chaos)
     rate_limit = ",".join(args.rate_limit) if args.rate_limit else None
     if rate_limit is not None:
@@ -443,8 +450,7 @@ def serve(args: argparse.Namespace) -> int:
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
-                    allowed_hosts=list(args.allowed_hosts) if _is_loopback(args.host) else None,
-                    seed_file=_seed_file(args.seed_file, args.har_accounts))
+                    allowed_hosts=allowed_hosts, seed_file=_seed_file(args.seed_file, args.har_accounts))
     explicit = {name for name, given in (("clock", args.clock is not None or args.deterministic is not None),
                                          ("rate_limit", rate_limit is not None),
                                          ("faults", faults is not None)) if given}
@@ -480,11 +486,7 @@ def run_proxy(args: argparse.Namespace) -> int:
                  if getattr(args, f"upstream_{p.name}") is not None}
     if not upstreams:
         raise UsageError("give at least one upstream: " + ", ".join(f"--{p.name}-upstream URL" for p in REGISTRY))
-    args.admin_token = _admin_token(args)
-    if not _is_loopback(args.host) and not args.admin_token:
-        raise UsageError(f"refusing to bind {args.host} without --admin-token: the journal holds live traffic")
-    address = _bind_address(args.host)
-    _check_port_free(address, args.port)
+    address, allowed_hosts = _bind(args, "the journal holds live traffic")
     record = None
     if args.record is not None:
         path = Path(args.record).resolve()
@@ -493,7 +495,7 @@ def run_proxy(args: argparse.Namespace) -> int:
         record = str(path)
     config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms, strict=args.strict,
                          record=record, admin_token=args.admin_token, journal_size=args.journal_size,
-                         allowed_hosts=list(args.allowed_hosts) if _is_loopback(args.host) else None)
+                         allowed_hosts=allowed_hosts)
     os.environ[PROXY_ENV] = config.to_env()
     from granian import Granian
     from granian.constants import Interfaces

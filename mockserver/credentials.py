@@ -1,4 +1,5 @@
-"""Secrets compared and shown safely: constant-time comparison of UTF-8 secrets, masking for display."""
+"""Secrets compared safely: constant-time comparison of UTF-8 secrets as the client sent them (their masking
+for display is mockserver.store.urls)."""
 
 from __future__ import annotations
 

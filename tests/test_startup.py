@@ -228,3 +228,25 @@ def test_messages_say_what_to_do(tmp_path: Path) -> None:
     listed = tmp_path / "scenario-list.json"
     listed.write_text("[1]")
     _one_line_exit_2("--seed-file", str(listed), expect="scenario must be an object, not an array")
+
+
+def test_a_bound_host_name_is_answered_under_its_own_name() -> None:
+    """--host with a name of this machine that resolves to loopback binds without a token, and requests that
+    name it in Host are answered (the DNS-rebinding guard lets the bound name through, and only it)."""
+    import socket as sockets
+
+    name = sockets.gethostname()
+    try:
+        resolved = sockets.gethostbyname(name)
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+    if not resolved.startswith("127."):
+        pytest.skip(f"this machine's name resolves to {resolved}, not loopback")
+    server = Server("--store", "memory", "--host", name)
+    server.url = f"http://{resolved}:{server.port}"
+    try:
+        server.start()
+        assert requests.get(f"{server.url}/", headers={"Host": f"{name}:{server.port}"}, timeout=10).status_code == 200
+        assert requests.get(f"{server.url}/", headers={"Host": "other.example"}, timeout=10).status_code == 403
+    finally:
+        server.stop()
