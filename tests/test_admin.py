@@ -364,10 +364,10 @@ def test_deterministic_runs_are_byte_identical(tmp_path: Path) -> None:
 
 
 def test_loopback_detection() -> None:
-    from mockserver.cli import _is_loopback
+    from mockserver.web.guard import is_loopback_host
 
-    assert all(_is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"))
-    assert not any(_is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))
+    assert all(is_loopback_host(h) for h in ("127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "app.localhost"))
+    assert not any(is_loopback_host(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com", "localhost.example"))
 
 
 def test_frozen_clock_advance_reaches_provider_timestamps(admin: FlaskClient) -> None:
