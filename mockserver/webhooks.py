@@ -82,7 +82,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         sock.settimeout(remaining())
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         answer = b""
-        while len(answer) < ANSWER_LIMIT:  # to the end of the answer (Connection: close), or enough of it
+        while len(answer) < ANSWER_LIMIT and not _complete(answer):  # the whole answer, or enough of it
             sock.settimeout(remaining())
             chunk = sock.recv(65536)
             if not chunk:
@@ -96,6 +96,19 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
         raise AttemptFailed("the receiver's answer is not HTTP" if answer else "the receiver closed without answering")
     return int(status_line[1])
+
+
+def _complete(answer: bytes) -> bool:
+    """Whether an answer with a Content-Length has all of it (a receiver may keep the connection open
+    despite Connection: close); without one, the answer ends when the receiver closes."""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value.strip())
+    return False
 
 
 ANSWER_LIMIT = 64 * 1024

@@ -313,3 +313,33 @@ def test_attempt_times_are_on_the_mocks_clock_like_the_event() -> None:
         (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
         created_at = json.loads(sent["body"])["created_at"]
         assert created_at == "2026-03-02T09:00:00.000Z" == delivery["attempts"][0]["at"]
+
+
+@pytest.mark.system
+def test_an_answer_with_its_length_ends_the_attempt_though_the_receiver_keeps_the_connection() -> None:
+    """A receiver that ignores Connection: close (keeps the socket open after its answer) is delivered to,
+    not timed out: the answer is whole when its Content-Length has arrived."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/keep"
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        held.append(conn)  # and never closed
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with LiveMock(Config(webhook_attempts=1, webhook_timeout_ms=3000)) as mock:
+            subscribe(mock.url_3plship, url)
+            requests.post(f"{mock.url_3plship}/returns", json=CREATE, headers=bearer("zl_test_hooks"), timeout=10)
+            until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10)
+                  .json()["deliveries"][0]["status"] != "pending", seconds=10)
+            (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+            assert delivery["status"] == "delivered" and delivery["attempts"][0]["status_code"] == 204
+            assert delivery["attempts"][0]["duration_ms"] < 2000
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from ..contracts import contract
@@ -15,6 +16,7 @@ from . import PROVIDER
 from .core import Returns35up
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="35up", charset="UTF-8"'}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Api35up(ProviderApi):
@@ -55,7 +57,7 @@ class Api35up(ProviderApi):
         username, colon, password = decoded.partition(":")
         if not colon or not username or not password:
             raise self._unauthorized("Basic credentials must be username:password, both non-empty.")
-        if any(ord(c) < 32 or c == "\x7f" for c in decoded):  # RFC 7617 section 2
+        if _CONTROL.search(decoded):  # RFC 7617 section 2
             raise self._unauthorized("Basic credentials may not hold control characters.")
         if self.users is not None and not same_secret(password.encode("utf-8", "surrogateescape"),
                                                       self.users.get(username, "")):
