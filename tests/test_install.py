@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import ROOT, UP35, Server, fixture
+from helpers import ROOT, UP35, Server, fixture, free_port
 
 pytestmark = pytest.mark.system
 
@@ -107,3 +108,21 @@ def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
     statuses = json.loads(ran.stdout)
     assert statuses == {key: [422, key.split("=")[0]] for key in statuses}, statuses
     assert len(statuses) == 2 * len(BAD_DATES)
+    # And the server as a user starts it, from that venv alone: granian's RSGI side and its event loop.
+    port = free_port()
+    server = subprocess.Popen([str(venv / "bin" / "returns-mock"), "serve", "--store", "memory", "--port", str(port)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/3plship/api/v1/returns?start_date=2026-02-30",
+                                      headers={"Authorization": "Bearer zl_test_fresh"}, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, server.communicate()[0]
+                time.sleep(0.2)
+        assert answer.status_code == 422 and answer.json()["error"]["details"]["field"] == "start_date"
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
