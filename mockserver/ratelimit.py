@@ -119,6 +119,14 @@ class RateLimiter:
 
         The headers describe one window: a refusing one (the longest wait) or, when admitted, the one
         closest to its limit (the fewest remaining; on a tie the longer window, which resets later)."""
+        return self._decide(key, count=True)
+
+    def peek(self, key: str) -> Decision:
+        """The figures `hit` would answer for an admitted request, counting nothing (the headers of an
+        answer that does not count: an injected fault, a body that never arrived)."""
+        return self._decide(key, count=False)
+
+    def _decide(self, key: str, count: bool) -> Decision:
         policy = self.policy()
         now_ms = to_millis(self.clock.now())
         placed = []
@@ -127,9 +135,13 @@ class RateLimiter:
             bucket, into = divmod(now_ms, window_ms)
             # how much of the previous bucket is still inside the window
             placed.append((window, window_ms, bucket, into, 1 - into / window_ms))
+        # A limit of 0 admits nothing, so the store counts nothing and answers the counts as they are.
         counts, admitted = self.store.count_requests([
-            Window(f"{key}|{window.seconds}", bucket, overlap, window.limit if policy.enforce else None)
+            Window(f"{key}|{window.seconds}", bucket, overlap,
+                   (window.limit if policy.enforce else None) if count else 0)
             for window, _, bucket, _, overlap in placed])
+        if not count:
+            admitted = True
         decisions = []
         for (window, window_ms, bucket, into, overlap), (previous, current) in zip(placed, counts, strict=True):
             used = previous * overlap + current

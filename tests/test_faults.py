@@ -63,12 +63,31 @@ def test_injected_429_carries_retry_after(client: FlaskClient) -> None:
     assert response.get_json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
 
 
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_an_injected_3plship_error_carries_the_rate_limit_headers_and_counts_nowhere(
+        client: FlaskClient, status: int) -> None:
+    """3plship puts X-RateLimit-* on every answer (the contract requires them on its errors), so a client
+    reading them must not break on an injected error; the faulted request itself is not counted."""
+    before = client.get(f"{PL}/returns", headers=bearer())
+    add(client, {"provider": "3plship", "status": status, "times": 1})
+    faulted = client.get(f"{PL}/returns", headers=bearer())
+    after = client.get(f"{PL}/returns", headers=bearer())
+    assert faulted.status_code == status
+    assert faulted.headers["X-RateLimit-Limit"] == before.headers["X-RateLimit-Limit"]
+    assert faulted.headers["X-RateLimit-Reset"] == before.headers["X-RateLimit-Reset"]
+    remaining = int(before.headers["X-RateLimit-Remaining"])
+    assert int(after.headers["X-RateLimit-Remaining"]) == remaining - 1  # the fault took no request
+    assert faulted.headers["X-RateLimit-Remaining"] == ("0" if status == 429 else str(remaining))
+    assert ("Retry-After" in faulted.headers) == (status in (429, 503))
+
+
 def test_latency_delays_but_answers_normally(client: FlaskClient) -> None:
     add(client, {"latency_ms": 300, "times": 1})
     started = time.perf_counter()
     response = client.post(f"{PL}/returns", json=CREATE, headers=bearer())
     assert time.perf_counter() - started >= 0.3
     assert response.status_code == 201  # a slow answer is still an answer: the return exists
+    assert "X-RateLimit-Remaining" in response.headers  # and it counts, as any answered request
     assert len(client.get(f"{PL}/returns", headers=bearer()).get_json()["data"]) == 1
 
 

@@ -95,6 +95,7 @@ def test_fifty_dripping_bodies_leave_others_answered_and_are_answered_408(server
         first = next(iter(drips.answers.values()))
         assert first.startswith(b"HTTP/1.1 408"), first[:80]
         assert b'"REQUEST_TIMEOUT"' in first and b'"success":false' in first  # the provider's own format
+        assert b"\r\nx-ratelimit-limit: " in first.lower()  # as on every 3plship answer (the contract's 408)
     finally:
         drips.close()
     journal = requests.get(f"{server.url}/__admin/journal?status=408", timeout=10).json()["entries"]

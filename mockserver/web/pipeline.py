@@ -74,19 +74,34 @@ class InjectFaults(Step):
             return Response(dropped_body(), 200, mimetype="application/json", headers={"Content-Length": "4096"})
         if outcome.status is not None:
             kind = _FAULT_KINDS.get(outcome.status, INTERNAL_ERROR if outcome.status >= 500 else BAD_REQUEST)
-            headers = {"Retry-After": "1"} if outcome.status == 429 else {}
+            unmetered(ctx)  # answered by the fault: counted nowhere, yet its answer carries the headers
+            headers = {}
+            if outcome.status in (429, 503):  # as the provider's own 429 and an overloaded server's 503 say
+                headers["Retry-After"] = "1"
+            if outcome.status == 429 and ctx.rate_headers:
+                ctx.rate_headers["X-RateLimit-Remaining"] = "0"
             raise api.error(outcome.status, kind, f"Injected fault: {outcome.label}.", [], headers)
         return None
+
+
+def _rate_key(ctx: RequestContext) -> str:
+    return ctx.caller or f"anonymous:{ctx.request.remote_addr}"
+
+
+def unmetered(ctx: RequestContext) -> None:
+    """The rate-limit headers for an answer that does not count (a fault's, a 408), as the provider puts
+    them on every answer of a rate-limited API."""
+    if ctx.api is not None and ctx.api.rate_limited:
+        ctx.rate_headers = ctx.mock.rate_limiter.peek(_rate_key(ctx)).headers()
 
 
 class LimitRate(Step):
     def before(self, ctx: RequestContext) -> Response | None:
         api = ctx.api
-        if ctx.fault or api is None or not api.rate_limited:  # a faulted request is answered by the fault
+        if api is None or not api.rate_limited:
             return None
         limiter = ctx.mock.rate_limiter
-        key = ctx.caller or f"anonymous:{ctx.request.remote_addr}"
-        decision = limiter.hit(key)
+        decision = limiter.hit(_rate_key(ctx))
         ctx.rate_headers = decision.headers()
         if not decision.allowed:
             message = (f"Rate limit exceeded: {decision.limit} requests per {decision.period} "
@@ -193,6 +208,7 @@ class Pipeline:
             if ctx.api is None:
                 raise RequestTimeout(message)
             ctx.account = ctx.caller  # journaled under the account its credentials name
+            unmetered(ctx)
             raise ctx.api.error(408, REQUEST_TIMEOUT, message, [{"location": "body", "message": message}],
                                 {"Connection": "close"})
         store.check(0.1)  # a store file deleted under the server: 503 (every write checks at once)
