@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,6 +32,8 @@ __all__ = [
     "cli",
     "fixture",
     "free_port",
+    "readme_blocks",
+    "shell_commands",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +47,18 @@ WORKER = "X-Returns-Mock-Worker"
 
 UP35 = "/35up/v1"
 PL = "/3plship/api/v1"
+
+
+def readme_blocks(section: str, language: str = "sh") -> list[str]:
+    """The fenced blocks of one README section (`## TITLE`, up to the next `## `)."""
+    text = (ROOT / "README.md").read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def shell_commands(block: str) -> list[str]:
+    """A shell block's commands: continuation lines joined, comments and blank lines dropped."""
+    joined = re.sub(r"\\\n\s*", "", block)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def basic(username: str = "shop-a", password: str = "secret") -> dict[str, str]:

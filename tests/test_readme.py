@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import subprocess
@@ -9,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pg
 import pytest
-from helpers import ROOT, Server, cli
+import requests
+from helpers import PL, ROOT, UP35, Server, cli, fixture, readme_blocks, shell_commands
+from pg import Cluster
 
 pytestmark = pytest.mark.system
 
@@ -64,7 +69,7 @@ def test_the_curl_examples_work_against_the_server(section: str, tmp_path: Path)
 def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
     section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
     (line,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock verify --provider 35up --base-url http://")]
-    (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve")]
+    (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve") and "--35up-user" in ln]
     server = Server(*shlex.split(serve)[2:-1]).start()  # the README's flags, on a free port
     try:
         args = shlex.split(line.replace("http://127.0.0.1:8080", server.url))[1:]
@@ -79,7 +84,7 @@ def test_the_plain_schemathesis_examples_pass_with_every_check(tmp_path: Path) -
     credentials the server was started with (the README's two commands, on a free port, fewer examples)."""
     section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
     runs = [ln for ln in section.splitlines() if ln.startswith("schemathesis run ")]
-    (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve")]
+    (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve") and "--35up-user" in ln]
     assert len(runs) == 2
     server = Server(*shlex.split(serve)[2:-1]).start()
     try:
@@ -120,3 +125,202 @@ def test_the_signature_example_verifies_a_real_delivery_signature() -> None:
     body = b'{"id": "evt_1", "type": "return.created"}'
     assert namespace["verify_3plship_signature"](body, sign(body, "whsec_abc"), "whsec_abc")
     assert not namespace["verify_3plship_signature"](body + b" ", sign(body, "whsec_abc"), "whsec_abc")
+
+
+def _path_env(**extra: str) -> dict[str, str]:
+    """The environment a README command runs in: this venv's commands (returns-mock, pytest) on PATH."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def _bash(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+def test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox(tmp_path: Path) -> None:
+    """The CI job's two `verify` lines as written (budget, JUnit files, credentials from the environment),
+    with the mock in the sandbox's place."""
+    (block,) = [b for b in readme_blocks("Contract checks in CI") if "returns-mock verify" in b]
+    commands = shell_commands(block)
+    serve = next(c for c in commands if c.startswith("returns-mock serve"))
+    server = Server(*shlex.split(serve)[2:-1]).start()
+    try:
+        sandbox = [c for c in commands if c.startswith("returns-mock verify") and "https://" in c]
+        assert len(sandbox) == 2
+        env = _path_env(THREEPLSHIP_TEST_KEY="zl_test_ci", UP35_USER="ci", UP35_PASSWORD="secret")
+        for command in sandbox:
+            command = command.replace("https://app.3plship.com/api/v1", server.url + PL).replace(
+                "https://api.35up.io/v1", server.url + UP35)
+            result = _bash(command, tmp_path, env)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    finally:
+        server.stop()
+    for report in ("verify-3plship.xml", "verify-35up.xml"):
+        assert 'failures="0"' in (tmp_path / report).read_text()
+
+
+def _proxy_from(command: str, upstream: Server, cwd: Path) -> Server:
+    """The README's `returns-mock proxy ... &` line, with the local upstream in the provider's place."""
+    command = command.replace("https://app.3plship.com/api/v1", upstream.url + PL).replace(
+        "https://api.35up.io/v1", upstream.url + UP35).replace('"$SANDBOX_URL"', upstream.url + PL)
+    args = shlex.split(command)[2:-1]
+    at = args.index("--port")
+    del args[at:at + 2]  # on a free port instead of 8090
+    return Server(*args, command="proxy", cwd=cwd).start()
+
+
+def test_the_proxy_recording_and_validate_har_examples(tmp_path: Path) -> None:
+    (proxy_block,) = readme_blocks("The proxy: check live traffic against the contracts")[:1]
+    (har_block,) = [b for b in readme_blocks("Contract checks in CI") if "validate-har" in b]
+    upstream = Server("--store", "memory").start()
+    try:
+        (start,) = shell_commands(proxy_block)
+        front = _proxy_from(start, upstream, tmp_path)
+        try:  # the client, pointed at the proxy as the block's comment says
+            through = f"{front.url}{PL}"
+            assert "http://127.0.0.1:8090/3plship/api/v1" in proxy_block
+            created = requests.post(f"{through}/returns", headers={"Authorization": "Bearer zl_test_demo"},
+                                    json=fixture("3plship/create-return.minimal.request.json"), timeout=10)
+            assert created.status_code == 201
+            refused = requests.post(f"{through}/returns", headers={"Authorization": "Bearer zl_test_demo"},
+                                    json={"order_id": "ord_1"}, timeout=10)  # the client's mistake
+            assert refused.status_code == 422
+        finally:
+            front.stop()
+    finally:
+        upstream.stop()
+    (tmp_path / "traffic.har").rename(tmp_path / "recorded.har")
+    text, as_json = shell_commands(har_block)
+    result = _bash(text, tmp_path, _path_env())
+    assert result.returncode == 1 and "items" in result.stdout, result.stdout + result.stderr  # one violation
+    result = _bash(as_json, tmp_path, _path_env())
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["checked"] == 2 and not report["ok"]
+    assert {v["side"] for v in report["violations"]} == {"request"}
+
+
+INTEGRATION = '''
+import os
+import requests
+
+BASE = os.environ["THREEPLSHIP_BASE_URL"]
+KEY = {"Authorization": "Bearer zl_test_ci"}
+
+
+def test_create_and_find_a_return():
+    body = {"order_id": "ord_ci", "reason": "defective", "items": [{"sku": "P-1", "quantity": 1}], "refund_amount": 5}
+    assert requests.post(f"{BASE}/returns", json=body, headers=KEY, timeout=10).status_code == 201
+    assert requests.get(f"{BASE}/returns", params={"order_id": "ord_ci"}, headers=KEY, timeout=10).json()["data"]
+'''
+
+MISTAKE = '''
+import os
+import requests
+
+
+def test_a_client_that_sends_a_quantity_of_zero():
+    body = {"order_id": "ord_0", "reason": "defective", "items": [{"sku": "P-1", "quantity": 0}], "refund_amount": 5}
+    answer = requests.post(f"{os.environ['THREEPLSHIP_BASE_URL']}/returns", json=body,
+                           headers={"Authorization": "Bearer zl_test_ci"}, timeout=10)
+    assert answer.status_code == 422
+'''
+
+
+def test_the_proxy_ci_job_example_fails_only_when_a_side_breaks_the_contract(tmp_path: Path) -> None:
+    """The README's CI job as written: proxy with a recording, the team's integration tests through it,
+    validate-har: exit 0 for a conforming client, 1 once a test sends what the contract forbids."""
+    blocks = readme_blocks("The proxy: check live traffic against the contracts")
+    (job,) = [b for b in blocks if "SANDBOX_URL" in b]
+    start, run_tests, validate = shell_commands(job)
+    (tmp_path / "tests" / "integration").mkdir(parents=True)
+    (tmp_path / "tests" / "integration" / "test_returns.py").write_text(INTEGRATION)
+    upstream = Server("--store", "memory").start()
+    try:
+        front = _proxy_from(start, upstream, tmp_path)
+        try:
+            env = _path_env()
+            run = run_tests.replace("http://127.0.0.1:8090", front.url) + " -p no:cacheprovider -q"
+            assert _bash(run, tmp_path, env).returncode == 0
+            checked = _bash(validate, tmp_path, env)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            (tmp_path / "tests" / "integration" / "test_mistake.py").write_text(MISTAKE)
+            assert _bash(run, tmp_path, env).returncode == 0  # the client's own test passes ...
+            checked = _bash(validate, tmp_path, env)
+            assert checked.returncode == 1 and "quantity" in checked.stdout, checked.stdout  # ... the job does not
+        finally:
+            front.stop()
+    finally:
+        upstream.stop()
+
+
+def test_the_replica_commands_make_one_mock_of_two_servers(postgres_cluster: Cluster) -> None:
+    """The PostgreSQL section's commands, with the suite's cluster as db.internal and loopback for 0.0.0.0
+    (no test listens beyond this machine): createdb as the mock user, two replicas, one mock."""
+    (block,) = readme_blocks("Many replicas: the PostgreSQL store")
+    install, createdb, *replicas = shell_commands(block)
+    assert install.startswith("pip install") and len(replicas) == 2
+    postgres_cluster.sql(f"ALTER ROLE {pg.USER} CREATEDB")
+    where = f"127.0.0.1:{postgres_cluster.port}"
+    env = _path_env(PGPASSWORD=pg.PASSWORD, PGUSER=pg.USER, PGPORT=str(postgres_cluster.port))
+    made = _bash(createdb.replace("createdb ", f"{postgres_cluster.bin / 'createdb'} ", 1).replace(
+        "db.internal", "127.0.0.1"), ROOT, env)
+    assert made.returncode == 0, made.stderr
+    servers = []
+    try:
+        for line in replicas:
+            line = line.split("#", 1)[0].replace("mock:secret@", f"{pg.USER}:{pg.PASSWORD}@").replace(
+                "db.internal:5432", where).replace("db.internal", where).replace('"$TOKEN"', "t0ken")
+            args = shlex.split(line)[2:]
+            for flag in ("--host", "--port"):
+                at = args.index(flag)
+                del args[at:at + 2]
+            servers.append(Server(*args, env={"PGPASSWORD": pg.PASSWORD}).start())
+        one, two = servers
+        created = requests.post(f"{one.url}{PL}/returns", headers={"Authorization": "Bearer zl_test_rep"},
+                                json=fixture("3plship/create-return.minimal.request.json"), timeout=10)
+        assert created.status_code == 201
+        read = requests.get(f"{two.url}{PL}/returns", headers={"Authorization": "Bearer zl_test_rep"}, timeout=10)
+        assert [r["id"] for r in read.json()["data"]] == [created.json()["data"]["id"]]
+        assert created.headers["X-Returns-Mock-Worker"] != read.headers["X-Returns-Mock-Worker"]
+    finally:
+        for server in servers:
+            server.stop()
+        postgres_cluster.sql("DROP DATABASE IF EXISTS returns_mock")
+
+
+# Each shell block of the README, by its first command: the test that runs it (in this file, or
+# FILE::TEST), or why none does. A new block that is neither fails the test below.
+SHELL_BLOCKS = {
+    "make run ": "not run: the two commands themselves (CI runs `make test`; tests/test_startup.py expands "
+                 "`make run` with HOST= and PORT=)",
+    "pip install /path/to/returns-mock ": "not run: installs only (tests/test_install.py installs the wheel "
+                                          "into a fresh venv and serves from it)",
+    "curl -s -u shop-a:secret -X POST": "test_the_curl_examples_work_against_the_server",
+    "KEY=zl_test_demo123": "test_the_curl_examples_work_against_the_server",
+    "pip install openapi-python-client": "not run: generates offline (tests/test_generated_clients.py "
+                                         "generates both clients and runs the README's Python against a server)",
+    "returns-mock verify --provider 3plship --base-url https://":
+        "test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox",
+    "schemathesis run ": "test_the_plain_schemathesis_examples_pass_with_every_check",
+    "returns-mock serve --store memory --self-check &":
+        "tests/test_dredd.py::test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers",
+    "returns-mock validate-har recorded.har": "test_the_proxy_recording_and_validate_har_examples",
+    "returns-mock proxy --3plship-upstream https://": "test_the_proxy_recording_and_validate_har_examples",
+    'returns-mock proxy --3plship-upstream "$SANDBOX_URL"':
+        "test_the_proxy_ci_job_example_fails_only_when_a_side_breaks_the_contract",
+    "pip install '/path/to/returns-mock[postgres]'": "test_the_replica_commands_make_one_mock_of_two_servers",
+    "curl -s -X POST http://127.0.0.1:8080/__admin/seed": "test_the_control_plane_curl_examples_work",
+}
+
+
+def test_every_shell_block_is_run_by_a_test_or_says_why_not() -> None:
+    firsts = [shell_commands(block)[0] for block in blocks("sh")]
+    for first in firsts:
+        keys = [key for key in SHELL_BLOCKS if first.startswith(key)]
+        assert len(keys) == 1, f"README shell block {first!r}: add it to SHELL_BLOCKS with the test that runs it"
+        runner = SHELL_BLOCKS[keys[0]]
+        if runner.startswith("not run: "):
+            continue
+        file, _, name = runner.rpartition("::")
+        source = (ROOT / file).read_text() if file else Path(__file__).read_text()
+        assert f"\ndef {name}(" in source, runner
+    assert len(firsts) == len(SHELL_BLOCKS)  # and no entry outlives its block
