@@ -302,7 +302,7 @@ SHELL_BLOCKS = {
         "test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox",
     "schemathesis run ": "test_the_plain_schemathesis_examples_pass_with_every_check",
     "returns-mock serve --store memory --self-check &":
-        "tests/test_dredd.py::test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers",
+        "tests/test_npm_tools.py::test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers",
     "returns-mock validate-har recorded.har": "test_the_proxy_recording_and_validate_har_examples",
     "returns-mock proxy --3plship-upstream https://": "test_the_proxy_recording_and_validate_har_examples",
     'returns-mock proxy --3plship-upstream "$SANDBOX_URL"':

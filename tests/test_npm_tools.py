@@ -1,9 +1,11 @@
-"""Dredd, pointed at the served OpenAPI documents as its own documentation says, sends every operation's
-example request and gets the documented answer (tests/dredd/hooks.js: a seeded mock, fault rules for the
-documented 5xx and 429, a missing credential for 401). npm fetches Dredd once per venv."""
+"""Tools from npm, pointed at the served OpenAPI documents as their own documentation says: Redocly lints
+them clean; Dredd sends every operation's example request and gets the documented answer
+(tests/dredd/hooks.js: a seeded mock, fault rules for the documented 5xx and 429, a missing credential for
+401). npm fetches each tool once per venv."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -13,27 +15,45 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Server, readme_blocks, shell_commands
+from helpers import ROOT, Server, cli, readme_blocks, shell_commands
 
 from mockserver.contracts import contract
 
 pytestmark = pytest.mark.system
 
 DREDD_VERSION = "14.1.0"
+REDOCLY_VERSION = "2.77.0"
 HOOKS = ROOT / "tests" / "dredd" / "hooks.js"
+
+
+def npm_tool(package: str, version: str, binary: str) -> Path:
+    """An npm package's command, installed once per venv (inside it: `make clean` removes it with the rest)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed (CI has it: Debian's nodejs)")
+    home = Path(sys.prefix) / "npm-tools" / f"{package.replace('/', '_')}-{version}"
+    command = home / "node_modules" / ".bin" / binary
+    if not command.exists():
+        subprocess.run([npm, "install", "--prefix", str(home), "--no-audit", "--no-fund", "--loglevel", "error",
+                        f"{package}@{version}"], check=True, timeout=300, capture_output=True)
+    return command
 
 
 @pytest.fixture(scope="module")
 def dredd() -> Path:
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed (CI has it: Debian's nodejs)")
-    home = Path(sys.prefix) / "dredd"  # inside the venv: `make clean` removes it with the rest
-    binary = home / "node_modules" / ".bin" / "dredd"
-    if not binary.exists():
-        subprocess.run([npm, "install", "--prefix", str(home), "--no-audit", "--no-fund", "--loglevel", "error",
-                        f"dredd@{DREDD_VERSION}"], check=True, timeout=300, capture_output=True)
-    return binary
+    return npm_tool("dredd", DREDD_VERSION, "dredd")
+
+
+@pytest.mark.parametrize("provider", ["35up", "3plship"])
+def test_redocly_finds_no_error_and_no_warning_in_the_served_documents(provider: str, tmp_path: Path) -> None:
+    redocly = npm_tool("@redocly/cli", REDOCLY_VERSION, "redocly")
+    document = tmp_path / f"{provider}.json"
+    document.write_text(cli("openapi", provider).stdout)
+    result = subprocess.run([str(redocly), "lint", str(document), "--format", "json"], capture_output=True,
+                            text=True, timeout=120,
+                            env={**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true"})
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["totals"] == {"errors": 0, "warnings": 0, "ignored": 0}, report
 
 
 def test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers(dredd: Path) -> None:
