@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .clock import Clock, isoformat
 from .errors import StoreError
+from .outbound import ExchangeFailed, exchange
 from .store import Delivery, DeliveryQueue
 
 
@@ -53,72 +52,17 @@ class AttemptFailed(Exception):
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST `body` to `url` and answer the status, the whole exchange (connect, TLS, send, the complete
-    answer) within `timeout` seconds. Per-read timeouts (what HTTP client libraries offer) let a receiver
-    that drips its answer a byte at a time hold an attempt for ever; here the deadline is one."""
-    parts = urlsplit(url)
-    secure = parts.scheme == "https"
-    deadline = time.monotonic() + timeout
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
-
+    """POST `body` to `url` and answer the status, the whole exchange (connect, TLS, send, the answer)
+    within `timeout` seconds: a receiver that drips its answer cannot hold an attempt (mockserver.outbound).
+    Only the status counts, so at most ANSWER_LIMIT bytes of the body are read."""
     try:
-        sock: socket.socket = socket.create_connection((parts.hostname or "", parts.port or (443 if secure else 80)),
-                                                       timeout=remaining())
-    except OSError as exc:
-        raise AttemptFailed(_reason(exc, timeout)) from None
-    try:
-        if secure:
-            sock.settimeout(remaining())
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}",
-                 f"Content-Length: {len(body)}", "Connection: close",
-                 *(f"{name}: {value}" for name, value in headers.items())]
-        sock.settimeout(remaining())
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        answer = b""
-        while len(answer) < ANSWER_LIMIT and not _complete(answer):  # the whole answer, or enough of it
-            sock.settimeout(remaining())
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    except (OSError, TimeoutError) as exc:
-        raise AttemptFailed(_reason(exc, timeout)) from None
-    finally:
-        sock.close()
-    status_line = answer.split(b"\r\n", 1)[0].split(b" ")
-    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
-        raise AttemptFailed("the receiver's answer is not HTTP" if answer else "the receiver closed without answering")
-    return int(status_line[1])
-
-
-def _complete(answer: bytes) -> bool:
-    """Whether an answer with a Content-Length has all of it (a receiver may keep the connection open
-    despite Connection: close); without one, the answer ends when the receiver closes."""
-    head, found, body = answer.partition(b"\r\n\r\n")
-    if not found:
-        return False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            return len(body) >= int(value.strip())
-    return False
+        return exchange("POST", url, list(headers.items()), body, timeout=timeout, limit=ANSWER_LIMIT, cut=True).status
+    except ExchangeFailed as exc:
+        raise AttemptFailed(exc.reason) from None
 
 
 ANSWER_LIMIT = 64 * 1024
 """How much of a receiver's answer is read: its status is what counts; a longer body is not waited for."""
-
-
-def _reason(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no complete answer within {round(timeout * 1000)} ms"
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 class Deliverer:
