@@ -16,6 +16,7 @@ from .config import ENV_VAR, Config
 from .contracts import contract
 from .errors import StoreError
 from .flags import positive, up_to
+from .masking import url as masked_url
 from .ratelimit import RatePolicy
 from .registry import REGISTRY
 from .store import open_store, shown
@@ -58,12 +59,16 @@ def _port(text: str) -> int:
     return value
 
 
+PROXY_THREADS = 64
+"""The proxy's request threads (one worker): each waits on its upstream at most --upstream-timeout-ms."""
+
+
 def _url(text: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {masked_url(text)!r}")
     return text
 
 
@@ -181,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     proxy.add_argument("--record", metavar="FILE", help="write every exchange to FILE as HAR 1.2, credentials redacted")
     proxy.add_argument("--upstream-timeout-ms", type=up_to(600_000), default=5000,
-                       help="answer 504 when the upstream takes longer (default 5000)")
+                       help="answer 504 when the whole exchange with the upstream, connecting to its answer's "
+                            "last byte, takes longer (default 5000)")
+    proxy.add_argument("--max-answer-bytes", type=up_to(1024 * 1024 * 1024), default=8 * 1024 * 1024, metavar="N",
+                       help="an upstream answer larger than N bytes once decoded is cut off and answered 502 "
+                            "(default 8388608)")
     proxy.add_argument("--strict", action="store_true",
                        help="refuse a request that breaks the contract with the provider's 422 (not forwarded)")
     proxy.add_argument("--admin-token", metavar="TOKEN",
@@ -493,19 +502,21 @@ def run_proxy(args: argparse.Namespace) -> int:
         if not path.parent.is_dir():
             raise UsageError(f"--record {args.record}: folder {path.parent} does not exist")
         record = str(path)
-    config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms, strict=args.strict,
+    config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms,
+                         max_answer_bytes=args.max_answer_bytes, strict=args.strict,
                          record=record, admin_token=args.admin_token, journal_size=args.journal_size,
                          allowed_hosts=allowed_hosts)
     os.environ[PROXY_ENV] = config.to_env()
     from granian import Granian
     from granian.constants import Interfaces
 
-    where = ", ".join(f"{name} at http://{args.host}:{args.port}{REGISTRY[name].mock_prefix} -> {url}"
+    where = ", ".join(f"{name} at http://{args.host}:{args.port}{REGISTRY[name].mock_prefix} -> {masked_url(url)}"
                       for name, url in upstreams.items())
     print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else ""), flush=True)
-    # One worker: the journal and the recording are this process's.
+    # One worker: the journal and the recording are this process's. Its threads mostly wait on upstreams
+    # (each exchange bounded by --upstream-timeout-ms), so many of them: slow upstreams leave the rest free.
     Granian("mockserver.proxy:app_from_env", factory=True, address=address, port=args.port,
-            interface=Interfaces.WSGI, workers=1, blocking_threads=8, log_access=False).serve()
+            interface=Interfaces.WSGI, workers=1, blocking_threads=PROXY_THREADS, log_access=False).serve()
     return 0
 
 

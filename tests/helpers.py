@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -98,11 +100,13 @@ class Server:
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.output = ""
+        """What the server printed (its banner, logs), once stopped."""
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mockserver.cli", self.command, *self.args], cwd=self.cwd,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -123,5 +127,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # workers a kill -9 left behind
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            if self.proc.stdout is not None:
+                self.output = self.proc.stdout.read().decode("utf-8", "replace")
         self.proc = None
 

@@ -32,9 +32,8 @@ def replicas(url: str, *args: str, count: int = 2) -> list[Server]:
 def stop(servers: list[Server]) -> list[str]:
     outputs = []
     for server in servers:
-        proc = server.proc
         server.stop()
-        outputs.append(proc.stdout.read().decode() if proc is not None and proc.stdout else "")
+        outputs.append(server.output)
     return outputs
 
 

@@ -22,9 +22,8 @@ pytestmark = pytest.mark.system
 
 
 def _banner(server: Server) -> str:
-    proc = server.proc
     server.stop()
-    return proc.stdout.read().decode() if proc is not None and proc.stdout else ""
+    return server.output
 
 
 def test_restarting_a_replica_keeps_the_shared_clock_faults_and_rate_policy(postgres_url: str) -> None:

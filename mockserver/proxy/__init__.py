@@ -17,15 +17,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
-import requests
 from flask import Flask, Response, request
 
+from .. import masking, outbound
 from ..clock import isoformat
 from ..config import Config
+from ..contracts import Operation
 from ..errors import ProviderError
-from ..http import VALIDATION_ERROR, ProviderApi
+from ..http import BAD_REQUEST, VALIDATION_ERROR, ProviderApi
 from ..ids import IdGenerator
 from ..journal import BODY_LIMIT, Entry, MemoryJournal, Violation
 from ..registry import REGISTRY, build_mock
@@ -49,6 +51,9 @@ class ProxyConfig:
     upstreams: dict[str, str]
     """Provider name -> the upstream's base URL, e.g. {"3plship": "https://app.3plship.com/api/v1"}."""
     timeout_ms: int = 5000
+    """The whole exchange with the upstream, connecting to the answer's last byte (else 504)."""
+    max_answer_bytes: int = 8 * 1024 * 1024
+    """An upstream answer larger than this once decoded is cut off while it streams and answered 502."""
     strict: bool = False
     """Refuse (422, not forwarded) a request that breaks the contract."""
     record: str | None = None
@@ -90,7 +95,6 @@ class _Proxy:
         self.apis = apis
         self.journal = MemoryJournal(config.journal_size)
         self.ids = IdGenerator()
-        self.session = requests.Session()
         self.recorder = HarRecorder(Path(config.record)) if config.record else None
 
 
@@ -101,39 +105,34 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 def _forwarder(state: _Proxy, name: str) -> Any:
     api = state.apis[name]
     upstream = state.config.upstreams[name].rstrip("/")
+    shown = masking.url(upstream)
 
     def forward(rest: str = "") -> Response:
         started, at = time.perf_counter(), datetime.now(UTC)
         relative = "/" + rest
         body = request.get_data()
         query = request.args.to_dict(flat=True)
-        op, findings = check_request(name, request.method, relative, query, request.content_type, body)
-        url = upstream + relative + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+        # The server hands over the path decoded: encoded again, a `%3F` stays in the path, not a query.
+        url = upstream + quote(relative, safe=_PATH_SAFE) + (
+            f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        op: Operation | None = None
+        findings: list[Finding] = []
         answer: Response
         reason = ""
-        if state.config.strict and findings:
-            answer = _refusal(api, findings, at)
+        if any(segment in ("..", ".") for segment in rest.split("/")):
+            message = "The path leaves the provider's base path (a '.' or '..' segment); not forwarded."
+            answer = _render(api, api.error(400, BAD_REQUEST, message, [
+                {"field": "path", "location": "path", "message": message}]), at)
         else:
-            try:
-                upstream_answer = state.session.request(request.method, url, data=body, headers=dict(headers),
-                                                        timeout=state.config.timeout_ms / 1000, allow_redirects=False)
-            except requests.Timeout:
-                answer = _failure(api, 504, "gateway_timeout",
-                                  f"The upstream {upstream} did not answer within {state.config.timeout_ms} ms.", at)
-            except requests.RequestException as exc:
-                answer = _failure(api, 502, "bad_gateway",
-                                  f"The upstream {upstream} cannot be reached: {type(exc).__name__}.", at)
+            op, findings = check_request(name, request.method, relative, query, request.content_type, body)
+            if state.config.strict and findings:
+                answer = _refusal(api, findings, at)
             else:
-                reason = upstream_answer.reason or ""
-                kept = [(k, v) for k, v in upstream_answer.headers.items()
-                        if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"]  # the body is decoded
-                answer = Response(upstream_answer.content, upstream_answer.status_code, headers=kept)
-                if op is not None:
-                    findings = findings + check_response(op, upstream_answer.status_code,
-                                                         upstream_answer.headers.get("Content-Type"),
-                                                         upstream_answer.content)
-        _journal(state, name, api, at, started, url, findings, answer)
+                answer, reason, upstream_findings = _exchange(state, api, shown, op, request.method, url, headers,
+                                                              body, at)
+                findings = findings + upstream_findings
+        _journal(state, name, api, at, started, findings, answer)
         if state.recorder is not None:
             state.recorder.add(started=at, duration_ms=(time.perf_counter() - started) * 1000, method=request.method,
                                url=url, request_headers=headers, request_body=body,
@@ -146,6 +145,32 @@ def _forwarder(state: _Proxy, name: str) -> Any:
 
     forward.__name__ = f"proxy_{name}"
     return forward
+
+
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def _exchange(state: _Proxy, api: ProviderApi, shown: str, op: Operation | None, method: str, url: str,
+              headers: list[tuple[str, str]], body: bytes, at: datetime) -> tuple[Response, str, list[Finding]]:
+    """Forward one request: the upstream's answer (decoded, capped, within the timeout as a whole), or the
+    provider's 502/504 saying why there is none."""
+    config = state.config
+    try:
+        answer = outbound.exchange(method, url, headers, body, timeout=config.timeout_ms / 1000,
+                                   limit=config.max_answer_bytes)
+    except outbound.AnswerTooLarge:
+        message = (f"The upstream {shown} answered more than {config.max_answer_bytes} bytes (decoded); "
+                   f"cut off at the cap (--max-answer-bytes), not forwarded.")
+        return _failure(api, 502, "bad_gateway", message, at), "", []
+    except outbound.ExchangeFailed as exc:
+        if exc.timed_out:
+            message = f"The upstream {shown} did not answer within {config.timeout_ms} ms: {exc.reason}."
+            return _failure(api, 504, "gateway_timeout", message, at), "", []
+        return _failure(api, 502, "bad_gateway", f"The upstream {shown} gave no answer: {exc.reason}.", at), "", []
+    kept = [(k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP]
+    content_type = next((v for k, v in answer.headers if k.lower() == "content-type"), None)
+    findings = check_response(op, answer.status, content_type, answer.body) if op is not None else []
+    return Response(answer.body, answer.status, headers=kept), answer.reason, findings
 
 
 def _refusal(api: ProviderApi, findings: list[Finding], at: datetime) -> Response:
@@ -164,17 +189,20 @@ def _render(api: ProviderApi, error: ProviderError, at: datetime) -> Response:
     return _json(error.status, body, dict(error.headers))
 
 
-def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: float, url: str,
+def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: float,
              findings: list[Finding], answer: Response) -> None:
     account = api.rate_key(request.headers.get("Authorization"))
     violations = tuple(Violation(0, request.method, request.path, name, account, answer.status_code, f.field,
-                                 "response" if f.side == "response" else "request", f.message, source=f.side)
+                                 "response" if f.side == "response" else "request", f.message, f.schema,
+                                 source=f.side)
                        for f in findings)
+    request_body = masking.body(request.get_data(), request.content_type)
+    response_body = masking.body(answer.get_data(), answer.content_type)
     state.journal.record(Entry(
         id=0, at=isoformat(at), provider=name, account=account, method=request.method, path=request.path,
-        query=request.query_string.decode("latin-1"), status=answer.status_code,
+        query=masking.query_string(request.query_string.decode("latin-1")), status=answer.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        request_body=request.get_data()[:BODY_LIMIT] or None, response_body=answer.get_data()[:BODY_LIMIT],
+        request_body=request_body[:BODY_LIMIT] or None, response_body=response_body[:BODY_LIMIT],
         violations=violations, fault=""))
 
 
@@ -184,12 +212,12 @@ def _admin(app: Flask, state: _Proxy) -> None:
     @app.get("/")
     def index() -> Response:
         return _json(200, {"service": "returns-mock proxy", "version": __version__, "providers": {
-            name: {"base_url": api.contract.mock_prefix, "upstream": state.config.upstreams[name]}
+            name: {"base_url": api.contract.mock_prefix, "upstream": masking.url(state.config.upstreams[name])}
             for name, api in state.apis.items()}})
 
     @admin.get("/health")
     def health() -> Response:
         return _json(200, {"status": "ok", "version": __version__, "mode": "proxy",
-                           "upstreams": state.config.upstreams})
+                           "upstreams": {name: masking.url(u) for name, u in state.config.upstreams.items()}})
 
     app.register_blueprint(admin)

@@ -1,8 +1,10 @@
-"""The proxy's recording: a HAR 1.2 file, written as exchanges happen, with credentials redacted.
+"""The proxy's recording: a HAR 1.2 file, written as exchanges happen, with credentials masked
+(mockserver.masking).
 
-After each exchange the file is a complete HAR document: the entry is written over the closing
-brackets, which are written again after it, and flushed. A proxy killed between two exchanges leaves a
-file `validate-har` reads whole.
+After each exchange the file is a complete HAR document: the entry, its separator and the closing
+brackets are one write over the old closing brackets, made under a lock (the separator too: two first
+entries at once must not both go without one). A proxy stopped at any moment, or killed between two
+writes, leaves a file any HAR reader reads whole; an entry is at most one `pwrite` of its own size.
 """
 
 from __future__ import annotations
@@ -14,43 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import masking
 from ..version import __version__
 
-REDACTED = "[REDACTED]"
 _TAIL = b"\n]}}\n"
-_SECRET_WORDS = ("authorization", "cookie", "key", "secret", "token", "signature", "password")
-
-
-def _secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
-
-
-def redact_headers(headers: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"name": name, "value": REDACTED if _secret(name) else value} for name, value in headers]
-
-
-def _masked(value: str) -> str:
-    """A secret replaced, keeping its prefix (whsec_...), so the recording still matches its contract."""
-    prefix, underscore, _ = value.partition("_")
-    return f"{prefix}_REDACTED" if underscore and prefix.isalnum() else "REDACTED"
-
-
-def redact_body(text: str) -> str:
-    """JSON bodies with every secret-looking field (a webhook's `secret`, keys, tokens) replaced."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text
-
-    def clean(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: _masked(v) if _secret(k) and isinstance(v, str) else clean(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [clean(v) for v in node]
-        return node
-
-    return json.dumps(clean(data))
 
 
 class HarRecorder:
@@ -60,8 +29,10 @@ class HarRecorder:
         self._entries = 0
         head = {"log": {"version": "1.2", "creator": {"name": "returns-mock proxy", "version": __version__}}}
         opening = json.dumps(head)[:-2] + ', "entries": [\n'
-        with path.open("wb") as fh:
-            fh.write(opening.encode() + _TAIL)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds live traffic
+        os.write(self._fd, opening.encode() + _TAIL)
+        self._end = len(opening.encode())
+        """Where the closing brackets start: the next entry is written there."""
 
     def add(self, *, started: datetime, duration_ms: float, method: str, url: str,
             request_headers: list[tuple[str, str]], request_body: bytes, query: list[tuple[str, str]],
@@ -70,26 +41,34 @@ class HarRecorder:
         request_type = next((v for k, v in request_headers if k.lower() == "content-type"), "")
         response_type = next((v for k, v in response_headers if k.lower() == "content-type"), "")
         request: dict[str, Any] = {
-            "method": method, "url": url, "httpVersion": "HTTP/1.1", "headers": redact_headers(request_headers),
-            "queryString": [{"name": k, "value": v} for k, v in query], "cookies": [], "headersSize": -1,
+            "method": method, "url": masking.url(url), "httpVersion": "HTTP/1.1",
+            "headers": _pairs(masking.headers(request_headers)),
+            "queryString": _pairs(masking.query_pairs(query)), "cookies": [], "headersSize": -1,
             "bodySize": len(request_body)}
         if request_body:
-            request["postData"] = {"mimeType": request_type,
-                                   "text": redact_body(request_body.decode("utf-8", "replace"))}
+            request["postData"] = {"mimeType": request_type, "text": _text(masking.body(request_body, request_type))}
         entry = {
             "startedDateTime": started.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "time": round(duration_ms, 3), "request": request,
             "response": {"status": status, "statusText": reason, "httpVersion": "HTTP/1.1",
-                         "headers": redact_headers(response_headers), "cookies": [],
+                         "headers": _pairs(masking.headers(response_headers)), "cookies": [],
                          "content": {"size": len(response_body), "mimeType": response_type,
-                                     "text": redact_body(response_body.decode("utf-8", "replace"))},
+                                     "text": _text(masking.body(response_body, response_type))},
                          "redirectURL": "", "headersSize": -1, "bodySize": len(response_body)},
             "cache": {}, "timings": {"send": 0, "wait": round(duration_ms, 3), "receive": 0}}
         if account is not None:  # only accounts that are not credentials (serve --seed-file uses it)
             entry["_account"] = account
-        data = (b",\n" if self._entries else b"") + json.dumps(entry).encode()
-        with self._lock, self.path.open("r+b") as fh:
-            fh.seek(-len(_TAIL), os.SEEK_END)
-            fh.write(data + _TAIL)
-            fh.flush()
+        data = json.dumps(entry).encode()
+        with self._lock:
+            chunk = (b",\n" if self._entries else b"") + data + _TAIL
+            os.pwrite(self._fd, chunk, self._end)  # one system call: over the old tail, the new one after
+            self._end += len(chunk) - len(_TAIL)
             self._entries += 1
+
+
+def _pairs(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in pairs]
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")

@@ -28,6 +28,8 @@ class Finding:
     """'request' (what the client sent) or 'response' (what the provider answered)."""
     field: str
     message: str
+    schema: str = ""
+    """Where the broken rule is written (contract file and JSON pointer), when a schema rule broke."""
 
 
 def _json(body: bytes | None, content_type: str | None, side: str) -> tuple[object, Finding | None]:
@@ -44,7 +46,7 @@ def _json(body: bytes | None, content_type: str | None, side: str) -> tuple[obje
 
 def _finding(side: str, problem: Problem) -> Finding:
     return Finding(side, problem.field or (problem.location if problem.location != "response" else ""),
-                   problem.message)
+                   problem.message, problem.schema)
 
 
 def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[Finding]]:

@@ -1,0 +1,96 @@
+"""One rule for what looks like a credential, used wherever the proxy shows a request or an upstream: the
+HAR recording, the journal, violations, errors, the banner, `GET /` and `/__admin/health`.
+
+A header, query parameter, form field or JSON field is masked when its name has a word of SECRET_WORDS
+(`X-Api-Key`, `access_token`, `sessionId`, `sig`), and a URL's userinfo is masked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
+
+SECRET_WORDS = frozenset({"authorization", "cookie", "token", "secret", "key", "password", "passwd", "auth",
+                          "session", "signature", "sig", "credential", "credentials"})
+MASK = "[REDACTED]"
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_JOINED = ("authorization", "password", "secret", "token", "session", "signature", "cookie", "apikey")
+
+
+def secret_name(name: str) -> bool:
+    """Whether a field's name says it holds a credential: one of its words is a secret word (camelCase
+    and any separator split words), or it has a long secret word inside (`apikey`, `xsessionid`)."""
+    words = re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower())
+    lowered = name.lower()
+    return any(word in SECRET_WORDS for word in words) or any(word in lowered for word in _JOINED)
+
+
+def masked_value(value: str) -> str:
+    """A secret replaced, keeping a type prefix (`whsec_`, `zl_test_`: the form a contract checks)."""
+    prefix, underscore, _ = value.rpartition("_")
+    if underscore and re.fullmatch(r"[A-Za-z0-9_]{1,16}", prefix):
+        return f"{prefix}_REDACTED"
+    return MASK
+
+
+def headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, MASK if secret_name(name) else value) for name, value in pairs]
+
+
+def query_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, MASK if secret_name(name) else value) for name, value in pairs]
+
+
+def query_string(query: str) -> str:
+    """A query string with secret-named parameters' values masked (the rest kept as sent)."""
+    if not query:
+        return query
+    kept = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        kept.append(f"{name}={quote(MASK)}" if equals and secret_name(unquote_plus(name)) else part)
+    return "&".join(kept)
+
+
+def url(text: str) -> str:
+    """A URL with its userinfo's password masked and secret-named query parameters masked."""
+    try:
+        parts = urlsplit(text)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, host = netloc.rpartition("@")
+            user = userinfo.partition(":")[0]
+            netloc = f"{user}:***@{host}" if user else f"***@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path, query_string(parts.query), parts.fragment))
+    except ValueError:
+        return "[unparsable URL]"
+
+
+def body(data: bytes, content_type: str | None) -> bytes:
+    """A JSON or form body with every secret-named field masked (nested too); any other body as it is."""
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(data.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            return data
+        return urlencode(query_pairs(pairs)).encode()
+    if data.lstrip()[:1] not in (b"{", b"["):
+        return data
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return data
+    return json.dumps(_clean(parsed), ensure_ascii=False).encode()
+
+
+def _clean(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (masked_value(v) if isinstance(v, str) else MASK) if secret_name(k) else _clean(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    return node

@@ -1,0 +1,206 @@
+"""`returns-mock proxy` in front of a hostile upstream on loopback: a gzip bomb, slow and dripping answers,
+recordings under concurrency and signals, credentials in every place a request shows, paths that try to
+leave the provider's base path."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from helpers import PL, Server, ThreadedServer, bearer
+
+pytestmark = pytest.mark.system
+
+KEY = "zl_test_hostile"
+LIST = json.dumps({"success": True, "data": [], "meta": {"pagination": {"page": 1, "limit": 50, "total": 0,
+                                                                       "pages": 0}}}).encode()
+
+
+class Upstream:
+    """A 3plship stand-in that records the raw request line of what reaches it, and misbehaves on cue."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.behaviour = "ok"
+        self.bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB decoded, ~64 KB sent
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.seen.append(environ["RAW_URI"])
+        if self.behaviour == "bomb":
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Encoding", "gzip"),
+                                      ("Content-Length", str(len(self.bomb)))])
+            return [self.bomb]
+        if self.behaviour == "drip" and "drip" in environ.get("QUERY_STRING", ""):
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return self._drip()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(LIST)))])
+        return [LIST]
+
+    @staticmethod
+    def _drip() -> Iterator[bytes]:
+        for byte in LIST:
+            time.sleep(0.5)
+            yield bytes([byte])
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[Upstream, ThreadedServer]]:
+    app = Upstream()
+    with ThreadedServer(app) as server:
+        yield app, server
+
+
+def proxy(url: str, *args: str, cwd: Path | None = None) -> Server:
+    return Server("--3plship-upstream", url + "/api/v1", *args, command="proxy", cwd=cwd).start()
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_gzip_bomb_is_cut_off_at_the_cap_and_answered_502(upstream: tuple[Upstream, ThreadedServer],
+                                                            tmp_path: Path) -> None:
+    app, server = upstream
+    app.behaviour = "bomb"
+    front = proxy(server.url, "--max-answer-bytes", "1048576", "--record", str(tmp_path / "r.har"))
+    try:
+        answer = requests.get(f"{front.url}{PL}/returns", headers=bearer(KEY), timeout=30)
+        assert answer.status_code == 502 and answer.json()["error"]["code"] == "BAD_GATEWAY"
+        assert "1048576 bytes" in answer.json()["error"]["message"]  # names the cap
+        assert front.proc is not None and rss_kb(front.proc.pid) < 150_000  # never held the 64 MiB
+    finally:
+        front.stop()
+    assert (tmp_path / "r.har").stat().st_size < 100_000
+
+
+def test_the_timeout_bounds_a_dripping_answer_and_slow_upstreams_stall_nothing_else(
+        upstream: tuple[Upstream, ThreadedServer]) -> None:
+    app, server = upstream
+    app.behaviour = "drip"
+    front = proxy(server.url, "--upstream-timeout-ms", "1500")
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            slow = [pool.submit(requests.get, f"{front.url}{PL}/returns?drip=1", headers=bearer(KEY), timeout=30)
+                    for _ in range(10)]
+            time.sleep(0.3)  # all ten are waiting on their upstream now
+            started = time.monotonic()
+            assert requests.get(f"{front.url}/__admin/health", timeout=10).status_code == 200
+            assert requests.get(f"{front.url}{PL}/returns", headers=bearer(KEY), timeout=10).status_code == 200
+            assert time.monotonic() - started < 1.0
+            for future in slow:
+                answer = future.result()
+                assert answer.status_code == 504 and answer.json()["error"]["code"] == "GATEWAY_TIMEOUT"
+                assert answer.elapsed.total_seconds() < 3.0  # the whole exchange, not each read
+    finally:
+        front.stop()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+def test_the_recording_is_valid_har_after_concurrent_exchanges_and_a_signal(
+        upstream: tuple[Upstream, ThreadedServer], tmp_path: Path, stop: signal.Signals) -> None:
+    _, server = upstream
+    record = tmp_path / "r.har"
+    front = proxy(server.url, "--record", str(record))
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: requests.get(f"{front.url}{PL}/returns", headers=bearer(KEY),
+                                                           timeout=30), range(16)))
+        assert all(a.status_code == 200 for a in answers)
+        assert front.proc is not None
+        os.killpg(front.proc.pid, stop)  # the server and its worker, where the recording is written
+        front.proc.wait(timeout=15)
+    finally:
+        front.stop()
+    har = json.loads(record.read_text())  # whole, valid JSON
+    assert len(har["log"]["entries"]) == 16
+
+
+SECRETS = ("s3cr3t-query", "s3cr3t-token", "s3cr3t-access", "s3cr3t-sig", "s3cr3t-form", "s3cr3t-xauth",
+           "s3cr3t-session", "UPSTREAM-PW", "s3cr3t-json")
+
+
+def test_credentials_are_masked_wherever_the_proxy_shows_a_request(upstream: tuple[Upstream, ThreadedServer],
+                                                                   tmp_path: Path) -> None:
+    _, server = upstream
+    record = tmp_path / "r.har"
+    with_userinfo = server.url.replace("http://", "http://user:UPSTREAM-PW@")
+    front = proxy(with_userinfo, "--record", str(record))
+    dead = Server("--3plship-upstream", "http://user:UPSTREAM-PW@127.0.0.1:9/api/v1", command="proxy").start()
+    try:
+        query = ("api_key=s3cr3t-query&token=s3cr3t-token&access_token=s3cr3t-access&sig=s3cr3t-sig"
+                 "&status=initiated")
+        headers = {**bearer(KEY), "X-Auth": "s3cr3t-xauth", "X-Session": "s3cr3t-session"}
+        requests.get(f"{front.url}{PL}/returns?{query}", headers=headers, timeout=10)
+        requests.post(f"{front.url}{PL}/returns", data={"password": "s3cr3t-form", "order_id": "o"},
+                      headers=headers, timeout=10)
+        requests.post(f"{front.url}{PL}/webhooks", json={"url": "http://127.0.0.1:1/h", "events": ["return.created"],
+                                                        "secret": "whsec_s3cr3t-json"}, headers=headers, timeout=10)
+        shown = [requests.get(f"{front.url}{path}", timeout=10).text
+                 for path in ("/", "/__admin/health", "/__admin/journal", "/__admin/violations")]
+        failed = requests.get(f"{dead.url}{PL}/returns", headers=bearer(KEY), timeout=10)
+        assert failed.status_code == 502
+        shown += [failed.text, requests.get(f"{dead.url}/", timeout=10).text]
+    finally:
+        front.stop()
+        dead.stop()
+    shown += [record.read_text(), front.output + dead.output]  # the banners too
+    assert "user:***@" in front.output
+    for text in shown:
+        for secret in SECRETS:
+            assert secret not in text, (secret, text[:2000])
+    assert "status=initiated" in record.read_text()  # what is not a credential stays
+
+
+def test_a_path_leaving_the_base_path_is_refused_and_an_encoded_question_mark_stays_in_the_path(
+        upstream: tuple[Upstream, ThreadedServer]) -> None:
+    app, server = upstream
+    front = proxy(server.url)
+    try:
+        for path in ("/3plship/api/v1/../../../etc/passwd", "/3plship/api/v1/returns/../../../admin",
+                     "/3plship/api/v1/..%2f..%2fadmin", "/3plship/api/v1/returns/%2e%2e/%2e%2e/x"):
+            status, body = raw_get(front.port, path)
+            assert status == 400, (path, status, body)
+            assert json.loads(body)["error"]["code"] == "BAD_REQUEST"  # the provider's own format
+        assert app.seen == []  # none of them reached the upstream
+        status, _ = raw_get(front.port, "/3plship/api/v1/returns/a%3Fb")
+        assert app.seen == ["/api/v1/returns/a%3Fb"]  # the ? is still part of the path, not a query
+    finally:
+        front.stop()
+
+
+def raw_get(port: int, path: str) -> tuple[int, bytes]:
+    """A GET with the path exactly as written (HTTP clients normalise `..` away before sending)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_query_violations_seen_through_the_proxy_name_their_rule(upstream: tuple[Upstream, ThreadedServer]) -> None:
+    _, server = upstream
+    front = proxy(server.url)
+    try:
+        requests.get(f"{front.url}{PL}/returns?limit=1000", headers=bearer(KEY), timeout=10)
+        found = requests.get(f"{front.url}/__admin/violations", timeout=10).json()["violations"]
+        (limit,) = [v for v in found if v["field"] == "limit"]
+        assert limit["schema"] == "3plship/listReturns-query-limit.inline.json#/maximum"  # as the mock says it
+    finally:
+        front.stop()
+
