@@ -29,7 +29,9 @@ def binaries() -> Path:
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
+        """PostgreSQL's defaults (fsync, synchronous commits); the tests' cluster skips the disk flushes."""
         self.bin = binaries()
         self.dir = Path(tempfile.mkdtemp(prefix="returns-mock-pg-"))
         self.data = self.dir / "data"
@@ -51,8 +53,8 @@ class Cluster:
             self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                       "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-t", "60",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                        "-c max_connections=200", "start")
+                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                        f"{'' if self.durable else '-c fsync=off '}-c max_connections=200", "start")
         self.sql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{USER}') THEN "
                  f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'; END IF; END $$;")
         return self

@@ -9,10 +9,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 import requests
 from helpers import PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 from pg import PASSWORD, Cluster
+from test_store import insert_six_and_one, totals_follow_moves_and_resets
 
 from mockserver.config import Config
 from mockserver.store import open_store
@@ -250,3 +252,19 @@ def test_the_password_may_come_from_pgpassword(postgres_url: str) -> None:
         assert requests.post(server.url + PL + "/returns", json=CREATE, headers=bearer(), timeout=10).status_code == 201
     finally:
         server.stop()
+
+
+def test_list_totals_follow_inserts_moves_resets_and_a_database_migrated_from_version_1(postgres_url: str) -> None:
+    """Totals come from counts a trigger keeps (not a COUNT over the account's rows); a database made by
+    the first release gets them from its returns when a newer one migrates it."""
+    store = open_store(postgres_url)
+    insert_six_and_one(store)
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the database as release 1 left it
+        conn.execute("DROP TRIGGER returns_counted ON returns; DROP TRIGGER returns_recounted ON returns;"
+                     "DROP FUNCTION count_returns; DROP FUNCTION rate_hit; DROP TABLE return_counts;"
+                     "DROP INDEX returns_by_account; UPDATE schema_version SET version=1")
+    store = open_store(postgres_url)
+    assert store.page("3plship", "acct", status=None, order_id=None, offset=0, limit=1).total == 6
+    totals_follow_moves_and_resets(store)
+    store.close()

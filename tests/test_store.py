@@ -150,13 +150,15 @@ def test_a_file_that_is_not_sqlite_is_not_a_store(tmp_path: Path) -> None:
         open_store(f"sqlite:{junk}")
 
 
-def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: Path) -> None:
-    path = tmp_path / "counts.db"
-    store = SqliteStore(path)
+def insert_six_and_one(store: Store) -> None:
     with store.transaction() as tx:
         for n in range(6):
             tx.insert(record(f"r{n}"))
         tx.insert(record("x", account="other"))
+
+
+def totals_follow_moves_and_resets(store: Store) -> None:
+    """Six returns in `acct` and one in `other` (insert_six_and_one): two moved, `other` reset."""
     with store.transaction() as tx:
         for rid in ("r0", "r1"):
             moved = tx.get("3plship", "acct", rid)
@@ -164,12 +166,23 @@ def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: 
             moved.status = "received"
             tx.update(moved)
             tx.update(moved)  # the same status again: counted once
+
     def total(status: str | None = None, account: str = "acct") -> int:
         return store.page("3plship", account, status=status, order_id=None, offset=0, limit=1).total
 
     assert (total(), total("initiated"), total("received"), total(account="other")) == (6, 4, 2, 1)
+    page = store.page("3plship", "acct", status="received", order_id=None, offset=0, limit=5)
+    assert [orjson.loads(orjson.dumps(r))["id"] for r in page.resources] == ["r1", "r0"] and page.total == 2
     store.reset(account="other")
     assert (total(), total(account="other")) == (6, 0)
+    assert store.page("3plship", "nobody", status=None, order_id=None, offset=0, limit=5).total == 0
+
+
+def test_sqlite_list_totals_follow_inserts_moves_resets_and_old_files(tmp_path: Path) -> None:
+    path = tmp_path / "counts.db"
+    store = SqliteStore(path)
+    insert_six_and_one(store)
+    totals_follow_moves_and_resets(store)
     # A file written before return_counts existed gets its counts rebuilt when opened.
     store.connection().execute("DELETE FROM return_counts")
     store.close()

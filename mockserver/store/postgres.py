@@ -34,6 +34,12 @@ try:  # the `postgres` extra
 except ImportError:  # pragma: no cover - exercised by the missing-extra test in a bare environment
     psycopg = None  # type: ignore[assignment]
 
+ANALYZE_AFTER = 1000
+"""Returns inserted by one transaction (a seed) after which the table's statistics are refreshed."""
+
+COUNT_SHARDS = 16
+"""Rows each (provider, account, status) count is spread over (a return's seq picks its row)."""
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -80,6 +86,65 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX journal_violations ON journal (has_violations, id);
     """,
+    # 2: a list page walks its account's index; totals come from counts kept by a trigger, spread over
+    # COUNT_SHARDS rows per status so that concurrent creates in one account do not queue on one row lock;
+    # the rate count is one call whose commit does not wait for the disk.
+    f"""
+    CREATE INDEX returns_by_account ON returns (provider, account, seq);
+    CREATE TABLE return_counts (provider TEXT NOT NULL, account TEXT NOT NULL, status TEXT NOT NULL,
+                                shard INTEGER NOT NULL, n BIGINT NOT NULL,
+                                PRIMARY KEY (provider, account, status, shard));
+    INSERT INTO return_counts SELECT provider, account, status, (seq % {COUNT_SHARDS})::int, count(*)
+        FROM returns GROUP BY 1, 2, 3, 4;
+    CREATE FUNCTION count_returns() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE return_counts SET n = n - 1 WHERE provider = OLD.provider AND account = OLD.account
+                AND status = OLD.status AND shard = OLD.seq % {COUNT_SHARDS};
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO return_counts VALUES (NEW.provider, NEW.account, NEW.status, NEW.seq % {COUNT_SHARDS}, 1)
+                ON CONFLICT (provider, account, status, shard) DO UPDATE SET n = return_counts.n + 1;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER returns_counted AFTER INSERT OR DELETE ON returns
+        FOR EACH ROW EXECUTE FUNCTION count_returns();
+    CREATE TRIGGER returns_recounted AFTER UPDATE OF status ON returns
+        FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION count_returns();
+    CREATE FUNCTION rate_hit(hit_keys TEXT[], hit_buckets BIGINT[], hit_overlaps FLOAT8[], hit_limits INTEGER[])
+        RETURNS TABLE (prev_n BIGINT, cur_n BIGINT, all_ok BOOLEAN) LANGUAGE plpgsql AS $$
+    DECLARE
+        prev BIGINT[] := '{{}}';
+        cur BIGINT[] := '{{}}';
+        ok BOOLEAN := TRUE;
+        p BIGINT;
+        c BIGINT;
+    BEGIN
+        -- Counts live as SQLite's do in shared memory: never waited to disk (a crash forgets a few).
+        PERFORM set_config('synchronous_commit', 'off', true);
+        FOR i IN 1 .. coalesce(array_length(hit_keys, 1), 0) LOOP  -- keys come sorted: one lock order
+            INSERT INTO rate_counts (key, bucket, n) VALUES (hit_keys[i], hit_buckets[i], 0) ON CONFLICT DO NOTHING;
+            SELECT coalesce(sum(n) FILTER (WHERE bucket = hit_buckets[i] - 1), 0),
+                   coalesce(sum(n) FILTER (WHERE bucket = hit_buckets[i]), 0) INTO p, c
+                FROM (SELECT bucket, n FROM rate_counts WHERE key = hit_keys[i]
+                      AND bucket IN (hit_buckets[i] - 1, hit_buckets[i]) FOR UPDATE) locked;
+            prev := prev || p;
+            cur := cur || c;
+            IF hit_limits[i] IS NOT NULL AND p * hit_overlaps[i] + c >= hit_limits[i] THEN
+                ok := FALSE;
+            END IF;
+        END LOOP;
+        IF ok THEN
+            FOR i IN 1 .. coalesce(array_length(hit_keys, 1), 0) LOOP
+                UPDATE rate_counts SET n = n + 1 WHERE key = hit_keys[i] AND bucket = hit_buckets[i];
+                DELETE FROM rate_counts WHERE key = hit_keys[i] AND bucket < hit_buckets[i] - 1;
+                cur[i] := cur[i] + 1;
+            END LOOP;
+        END IF;
+        RETURN QUERY SELECT prev[g.j], cur[g.j], ok FROM generate_subscripts(hit_keys, 1) AS g(j) ORDER BY g.j;
+    END $$;
+    """,
 ]
 """Each release appends; a database is brought from its version to the last, one step at a time."""
 
@@ -99,6 +164,7 @@ def _record(row: Sequence[Any]) -> ReturnRecord:
 class _PostgresTransaction(Transaction):
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self.inserted = 0
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         # Locked: a transaction reads a return to change it, and a concurrent one must wait its turn.
@@ -115,6 +181,7 @@ class _PostgresTransaction(Transaction):
              orjson.dumps(record.resource).decode(), orjson.dumps(record.history).decode())).fetchone()
         if row is None:
             raise DuplicateReturn(record.id)
+        self.inserted += 1
         return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
                             record.resource, record.history, record.due_at, 1, int(row[0]))
 
@@ -208,28 +275,36 @@ class PostgresStore(Store):
             if self._pool is None or self._pid != process.pid():  # a forked worker makes its own
                 self._pool = psycopg_pool.ConnectionPool(
                     self._conninfo(), min_size=1, max_size=self._pool_size, timeout=self.POOL_TIMEOUT,
-                    kwargs={"autocommit": True, "connect_timeout": 3}, configure=nul_safe,
+                    kwargs={"autocommit": True, "connect_timeout": 3}, configure=_configure,
                     check=psycopg_pool.ConnectionPool.check_connection, open=True, name="returns-mock")
                 self._pid = process.pid()
             return self._pool
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        """A pooled connection (autocommit; `conn.transaction()` for more than one statement). A database
-        that cannot be reached is StoreUnavailable, within the pool's timeout."""
+        """A pooled connection (autocommit; `conn.transaction()` for more than one statement): this
+        thread's transaction's, the one its request holds, or one from the pool. A database that cannot
+        be reached is StoreUnavailable, within the pool's timeout."""
         own = getattr(self._local, "conn", None)
         if own is not None:  # inside this thread's transaction: the same connection
             yield own
             return
-        if time.monotonic() < self._away_until:
-            raise StoreUnavailable(f"the database {self.shown} cannot be reached")
+        held = getattr(self._local, "held", None)
         try:
+            if held is not None:
+                yield held
+                return
+            if time.monotonic() < self._away_until:
+                raise StoreUnavailable(f"the database {self.shown} cannot be reached")
             with self._the_pool().connection() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError) as exc:
-            self._away_until = time.monotonic() + self.RETRY_AFTER
-            reason = masked(_reason(exc), self.url)
-            raise StoreUnavailable(f"the database {self.shown} cannot be reached: {reason}") from None
+            raise self._away(exc) from None
+
+    def _away(self, exc: BaseException) -> StoreUnavailable:
+        self._away_until = time.monotonic() + self.RETRY_AFTER
+        reason = masked(_reason(exc), self.url)
+        return StoreUnavailable(f"the database {self.shown} cannot be reached: {reason}")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -240,9 +315,12 @@ class PostgresStore(Store):
             self._local.conn = conn
             try:
                 with conn.transaction():
-                    yield _PostgresTransaction(conn)
+                    tx = _PostgresTransaction(conn)
+                    yield tx
             finally:
                 self._local.conn = None
+            if tx.inserted >= ANALYZE_AFTER:  # a seed: the planner learns of the new accounts now, not in minutes
+                conn.execute("ANALYZE returns")
 
     # --- returns -----------------------------------------------------------------------------------
 
@@ -270,12 +348,22 @@ class PostgresStore(Store):
                 # it for another escape keeps the JSON valid (an escaped backslash stays one) and created_at as is
                 where += f" AND (replace(resource, '\\u0000', '\\ufffd')::jsonb->>'created_at') {operator} %s"
                 args.append(bound)
-        with self._connection() as conn, conn.transaction():  # one snapshot for the page and its total
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
-            rows = conn.execute(f"SELECT resource FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
-                                [*args, limit, offset]).fetchall()
-        return Page([orjson.Fragment(r[0]) for r in rows], int(total))
+        if order_id is None and created is None:  # the kept counts know this total
+            counted, count_args = "provider=%s AND account=%s", [provider, account]
+            if status is not None:
+                counted += " AND status=%s"
+                count_args.append(status)
+            total_sql = f"SELECT coalesce(sum(n), 0) FROM return_counts WHERE {counted}"
+        else:
+            total_sql, count_args = f"SELECT count(*) FROM returns WHERE {where}", list(args)
+        # One statement, so one snapshot for the page and its total, and one round trip.
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT ({total_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
+                f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s) AS page "
+                "ON TRUE ORDER BY page.seq DESC", [*count_args, *args, limit, offset]).fetchall()
+        total = int(rows[0][0]) if rows else 0
+        return Page([orjson.Fragment(r[1]) for r in rows if r[1] is not None], total)
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         where, args = self._narrowed(provider, account)
@@ -315,21 +403,14 @@ class PostgresStore(Store):
     # --- rate counters -----------------------------------------------------------------------------
 
     def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
-        with self._connection() as conn, conn.transaction():
-            counts = []
-            for w in sorted(windows, key=lambda w: w.key):  # one lock order: no deadlock between requests
-                conn.execute("INSERT INTO rate_counts (key, bucket, n) VALUES (%s, %s, 0) "
-                             "ON CONFLICT (key, bucket) DO NOTHING", (w.key, w.bucket))
-                rows = dict(conn.execute("SELECT bucket, n FROM rate_counts WHERE key=%s AND bucket IN (%s, %s) "
-                                         "FOR UPDATE", (w.key, w.bucket - 1, w.bucket)).fetchall())
-                counts.append((w, rows.get(w.bucket - 1, 0), rows.get(w.bucket, 0)))
-            admitted = all(w.limit is None or previous * w.overlap + current < w.limit
-                           for w, previous, current in counts)
-            if admitted:
-                for w, _, _ in counts:
-                    conn.execute("UPDATE rate_counts SET n=n+1 WHERE key=%s AND bucket=%s", (w.key, w.bucket))
-                    conn.execute("DELETE FROM rate_counts WHERE key=%s AND bucket < %s", (w.key, w.bucket - 1))
-        by_key = {w.key: (previous, current + (1 if admitted else 0)) for w, previous, current in counts}
+        ordered = sorted(windows, key=lambda w: w.key)  # one lock order: no deadlock between requests
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s::bigint[], %s::float8[], "
+                "%s::integer[])", ([w.key for w in ordered], [w.bucket for w in ordered],
+                                   [w.overlap for w in ordered], [w.limit for w in ordered])).fetchall()
+        by_key = {w.key: (int(previous), int(current)) for w, (previous, current, _) in zip(ordered, rows, strict=True)}
+        admitted = bool(rows[0][2]) if rows else True
         return [by_key[w.key] for w in windows], admitted
 
     # --- webhook deliveries ------------------------------------------------------------------------
@@ -420,6 +501,14 @@ class PostgresStore(Store):
             if self._pool is not None and self._pid == process.pid():
                 self._pool.close()
             self._pool, self._pid = None, 0
+
+
+def _configure(conn: Any) -> None:
+    """Each pooled connection: NUL-safe text, and the planner costs of storage that seeks as fast as it
+    reads (SSD, or a database in memory): otherwise a list page walks the whole table backwards in `seq`
+    order past other accounts' returns instead of its account's index (5 ms instead of 0.07 ms at 100,000)."""
+    nul_safe(conn)
+    conn.execute("SET random_page_cost = 1.1")
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,92 @@
+"""The PostgreSQL store against the SQLite store, operation by operation, in one sitting.
+
+`python bench/postgres.py` starts a throwaway PostgreSQL cluster with PostgreSQL's defaults (fsync and
+synchronous_commit on: every acknowledged write is on disk), one `returns-mock serve` on it and one on a
+SQLite file (a worker per CPU each), seeds both alike, and drives each operation with wrk on both,
+alternating, for --rounds rounds. Each figure is PostgreSQL's requests/s as a ratio to SQLite's in the same
+round (median of the rounds). The targets of the PostgreSQL issue are checked at the end (exit 1 on a miss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from run import AUTH_35UP, KEY, LUA, PATHS, free_port, seed_all, start_mock, stop, wrk
+
+HERE = Path(__file__).resolve().parent
+TARGETS = {"3plship create": 0.4, "3plship status update": 0.4, "35up create": 0.55, "35up update": 0.45,
+           "3plship list": 0.35}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, SQLite and PostgreSQL alternating")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--per-thread", type=int, default=20_000, help="returns seeded per wrk thread for updates")
+    parser.add_argument("--json", default="bench-postgres.json", help="where to write the figures")
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from pg import Cluster
+
+    cluster = Cluster(durable=True).start()
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in LUA}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ports = {"sqlite": free_port(), "postgresql": free_port()}
+            servers = {"sqlite": start_mock(ports["sqlite"], f"sqlite:{Path(tmp) / 'bench.db'}"),
+                       "postgresql": start_mock(ports["postgresql"], cluster.new_database())}
+            try:
+                urls = {engine: f"http://127.0.0.1:{port}" for engine, port in ports.items()}
+                print(f"seeding both stores, then {args.rounds} rounds of {len(LUA)} operations...", flush=True)
+                for url in urls.values():
+                    seed_all(url, args.per_thread, {"zl_test_list1k": 1_000, "zl_test_list10k": 10_000,
+                                                    "zl_test_list100k": 100_000})
+                for round_ in range(args.rounds):
+                    for name, template in LUA.items():
+                        prefix = PATHS[name].split("?")[0] if "update" in name or "35up create" in name else ""
+                        script = template.format(key=KEY, list_key="zl_test_list10k", prefix=prefix, auth=AUTH_35UP)
+                        start = round_ * (args.per_thread // args.rounds)
+                        script = script.replace("local counter = 0", f"local counter = {start}")
+                        sqlite = wrk(urls["sqlite"] + PATHS[name], script, args.duration, args.connections)
+                        postgres = wrk(urls["postgresql"] + PATHS[name], script, args.duration, args.connections)
+                        runs[name].append({"sqlite_rps": sqlite["rps"], "postgres_rps": postgres["rps"],
+                                           "postgres_p99_ms": postgres["p99_ms"],
+                                           "non_2xx": sqlite["non_2xx"] + postgres["non_2xx"],
+                                           "ratio": postgres["rps"] / sqlite["rps"] if sqlite["rps"] else 0.0})
+                    print(f"  round {round_ + 1}: " + ", ".join(f"{n} {runs[n][-1]['ratio']:.2f}" for n in LUA),
+                          flush=True)
+                scaling = {size: wrk(urls["postgresql"] + PATHS["3plship list"],
+                                     LUA["3plship list"].format(list_key=f"zl_test_list{size}"), args.duration,
+                                     args.connections) for size in ("1k", "100k")}
+            finally:
+                for server in servers.values():
+                    stop(server)
+    finally:
+        cluster.destroy()
+    rows = {name: {key: statistics.median(run[key] for run in rs) for key in rs[0]} for name, rs in runs.items()}
+    print(f"\n{'operation':<24}{'SQLite req/s':>14}{'PostgreSQL req/s':>18}{'ratio':>8}{'PG p99 ms':>11}")
+    for name, r in rows.items():
+        print(f"{name:<24}{r['sqlite_rps']:>14.0f}{r['postgres_rps']:>18.0f}{r['ratio']:>8.2f}"
+              f"{r['postgres_p99_ms']:>11.2f}")
+    time_ratio = scaling["1k"]["rps"] / scaling["100k"]["rps"] if scaling["100k"]["rps"] else float("inf")
+    print(f"PostgreSQL list over 100,000 vs 1,000 stored returns: time ratio {time_ratio:.2f}")
+    print("(PostgreSQL with fsync and synchronous_commit on; median of the rounds)")
+    targets = {**{f"{name} >= {floor} of SQLite": rows[name]["ratio"] >= floor for name, floor in TARGETS.items()},
+               "list over 100k <= 1.5x its time over 1k": time_ratio <= 1.5,
+               "no non-2xx answers": all(r["non_2xx"] == 0 for rs in runs.values() for r in rs)}
+    print()
+    for target, held in targets.items():
+        print(f"{'PASS' if held else 'MISS'}  {target}")
+    Path(args.json).write_text(json.dumps({"operations": rows, "runs": runs, "list_time_ratio": time_ratio,
+                                           "targets": targets}, indent=2))
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
