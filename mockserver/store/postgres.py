@@ -453,12 +453,23 @@ class PostgresStore(Store):
         return row[0] if row else None
 
     def pin_settings(self, pinned: bool) -> None:
-        # One query per request for every setting it reads (clock, faults, rate policy), not one per read.
+        # One query per request for every setting it reads (clock, faults, rate policy), not one per read;
+        # and one connection for the whole request: one checkout (and its liveness check), not one per use.
         if pinned:
+            if time.monotonic() < self._away_until:
+                raise StoreUnavailable(f"the database {self.shown} cannot be reached")
+            try:
+                self._local.held = self._the_pool().getconn()
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError) as exc:
+                raise self._away(exc) from None
             with self._connection() as conn:
                 self._local.pinned = dict(conn.execute("SELECT key, value FROM settings").fetchall())
         else:
             self._local.pinned = None
+            held = getattr(self._local, "held", None)
+            if held is not None:
+                self._local.held = None
+                self._the_pool().putconn(held)
 
     def set_setting(self, key: str, value: str) -> None:
         with self._connection() as conn:
