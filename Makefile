@@ -7,7 +7,7 @@ PORT ?= 8080
 STORE ?= sqlite:returns-mock.db
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench lint typecheck pytest clean
+.PHONY: run test fuzz bench bench-postgres lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ fuzz: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
 	$(BIN)/python bench/run.py
+
+# Not part of make test: every operation on the PostgreSQL store (durable: fsync on) against SQLite.
+bench-postgres: $(VENV)/.test-installed
+	@command -v wrk >/dev/null || { echo "make bench-postgres needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/postgres.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache returns-mock.db returns-mock.db-*

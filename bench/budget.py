@@ -234,17 +234,9 @@ def http_server_us(seconds: int) -> float | None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process and its descendants (the server's workers)."""
     import run
 
-    total = 0
-    for member in run.process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return run.cpu_seconds(pid)
 
 
 _charges_by_operation: dict[str, dict[str, int]] = {}

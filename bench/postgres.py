@@ -16,7 +16,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import AUTH_35UP, KEY, LUA, PATHS, free_port, seed_all, start_mock, stop, wrk
+from run import (
+    LUA,
+    PATHS,
+    common_arguments,
+    cpu_seconds,
+    free_port,
+    round_script,
+    seed_all,
+    start_mock,
+    stop,
+    wrk,
+)
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"3plship create": 0.4, "3plship status update": 0.4, "35up create": 0.55, "35up update": 0.45,
@@ -25,11 +36,7 @@ TARGETS = {"3plship create": 0.4, "3plship status update": 0.4, "35up create": 0
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, SQLite and PostgreSQL alternating")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--per-thread", type=int, default=20_000, help="returns seeded per wrk thread for updates")
-    parser.add_argument("--json", default="bench-postgres.json", help="where to write the figures")
+    common_arguments(parser, "bench-postgres.json", rounds=3, per_thread=20_000)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent / "tests"))
     from pg import Cluster
@@ -41,6 +48,7 @@ def main() -> int:
             ports = {"sqlite": free_port(), "postgresql": free_port()}
             servers = {"sqlite": start_mock(ports["sqlite"], f"sqlite:{Path(tmp) / 'bench.db'}"),
                        "postgresql": start_mock(ports["postgresql"], cluster.new_database())}
+            database = int((cluster.data / "postmaster.pid").read_text().split()[0])
             try:
                 urls = {engine: f"http://127.0.0.1:{port}" for engine, port in ports.items()}
                 print(f"seeding both stores, then {args.rounds} rounds of {len(LUA)} operations...", flush=True)
@@ -48,15 +56,18 @@ def main() -> int:
                     seed_all(url, args.per_thread, {"zl_test_list1k": 1_000, "zl_test_list10k": 10_000,
                                                     "zl_test_list100k": 100_000})
                 for round_ in range(args.rounds):
-                    for name, template in LUA.items():
-                        prefix = PATHS[name].split("?")[0] if "update" in name or "35up create" in name else ""
-                        script = template.format(key=KEY, list_key="zl_test_list10k", prefix=prefix, auth=AUTH_35UP)
-                        start = round_ * (args.per_thread // args.rounds)
-                        script = script.replace("local counter = 0", f"local counter = {start}")
+                    for name in LUA:
+                        script = round_script(name, round_, args.per_thread // args.rounds)
                         sqlite = wrk(urls["sqlite"] + PATHS[name], script, args.duration, args.connections)
+                        before = cpu_seconds(servers["postgresql"].pid), cpu_seconds(database)
                         postgres = wrk(urls["postgresql"] + PATHS[name], script, args.duration, args.connections)
+                        mock_cpu = cpu_seconds(servers["postgresql"].pid) - before[0]
+                        database_cpu = cpu_seconds(database) - before[1]
+                        served = postgres["requests"] or 1
                         runs[name].append({"sqlite_rps": sqlite["rps"], "postgres_rps": postgres["rps"],
                                            "postgres_p99_ms": postgres["p99_ms"],
+                                           "mock_cpu_us": mock_cpu / served * 1e6,
+                                           "database_cpu_us": database_cpu / served * 1e6,
                                            "non_2xx": sqlite["non_2xx"] + postgres["non_2xx"],
                                            "ratio": postgres["rps"] / sqlite["rps"] if sqlite["rps"] else 0.0})
                     print(f"  round {round_ + 1}: " + ", ".join(f"{n} {runs[n][-1]['ratio']:.2f}" for n in LUA),
@@ -70,10 +81,16 @@ def main() -> int:
     finally:
         cluster.destroy()
     rows = {name: {key: statistics.median(run[key] for run in rs) for key in rs[0]} for name, rs in runs.items()}
-    print(f"\n{'operation':<24}{'SQLite req/s':>14}{'PostgreSQL req/s':>18}{'ratio':>8}{'PG p99 ms':>11}")
+    print(f"\n{'operation':<24}{'SQLite req/s':>14}{'PostgreSQL req/s':>18}{'ratio':>8}{'PG p99 ms':>11}"
+          f"{'mock CPU us':>13}{'database CPU us':>17}")
     for name, r in rows.items():
         print(f"{name:<24}{r['sqlite_rps']:>14.0f}{r['postgres_rps']:>18.0f}{r['ratio']:>8.2f}"
-              f"{r['postgres_p99_ms']:>11.2f}")
+              f"{r['postgres_p99_ms']:>11.2f}{r['mock_cpu_us']:>13.0f}{r['database_cpu_us']:>17.0f}")
+    print("\nscale model (CPU per request as measured; a core of either kind does 1e6 / us requests a second):")
+    for name, r in rows.items():
+        per_mock, per_db = 1e6 / r["mock_cpu_us"], 1e6 / r["database_cpu_us"]
+        print(f"  {name:<22} {per_mock:>6.0f}/s per mock core, {per_db:>6.0f}/s per database core; "
+              f"a database of 8 cores: {8 * per_db:>6.0f}/s, reached by {8 * per_db / per_mock:.1f} mock cores")
     time_ratio = scaling["1k"]["rps"] / scaling["100k"]["rps"] if scaling["100k"]["rps"] else float("inf")
     print(f"PostgreSQL list over 100,000 vs 1,000 stored returns: time ratio {time_ratio:.2f}")
     print("(PostgreSQL with fsync and synchronous_commit on; median of the rounds)")

@@ -125,6 +125,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def round_script(name: str, round_: int, per_round: int) -> str:
+    """The wrk script of one operation in one round (lists: the 10,000 returns account)."""
+    prefix = PATHS[name].split("?")[0] if "update" in name or "35up create" in name else ""
+    script = LUA[name].format(key=KEY, list_key="zl_test_list10k", prefix=prefix, auth=AUTH_35UP)
+    # Each round updates (and creates) returns of its own: a status moves once.
+    return script.replace("local counter = 0", f"local counter = {round_ * per_round}")
+
+
 def seed(url: str, returns: list[dict[str, Any]]) -> None:
     for start in range(0, len(returns), 10_000):
         answer = requests.post(url + "/__admin/seed", json={"returns": returns[start:start + 10_000]}, timeout=600)
@@ -166,12 +174,13 @@ def wrk(url: str, script: str, duration: int, connections: int, threads: int = 2
 
 def postgres_rows(duration: int, connections: int) -> dict[str, dict[str, float]]:
     """3plship creates on the PostgreSQL store: one replica (a worker per CPU), then two replicas (a worker
-    each) on one database, each driven by its own wrk at once. A throwaway cluster, as the tests start."""
+    each) on one database, each driven by its own wrk at once. A throwaway cluster with PostgreSQL's
+    defaults: fsync and synchronous commits on (every acknowledged create is on disk)."""
     sys.path.insert(0, str(HERE.parent / "tests"))
     from pg import Cluster
 
     script = LUA["3plship create"].format(key=KEY)
-    cluster = Cluster().start()
+    cluster = Cluster(durable=True).start()
     rows: dict[str, dict[str, float]] = {}
     try:
         url = cluster.new_database()
@@ -245,6 +254,28 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its descendants (a server's workers, a database's backends),
+    with what its finished children used."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if member == pid else 0)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def common_arguments(parser: argparse.ArgumentParser, json_default: str, rounds: int, per_thread: int) -> None:
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"paired rounds (default {rounds})")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--per-thread", type=int, default=per_thread,
+                        help=f"returns seeded per wrk thread for updates (default {per_thread})")
+    parser.add_argument("--json", default=json_default, help="where to write the figures")
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its descendants, in MB."""
     total = 0
@@ -263,12 +294,8 @@ def median_row(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--rounds", type=int, default=3, help="paired rounds, floor and mock alternating (default 3)")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--per-thread", type=int, default=60_000, help="returns seeded per wrk thread for updates")
+    common_arguments(parser, "bench-results.json", rounds=3, per_thread=60_000)
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows (informative, no target)")
-    parser.add_argument("--json", default="bench-results.json", help="where to write the figures")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("make bench needs wrk: apt-get install wrk (Debian package)", file=sys.stderr)
@@ -287,12 +314,8 @@ def main() -> int:
                                                  "zl_test_list100k": 100_000})
             memory = [rss_mb(mock.pid)]
             for round_ in range(args.rounds):
-                for name, template in LUA.items():
-                    prefix = PATHS[name].split("?")[0] if "update" in name or "35up create" in name else ""
-                    script = template.format(key=KEY, list_key="zl_test_list10k", prefix=prefix, auth=AUTH_35UP)
-                    # Each round updates (and creates) returns of its own: a status moves once.
-                    start = round_ * (args.per_thread // args.rounds)
-                    script = script.replace("local counter = 0", f"local counter = {start}")
+                for name in LUA:
+                    script = round_script(name, round_, args.per_thread // args.rounds)
                     floor_row = wrk(floor_url + PATHS[name], script, args.duration, args.connections)
                     mock_row = wrk(mock_url + PATHS[name], script, args.duration, args.connections)
                     runs[name].append({**mock_row, "floor_rps": floor_row["rps"], "floor_p99_ms": floor_row["p99_ms"],
@@ -324,7 +347,8 @@ def main() -> int:
     for name, r in {**rows, **extra}.items():
         print(f"{name:<24}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['floor_rps']:>13.0f}"
               f"{r['floor_p99_ms']:>11.2f}{r['ratio']:>8.2f}{r['non_2xx']:>9.0f}")
-    print(f"(median of {args.rounds} paired rounds; PostgreSQL rows: one run, informative)" if extra else
+    print(f"(median of {args.rounds} paired rounds; PostgreSQL rows: one run, fsync on, informative; "
+          "bench/postgres.py compares every operation with SQLite)" if extra else
           f"(median of {args.rounds} paired rounds)")
     list_ratio = scaling["1k"]["rps"] / scaling["100k"]["rps"] if scaling["100k"]["rps"] else float("inf")
     print(f"\nlist page over 100,000 vs 1,000 stored returns: {scaling['100k']['rps']:.0f} vs "
