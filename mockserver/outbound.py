@@ -9,12 +9,15 @@ while it streams, so neither time nor memory depends on what the other side send
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import ssl
 import time
 import zlib
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
+
+import certifi
 
 READ_SIZE = 65536
 
@@ -123,6 +126,13 @@ class _Body:
         return b"".join(self.parts)[:self.limit]
 
 
+def _tls() -> ssl.SSLContext:
+    """Certificates checked as `requests` checks them: against SSL_CERT_FILE or REQUESTS_CA_BUNDLE when
+    set, else certifi's bundle (a Python without the system's authorities still reaches a real provider)."""
+    cafile = os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()
+    return ssl.create_default_context(cafile=cafile)
+
+
 def exchange(method: str, url: str, headers: list[tuple[str, str]], body: bytes, *, timeout: float,
              limit: int, cut: bool = False) -> Answer:
     """Send one request and read its answer, all of it within `timeout` seconds, the decoded body at most
@@ -140,7 +150,7 @@ def exchange(method: str, url: str, headers: list[tuple[str, str]], body: bytes,
     try:
         if secure:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+            sock = _tls().wrap_socket(sock, server_hostname=parts.hostname)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.hostname}{f':{parts.port}' if parts.port else ''}",
                  "Connection: close", "Accept-Encoding: gzip, deflate"]

@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 from helpers import PL, Server, ThreadedServer, bearer
+from werkzeug.serving import make_server
 
 pytestmark = pytest.mark.system
 
@@ -204,3 +207,31 @@ def test_query_violations_seen_through_the_proxy_name_their_rule(upstream: tuple
     finally:
         front.stop()
 
+
+
+def test_an_https_upstream_is_checked_against_the_configured_authorities(tmp_path: Path) -> None:
+    """A real provider is HTTPS: the proxy verifies its certificate (SSL_CERT_FILE or REQUESTS_CA_BUNDLE,
+    else certifi's authorities, as requests does) and refuses one it cannot verify with a 502."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    app = Upstream()
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=(str(cert), str(key)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    upstream = f"https://127.0.0.1:{server.server_port}/api/v1"
+    trusted = Server("--3plship-upstream", upstream, command="proxy", env={"SSL_CERT_FILE": str(cert)}).start()
+    unknown = Server("--3plship-upstream", upstream, command="proxy",
+                     env={"SSL_CERT_FILE": "", "REQUESTS_CA_BUNDLE": ""}).start()
+    try:
+        through = requests.get(f"{trusted.url}{PL}/returns", headers=bearer(KEY), timeout=10)
+        assert through.status_code == 200 and through.json()["success"] is True
+        refused = requests.get(f"{unknown.url}{PL}/returns", headers=bearer(KEY), timeout=10)
+        assert refused.status_code == 502 and "CERTIFICATE_VERIFY_FAILED" in refused.json()["error"]["message"]
+        assert app.seen == ["/api/v1/returns"]  # the refused one never sent its request
+    finally:
+        trusted.stop()
+        unknown.stop()
+        server.shutdown()
+        thread.join(timeout=10)
