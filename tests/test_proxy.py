@@ -180,3 +180,22 @@ def test_bad_proxy_flags_are_one_line_and_exit_2(tmp_path: Path) -> None:
                            "does not exist")):
         result = cli(*args)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("body", "content_type"), [(b'{"order_id": "o"}', "text/plain"),
+                                                     (b'{"order_id": "\\ud800"}', "application/json"),
+                                                     (b"", "application/json")])
+def test_the_proxy_finds_in_a_request_what_the_mock_refuses_it_for(upstream: Server, body: bytes,
+                                                                   content_type: str) -> None:
+    """One request check for both: what the mock (as the upstream) answers 400 for, the proxy records as
+    the client's violation, in the same words."""
+    front = proxy("--3plship-upstream", upstream.url + PL)
+    try:
+        answer = requests.post(front.url + PL + "/returns", data=body, timeout=10,
+                               headers={**bearer(KEY), "Content-Type": content_type})
+        assert answer.status_code == 400
+        refused_for = answer.json()["error"]["details"]["issue"]
+        found = [v for v in violations(front) if v["source"] == "request"]
+        assert [v["message"] for v in found] == [refused_for]
+    finally:
+        front.stop()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..contracts import Operation, Problem, contract, problems
+from ..validation import check_request as check
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,14 @@ def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[
 
 def check_request(provider: str, method: str, path: str, query: Mapping[str, str], content_type: str | None,
                   body: bytes | None) -> tuple[Operation | None, list[Finding]]:
-    """The operation a request is for (None: none of the contract's), and every way the request breaks it."""
+    """The operation a request is for (None: none of the contract's), and every way the request breaks it:
+    the mock's own check (mockserver.validation), every stage of it."""
     matched = contract(provider).match(method, path)
     if matched is None:
         return None, [Finding("request", "", f"{method} {path} is not an operation of the {provider} contract")]
     op, path_values = matched
-    findings: list[Finding] = []
-    for location, values in (("path", path_values), ("query", query)):
-        findings += [_finding("request", p) for p in op.check_parameters(location, values)[1]]
-        if location == "query":
-            findings += [_finding("request", p) for p in op.unknown_query(values)]
-    if op.body_validator is not None:
-        parsed, bad = _json(body, content_type, "request")
-        if bad:
-            findings.append(bad)
-        elif body:
-            findings += [_finding("request", p) for p in problems(op.body_validator, parsed)]
-        elif op.body_required:
-            findings.append(Finding("request", "", "the request body is required"))
-    return op, findings
+    checked = check(op, path_values, query, content_type, body or b"")
+    return op, [_finding("request", p) for p in checked.all_problems()]
 
 
 def check_response(op: Operation, status: int, content_type: str | None, body: bytes | None) -> list[Finding]:

@@ -9,18 +9,17 @@ per-request steps (faults, rate limit, journal, self-check) run in order as one 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from flask import Flask, Request, Response, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..clock import Clock
 from ..config import Config
-from ..contracts import Operation, Problem, contract, folders, problems, unusable_text
+from ..contracts import Operation, contract, folders
 from ..errors import ProviderError, StoreUnavailable
 from ..http import (
     BAD_REQUEST,
@@ -39,6 +38,7 @@ from ..mock import Mock
 from ..registry import build_mock
 from ..store import Store
 from ..store.sqlite_file import store_away
+from ..validation import Refusal, check_request
 from ..version import __version__
 from .admin import register as register_admin
 from .context import ClientViolation, current, provider_for
@@ -127,83 +127,24 @@ def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
         # The credentials were decoded once already; authenticate again only to say why they are refused.
         account = ctx.caller or api.authenticate(req.headers.get("Authorization"))
         ctx.account = account
+        raw = req.get_data(cache=True) if op.body_validator is not None else b""
+        checked = check_request(op, path_values, req.args, req.content_type, raw)
         # Unknown query names are ignored, as a real API ignores them, but recorded against the client.
-        args = req.args
-        ctx.violations += [ClientViolation(p.field, p.location, p.message) for p in op.unknown_query(args)]
-        path = _parameters(api, op, "path", path_values)
-        query = _parameters(api, op, "query", args)
-        body = _body(api, op, req) if op.body_validator is not None else None
-        status, payload = handler(Call(account=account, path=path, query=query, body=body))
+        ctx.violations += [ClientViolation(p.field, p.location, p.message) for p in checked.ignored]
+        if checked.refusals:
+            raise _refused(api, checked.refusals[0])
+        body = checked.body if op.body_validator is not None else None
+        status, payload = handler(Call(account=account, path=checked.path, query=checked.query, body=body))
         return _json(status, api.success_body(payload, ctx.request_id, ctx.at))
 
     view.__name__ = f"{api.name}_{op.operation_id}"
     return view
 
 
-def _unusable(api: ProviderApi, location: str, name: str, reason: str) -> ProviderError:
-    message = f"{name or location} {reason}."
-    return api.error(400, BAD_REQUEST, f"Request is not usable: {message}",
-                     [{"field": name, "location": location, "message": message}])
-
-
-def _parameters(api: ProviderApi, op: Operation, location: str, given: Any) -> dict[str, Any]:
-    values, found = op.check_parameters(location, given)
-    if found:
-        raise _invalid(api, found)
-    return values
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _body(api: ProviderApi, op: Operation, request: Request) -> Any:
-    raw = request.get_data(cache=True)
-    if not raw:
-        if op.body_required:
-            raise api.error(400, BAD_REQUEST, "Request body is required: send a JSON object.",
-                            [{"location": "body", "message": "the body is empty"}])
-        return {}
-    mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        message = f"Content-Type must be application/json, not {mimetype or 'missing'}."
-        raise api.error(400, BAD_REQUEST, message,
-                        [{"field": "Content-Type", "location": "header", "message": message}])
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers, lone surrogates): the stdlib says
-        body = _parse_json(api, raw)
-        unusable = unusable_text(body)
-        if unusable is not None:
-            raise _unusable(api, "body", *unusable) from None
-    assert op.body_validator is not None
-    found = problems(op.body_validator, body)
-    if found:
-        raise _invalid(api, found)
-    return body
-
-
-def _parse_json(api: ProviderApi, raw: bytes) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise _bad_json(api, f"the body is not valid UTF-8 (byte {exc.start})") from None
-    except RecursionError:
-        raise _bad_json(api, "the body is nested too deeply") from None
-    except ValueError as exc:
-        raise _bad_json(api, str(exc)) from None
-
-
-def _bad_json(api: ProviderApi, reason: str) -> ProviderError:
-    return api.error(400, BAD_REQUEST, f"Request body is not valid JSON: {reason}.",
-                     [{"location": "body", "message": reason}])
-
-
-def _invalid(api: ProviderApi, found: list[Problem]) -> ProviderError:
-    more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
-    error = api.error(422, VALIDATION_ERROR, f"Request does not match the contract: {found[0].message}{more}.",
-                      [p.as_detail() for p in found])
-    error.schema_locations = [p.schema for p in found]
+def _refused(api: ProviderApi, refusal: Refusal) -> ProviderError:
+    kind = BAD_REQUEST if refusal.status == 400 else VALIDATION_ERROR
+    error = api.error(refusal.status, kind, refusal.message, [p.as_detail() for p in refusal.problems])
+    error.schema_locations = [p.schema for p in refusal.problems]
     return error
 
 

@@ -1,0 +1,109 @@
+"""One check of a request against its operation's contract, for every terminal that needs it: the mock
+answers its first refusal in the provider's format, the proxy records every problem (and refuses it under
+--strict). No HTTP framework here: the caller hands over the path values, the query, the Content-Type and
+the raw body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .contracts import Operation, Problem, problems, unusable_text
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the request cannot be served: 400 (not usable: no body, not JSON, not text) or 422 (it breaks
+    the contract), with a message for the client and each problem as a detail."""
+
+    status: int
+    message: str
+    problems: list[Problem]
+
+
+@dataclass
+class CheckedRequest:
+    path: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    ignored: list[Problem] = field(default_factory=list)
+    """Query parameters the operation does not know: ignored, as a real API ignores them, yet recorded."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """Each stage that failed, in the order the mock checks them (path, query, body): it answers the first."""
+
+    def all_problems(self) -> list[Problem]:
+        return [*self.ignored, *(p for refusal in self.refusals for p in refusal.problems)]
+
+
+def check_request(op: Operation, path_values: Mapping[str, str], query: Mapping[str, str],
+                  content_type: str | None, raw: bytes) -> CheckedRequest:
+    checked = CheckedRequest(ignored=list(op.unknown_query(query)))
+    for location, given in (("path", path_values), ("query", query)):
+        values, found = op.check_parameters(location, given)
+        if found:
+            checked.refusals.append(invalid(found))
+        elif location == "path":
+            checked.path = values
+        else:
+            checked.query = values
+    if op.body_validator is not None:
+        body, refusal = _body(op, content_type, raw)
+        if refusal is not None:
+            checked.refusals.append(refusal)
+        checked.body = body
+    return checked
+
+
+def invalid(found: list[Problem]) -> Refusal:
+    more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+    return Refusal(422, f"Request does not match the contract: {found[0].message}{more}.", found)
+
+
+def _unusable(message: str, problem: Problem) -> Refusal:
+    return Refusal(400, message, [problem])
+
+
+def _body(op: Operation, content_type: str | None, raw: bytes) -> tuple[Any, Refusal | None]:
+    if not raw:
+        if op.body_required:
+            return None, _unusable("Request body is required: send a JSON object.",
+                                   Problem("", "the body is empty", "body"))
+        return {}, None
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        message = f"Content-Type must be application/json, not {mimetype or 'missing'}."
+        return None, _unusable(message, Problem("Content-Type", message, "header"))
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers, lone surrogates): the stdlib says
+        body, reason = _parse_json(raw)
+        if reason is not None:
+            return None, _unusable(f"Request body is not valid JSON: {reason}.", Problem("", reason, "body"))
+        unusable = unusable_text(body)
+        if unusable is not None:
+            name, why = unusable
+            message = f"{name or 'body'} {why}."
+            return None, _unusable(f"Request is not usable: {message}", Problem(name, message, "body"))
+    assert op.body_validator is not None
+    found = problems(op.body_validator, body)
+    return body, (invalid(found) if found else None)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(raw: bytes) -> tuple[Any, str | None]:
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant), None
+    except UnicodeDecodeError as exc:
+        return None, f"the body is not valid UTF-8 (byte {exc.start})"
+    except RecursionError:
+        return None, "the body is nested too deeply"
+    except ValueError as exc:
+        return None, str(exc)
