@@ -1,5 +1,5 @@
-"""Tools from npm, pointed at the served OpenAPI documents as their own documentation says: Redocly lints
-them clean; Dredd sends every operation's example request and gets the documented answer
+"""Tools from npm, pointed at the served OpenAPI documents as their own documentation says: Redocly and
+Spectral lint them clean; Dredd sends every operation's example request and gets the documented answer
 (tests/dredd/hooks.js: a seeded mock, fault rules for the documented 5xx and 429, a missing credential for
 401). npm fetches each tool once per venv."""
 
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.system
 
 DREDD_VERSION = "14.1.0"
 REDOCLY_VERSION = "2.77.0"
+SPECTRAL_VERSION = "6.16.3"
 HOOKS = ROOT / "tests" / "dredd" / "hooks.js"
 
 
@@ -54,6 +55,19 @@ def test_redocly_finds_no_error_and_no_warning_in_the_served_documents(provider:
                             env={**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true"})
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["totals"] == {"errors": 0, "warnings": 0, "ignored": 0}, report
+
+
+@pytest.mark.parametrize("provider", ["35up", "3plship"])
+def test_spectral_finds_nothing_in_the_served_documents(provider: str, tmp_path: Path) -> None:
+    """Spectral's OpenAPI ruleset, warnings and hints included (info-contact, operation tags, ...)."""
+    spectral = npm_tool("@stoplight/spectral-cli", SPECTRAL_VERSION, "spectral")
+    document, ruleset, report = tmp_path / f"{provider}.json", tmp_path / ".spectral.yaml", tmp_path / "report.json"
+    document.write_text(cli("openapi", provider).stdout)
+    ruleset.write_text('extends: ["spectral:oas"]\n')
+    result = subprocess.run([str(spectral), "lint", str(document), "--ruleset", str(ruleset), "--format", "json",
+                             "--output", str(report), "--fail-severity", "hint"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and json.loads(report.read_text()) == [], result.stdout + result.stderr
 
 
 def test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers(dredd: Path) -> None:
