@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestTimeout
 
 from .. import process
@@ -110,6 +110,11 @@ class LimitRate(Step):
                                                                  "message": message}])
         return None
 
+    def after(self, ctx: RequestContext, response: Response) -> Response:
+        # Every answer of a rate-limited API carries them: counted ones, refusals, faults and 408s (peeked).
+        response.headers.update(ctx.rate_headers)
+        return response
+
 
 class RecordInJournal(Step):
     """Journal every provider request, with the contract violations it carried."""
@@ -119,7 +124,6 @@ class RecordInJournal(Step):
         if api is None:
             return response
         req = ctx.request
-        response.headers.update(ctx.rate_headers)
         account = ctx.account
         dropped = response.is_streamed  # only a dropped-connection fault streams: the client got no status
         status = 0 if dropped else response.status_code
@@ -157,9 +161,10 @@ class SelfCheck(Step):
         api = ctx.api
         if api is None or ctx.fault:
             return response
-        endpoint = str(request.url_rule.endpoint) if request.url_rule else ""
+        req = ctx.request
+        endpoint = str(req.url_rule.endpoint) if req.url_rule else ""
         status = response.status_code
-        where = f"{request.method} {request.path} -> {status}"
+        where = f"{req.method} {req.path} -> {status}"
         if endpoint in self.operations:
             _, op = self.operations[endpoint]
             if status not in op.responses:
