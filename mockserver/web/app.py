@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..clock import Clock
 from ..config import Config
-from ..contracts import Operation, contract, folders
+from ..contracts import Operation, Problem, contract, folders
 from ..errors import ProviderError, StoreUnavailable
 from ..http import (
     BAD_REQUEST,
@@ -41,7 +41,7 @@ from ..store.sqlite_file import store_away
 from ..validation import Refusal, check_request
 from ..version import __version__
 from .admin import register as register_admin
-from .context import ClientViolation, current, provider_for
+from .context import current, provider_for
 from .guard import BrowserGuard
 from .pipeline import ContractViolation, Pipeline, default_steps
 
@@ -130,7 +130,7 @@ def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
         raw = req.get_data(cache=True) if op.body_validator is not None else b""
         checked = check_request(op, path_values, req.args, req.content_type, raw)
         # Unknown query names are ignored, as a real API ignores them, but recorded against the client.
-        ctx.violations += [ClientViolation(p.field, p.location, p.message) for p in checked.ignored]
+        ctx.violations += checked.ignored
         if checked.refusals:
             raise _refused(api, checked.refusals[0])
         body = checked.body if op.body_validator is not None else None
@@ -165,11 +165,10 @@ def render_error(mock: Mock, error: ProviderError) -> Response:
     api = provider_for(mock, request.path)
     if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
         schemas = error.schema_locations + [""] * len(error.details)
-        ctx.violations += [ClientViolation(str(d.get("field", "")), str(d.get("location", "")),
-                                          str(d.get("message", error.message)),
-                                          schema)
-                          for d, schema in zip(error.details, schemas, strict=False)] or [
-                              ClientViolation("", "request", error.message)]
+        ctx.violations += [Problem(str(d.get("field", "")), str(d.get("message", error.message)),
+                                   str(d.get("location", "")), schema=schema)
+                           for d, schema in zip(error.details, schemas, strict=False)] or [
+                              Problem("", error.message, "request")]
     if api is None:
         body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
     else:

@@ -9,20 +9,10 @@ from datetime import UTC, datetime
 from flask import Request, g, request
 
 from ..clock import isoformat
+from ..contracts import Problem
 from ..errors import StoreError
 from ..http import ProviderApi
 from ..mock import Mock
-
-
-@dataclass(frozen=True)
-class ClientViolation:
-    """One way the client's request broke its contract: field, location, message, the rule's place."""
-
-    field: str
-    location: str
-    message: str
-    schema: str = ""
-
 
 _UNREAD = object()
 
@@ -40,7 +30,8 @@ class RequestContext:
     fault: str = ""
     """The fault rule that answered the request, if one did."""
     rate_headers: dict[str, str] = field(default_factory=dict)
-    violations: list[ClientViolation] = field(default_factory=list)
+    violations: list[Problem] = field(default_factory=list)
+    """Each way the client's request broke its contract (the journal keeps them with the entry)."""
     _caller: object = _UNREAD
     _request_id: str | None = None
     _at: str | None = None
