@@ -24,6 +24,7 @@ from ..errors import DuplicateReturn, StoreError, StoreUnavailable
 from ..journal import Journal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from .postgres_journal import PostgresJournal
+from .sql import COLUMNS, SqlTransaction, to_record
 from .urls import masked, shown
 
 try:  # the `postgres` extra
@@ -151,26 +152,22 @@ MIGRATIONS: list[str] = [
 MIGRATION_LOCK = 7262_0001
 """The advisory lock replicas starting at once take, so that one of them migrates and the others wait."""
 
-COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
 
+class _PostgresTransaction(SqlTransaction):
+    PLACEHOLDER = "%s"
+    # Locked: a transaction reads returns to change them, and a concurrent one must wait its turn.
+    DUE = SqlTransaction.DUE + " FOR UPDATE"
+    WEBHOOKS = SqlTransaction.WEBHOOKS.replace("rowid", "seq")
 
-def _record(row: Sequence[Any]) -> ReturnRecord:
-    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
-    return ReturnRecord(provider=provider, account=account, id=id_, order_id=order_id, status=status,
-                        resource=orjson.loads(resource), history=orjson.loads(history), due_at=due_at,
-                        version=version, seq=seq)
-
-
-class _PostgresTransaction(Transaction):
     def __init__(self, conn: Any) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self.inserted = 0
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         # Locked: a transaction reads a return to change it, and a concurrent one must wait its turn.
         row = self._conn.execute(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s "
                                  "FOR UPDATE", (provider, account, id)).fetchone()
-        return _record(row) if row else None
+        return to_record(row) if row else None
 
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         row = self._conn.execute(
@@ -184,34 +181,6 @@ class _PostgresTransaction(Transaction):
         self.inserted += 1
         return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
                             record.resource, record.history, record.due_at, 1, int(row[0]))
-
-    def update(self, record: ReturnRecord) -> ReturnRecord:
-        self._conn.execute(
-            "UPDATE returns SET status=%s, order_id=%s, due_at=%s, version=version+1, resource=%s, history=%s"
-            " WHERE provider=%s AND account=%s AND id=%s",
-            (record.status, record.order_id, record.due_at, orjson.dumps(record.resource).decode(),
-             orjson.dumps(record.history).decode(), record.provider, record.account, record.id))
-        stored = record.copy()
-        stored.version += 1
-        return stored
-
-    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
-        rows = self._conn.execute(
-            f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL"
-            " AND due_at <= %s ORDER BY seq FOR UPDATE", (provider, account, now_ms)).fetchall()
-        return [_record(r) for r in rows]
-
-    def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
-        self._conn.execute("INSERT INTO webhooks (id, account, data) VALUES (%s, %s, %s)",
-                           (webhook["id"], account, orjson.dumps(webhook).decode()))
-
-    def webhooks(self, account: str) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT data FROM webhooks WHERE account=%s ORDER BY seq", (account,)).fetchall()
-        return [orjson.loads(r[0]) for r in rows]
-
-    def add_delivery(self, delivery: Delivery) -> None:
-        self._conn.execute("INSERT INTO deliveries (id, account, status, next_at, data) VALUES (%s, %s, %s, %s, %s)",
-                           (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
 
 
 class PostgresStore(Store):
@@ -328,7 +297,7 @@ class PostgresStore(Store):
         with self._connection() as conn:
             row = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s",
                                (provider, account, id)).fetchone()
-        return _record(row) if row else None
+        return to_record(row) if row else None
 
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
         with self._connection() as conn:
@@ -369,7 +338,7 @@ class PostgresStore(Store):
         where, args = self._narrowed(provider, account)
         with self._connection() as conn:
             rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
-        return iter([_record(r) for r in rows])
+        return iter([to_record(r) for r in rows])
 
     def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
              limit: int) -> tuple[list[ReturnRecord], int]:
@@ -381,7 +350,7 @@ class PostgresStore(Store):
             total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
             rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
                                 [*args, limit, offset]).fetchall()
-        return [_record(r) for r in rows], int(total)
+        return [to_record(r) for r in rows], int(total)
 
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         where, args = self._narrowed(provider, account)

@@ -22,6 +22,7 @@ from ..errors import DuplicateReturn, StoreError
 from ..journal import Journal
 from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from .rate_counters import SharedRateCounters
+from .sql import COLUMNS, SqlTransaction, to_record
 from .sqlite_file import SqliteFile, Writing
 from .sqlite_journal import JournalFile, SqliteJournal
 
@@ -67,25 +68,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 """
 
-COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
 
-
-def _record(row: tuple[Any, ...]) -> ReturnRecord:
-    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
-    return ReturnRecord(provider=provider, account=account, id=id_, order_id=order_id, status=status,
-                        resource=orjson.loads(resource), history=orjson.loads(history),
-                        due_at=due_at, version=version, seq=seq)
-
-
-class _SqliteTransaction(Transaction):
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
+class _SqliteTransaction(SqlTransaction):
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         row = self._conn.execute(
             f"SELECT {COLUMNS} FROM returns WHERE provider=? AND account=? AND id=?",
             (provider, account, id)).fetchone()
-        return _record(row) if row else None
+        return to_record(row) if row else None
 
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         try:
@@ -107,38 +96,12 @@ class _SqliteTransaction(Transaction):
                            "ON CONFLICT (provider, account, status) DO UPDATE SET n=n+excluded.n",
                            (provider, account, status, delta))
 
-    def update(self, record: ReturnRecord) -> ReturnRecord:
+    def _moving(self, record: ReturnRecord) -> None:
         before = self._conn.execute("SELECT status FROM returns WHERE provider=? AND account=? AND id=?",
                                     (record.provider, record.account, record.id)).fetchone()
         if before is not None and before[0] != record.status:
             self._count(record.provider, record.account, before[0], -1)
             self._count(record.provider, record.account, record.status, +1)
-        self._conn.execute(
-            "UPDATE returns SET status=?, order_id=?, due_at=?, version=version+1, resource=?, history=?"
-            " WHERE provider=? AND account=? AND id=?",
-            (record.status, record.order_id, record.due_at, orjson.dumps(record.resource).decode(),
-             orjson.dumps(record.history).decode(), record.provider, record.account, record.id))
-        stored = record.copy()
-        stored.version += 1
-        return stored
-
-    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
-        rows = self._conn.execute(
-            f"SELECT {COLUMNS} FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL"
-            " AND due_at <= ?", (provider, account, now_ms)).fetchall()
-        return [_record(r) for r in rows]
-
-    def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
-        self._conn.execute("INSERT INTO webhooks (id, account, data) VALUES (?, ?, ?)",
-                           (webhook["id"], account, orjson.dumps(webhook).decode()))
-
-    def webhooks(self, account: str) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT data FROM webhooks WHERE account=? ORDER BY rowid", (account,)).fetchall()
-        return [orjson.loads(r[0]) for r in rows]
-
-    def add_delivery(self, delivery: Delivery) -> None:
-        self._conn.execute("INSERT INTO deliveries (id, account, status, next_at, data) VALUES (?, ?, ?, ?, ?)",
-                           (delivery.id, delivery.account, delivery.status, delivery.next_at, delivery.encode()))
 
 
 class _InTransaction(Writing):
@@ -230,7 +193,7 @@ class SqliteStore(SqliteFile, Store):
             args.append(account)
         rows = self.connection().execute(
             f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
-        return iter([_record(r) for r in rows])
+        return iter([to_record(r) for r in rows])
 
     def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
              limit: int) -> tuple[list[ReturnRecord], int]:
@@ -246,7 +209,7 @@ class SqliteStore(SqliteFile, Store):
         total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
         rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                             [*args, limit, offset]).fetchall()
-        return [_record(r) for r in rows], int(total)
+        return [to_record(r) for r in rows], int(total)
 
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         where, args = "1=1", []
