@@ -52,6 +52,7 @@ class _Reader:
         self.timeout = timeout
         self.buffer = b""
         self.closed = False
+        self.received = 0
 
     def fill(self) -> bool:
         left = self.deadline - time.monotonic()
@@ -67,6 +68,7 @@ class _Reader:
             self.closed = True
             return False
         self.buffer += chunk
+        self.received += len(chunk)
         return True
 
     def line(self, limit: int = 65536) -> bytes:
@@ -74,7 +76,8 @@ class _Reader:
             if len(self.buffer) > limit:
                 raise ExchangeFailed("the upstream's answer has a header line longer than 64 KB")
             if not self.fill():
-                raise ExchangeFailed("the upstream closed the connection mid-answer")
+                raise ExchangeFailed("the upstream closed the connection " +
+                                     ("mid-answer" if self.received else "without answering"))
         line, _, self.buffer = self.buffer.partition(b"\r\n")
         return line
 
@@ -178,8 +181,7 @@ def _answer(reader: _Reader, method: str, limit: int, cut: bool) -> Answer:
         version, _, rest = status_line.partition(b" ")
         code, _, reason = rest.partition(b" ")
         if not version.startswith(b"HTTP/") or not code.isdigit() or len(code) != 3:
-            raise ExchangeFailed("the upstream's answer is not HTTP" if status_line else
-                                 "the upstream closed without answering")
+            raise ExchangeFailed("the upstream's answer is not HTTP")
         headers: list[tuple[str, str]] = []
         while line := reader.line():
             name, _, value = line.decode("latin-1").partition(":")
