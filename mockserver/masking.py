@@ -36,6 +36,15 @@ def masked_value(value: str) -> str:
     return MASK
 
 
+def account_hint(account: str) -> str:
+    """An account that is a credential (a 3plship API key), shown so that two keys can be told apart and
+    neither can be used: its type prefix and its last four characters (`zl_live_***a1b2`)."""
+    prefix = account.rpartition("_")[0]
+    if len(account) < 12:
+        return MASK
+    return f"{prefix}_***{account[-4:]}" if prefix else f"***{account[-4:]}"
+
+
 def headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, MASK if secret_name(name) else value) for name, value in pairs]
 

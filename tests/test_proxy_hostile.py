@@ -161,6 +161,9 @@ def test_credentials_are_masked_wherever_the_proxy_shows_a_request(upstream: tup
         dead.stop()
     shown += [record.read_text(), front.output + dead.output]  # the banners too
     assert "user:***@" in front.output
+    journal = json.loads(shown[2])["entries"]
+    assert {e["account"] for e in journal} == {"zl_test_***tile"}  # KEY, told apart from others, not usable
+    assert all(KEY not in text for text in shown)
     for text in shown:
         for secret in SECRETS:
             assert secret not in text, (secret, text[:2000])

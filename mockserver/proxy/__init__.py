@@ -192,6 +192,8 @@ def _render(api: ProviderApi, error: ProviderError, at: datetime) -> Response:
 def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: float,
              findings: list[Finding], answer: Response) -> None:
     account = api.rate_key(request.headers.get("Authorization"))
+    if account is not None and REGISTRY[name].secret_accounts:  # the account is the client's real API key
+        account = masking.account_hint(account)
     violations = tuple(Violation(0, request.method, request.path, name, account, answer.status_code, f.field,
                                  "response" if f.side == "response" else "request", f.message, f.schema,
                                  source=f.side)
