@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 SECRET_WORDS = frozenset({"authorization", "cookie", "token", "secret", "key", "password", "passwd", "auth",
                           "session", "signature", "sig", "credential", "credentials"})
@@ -64,18 +64,24 @@ def query_string(query: str) -> str:
     return "&".join(kept)
 
 
+USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^@/?#]*)@", re.I)
+USERINFO_MASK = "***"
+
+
+def userinfo(text: str) -> str:
+    """A URL with the password of its userinfo masked (`user:***@host`), parsing nothing else: a URL with a
+    bad port or escape is still shown, and still masked."""
+    return USERINFO.sub(lambda m: m.group(1) + m.group(2).split(":", 1)[0] +
+                         (":" + USERINFO_MASK if ":" in m.group(2) else "") + "@", text, count=1)
+
+
 def url(text: str) -> str:
     """A URL with its userinfo's password masked and secret-named query parameters masked."""
-    try:
-        parts = urlsplit(text)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, host = netloc.rpartition("@")
-            user = userinfo.partition(":")[0]
-            netloc = f"{user}:***@{host}" if user else f"***@{host}"
-        return urlunsplit((parts.scheme, netloc, parts.path, query_string(parts.query), parts.fragment))
-    except ValueError:
-        return "[unparsable URL]"
+    base, question, rest = userinfo(text).partition("?")
+    if not question:
+        return base
+    query, hash_, fragment = rest.partition("#")
+    return f"{base}?{query_string(query)}{hash_}{fragment}"
 
 
 def body(data: bytes, content_type: str | None) -> bytes:

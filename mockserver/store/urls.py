@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import re
 
+from ..masking import USERINFO, USERINFO_MASK, userinfo
+
 POSTGRES = ("postgresql://", "postgres://")
 
-MASK = "***"
+MASK = USERINFO_MASK
 # Query parameters of a libpq URL that carry a secret (password=, sslpassword=) or point at one.
 _SECRET_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^@/?#]*)@")
 
 
 def shown(url: str) -> str:
     """The store URL as it may be shown (logs, banners, errors): any password masked, whether in the
     userinfo, in a `password=` parameter, or malformed (a bad escape, a bad port: never parsed here)."""
-    masked = _USERINFO.sub(lambda m: m.group(1) + m.group(2).split(":", 1)[0] +
-                           (":" + MASK if ":" in m.group(2) else "") + "@", url, count=1)
-    return _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, masked)
+    return _SECRET_PARAMETER.sub(lambda m: m.group(1) + MASK, userinfo(url))
 
 
 def secrets_of(url: str) -> list[str]:
@@ -25,7 +24,7 @@ def secrets_of(url: str) -> list[str]:
     library that echoes them can be masked too."""
     from urllib.parse import unquote
 
-    found = [m.group(2).split(":", 1)[1] for m in [_USERINFO.match(url)] if m and ":" in m.group(2)]
+    found = [m.group(2).split(":", 1)[1] for m in [USERINFO.match(url)] if m and ":" in m.group(2)]
     found += [m.group(0).split("=", 1)[1] for m in _SECRET_PARAMETER.finditer(url)]
     return [s for secret in found if secret for s in {secret, unquote(secret)} if s]
 
