@@ -94,7 +94,6 @@ class _Proxy:
         self.config = config
         self.apis = apis
         self.journal = MemoryJournal(config.journal_size)
-        self.ids = IdGenerator()
         self.recorder = HarRecorder(Path(config.record)) if config.record else None
 
 
@@ -132,14 +131,18 @@ def _forwarder(state: _Proxy, name: str) -> Any:
                 answer, reason, upstream_findings = _exchange(state, api, shown, op, request.method, url, headers,
                                                               body, at)
                 findings = findings + upstream_findings
-        _journal(state, name, api, at, started, findings, answer)
+        answered = answer.get_data()
+        # Masked once, for the journal and the recording alike (a JSON body is parsed to mask it).
+        shown_request = masking.body(body, request.content_type)
+        shown_answer = masking.body(answered, answer.content_type)
+        _journal(state, name, api, at, started, findings, answer, shown_request, shown_answer)
         if state.recorder is not None:
             state.recorder.add(started=at, duration_ms=(time.perf_counter() - started) * 1000, method=request.method,
-                               url=url, request_headers=headers, request_body=body,
-                               query=list(request.args.items(multi=True)), status=answer.status_code,
-                               reason=reason or answer.status.partition(" ")[2],
-                               response_headers=list(answer.headers.items()), response_body=answer.get_data(),
-                               account=None if REGISTRY[name].secret_accounts
+                               url=url, request_headers=headers, request_body=shown_request,
+                               request_size=len(body), query=list(request.args.items(multi=True)),
+                               status=answer.status_code, reason=reason or answer.status.partition(" ")[2],
+                               response_headers=list(answer.headers.items()), response_body=shown_answer,
+                               response_size=len(answered), account=None if REGISTRY[name].secret_accounts
                                else api.rate_key(request.headers.get("Authorization")))
         return answer
 
@@ -184,13 +187,18 @@ def _failure(api: ProviderApi, status: int, kind: str, message: str, at: datetim
     return _render(api, ProviderError(status, api.code(kind), message), at)
 
 
+_REQUEST_IDS = IdGenerator()
+"""The request ids of the proxy's own answers (its 422s, 502s and 504s)."""
+
+
 def _render(api: ProviderApi, error: ProviderError, at: datetime) -> Response:
-    body = api.error_body(error, IdGenerator().new("req", 24), isoformat(at))
+    body = api.error_body(error, _REQUEST_IDS.new("req", 24), isoformat(at))
     return _json(error.status, body, dict(error.headers))
 
 
 def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: float,
-             findings: list[Finding], answer: Response) -> None:
+             findings: list[Finding], answer: Response, request_body: bytes, response_body: bytes) -> None:
+    """Journal one exchange; the bodies come masked."""
     account = api.rate_key(request.headers.get("Authorization"))
     if account is not None and REGISTRY[name].secret_accounts:  # the account is the client's real API key
         account = masking.account_hint(account)
@@ -198,8 +206,6 @@ def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: 
                                  "response" if f.side == "response" else "request", f.message, f.schema,
                                  source=f.side)
                        for f in findings)
-    request_body = masking.body(request.get_data(), request.content_type)
-    response_body = masking.body(answer.get_data(), answer.content_type)
     state.journal.record(Entry(
         id=0, at=isoformat(at), provider=name, account=account, method=request.method, path=request.path,
         query=masking.query_string(request.query_string.decode("latin-1")), status=answer.status_code,

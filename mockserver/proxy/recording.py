@@ -35,26 +35,27 @@ class HarRecorder:
         """Where the closing brackets start: the next entry is written there."""
 
     def add(self, *, started: datetime, duration_ms: float, method: str, url: str,
-            request_headers: list[tuple[str, str]], request_body: bytes, query: list[tuple[str, str]],
-            status: int, reason: str, response_headers: list[tuple[str, str]], response_body: bytes,
-            account: str | None = None) -> None:
+            request_headers: list[tuple[str, str]], request_body: bytes, request_size: int,
+            query: list[tuple[str, str]], status: int, reason: str, response_headers: list[tuple[str, str]],
+            response_body: bytes, response_size: int, account: str | None = None) -> None:
+        """One exchange; the bodies come masked already (masking.body), the sizes are as sent."""
         request_type = next((v for k, v in request_headers if k.lower() == "content-type"), "")
         response_type = next((v for k, v in response_headers if k.lower() == "content-type"), "")
         request: dict[str, Any] = {
             "method": method, "url": masking.url(url), "httpVersion": "HTTP/1.1",
             "headers": _pairs(masking.headers(request_headers)),
             "queryString": _pairs(masking.query_pairs(query)), "cookies": [], "headersSize": -1,
-            "bodySize": len(request_body)}
+            "bodySize": request_size}
         if request_body:
-            request["postData"] = {"mimeType": request_type, "text": _text(masking.body(request_body, request_type))}
+            request["postData"] = {"mimeType": request_type, "text": _text(request_body)}
         entry = {
             "startedDateTime": started.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "time": round(duration_ms, 3), "request": request,
             "response": {"status": status, "statusText": reason, "httpVersion": "HTTP/1.1",
                          "headers": _pairs(masking.headers(response_headers)), "cookies": [],
-                         "content": {"size": len(response_body), "mimeType": response_type,
-                                     "text": _text(masking.body(response_body, response_type))},
-                         "redirectURL": "", "headersSize": -1, "bodySize": len(response_body)},
+                         "content": {"size": response_size, "mimeType": response_type,
+                                     "text": _text(response_body)},
+                         "redirectURL": "", "headersSize": -1, "bodySize": response_size},
             "cache": {}, "timings": {"send": 0, "wait": round(duration_ms, 3), "receive": 0}}
         if account is not None:  # only accounts that are not credentials (serve --seed-file uses it)
             entry["_account"] = account
