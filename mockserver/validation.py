@@ -59,6 +59,13 @@ def check_request(op: Operation, path_values: Mapping[str, str], query: Mapping[
     return checked
 
 
+def json_mimetype(content_type: str | None) -> str | None:
+    """None when `content_type` is JSON (application/json or any +json type); else the media type it
+    names instead ("" when there is none)."""
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    return None if mimetype == "application/json" or mimetype.endswith("+json") else mimetype
+
+
 def invalid(found: list[Problem]) -> Refusal:
     more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
     return Refusal(422, f"Request does not match the contract: {found[0].message}{more}.", found)
@@ -74,8 +81,8 @@ def _body(op: Operation, content_type: str | None, raw: bytes) -> tuple[Any, Ref
             return None, _unusable("Request body is required: send a JSON object.",
                                    Problem("", "the body is empty", "body"))
         return {}, None
-    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
+    mimetype = json_mimetype(content_type)
+    if mimetype is not None:
         message = f"Content-Type must be application/json, not {mimetype or 'missing'}."
         return None, _unusable(message, Problem("Content-Type", message, "header"))
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..contracts import Operation, Problem, contract, problems
 from ..validation import check_request as check
+from ..validation import json_mimetype
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,18 @@ class Finding:
     """Where the broken rule is written (contract file and JSON pointer), when a schema rule broke."""
 
 
-def _json(body: bytes | None, content_type: str | None, side: str) -> tuple[object, Finding | None]:
+def _json(body: bytes | None, content_type: str | None) -> tuple[object, Finding | None]:
+    """A response body as JSON, or why it is not (the request side is mockserver.validation's)."""
     if not body:
         return None, None
-    mimetype = (content_type or "").split(";")[0].strip().lower()
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        return None, Finding(side, "Content-Type", f"Content-Type is {mimetype or 'missing'}, not application/json")
+    mimetype = json_mimetype(content_type)
+    if mimetype is not None:
+        return None, Finding("response", "Content-Type", f"Content-Type is {mimetype or 'missing'}, "
+                                                         "not application/json")
     try:
         return json.loads(body.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError) as exc:
-        return None, Finding(side, "", f"body is not valid JSON: {exc}")
+        return None, Finding("response", "", f"body is not valid JSON: {exc}")
 
 
 def _finding(side: str, problem: Problem) -> Finding:
@@ -81,7 +84,7 @@ def check_response(op: Operation, status: int, content_type: str | None, body: b
                                                       f"{op.operation_id} (documented: {documented})"))
         return findings
     validator = op.responses[status]
-    parsed, bad = _json(body, content_type, "response")
+    parsed, bad = _json(body, content_type)
     if bad:
         findings.append(bad)
     elif validator is not None:
