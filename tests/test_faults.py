@@ -82,13 +82,16 @@ def test_an_injected_3plship_error_carries_the_rate_limit_headers_and_counts_now
 
 
 def test_latency_delays_but_answers_normally(client: FlaskClient) -> None:
+    before = int(client.get(f"{PL}/returns", headers=bearer()).headers["X-RateLimit-Remaining"])
     add(client, {"latency_ms": 300, "times": 1})
     started = time.perf_counter()
     response = client.post(f"{PL}/returns", json=CREATE, headers=bearer())
     assert time.perf_counter() - started >= 0.3
     assert response.status_code == 201  # a slow answer is still an answer: the return exists
-    assert "X-RateLimit-Remaining" in response.headers  # and it counts, as any answered request
-    assert len(client.get(f"{PL}/returns", headers=bearer()).get_json()["data"]) == 1
+    # and it counts, as any answered request does
+    assert int(response.headers["X-RateLimit-Remaining"]) == before - 1
+    listed = client.get(f"{PL}/returns", headers=bearer())
+    assert len(listed.get_json()["data"]) == 1 and int(listed.headers["X-RateLimit-Remaining"]) == before - 2
 
 
 def test_dropped_connection_in_process_is_a_connection_error_and_stores_nothing() -> None:
