@@ -133,8 +133,7 @@ def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
         ctx.violations += checked.ignored
         if checked.refusals:
             raise _refused(api, checked.refusals[0])
-        body = checked.body if op.body_validator is not None else None
-        status, payload = handler(Call(account=account, path=checked.path, query=checked.query, body=body))
+        status, payload = handler(Call(account=account, path=checked.path, query=checked.query, body=checked.body))
         return _json(status, api.success_body(payload, ctx.request_id, ctx.at))
 
     view.__name__ = f"{api.name}_{op.operation_id}"
