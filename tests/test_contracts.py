@@ -69,6 +69,10 @@ def test_every_operation_and_response_is_marked_documented_or_inferred(provider:
             for code, response in op["responses"].items():
                 assert c.resolve(response)["x-provenance"]["source"] in PROVENANCE, (path, method, code)
                 assert "application/json" in c.resolve(response)["content"], (path, method, code)
+    for event, item in c.openapi.get("webhooks", {}).items():
+        assert item["post"]["x-provenance"]["source"] in PROVENANCE, event
+        for code, response in item["post"]["responses"].items():
+            assert c.resolve(response)["x-provenance"]["source"] in PROVENANCE, (event, code)
     for scheme in c.openapi["components"]["securitySchemes"].values():
         assert scheme["x-provenance"]["source"] in PROVENANCE
 
