@@ -135,15 +135,22 @@ def _kill_tree(pid: int) -> None:
 
 
 def raw_request(server: Server, data: bytes, timeout: float = 30) -> tuple[int, bytes]:
-    """Send bytes as they are (no client library fixing them up) and read the answer."""
+    """Send bytes as they are (no client library fixing them up) and read the answer, reading while
+    sending: a server may answer a body it will not take (413) before it arrived and close, which
+    breaks the rest of the send; the answer is what counts."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as conn:
-        conn.sendall(data)
+
+        def send() -> None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                conn.sendall(data)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         chunks = []
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        sender.join(timeout)
     answer = b"".join(chunks)
     status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
     return status, answer.split(b"\r\n\r\n", 1)[-1]
