@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--deterministic", type=int, metavar="SEED", default=None,
                        help=f"ids and request ids from SEED, a frozen clock from {DETERMINISTIC_START}, one worker: "
                             "the same requests give byte-identical answers")
+    serve.add_argument("--vary", type=up_to(2**64 - 1), metavar="SEED", default=None,
+                       help="vary every answer within the contract (nullable fields null, optional ones left out, "
+                            "strings at their bounds, documented 429/500/503), reproducibly from SEED; the journal "
+                            "says what was varied")
     serve.add_argument("--admin-token", metavar="TOKEN",
                        help="require Authorization: Bearer TOKEN on /__admin (needed to bind a non-loopback host); "
                             f"visible to every user in ps: prefer --admin-token-file or ${TOKEN_ENV}")
@@ -453,7 +457,7 @@ def serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise UsageError(f"--store {shown(args.store)}: {exc}") from None
     config = Config(store=args.store, max_body_bytes=args.max_body_bytes, body_timeout_ms=args.body_timeout_ms,
-                    seed=seed, self_check=args.self_check,
+                    seed=seed, self_check=args.self_check, vary=args.vary,
                     providers={p.name: p.options(args) for p in REGISTRY}, clock=clock, clock_start=clock_start,
                     admin_token=args.admin_token, journal_size=args.journal_size, rate_limit=rate_limit,
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),

@@ -21,6 +21,8 @@ class Config:
     seed: int | None = None
     """Seed for ids (ret_..., req_...); None = random."""
     self_check: bool = False
+    vary: int | None = None
+    """Vary every answer within the contract, with draws from this seed (serve --vary); None: as the rules give."""
     """Validate every response against the contract; a mismatch raises ContractViolation."""
     journal_size: int = 1000
     """How many requests (and contract violations) the journal keeps; the oldest go first."""

@@ -34,6 +34,7 @@ from .interception import AiohttpInterception, DroppedConnection, HttpxIntercept
 from .journal import Entry, Violation
 from .mock import Mock
 from .store import MemoryStore
+from .variation import Variation
 from .web import create_app, mock_of
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -149,6 +150,13 @@ class mock_providers(MockHandle, ContextDecorator):
             other.start()
         self._others = others
         return self
+
+    def restart(self, variation: Variation | None = None) -> None:
+        """A fresh mock in place of this one (as a new `with` would give), its answers varied by
+        `variation` (mockserver.variation) if given: each run of a fuzzed test starts here."""
+        self.__exit__(None, None, None)
+        self.__enter__()
+        self.state.varying.use(variation)
 
     def _refuse_other_host(self, request: Any) -> tuple[int, dict[str, str], bytes]:
         mocked = ", ".join(self.base_urls.values())

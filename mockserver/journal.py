@@ -59,6 +59,8 @@ class Entry:
     violations: tuple[Violation, ...]
     fault: str = ""
     """The fault rule that answered or delayed this request, if any."""
+    varied: tuple[str, ...] = ()
+    """What a varied answer changed (serve --vary, fuzzed tests): `pointer: value`, a latency, a status."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)

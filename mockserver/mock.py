@@ -24,6 +24,7 @@ from .provider import Provider, Services
 from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
 from .seeding import build, seed
 from .store import ReturnRecord, Store, open_store
+from .variation import Varying
 from .webhooks import DeliveryPolicy
 
 
@@ -42,6 +43,9 @@ class Mock:
         self.faults = Faults(self.store, random.Random(config.seed))
         if config.faults and self.store.get_setting(FAULTS_KEY) is None:
             self.faults.replace(config.faults)
+        self.varying = Varying(self.store)
+        if config.vary is not None and self.varying.seed() != config.vary:
+            self.varying.set(config.vary)
         default_policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else None
         self.rate_limiter = RateLimiter(self.store, self.clock, default_policy)
         policy = DeliveryPolicy(

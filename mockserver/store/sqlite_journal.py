@@ -75,6 +75,7 @@ def decode(raw: bytes | str) -> Entry:
         data["request_body"] = bodies[:request_length] if request_length is not None else None
         data["response_body"] = bodies[request_length or 0:]
     data["violations"] = tuple(Violation(**v) for v in data["violations"])
+    data["varied"] = tuple(data.get("varied", ()))
     return Entry(**data)
 
 

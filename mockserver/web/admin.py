@@ -286,6 +286,21 @@ def register(app: Flask, state: Mock) -> None:
         state.faults.remove()
         return Response(status=204)
 
+    @admin.get("/vary")
+    def vary() -> Response:
+        return _json(200, {"seed": state.varying.seed()})
+
+    @admin.post("/vary")
+    def set_vary() -> Response:
+        seed = _body("vary-request.json")["seed"]
+        state.varying.set(seed)
+        return _json(200, {"seed": seed})
+
+    @admin.delete("/vary")
+    def stop_vary() -> Response:
+        state.varying.set(None)
+        return Response(status=204)
+
     @admin.get("/faults/chaos")
     def chaos() -> Response:
         return _json(200, {"profiles": {name: chaos_profile(name) for name in chaos_profiles()}})

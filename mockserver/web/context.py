@@ -13,6 +13,7 @@ from ..contracts import Problem
 from ..errors import StoreError
 from ..http import ProviderApi
 from ..mock import Mock
+from ..variation import Variation
 
 _UNREAD = object()
 
@@ -29,6 +30,10 @@ class RequestContext:
     """The account the request was authenticated as (set once authentication succeeded)."""
     fault: str = ""
     """The fault rule that answered the request, if one did."""
+    variation: Variation | None = None
+    """The variation this request's answer is drawn with (mockserver.variation), if the mock varies."""
+    varied: list[str] = field(default_factory=list)
+    """What the variation changed (pointer: value, a latency, a status), for the journal."""
     rate_headers: dict[str, str] = field(default_factory=dict)
     violations: list[Problem] = field(default_factory=list)
     """Each way the client's request broke its contract (the journal keeps them with the entry)."""

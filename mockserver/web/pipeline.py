@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestTimeout
 from .. import process
 from ..config import Config
 from ..contracts import Operation, problems
+from ..errors import ProviderError
 from ..faults import dropped_body
 from ..http import (
     BAD_REQUEST,
@@ -65,23 +66,32 @@ class InjectFaults(Step):
             return None
         ctx.fault = outcome.label
         if outcome.latency_ms:
-            environ = req.environ
-            if DEFERRED_DELAY in environ:  # the server sleeps it, holding no thread (mockserver.web.serving)
-                environ[DEFERRED_DELAY] += outcome.latency_ms / 1000
-            else:
-                time.sleep(outcome.latency_ms / 1000)
+            _delay(ctx, outcome.latency_ms)
         if outcome.drop:
             return Response(dropped_body(), 200, mimetype="application/json", headers={"Content-Length": "4096"})
         if outcome.status is not None:
-            kind = _FAULT_KINDS.get(outcome.status, INTERNAL_ERROR if outcome.status >= 500 else BAD_REQUEST)
             unmetered(ctx)  # answered by the fault: counted nowhere, yet its answer carries the headers
-            headers = {}
-            if outcome.status in (429, 503):  # as the provider's own 429 and an overloaded server's 503 say
-                headers["Retry-After"] = "1"
-            if outcome.status == 429 and ctx.rate_headers:
-                ctx.rate_headers["X-RateLimit-Remaining"] = "0"
-            raise api.error(outcome.status, kind, f"Injected fault: {outcome.label}.", [], headers)
+            raise _made_up_error(ctx, api, outcome.status, f"Injected fault: {outcome.label}.")
         return None
+
+
+def _made_up_error(ctx: RequestContext, api: ProviderApi, status: int, message: str) -> ProviderError:
+    """An error the provider's rules did not give (a fault's, a varied answer's), as the provider says it."""
+    kind = _FAULT_KINDS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
+    headers = {}
+    if status in (429, 503):  # as the provider's own 429 and an overloaded server's 503 say
+        headers["Retry-After"] = "1"
+    if status == 429 and ctx.rate_headers:
+        ctx.rate_headers["X-RateLimit-Remaining"] = "0"
+    return api.error(status, kind, message, [], headers)
+
+
+def _delay(ctx: RequestContext, ms: int) -> None:
+    environ = ctx.request.environ
+    if DEFERRED_DELAY in environ:  # the server sleeps it, holding no thread (mockserver.web.serving)
+        environ[DEFERRED_DELAY] += ms / 1000
+    else:
+        time.sleep(ms / 1000)
 
 
 def _rate_key(ctx: RequestContext) -> str:
@@ -116,6 +126,56 @@ class LimitRate(Step):
         return response
 
 
+class Vary(Step):
+    """While the mock varies its answers (mockserver.variation): before the rules, maybe a latency and
+    one of the operation's documented errors instead of its answer; after them, the answer varied."""
+
+    def __init__(self, operations: Mapping[str, tuple[ProviderApi, Operation]]) -> None:
+        self.operations = operations
+
+    def _operation(self, ctx: RequestContext) -> Operation | None:
+        rule = ctx.request.url_rule
+        found = self.operations.get(str(rule.endpoint)) if rule is not None else None
+        return found[1] if found is not None else None
+
+    def before(self, ctx: RequestContext) -> Response | None:
+        api = ctx.api
+        if api is None:
+            return None
+        variation = ctx.mock.varying.current()
+        op = self._operation(ctx) if variation is not None else None
+        if variation is None or op is None:
+            return None
+        ctx.variation = variation
+        latency = variation.latency_ms()
+        if latency:
+            ctx.varied.append(f"latency: {latency} ms")
+            _delay(ctx, latency)
+        status = variation.error(op.responses)
+        if status is not None:
+            ctx.varied.append(f"status: {status}")
+            raise _made_up_error(ctx, api, status, f"Varied answer: the documented {status} (returns-mock vary).")
+        return None
+
+    def after(self, ctx: RequestContext, response: Response) -> Response:
+        variation, api = ctx.variation, ctx.api
+        if variation is None or api is None or ctx.fault or not 200 <= response.status_code < 300:
+            return response
+        op = self._operation(ctx)
+        validator = op.responses.get(response.status_code) if op is not None else None
+        if validator is None or response.is_streamed:
+            return response
+        try:
+            sent = orjson.loads(ctx.request.get_data(cache=True) or b"null")
+        except (orjson.JSONDecodeError, HTTPException):
+            sent = None
+        body, changes = variation.answer(validator, api.contract.registry, orjson.loads(response.get_data()), sent)
+        if changes:
+            response.set_data(orjson.dumps(body))
+            ctx.varied += [change.describe() for change in changes]
+        return response
+
+
 class RecordInJournal(Step):
     """Journal every provider request, with the contract violations it carried."""
 
@@ -138,7 +198,7 @@ class RecordInJournal(Step):
             path=req.path, query=req.query_string.decode("latin-1"), status=status,
             duration_ms=round((time.perf_counter() - ctx.started + req.environ.get(DEFERRED_DELAY, 0)) * 1000, 3),
             request_body=body or None, response_body=b"" if dropped else response.get_data()[:BODY_LIMIT],
-            violations=violations, fault=ctx.fault))
+            violations=violations, fault=ctx.fault, varied=tuple(ctx.varied)))
         return response
 
 
@@ -185,7 +245,7 @@ class SelfCheck(Step):
 
 def default_steps(config: Config, operations: Mapping[str, tuple[ProviderApi, Operation]],
                   self_check_failures: list[str], *, shared_store: bool = False) -> list[Step]:
-    steps: list[Step] = [InjectFaults(), LimitRate(), RecordInJournal()]
+    steps: list[Step] = [InjectFaults(), LimitRate(), Vary(operations), RecordInJournal()]
     if config.workers > 1 or shared_store:  # several processes may answer: say which one did
         steps.append(NameTheWorker())
     if config.self_check:
