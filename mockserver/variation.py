@@ -40,7 +40,7 @@ JSON = dict[str, Any]
 KEY = "vary"
 """The store setting holding {"seed": N} while a server varies its answers."""
 
-VARIED_ERRORS = (429, 500, 503)
+VARIED_ERRORS = (503, 500, 429)
 """The documented errors a varied request may draw instead of its answer."""
 LATENCIES_MS = (5, 20, 60)
 ERROR_ODDS = 0.15

@@ -1,0 +1,84 @@
+"""pytest --returns-mock-fuzz: deliberately naive clients fail, naming the varied field; fixed ones pass."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+CLIENTS = Path(__file__).parent / "fuzz_clients"
+
+
+def run_pytest(*args: str, cwd: Path = CLIENTS) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def failures(output: str) -> dict[str, str]:
+    """Each failed test's section of pytest's report."""
+    parts = re.split(r"^_{3,} (\S+) _{3,}$", output, flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_each_naive_client_fails_naming_the_varied_answer_that_breaks_it() -> None:
+    run = run_pytest("naive.py", "--returns-mock-fuzz=50", "--returns-mock-fuzz-seed=1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "3 failed" in run.stdout, run.stdout
+    found = failures(run.stdout)
+    expected = {
+        "test_tracking_link": "POST /3plship/api/v1/returns -> 201: /data/return_shipping/tracking_url: null",
+        "test_refund_pending": "POST /3plship/api/v1/returns -> 201: /data/refund: absent",
+        "test_list_returns": "GET /3plship/api/v1/returns -> 503: status: 503",
+    }
+    for test, variation in expected.items():
+        report = found[test]
+        # Shrunk: the one variation that breaks the client, and nothing else it happened to draw.
+        varied = report.split("break this test:\n", 1)[1].split("\nE       replay:", 1)[0]
+        assert varied.strip() == f"E         {variation}", report
+        assert f"fuzz_clients/naive.py::{test}' --returns-mock-fuzz=50 --returns-mock-fuzz-seed=1" in report
+
+
+def test_the_named_seed_replays_the_same_failure() -> None:
+    first = run_pytest("naive.py::test_refund_pending", "--returns-mock-fuzz=50")
+    seed = re.search(r"--returns-mock-fuzz-seed=(\d+)", first.stdout)
+    assert seed, first.stdout
+    again = run_pytest("naive.py::test_refund_pending", "--returns-mock-fuzz=50", f"--returns-mock-fuzz-seed={seed[1]}")
+    assert again.returncode == 1
+    assert failures(again.stdout)["test_refund_pending"].split("\nE       replay:")[0].split("break this test:")[1] == \
+        failures(first.stdout)["test_refund_pending"].split("\nE       replay:")[0].split("break this test:")[1]
+
+
+def test_the_fixed_clients_pass_200_varied_runs() -> None:
+    run = run_pytest("fixed.py", "--returns-mock-fuzz=200", "--returns-mock-fuzz-seed=7")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 passed" in run.stdout
+
+
+def test_without_the_flag_nothing_changes() -> None:
+    # The naive clients hold against the mock's habits: that is what makes them dangerous.
+    run = run_pytest("naive.py")
+    assert run.returncode == 0, run.stdout
+    assert "3 passed" in run.stdout
+
+
+def test_the_marker_fuzzes_one_test(tmp_path: Path) -> None:
+    (tmp_path / "test_marked.py").write_text(
+        "import pytest, requests\n"
+        "from naive import RETURN, KEY, BASE, send\n"
+        "@pytest.mark.returns_mock(fuzz=30)\n"
+        "def test_marked(returns_mock):\n"
+        "    created = send('POST', '/returns', json=RETURN).json()['data']\n"
+        "    assert created['refund'] is None\n"
+        "def test_unmarked(returns_mock):\n"
+        "    created = send('POST', '/returns', json=RETURN).json()['data']\n"
+        "    assert created['refund'] is None\n")
+    run = run_pytest(str(tmp_path / "test_marked.py"), "--returns-mock-fuzz-seed=3", "--rootdir", str(tmp_path))
+    assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
+    assert "/data/refund: absent" in failures(run.stdout)["test_marked"]
+
+
+def test_a_bad_fuzz_flag_is_one_line_and_exit_2() -> None:
+    run = run_pytest("naive.py", "--returns-mock-fuzz=lots")
+    assert run.returncode == 4, run  # pytest's own exit code for a usage error
+    assert "--returns-mock-fuzz: expected a whole number, got 'lots'" in run.stderr
