@@ -46,6 +46,33 @@ def test_the_python_example_runs() -> None:
         test()
 
 
+def test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed(tmp_path: Path) -> None:
+    text = section("Fuzz the client: answers that vary within the contract")
+    (source,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    (command,) = blocks_in(text, "sh")
+    (shown,) = re.findall(r"```\n(E .*?)```", text, flags=re.S)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_tracking.py").write_text(source)
+    argv = shlex.split(command.strip())
+    assert argv[0] == "pytest"
+    run = subprocess.run([sys.executable, "-m", *argv, "--returns-mock-fuzz-seed=1", "-p", "no:cacheprovider"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    for line in shown.splitlines():
+        assert line in run.stdout, (line, run.stdout)
+    naive = '    assert tracking["tracking_url"].startswith("https://")  # the naive line\n'
+    assert naive in source
+    (tmp_path / "tests" / "test_tracking.py").write_text(source.replace(naive, (
+        '    link = tracking["tracking_url"]\n    assert link is None or link.startswith("https://")\n')))
+    fixed = subprocess.run([sys.executable, "-m", "pytest", "--returns-mock-fuzz=200", "tests/test_tracking.py",
+                            "-p", "no:cacheprovider"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def blocks_in(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
 @pytest.mark.parametrize("section", ["35up with curl", "3plship with curl"])
 def test_the_curl_examples_work_against_the_server(section: str, tmp_path: Path) -> None:
     text = README.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
@@ -309,6 +336,8 @@ SHELL_BLOCKS = {
         "test_the_proxy_ci_job_example_fails_only_when_a_side_breaks_the_contract",
     "pip install '/path/to/returns-mock[postgres]'": "test_the_replica_commands_make_one_mock_of_two_servers",
     "curl -s -X POST http://127.0.0.1:8080/__admin/seed": "test_the_control_plane_curl_examples_work",
+    "pytest --returns-mock-fuzz=50 tests/test_tracking.py":
+        "test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed",
 }
 
 
