@@ -155,3 +155,19 @@ def test_nothing_scrolls_sideways_at_1400_px(browser: webdriver.Chrome, seeded: 
         ".filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.id + ' ' + s.scrollWidth + '>' + s.clientWidth)")
     assert overflowing == []
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 1400
+
+
+def test_a_varied_answer_says_what_was_varied(browser: webdriver.Chrome, seeded: Server) -> None:
+    auth = {"Authorization": "Bearer dash"}
+    assert requests.post(seeded.url + "/__admin/vary", json={"seed": 4}, headers=auth, timeout=10).status_code == 200
+    for n in range(30):
+        requests.post(seeded.url + PL + "/returns", headers=bearer("zl_test_dash"), timeout=10,
+                      json={**fixture("3plship/create-return.request.json"), "order_id": f"ord_vary{n}"})
+    journal = requests.get(seeded.url + "/__admin/journal", headers=auth, timeout=10).json()["entries"]
+    varied = [e for e in journal if any(v.startswith("/data/") for v in e["varied"])]
+    assert varied
+    login(browser, seeded)
+    row = wait(browser, f"#journal tr.entry[data-id='{varied[-1]['id']}']")[0]
+    row.click()
+    shown = wait(browser, "#journal tr.detail .varied")[0].text
+    assert shown == "varied: " + "; ".join(varied[-1]["varied"])
