@@ -205,10 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
                        help="bound to loopback, also answer requests for Host NAME (repeatable)")
     proxy.add_argument("--journal-size", type=up_to(10_000_000), default=1000, help="exchanges kept in the journal")
+    proxy.add_argument("--shadow", action="store_true",
+                       help="also apply every exchange to a mock mirroring the upstream (ids adopted) and report where "
+                            "the two answers differ: GET /__admin/drift")
+    proxy.add_argument("--drift-ignore", dest="drift_ignore", action="append", default=[], type=_pointer,
+                       metavar="POINTER", help="with --shadow: leave this JSON pointer out of the comparison "
+                                               "(repeatable; * matches any one segment, e.g. /data/*/carrier)")
 
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
     show.add_argument("provider", choices=names)
     return parser
+
+
+def _pointer(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"expected a JSON pointer such as /data/carrier, got {text!r}")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -509,14 +521,17 @@ def run_proxy(args: argparse.Namespace) -> int:
     config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms,
                          max_answer_bytes=args.max_answer_bytes, strict=args.strict,
                          record=record, admin_token=args.admin_token, journal_size=args.journal_size,
-                         allowed_hosts=allowed_hosts)
+                         allowed_hosts=allowed_hosts, shadow=args.shadow, drift_ignore=tuple(args.drift_ignore))
+    if args.drift_ignore and not args.shadow:
+        raise UsageError("--drift-ignore: only with --shadow")
     os.environ[PROXY_ENV] = config.to_env()
     from granian import Granian
     from granian.constants import Interfaces
 
     where = ", ".join(f"{name} at http://{args.host}:{args.port}{REGISTRY[name].mock_prefix} -> {masked_url(url)}"
                       for name, url in upstreams.items())
-    print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else ""), flush=True)
+    print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else "")
+          + (" (shadowed by a mock: GET /__admin/drift)" if args.shadow else ""), flush=True)
     # One worker: the journal and the recording are this process's. Its threads mostly wait on upstreams
     # (each exchange bounded by --upstream-timeout-ms), so many of them: slow upstreams leave the rest free.
     Granian("mockserver.proxy:app_from_env", factory=True, address=address, port=args.port,

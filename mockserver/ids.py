@@ -21,6 +21,16 @@ class IdGenerator:
 
     def __init__(self, seed: int | None = None) -> None:
         self._random: random.Random | None = random.Random(seed) if seed is not None else None
+        self._adopted: dict[str, list[str]] = {}
+
+    def adopt(self, ids: list[str]) -> None:
+        """The next ids minted with these prefixes are these (`ret_abc`: the next `ret` id), in order; the
+        shadow proxy's mock takes the upstream's ids this way. An empty list forgets what was not taken."""
+        self._adopted = {}
+        for known in ids:
+            prefix, underscore, _ = known.rpartition("_")
+            if underscore:
+                self._adopted.setdefault(prefix, []).append(known)
 
     def token(self, length: int = 20) -> str:
         # Ids are minted on every request: one translate of random bytes, no loop, no system call.
@@ -28,4 +38,8 @@ class IdGenerator:
         return raw.translate(_TO_ALPHABET).decode("ascii")
 
     def new(self, prefix: str, length: int = 20) -> str:
+        if self._adopted:
+            waiting = self._adopted.get(prefix)
+            if waiting:
+                return waiting.pop(0)
         return f"{prefix}_{self.token(length)}"

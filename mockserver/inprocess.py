@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import functools
 import gc
-import io
 import re
-import sys
 from collections.abc import Callable
 from contextlib import ContextDecorator
 from typing import Any, TypeVar
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 import responses
@@ -36,6 +34,7 @@ from .mock import Mock
 from .store import MemoryStore
 from .variation import Variation
 from .web import create_app, mock_of
+from .web.direct import wsgi_environ
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -238,28 +237,3 @@ class _Unrecorded(responses.CallList):
 def _forget_calls(target: Any) -> None:
     if isinstance(getattr(target, "_calls", None), responses.CallList):
         target._calls = _Unrecorded()
-
-
-def wsgi_environ(method: str, scheme: str, netloc: str, path: str, query: str, headers: list[tuple[str, str]],
-                 body: bytes) -> dict[str, Any]:
-    """The WSGI environ of one request, as a server builds it (werkzeug's test client does the same with
-    several times the work: this runs for every in-process request)."""
-    host, _, port = netloc.rpartition(":") if netloc.rpartition(":")[2].isdigit() else (netloc, "", "")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method.upper(), "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"), "QUERY_STRING": query,
-        "SERVER_NAME": host, "SERVER_PORT": port or ("443" if scheme == "https" else "80"),
-        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.version": (1, 0), "wsgi.url_scheme": scheme or "http", "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
-        "CONTENT_LENGTH": str(len(body)),
-    }
-    for name, value in headers:
-        key = name.upper().replace("-", "_")
-        if key == "CONTENT_LENGTH":
-            continue
-        if key != "CONTENT_TYPE":
-            key = "HTTP_" + key
-        environ[key] = f"{environ[key]}, {value}" if key in environ else value
-    environ.setdefault("HTTP_HOST", netloc)
-    return environ

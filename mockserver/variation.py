@@ -34,6 +34,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing._core import Resolver
 
+from . import schemas
 from .contracts import FORMAT_CHECKER
 
 JSON = dict[str, Any]
@@ -179,7 +180,7 @@ class Variation:
         """`body` varied within `validator`'s schema, and what was varied; unvaried if the result would
         not validate."""
         schema: JSON = validator.schema
-        resolver = registry.resolver(base_uri=str(schema.get("$id", "")))
+        resolver = schemas.resolver_for(validator, registry)
         walk = Walk(self.chooser, frozenset(_key_paths(request_body, ())), [])
         varied = self._node(walk, schema, resolver, body, (), "", None)
         if not walk.changes:
@@ -191,8 +192,8 @@ class Variation:
     def _node(self, walk: Walk, schema: JSON, resolver: Resolver[Any], value: Any, path: tuple[str, ...],
               pointer: str, resource: tuple[Any, str] | None) -> Any:
         """`value` with its parts varied (itself is varied by its parent, which may leave it out)."""
-        schema, resolver = _resolved(schema, resolver)
-        branch = _branch(schema, resolver, value, self._valid)
+        schema, resolver = schemas.resolved(schema, resolver)
+        branch = schemas.branch(schema, resolver, value, self._valid)
         if branch is not None:
             return self._node(walk, branch[0], branch[1], value, path, pointer, resource)
         if isinstance(value, dict):
@@ -205,17 +206,17 @@ class Variation:
 
     def _object(self, walk: Walk, schema: JSON, resolver: Resolver[Any], value: dict[str, Any],
                 path: tuple[str, ...], pointer: str, resource: tuple[Any, str] | None) -> dict[str, Any]:
-        properties, required = _properties(schema, resolver)
+        properties, required = schemas.properties(schema, resolver)
         identifier = next((name for name, sub in properties.items()
-                           if name in value and _resolved(sub, resolver)[0].get("x-identifier")), None)
+                           if name in value and schemas.resolved(sub, resolver)[0].get("x-identifier")), None)
         if identifier is not None:  # a resource: its fields are remembered under its identity
             resource = ((schema.get("$id") or schema.get("title"), value[identifier]), "")
         out: dict[str, Any] = {}
         for name, item in value.items():
             sub = properties.get(name)
             child_path = (*path, name)
-            child_pointer = f"{pointer}/{_escape(name)}"
-            child_resource = _within(resource, f"/{_escape(name)}")
+            child_pointer = f"{pointer}/{schemas.escape(name)}"
+            child_resource = _within(resource, f"/{schemas.escape(name)}")
             if sub is None or name == identifier:
                 out[name] = item
                 continue
@@ -233,7 +234,7 @@ class Variation:
     def _field(self, walk: Walk, schema: JSON, resolver: Resolver[Any], value: Any, path: tuple[str, ...],
                optional: bool, resource: tuple[Any, str] | None) -> Any:
         """The value a field takes: `value` itself (unvaried), ABSENT, or another value."""
-        resolved, inner = _resolved(schema, resolver)
+        resolved, inner = schemas.resolved(schema, resolver)
         key = None if resource is None else (resource[0], resource[1], _state(value))
         if _sent(walk.sent, path):
             if key is not None:
@@ -242,7 +243,7 @@ class Variation:
         options: list[Any] = []
         if optional:
             options.append(ABSENT)
-        if value is not None and _nullable(resolved, inner):
+        if value is not None and schemas.nullable(resolved, inner):
             options.append(None)
         leaf = _leaf_schema(resolved, inner, value)
         texts: list[tuple[int, int]] = []
@@ -276,66 +277,10 @@ class Variation:
         return bool(known[1].is_valid(value))
 
 
-# --- reading a schema --------------------------------------------------------------------------
-
-
-ANNOTATIONS = frozenset({"$ref", "title", "description", "examples", "x-provenance", "$comment"})
-
-
-def _resolved(schema: JSON, resolver: Resolver[Any]) -> tuple[JSON, Resolver[Any]]:
-    while isinstance(schema.get("$ref"), str):
-        found = resolver.lookup(schema["$ref"])
-        rest = {k: v for k, v in schema.items() if k not in ANNOTATIONS}
-        schema, resolver = {**found.contents, **rest} if rest else found.contents, found.resolver
-    return schema, resolver
-
-
-def _branches(schema: JSON) -> list[JSON]:
-    return [b for keyword in ("anyOf", "oneOf") for b in schema.get(keyword, []) if isinstance(b, dict)]
-
-
-def _is_null(schema: JSON) -> bool:
-    return schema.get("type") == "null" or schema.get("const", ...) is None
-
-
-def _nullable(schema: JSON, resolver: Resolver[Any]) -> bool:
-    kind = schema.get("type")
-    if isinstance(kind, list) and "null" in kind:
-        return True
-    return any(_is_null(_resolved(b, resolver)[0]) for b in _branches(schema))
-
-
-def _branch(schema: JSON, resolver: Resolver[Any], value: Any,
-            valid: Callable[[JSON, Resolver[Any], Any], bool]) -> tuple[JSON, Resolver[Any]] | None:
-    """The one anyOf/oneOf branch `value` is an instance of, to vary within it."""
-    if value is None:
-        return None
-    candidates = [_resolved(b, resolver) for b in _branches(schema)]
-    candidates = [(b, r) for b, r in candidates if not _is_null(b)]
-    if len(candidates) == 1:
-        return candidates[0]
-    matching = [(b, r) for b, r in candidates if valid(b, r, value)]
-    return matching[0] if len(matching) == 1 else None
-
-
-def _properties(schema: JSON, resolver: Resolver[Any]) -> tuple[dict[str, JSON], set[str]]:
-    """An object schema's properties and required names, allOf branches included (each property schema
-    resolved in its own branch's scope is left to the caller: they are looked up through `resolver`)."""
-    properties = dict(schema.get("properties", {}))
-    required = set(schema.get("required", []))
-    for part in schema.get("allOf", []):
-        resolved, _ = _resolved(part, resolver)
-        more, needed = _properties(resolved, resolver)
-        for name, sub in more.items():
-            properties.setdefault(name, sub)
-        required |= needed
-    return properties, required
-
-
 def _leaf_schema(schema: JSON, resolver: Resolver[Any], value: Any) -> JSON | None:
     """The schema a string or number value may vary within, or None if it must stay as it is."""
-    branch = _branch(schema, resolver, value, lambda *_: False) or (schema, resolver)
-    leaf = _resolved(*branch)[0]
+    branch = schemas.branch(schema, resolver, value, lambda *_: False) or (schema, resolver)
+    leaf = schemas.resolved(*branch)[0]
     if any(k in leaf for k in ("enum", "const", "pattern", "format", "x-identifier")):
         return None
     kind = leaf.get("type")
@@ -397,10 +342,6 @@ def _state(value: Any) -> Hashable:
     if isinstance(value, list):
         return "array"
     return json.dumps(value)
-
-
-def _escape(name: str) -> str:
-    return name.replace("~", "~0").replace("/", "~1")
 
 
 class Varying:

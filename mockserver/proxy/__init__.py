@@ -34,9 +34,10 @@ from ..registry import REGISTRY, build_mock
 from ..store import MemoryStore
 from ..verify.exchange import Finding, check_request, check_response
 from ..version import __version__
-from ..web.admin import control_plane
+from ..web.admin import AdminError, control_plane
 from ..web.guard import BrowserGuard
 from .recording import HarRecorder
+from .shadow import Shadow
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
@@ -61,6 +62,10 @@ class ProxyConfig:
     journal_size: int = 1000
     allowed_hosts: list[str] | None = None
     """As the mock's Config.allowed_hosts: None answers any Host."""
+    shadow: bool = False
+    """Also apply every exchange to a mock mirroring the upstream, and record where the answers differ."""
+    drift_ignore: tuple[str, ...] = ()
+    """JSON pointers (`*`: any one segment) the shadow's comparison leaves out, beside the contracts' noise."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -95,6 +100,7 @@ class _Proxy:
         self.apis = apis
         self.journal = MemoryJournal(config.journal_size)
         self.recorder = HarRecorder(Path(config.record)) if config.record else None
+        self.shadow = Shadow(config.drift_ignore, config.journal_size) if config.shadow else None
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -119,6 +125,7 @@ def _forwarder(state: _Proxy, name: str) -> Any:
         findings: list[Finding] = []
         answer: Response
         reason = ""
+        answered_upstream = False
         if any(segment in ("..", ".") for segment in rest.split("/")):
             message = "The path leaves the provider's base path (a '.' or '..' segment); not forwarded."
             answer = _render(api, api.error(400, BAD_REQUEST, message, [
@@ -128,14 +135,21 @@ def _forwarder(state: _Proxy, name: str) -> Any:
             if state.config.strict and findings:
                 answer = _refusal(api, findings, at)
             else:
-                answer, reason, upstream_findings = _exchange(state, api, shown, op, request.method, url, headers,
-                                                              body, at)
+                answer, reason, upstream_findings, answered_upstream = _exchange(
+                    state, api, shown, op, request.method, url, headers, body, at)
                 findings = findings + upstream_findings
         answered = answer.get_data()
+        account = api.rate_key(request.headers.get("Authorization"))
+        if account is not None and REGISTRY[name].secret_accounts:  # the account is the client's real API key
+            account = masking.account_hint(account)
+        drift = None
+        if state.shadow is not None and answered_upstream:
+            drift = state.shadow.apply(api, op, request.method, request.path, request.query_string.decode("latin-1"),
+                                       headers, body, answer.status_code, answered, account)
         # Masked once, for the journal and the recording alike (a JSON body is parsed to mask it).
         shown_request = masking.body(body, request.content_type)
         shown_answer = masking.body(answered, answer.content_type)
-        _journal(state, name, api, at, started, findings, answer, shown_request, shown_answer)
+        _journal(state, name, account, at, started, findings, answer, shown_request, shown_answer)
         if state.recorder is not None:
             state.recorder.add(started=at, duration_ms=(time.perf_counter() - started) * 1000, method=request.method,
                                url=url, request_headers=headers, request_body=shown_request,
@@ -143,7 +157,8 @@ def _forwarder(state: _Proxy, name: str) -> Any:
                                status=answer.status_code, reason=reason or answer.status.partition(" ")[2],
                                response_headers=list(answer.headers.items()), response_body=shown_answer,
                                response_size=len(answered), account=None if REGISTRY[name].secret_accounts
-                               else api.rate_key(request.headers.get("Authorization")))
+                               else account,
+                               drift=None if drift is None else [d.as_json() for d in drift.differences])
         return answer
 
     forward.__name__ = f"proxy_{name}"
@@ -154,9 +169,10 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def _exchange(state: _Proxy, api: ProviderApi, shown: str, op: Operation | None, method: str, url: str,
-              headers: list[tuple[str, str]], body: bytes, at: datetime) -> tuple[Response, str, list[Finding]]:
+              headers: list[tuple[str, str]], body: bytes,
+              at: datetime) -> tuple[Response, str, list[Finding], bool]:
     """Forward one request: the upstream's answer (decoded, capped, within the timeout as a whole), or the
-    provider's 502/504 saying why there is none."""
+    provider's 502/504 saying why there is none (then the last item, whether the upstream answered, is False)."""
     config = state.config
     try:
         answer = outbound.exchange(method, url, headers, body, timeout=config.timeout_ms / 1000,
@@ -164,16 +180,17 @@ def _exchange(state: _Proxy, api: ProviderApi, shown: str, op: Operation | None,
     except outbound.AnswerTooLarge:
         message = (f"The upstream {shown} answered more than {config.max_answer_bytes} bytes (decoded); "
                    f"cut off at the cap (--max-answer-bytes), not forwarded.")
-        return _failure(api, 502, "bad_gateway", message, at), "", []
+        return _failure(api, 502, "bad_gateway", message, at), "", [], False
     except outbound.ExchangeFailed as exc:
         if exc.timed_out:
             message = f"The upstream {shown} did not answer within {config.timeout_ms} ms: {exc.reason}."
-            return _failure(api, 504, "gateway_timeout", message, at), "", []
-        return _failure(api, 502, "bad_gateway", f"The upstream {shown} gave no answer: {exc.reason}.", at), "", []
+            return _failure(api, 504, "gateway_timeout", message, at), "", [], False
+        message = f"The upstream {shown} gave no answer: {exc.reason}."
+        return _failure(api, 502, "bad_gateway", message, at), "", [], False
     kept = [(k, v) for k, v in answer.headers if k.lower() not in HOP_BY_HOP]
     content_type = next((v for k, v in answer.headers if k.lower() == "content-type"), None)
     findings = check_response(op, answer.status, content_type, answer.body) if op is not None else []
-    return Response(answer.body, answer.status, headers=kept), answer.reason, findings
+    return Response(answer.body, answer.status, headers=kept), answer.reason, findings, True
 
 
 def _refusal(api: ProviderApi, findings: list[Finding], at: datetime) -> Response:
@@ -196,12 +213,9 @@ def _render(api: ProviderApi, error: ProviderError, at: datetime) -> Response:
     return _json(error.status, body, dict(error.headers))
 
 
-def _journal(state: _Proxy, name: str, api: ProviderApi, at: datetime, started: float,
+def _journal(state: _Proxy, name: str, account: str | None, at: datetime, started: float,
              findings: list[Finding], answer: Response, request_body: bytes, response_body: bytes) -> None:
-    """Journal one exchange; the bodies come masked."""
-    account = api.rate_key(request.headers.get("Authorization"))
-    if account is not None and REGISTRY[name].secret_accounts:  # the account is the client's real API key
-        account = masking.account_hint(account)
+    """Journal one exchange; the bodies come masked, the account too where it is a credential."""
     violations = tuple(Violation(0, request.method, request.path, name, account, answer.status_code, f.field,
                                  "response" if f.side == "response" else "request", f.message, f.schema,
                                  source=f.side)
@@ -228,4 +242,19 @@ def _admin(app: Flask, state: _Proxy) -> None:
         return _json(200, {"status": "ok", "version": __version__, "mode": "proxy",
                            "upstreams": {name: masking.url(u) for name, u in state.config.upstreams.items()}})
 
+    @admin.get("/drift")
+    def drift() -> Response:
+        return _json(200, _shadow(state).log.as_json())
+
+    @admin.delete("/drift")
+    def clear_drift() -> Response:
+        _shadow(state).log.clear()
+        return Response(status=204)
+
     app.register_blueprint(admin)
+
+
+def _shadow(state: _Proxy) -> Shadow:
+    if state.shadow is None:
+        raise AdminError(409, "not_shadowing", "This proxy compares nothing: start it with --shadow.")
+    return state.shadow

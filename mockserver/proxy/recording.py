@@ -37,7 +37,8 @@ class HarRecorder:
     def add(self, *, started: datetime, duration_ms: float, method: str, url: str,
             request_headers: list[tuple[str, str]], request_body: bytes, request_size: int,
             query: list[tuple[str, str]], status: int, reason: str, response_headers: list[tuple[str, str]],
-            response_body: bytes, response_size: int, account: str | None = None) -> None:
+            response_body: bytes, response_size: int, account: str | None = None,
+            drift: list[dict[str, Any]] | None = None) -> None:
         """One exchange; the bodies come masked already (masking.body), the sizes are as sent."""
         request_type = next((v for k, v in request_headers if k.lower() == "content-type"), "")
         response_type = next((v for k, v in response_headers if k.lower() == "content-type"), "")
@@ -59,6 +60,8 @@ class HarRecorder:
             "cache": {}, "timings": {"send": 0, "wait": round(duration_ms, 3), "receive": 0}}
         if account is not None:  # only accounts that are not credentials (serve --seed-file uses it)
             entry["_account"] = account
+        if drift is not None:  # proxy --shadow: where the mock's answer to this request differed
+            entry["_drift"] = drift
         data = json.dumps(entry).encode()
         with self._lock:
             chunk = (b",\n" if self._entries else b"") + data + _TAIL

@@ -1,0 +1,105 @@
+"""Reading a JSON Schema of the contracts alongside an instance: following `$ref`s, `anyOf`/`oneOf`
+branches and `allOf` properties, so that each part of an answer can be asked what its schema says
+(mockserver.variation: what may vary; mockserver.drift: what is compared)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing._core import Resolver
+
+JSON = dict[str, Any]
+Valid = Callable[[JSON, Resolver[Any], Any], bool]
+
+ANNOTATIONS = frozenset({"$ref", "title", "description", "examples", "x-provenance", "$comment"})
+
+
+def resolver_for(validator: Draft202012Validator, registry: Registry[Any]) -> Resolver[Any]:
+    return registry.resolver(base_uri=str(validator.schema.get("$id", "")))
+
+
+def resolved(schema: JSON, resolver: Resolver[Any]) -> tuple[JSON, Resolver[Any]]:
+    """The schema a `$ref` points to (its siblings kept unless they are annotations), in its own scope."""
+    while isinstance(schema.get("$ref"), str):
+        found = resolver.lookup(schema["$ref"])
+        rest = {k: v for k, v in schema.items() if k not in ANNOTATIONS}
+        schema, resolver = {**found.contents, **rest} if rest else found.contents, found.resolver
+    return schema, resolver
+
+
+def branches(schema: JSON) -> list[JSON]:
+    return [b for keyword in ("anyOf", "oneOf") for b in schema.get(keyword, []) if isinstance(b, dict)]
+
+
+def is_null(schema: JSON) -> bool:
+    return schema.get("type") == "null" or schema.get("const", ...) is None
+
+
+def nullable(schema: JSON, resolver: Resolver[Any]) -> bool:
+    kind = schema.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        return True
+    return any(is_null(resolved(b, resolver)[0]) for b in branches(schema))
+
+
+_JSON_TYPES: dict[type, tuple[str, ...]] = {dict: ("object",), list: ("array",), str: ("string",),
+                                            bool: ("boolean",), int: ("integer", "number"), float: ("number",)}
+
+
+def _typed_as(schema: JSON, value: Any) -> bool:
+    kind = schema.get("type")
+    if kind is None:
+        return True
+    kinds = kind if isinstance(kind, list) else [kind]
+    return any(k in kinds for k in _JSON_TYPES.get(type(value), ()))
+
+
+def branch(schema: JSON, resolver: Resolver[Any], value: Any,
+           valid: Valid | None = None) -> tuple[JSON, Resolver[Any]] | None:
+    """The one anyOf/oneOf branch `value` is an instance of: the only one that is not null, else the
+    only one `valid` accepts (or, without `valid`, the only one of the value's JSON type)."""
+    if value is None:
+        return None
+    candidates = [(b, r) for b, r in (resolved(b, resolver) for b in branches(schema)) if not is_null(b)]
+    if len(candidates) == 1:
+        return candidates[0]
+    matching = [(b, r) for b, r in candidates if (valid(b, r, value) if valid else _typed_as(b, value))]
+    return matching[0] if len(matching) == 1 else None
+
+
+def properties(schema: JSON, resolver: Resolver[Any]) -> tuple[dict[str, JSON], set[str]]:
+    """An object schema's properties and required names, its allOf branches' included."""
+    found = dict(schema.get("properties", {}))
+    required = set(schema.get("required", []))
+    for part in schema.get("allOf", []):
+        more, needed = properties(resolved(part, resolver)[0], resolver)
+        for name, sub in more.items():
+            found.setdefault(name, sub)
+        required |= needed
+    return found, required
+
+
+def escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def parts(schema: JSON, resolver: Resolver[Any], value: Any, pointer: str = "") -> Iterator[tuple[str, JSON]]:
+    """Every part of `value` (its JSON pointer) with the schema it is an instance of, resolved: the schema
+    of a field as its parent declares it, merged with the branch its value takes."""
+    schema, resolver = resolved(schema, resolver)
+    chosen = branch(schema, resolver, value)
+    if chosen is not None:
+        inner, resolver = chosen
+        schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}, **inner}
+    yield pointer, schema
+    if isinstance(value, dict):
+        declared, _ = properties(schema, resolver)
+        for name, item in value.items():
+            if name in declared:
+                yield from parts(declared[name], resolver, item, f"{pointer}/{escape(name)}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from parts(schema["items"], resolver, item, f"{pointer}/{i}")
