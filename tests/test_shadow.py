@@ -1,0 +1,253 @@
+"""proxy --shadow: every exchange applied to a mock mirroring the upstream, and each difference named.
+
+No real provider is reachable here: the upstreams are another `returns-mock serve` with other options, and
+a fake provider that drifts from the mock in ways the providers' pages leave open."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from helpers import Server, basic, bearer
+from werkzeug.serving import make_server
+
+from mockserver.config import Config
+from mockserver.store import MemoryStore
+from mockserver.web import create_app
+
+KEY = bearer("zl_test_shadow")
+RETURN = {"order_id": "ord_shadow", "reason": "defective", "items": [{"sku": "PROD-001", "quantity": 1}],
+          "refund_amount": 49.99, "customer_email": "ana@example.com",
+          "return_shipping": {"carrier": "usps", "tracking_number": "9400111899562712345678"}}
+
+
+def shadow_proxy(upstream: str, *extra: str) -> Server:
+    return Server("--3plship-upstream", f"{upstream}/3plship/api/v1", "--35up-upstream", f"{upstream}/35up/v1",
+                  "--shadow", *extra, command="proxy").start()
+
+
+@pytest.fixture
+def upstream(request: pytest.FixtureRequest) -> Iterator[Server]:
+    server = Server("--store", "memory", *getattr(request, "param", ())).start()
+    yield server
+    server.stop()
+
+
+def full_flow(base: str, order: str = "ord_shadow", order_35up: str = "1001") -> list[int]:
+    """Both providers' whole flows: create, list, moves, refund, webhook subscription, an unknown id."""
+    pl, up = f"{base}/3plship/api/v1", f"{base}/35up/v1"
+    statuses = []
+    created = requests.post(f"{pl}/returns", headers=KEY, json={**RETURN, "order_id": order}, timeout=10)
+    statuses.append(created.status_code)
+    return_id = created.json()["data"]["id"]
+    statuses.append(requests.get(f"{pl}/returns?order_id={order}", headers=KEY, timeout=10).status_code)
+    for status in ("received", "inspected"):
+        statuses.append(requests.patch(f"{pl}/returns/{return_id}/status", headers=KEY, json={"status": status},
+                                       timeout=10).status_code)
+    statuses.append(requests.post(f"{pl}/returns/{return_id}/refund", headers=KEY, json={"amount": 20},
+                                  timeout=10).status_code)
+    statuses.append(requests.post(f"{pl}/returns/{return_id}/refund", headers=KEY, json={"amount": 20},
+                                  timeout=10).status_code)  # a second refund: refused alike
+    statuses.append(requests.post(f"{pl}/webhooks", headers=KEY, timeout=10,
+                                  json={"url": "http://127.0.0.1:9/hook", "events": ["return.created"]}).status_code)
+    statuses.append(requests.patch(f"{pl}/returns/ret_unknown/status", headers=KEY, json={"status": "received"},
+                                   timeout=10).status_code)
+    auth = basic()
+    statuses.append(requests.post(f"{up}/returns", headers=auth, timeout=10, json={
+        "orderId": order_35up, "items": [{"itemId": "i1", "sku": "shop/sku-1", "quantity": 1}]}).status_code)
+    for status in ("awaiting_return", "customer_shipped", "seller_received"):
+        statuses.append(requests.patch(f"{up}/returns/{order_35up}", headers=auth, json={"status": status},
+                                       timeout=10).status_code)
+    statuses.append(requests.patch(f"{up}/returns/{order_35up}", headers=auth, json={"status": "created"},
+                                   timeout=10).status_code)  # backwards: refused alike
+    return statuses
+
+
+def drift(proxy: Server) -> dict[str, Any]:
+    answer: dict[str, Any] = requests.get(f"{proxy.url}/__admin/drift", timeout=10).json()
+    return answer
+
+
+def differences(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(method, path with 3plship ids as {id}, pointer, kind) of every difference reported."""
+    return [(e["method"], re.sub(r"/returns/ret_\w+", "/returns/{id}", e["path"]), d["pointer"], d["kind"])
+            for e in report["entries"] for d in e["differences"]]
+
+
+def test_an_upstream_identical_to_the_mock_gives_no_drift_over_both_providers_flows(upstream: Server) -> None:
+    proxy = shadow_proxy(upstream.url)
+    try:
+        statuses = full_flow(proxy.url)
+        assert statuses == [201, 200, 200, 200, 200, 409, 201, 404, 201, 200, 200, 200, 409]
+        assert drift(proxy) == {"entries": [], "summary": {"exchanges": 13, "diverged": 0}}
+        # 1,000 more requests: creates, reads, moves, refunds of many returns and accounts.
+        session = requests.Session()
+        pl = f"{proxy.url}/3plship/api/v1"
+        sent = 0
+        for n in range(200):
+            key = bearer(f"zl_test_load{n % 7}")
+            created = session.post(f"{pl}/returns", headers=key, json={**RETURN, "order_id": f"ord_{n}"}, timeout=10)
+            return_id = created.json()["data"]["id"]
+            session.get(f"{pl}/returns?order_id=ord_{n}&limit=5", headers=key, timeout=10)
+            session.get(f"{pl}/returns?page=2&limit=10", headers=key, timeout=10)
+            session.patch(f"{pl}/returns/{return_id}/status", headers=key, json={"status": "received"}, timeout=10)
+            session.post(f"{pl}/returns/{return_id}/refund", headers=key, json={"amount": 1}, timeout=10)  # 409
+            sent += 5
+        report = drift(proxy)
+        assert report["summary"] == {"exchanges": 13 + sent, "diverged": 0}, report["entries"][:3]
+        assert sent == 1000
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize(("upstream", "expected"), [
+    (("--lifecycle", "permissive"), [("PATCH", "/35up/v1/returns/1001", "", "mock_refuses")]),
+    (("--refund-business-days", "7"), [("POST", "/3plship/api/v1/returns/{id}/refund", "/data/refund/expected_at",
+                                        "value")]),
+], indirect=["upstream"], ids=["35up lifecycle permissive", "3plship refunds in 7 business days"])
+def test_an_upstream_with_other_rules_is_named_where_it_differs(upstream: Server,
+                                                                expected: list[tuple[str, str, str, str]]) -> None:
+    proxy = shadow_proxy(upstream.url)
+    try:
+        full_flow(proxy.url) if expected[0][1].startswith("/3plship") else _35up_skip(proxy.url)
+        assert differences(drift(proxy)) == expected
+    finally:
+        proxy.stop()
+
+
+def _35up_skip(base: str) -> None:
+    """A 35up return moved past a step: only the permissive lifecycle allows it."""
+    auth = basic()
+    requests.post(f"{base}/35up/v1/returns", headers=auth, timeout=10,
+                  json={"orderId": "1001", "items": [{"itemId": "i1", "sku": "shop/sku-1", "quantity": 1}]})
+    requests.patch(f"{base}/35up/v1/returns/1001", headers=auth, json={"status": "customer_shipped"}, timeout=10)
+
+
+@pytest.mark.parametrize("upstream", [("--rate-limit", "5/minute")], indirect=True)
+def test_a_rate_limited_upstream_is_a_refusal_the_mock_does_not_make(upstream: Server) -> None:
+    proxy = shadow_proxy(upstream.url)
+    try:
+        pl = f"{proxy.url}/3plship/api/v1"
+        statuses = [requests.post(f"{pl}/returns", headers=KEY, json={**RETURN, "order_id": f"o{n}"},
+                                  timeout=10).status_code for n in range(7)]
+        assert statuses == [201] * 5 + [429] * 2
+        report = drift(proxy)
+        assert report["summary"] == {"exchanges": 7, "diverged": 2}
+        assert differences(report) == [("POST", "/3plship/api/v1/returns", "", "mock_accepts")] * 2
+        assert all((e["upstream_status"], e["mock_status"]) == (429, 201) for e in report["entries"])
+        assert report["entries"][0]["account"] == "zl_test_***adow"  # the key itself is never shown
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("upstream", [("--3plship-key", "zl_test_only")], indirect=True)
+def test_an_upstream_that_knows_one_key_refuses_what_the_mock_accepts(upstream: Server) -> None:
+    proxy = shadow_proxy(upstream.url)
+    try:
+        pl = f"{proxy.url}/3plship/api/v1"
+        known = bearer("zl_test_only")
+        assert requests.post(f"{pl}/returns", headers=known, json=RETURN, timeout=10).status_code == 201
+        assert requests.post(f"{pl}/returns", headers=KEY, json=RETURN, timeout=10).status_code == 401
+        assert differences(drift(proxy)) == [("POST", "/3plship/api/v1/returns", "", "mock_accepts")]
+    finally:
+        proxy.stop()
+
+
+# --- a provider that drifts from the mock ------------------------------------------------------
+
+
+def drifting(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The mock's own app, changed where the providers' public pages leave room: a 3plship return with an
+    extra field (`warehouse`) and without one (`refund_shipping`), `requestId` in the success meta instead
+    of `request_id`, and another error code for an unknown return."""
+
+    def changed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return None
+
+        body = b"".join(app(environ, capture))
+        if environ["PATH_INFO"].startswith("/3plship/") and body[:1] == b"{":
+            document = orjson.loads(body)
+            data = document.get("data")
+            if isinstance(data, dict) and "refund_shipping" in data:
+                data["warehouse"] = "WH-1"
+                del data["refund_shipping"]
+            meta = document.get("meta", {})
+            if document.get("success") and "request_id" in meta:
+                meta["requestId"] = meta.pop("request_id")
+            if document.get("error", {}).get("code") == "NOT_FOUND":
+                document["error"]["code"] = "RETURN_NOT_FOUND"
+            body = orjson.dumps(document)
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return changed
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, drifting(create_app(Config(), store=MemoryStore())), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_provider_that_drifts_is_named_field_by_field_and_nothing_else(fake_provider: str, tmp_path: Path) -> None:
+    har = tmp_path / "shadow.har"
+    proxy = shadow_proxy(fake_provider, "--record", str(har))
+    try:
+        pl = f"{proxy.url}/3plship/api/v1"
+        created = requests.post(f"{pl}/returns", headers=KEY, json=RETURN, timeout=10)
+        assert created.json()["data"]["warehouse"] == "WH-1"  # the client gets the upstream's answer, unchanged
+        requests.patch(f"{pl}/returns/ret_unknown/status", headers=KEY, json={"status": "received"}, timeout=10)
+        report = drift(proxy)
+        assert sorted(differences(report)) == sorted([
+            ("POST", "/3plship/api/v1/returns", "/data/warehouse", "missing"),
+            ("POST", "/3plship/api/v1/returns", "/data/refund_shipping", "extra"),
+            ("POST", "/3plship/api/v1/returns", "/meta/requestId", "missing"),
+            ("POST", "/3plship/api/v1/returns", "/meta/request_id", "extra"),
+            ("PATCH", "/3plship/api/v1/returns/{id}/status", "/error/code", "error_code"),
+        ])
+        code = next(d for e in report["entries"] for d in e["differences"] if d["kind"] == "error_code")
+        assert (code["upstream"], code["mock"]) == ("RETURN_NOT_FOUND", "NOT_FOUND")
+        assert report["summary"] == {"exchanges": 2, "diverged": 2}
+        # The recording carries each entry's drift.
+        entries = json.loads(har.read_text())["log"]["entries"]
+        assert [len(e["_drift"]) for e in entries] == [4, 1]
+        missing = {"pointer": "/data/warehouse", "upstream": "WH-1", "mock": None, "kind": "missing"}
+        assert missing in entries[0]["_drift"]
+        assert requests.delete(f"{proxy.url}/__admin/drift", timeout=10).status_code == 204
+        assert drift(proxy) == {"entries": [], "summary": {"exchanges": 0, "diverged": 0}}
+    finally:
+        proxy.stop()
+
+
+def test_drift_ignore_leaves_a_pointer_out(fake_provider: str) -> None:
+    proxy = shadow_proxy(fake_provider, "--drift-ignore", "/data/warehouse", "--drift-ignore", "/meta/*")
+    try:
+        requests.post(f"{proxy.url}/3plship/api/v1/returns", headers=KEY, json=RETURN, timeout=10)
+        assert differences(drift(proxy)) == [("POST", "/3plship/api/v1/returns", "/data/refund_shipping", "extra")]
+    finally:
+        proxy.stop()
+
+
+def test_without_shadow_there_is_no_drift_to_show(upstream: Server) -> None:
+    proxy = Server("--3plship-upstream", f"{upstream.url}/3plship/api/v1", command="proxy").start()
+    try:
+        answer = requests.get(f"{proxy.url}/__admin/drift", timeout=10)
+        assert answer.status_code == 409
+        assert "--shadow" in answer.json()["error"]["message"]
+    finally:
+        proxy.stop()
