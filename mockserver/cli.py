@@ -212,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="POINTER", help="with --shadow: leave this JSON pointer out of the comparison "
                                                "(repeatable; * matches any one segment, e.g. /data/*/carrier)")
 
+    drift = commands.add_parser(
+        "drift", help="replay a recording through a fresh mock and report where its answers differ",
+        description="Apply every exchange of a HAR recording (returns-mock proxy --record, or any HAR of these APIs), "
+                    "in order, to a fresh mock, and compare the mock's answers with the recorded ones as proxy "
+                    "--shadow does. Exit 1 on any drift, 0 on none, 2 on an unusable file.")
+    drift.add_argument("file", help="a .har file")
+    drift.add_argument("--format", choices=("text", "json"), default="text")
+    drift.add_argument("--seed-file", metavar="FILE", help="a scenario to seed the mock with first, as serve's")
+    drift.add_argument("--har-account", dest="har_accounts", action="append", default=[], type=_assignment,
+                       metavar="PROVIDER=ACCOUNT", help="the account a provider's replayed requests are sent as "
+                                                        "(repeatable; by default the recording's, or one of its own)")
+    drift.add_argument("--drift-ignore", dest="drift_ignore", action="append", default=[], type=_pointer,
+                       metavar="POINTER", help="leave this JSON pointer out of the comparison (repeatable; * matches "
+                                               "any one segment)")
+
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
     show.add_argument("provider", choices=names)
     return parser
@@ -235,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             return validate_har(args)
         if args.command == "proxy":
             return run_proxy(args)
+        if args.command == "drift":
+            return replay_drift(args)
         if args.command == "openapi":
             sys.stdout.write(orjson.dumps(contract(args.provider).bundled_openapi(),
                                           option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -553,6 +570,33 @@ def validate_har(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
     return 0 if report.ok else 1
+
+
+def replay_drift(args: argparse.Namespace) -> int:
+    from .proxy.shadow import replay
+    from .seeding import ScenarioError
+    from .verify.har import HarError, load
+
+    seed = _json_file(args.seed_file, "--seed-file", SEED_LIMIT) if args.seed_file else None
+    try:
+        shadow = replay(load(Path(args.file)), {p.name: p for p in REGISTRY}, dict(args.har_accounts),
+                        args.drift_ignore, seed)
+    except HarError as exc:
+        raise UsageError(str(exc)) from None
+    except ScenarioError as exc:
+        raise UsageError(f"--seed-file {args.seed_file}: {exc}") from None
+    report = shadow.log.as_json()
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        summary = report["summary"]
+        print(f"{args.file}: {summary['exchanges']} exchange(s) replayed, {summary['diverged']} with drift.")
+        for entry in shadow.log.entries():
+            print(f"{entry.method} {entry.path} ({entry.provider}, {entry.account}): "
+                  f"recorded {entry.upstream_status}, mock {entry.mock_status}")
+            for difference in entry.differences:
+                print(f"  {difference.describe()}")
+    return 1 if report["summary"]["diverged"] else 0
 
 
 def verify(args: argparse.Namespace) -> int:

@@ -169,6 +169,10 @@ class DriftLog:
                 self.diverged += 1
                 self._entries.append(entry)
 
+    def entries(self) -> list[DriftEntry]:
+        with self._lock:
+            return list(self._entries)
+
     def as_json(self) -> dict[str, Any]:
         with self._lock:
             return {"entries": [e.as_json() for e in self._entries],

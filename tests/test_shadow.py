@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from helpers import Server, basic, bearer
+from helpers import Server, basic, bearer, cli
 from werkzeug.serving import make_server
 
 from mockserver.config import Config
@@ -251,3 +251,30 @@ def test_without_shadow_there_is_no_drift_to_show(upstream: Server) -> None:
         assert "--shadow" in answer.json()["error"]["message"]
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize(("upstream", "drifted"), [((), False), (("--refund-business-days", "7"), True)],
+                         indirect=["upstream"], ids=["identical upstream", "refunds in 7 business days"])
+def test_a_recording_replays_offline_with_the_same_report(upstream: Server, drifted: bool, tmp_path: Path) -> None:
+    har = tmp_path / "recorded.har"
+    proxy = Server("--3plship-upstream", f"{upstream.url}/3plship/api/v1", "--35up-upstream", f"{upstream.url}/35up/v1",
+                   "--record", str(har), command="proxy").start()
+    try:
+        full_flow(proxy.url)
+    finally:
+        proxy.stop()
+    run = cli("drift", str(har))
+    assert run.returncode == (1 if drifted else 0), run.stdout + run.stderr
+    assert run.stdout.startswith(f"{har}: 13 exchange(s) replayed, {1 if drifted else 0} with drift.")
+    if drifted:
+        assert "value at /data/refund/expected_at: upstream '" in run.stdout
+        report = json.loads(cli("drift", str(har), "--format", "json").stdout)
+        assert differences(report) == [("POST", "/3plship/api/v1/returns/{id}/refund", "/data/refund/expected_at",
+                                        "value")]
+
+
+def test_an_unusable_recording_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "x.har").write_text('{"log": {"entries": [{"request": {}}]}}')
+    run = cli("drift", str(tmp_path / "x.har"))
+    assert run.returncode == 2
+    assert run.stderr.strip() == "returns-mock: error: log.entries[0] needs a request and a response object"

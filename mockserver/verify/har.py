@@ -119,35 +119,69 @@ def load(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded exchange with a registered provider."""
+
+    provider: str
+    method: str
+    path: str
+    """Relative to the provider's base URL, without the query."""
+    query: str
+    headers: list[tuple[str, str]]
+    request_content_type: str | None
+    request_body: bytes | None
+    status: int
+    response_content_type: str | None
+    response_body: bytes | None
+
+
+def recorded_exchange(entry: Any, where: str) -> Recorded | None:
+    """The exchange a HAR entry records, or None if it is with another host or got no answer; raises
+    HarError naming the entry if it is not an exchange."""
+    request = entry.get("request") if isinstance(entry, dict) else None
+    response = entry.get("response") if isinstance(entry, dict) else None
+    if not isinstance(request, dict) or not isinstance(response, dict):
+        raise HarError(f"{where} needs a request and a response object")
+    url, method, status = request.get("url"), request.get("method"), response.get("status")
+    if not isinstance(url, str) or not isinstance(method, str) or not isinstance(status, int):
+        raise HarError(f"{where} needs request.url, request.method and an integer response.status")
+    located = locate(url)
+    if located is None or status == 0:  # another host, or no answer was recorded
+        return None
+    provider, relative = located
+    post = _object(request.get("postData"))
+    content = _object(response.get("content"))
+    headers = [(str(h.get("name", "")), str(h.get("value", ""))) for h in request.get("headers") or []
+               if isinstance(h, dict)]
+    return Recorded(
+        provider=provider, method=method.upper(), path=relative, query=urlsplit(url).query, headers=headers,
+        request_content_type=post.get("mimeType") or _header(request.get("headers"), "content-type"),
+        request_body=_text(post, f"{where}.request.postData"), status=status,
+        response_content_type=content.get("mimeType") or _header(response.get("headers"), "content-type"),
+        response_body=_text(content, f"{where}.response.content"))
+
+
 def validate_har(path: Path) -> HarReport:
     report = HarReport()
     for index, entry in enumerate(load(path)):
         report.entries += 1
-        where = f"log.entries[{index}]"
-        request = entry.get("request") if isinstance(entry, dict) else None
-        response = entry.get("response") if isinstance(entry, dict) else None
-        if not isinstance(request, dict) or not isinstance(response, dict):
-            raise HarError(f"{where} needs a request and a response object")
-        url, method, status = request.get("url"), request.get("method"), response.get("status")
-        if not isinstance(url, str) or not isinstance(method, str) or not isinstance(status, int):
-            raise HarError(f"{where} needs request.url, request.method and an integer response.status")
-        located = locate(url)
-        if located is None or status == 0:  # another host, or no answer was recorded
+        recorded = recorded_exchange(entry, f"log.entries[{index}]")
+        if recorded is None:
             report.skipped += 1
             continue
-        provider, relative = located
-        post = _object(request.get("postData"))
-        content = _object(response.get("content"))
         exchange = Exchange(
-            method=method.upper(), path=relative, query=dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)),
-            request_content_type=post.get("mimeType") or _header(request.get("headers"), "content-type"),
-            request_body=_text(post, f"{where}.request.postData"),
-            status=status,
-            response_content_type=content.get("mimeType") or _header(response.get("headers"), "content-type"),
-            response_body=_text(content, f"{where}.response.content"))
-        operation, findings = check_exchange(provider, exchange)
+            method=recorded.method, path=recorded.path, query=dict(parse_qsl(recorded.query, keep_blank_values=True)),
+            request_content_type=recorded.request_content_type, request_body=recorded.request_body,
+            status=recorded.status, response_content_type=recorded.response_content_type,
+            response_body=recorded.response_body)
+        operation, findings = check_exchange(recorded.provider, exchange)
         report.checked += 1
         for f in findings:
-            report.violations.append(HarViolation(index, method.upper(), urlsplit(url).path, provider, operation,
+            report.violations.append(HarViolation(index, recorded.method, _path(entry), recorded.provider, operation,
                                                   f.side, f.field, f.message))
     return report
+
+
+def _path(entry: dict[str, Any]) -> str:
+    return urlsplit(str(entry["request"]["url"])).path
