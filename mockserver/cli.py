@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-examples", type=up_to(1_000_000), default=20, help="schemathesis examples per operation")
     check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
     check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
+    check.add_argument("--compare-mock", action="store_true",
+                       help="also apply the lifecycle scenarios' requests, in the same order, to a fresh local mock "
+                            "and report every difference of its answers from the target's (as proxy --shadow)")
 
     har = commands.add_parser(
         "validate-har", help="check recorded traffic (HAR 1.2) against the contracts",
@@ -595,7 +598,7 @@ def replay_drift(args: argparse.Namespace) -> int:
             print(f"{entry.method} {entry.path} ({entry.provider}, {entry.account}): "
                   f"recorded {entry.upstream_status}, mock {entry.mock_status}")
             for difference in entry.differences:
-                print(f"  {difference.describe()}")
+                print(f"  {difference.describe('recorded')}")
     return 1 if report["summary"]["diverged"] else 0
 
 
@@ -620,7 +623,7 @@ def verify(args: argparse.Namespace) -> int:
     target = Target(args.provider, args.base_url,
                     Credentials(api_key=args.api_key, username=args.username, password=args.password))
     try:
-        report = run(target, max_examples=args.max_examples, seed=args.seed)
+        report = run(target, max_examples=args.max_examples, seed=args.seed, compare_mock=args.compare_mock)
     except TargetError as exc:
         raise UsageError(str(exc)) from None
     print(report.summary())

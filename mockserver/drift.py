@@ -42,9 +42,12 @@ class Difference:
     def as_json(self) -> dict[str, Any]:
         return {"pointer": self.pointer, "upstream": _json(self.upstream), "mock": _json(self.mock), "kind": self.kind}
 
-    def describe(self) -> str:
-        where = self.pointer or "(status)"
-        return f"{self.kind} at {where}: upstream {_shown(self.upstream)}, mock {_shown(self.mock)}"
+    def values(self, other: str = "upstream") -> str:
+        """Both sides' values, the other implementation's named `other` (the upstream, a target, a recording)."""
+        return f"{other} {_shown(self.upstream)}, mock {_shown(self.mock)}"
+
+    def describe(self, other: str = "upstream") -> str:
+        return f"{self.kind} at {self.pointer or '(status)'}: {self.values(other)}"
 
 
 @dataclass(frozen=True)

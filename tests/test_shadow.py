@@ -267,7 +267,7 @@ def test_a_recording_replays_offline_with_the_same_report(upstream: Server, drif
     assert run.returncode == (1 if drifted else 0), run.stdout + run.stderr
     assert run.stdout.startswith(f"{har}: 13 exchange(s) replayed, {1 if drifted else 0} with drift.")
     if drifted:
-        assert "value at /data/refund/expected_at: upstream '" in run.stdout
+        assert "value at /data/refund/expected_at: recorded '" in run.stdout
         report = json.loads(cli("drift", str(har), "--format", "json").stdout)
         assert differences(report) == [("POST", "/3plship/api/v1/returns/{id}/refund", "/data/refund/expected_at",
                                         "value")]
@@ -278,3 +278,18 @@ def test_an_unusable_recording_is_one_line_and_exit_2(tmp_path: Path) -> None:
     run = cli("drift", str(tmp_path / "x.har"))
     assert run.returncode == 2
     assert run.stderr.strip() == "returns-mock: error: log.entries[0] needs a request and a response object"
+
+
+@pytest.mark.parametrize(("upstream", "drifted"), [((), False), (("--refund-business-days", "7"), True)],
+                         indirect=["upstream"], ids=["identical target", "refunds in 7 business days"])
+def test_verify_compare_mock_reports_each_difference_of_the_scenarios(upstream: Server, drifted: bool) -> None:
+    run = cli("verify", "--provider", "3plship", "--base-url", f"{upstream.url}/3plship/api/v1",
+              "--api-key", "zl_test_compare", "--max-examples", "1", "--compare-mock", timeout=300)
+    assert run.returncode == (1 if drifted else 0), run.stdout + run.stderr
+    if drifted:
+        assert "1 violation:" in run.stdout
+        assert "[compare-mock] pl_status_flow_and_refund — value: /data/refund/expected_at in POST /returns/ret_" \
+               in run.stdout
+        assert "/refund: target '" in run.stdout
+    else:
+        assert "No violations." in run.stdout

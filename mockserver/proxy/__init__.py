@@ -36,8 +36,8 @@ from ..verify.exchange import Finding, check_request, check_response
 from ..version import __version__
 from ..web.admin import AdminError, control_plane
 from ..web.guard import BrowserGuard
+from ..web.mirror import Mirror
 from .recording import HarRecorder
-from .shadow import Shadow
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
@@ -100,7 +100,7 @@ class _Proxy:
         self.apis = apis
         self.journal = MemoryJournal(config.journal_size)
         self.recorder = HarRecorder(Path(config.record)) if config.record else None
-        self.shadow = Shadow(config.drift_ignore, config.journal_size) if config.shadow else None
+        self.shadow = Mirror(config.drift_ignore, config.journal_size) if config.shadow else None
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -254,7 +254,7 @@ def _admin(app: Flask, state: _Proxy) -> None:
     app.register_blueprint(admin)
 
 
-def _shadow(state: _Proxy) -> Shadow:
+def _shadow(state: _Proxy) -> Mirror:
     if state.shadow is None:
         raise AdminError(409, "not_shadowing", "This proxy compares nothing: start it with --shadow.")
     return state.shadow

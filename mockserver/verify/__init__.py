@@ -48,7 +48,7 @@ def probe(target: Target, timeout: float = 10.0) -> None:
 
 
 def verify(target: Target, *, max_examples: int = 20, seed: int | None = None,
-           scenarios: bool = True, fuzz: bool = True) -> Report:
+           scenarios: bool = True, fuzz: bool = True, compare_mock: bool = False) -> Report:
     probe(target)
     report = Report(f"returns-mock verify: {target.provider} at {target.base_url}")
     if fuzz:
@@ -57,5 +57,6 @@ def verify(target: Target, *, max_examples: int = 20, seed: int | None = None,
         run_contract_suite(contract(target.provider).bundled_openapi(), target.base_url, target.auth_headers,
                            report, max_examples=max_examples, seed=seed)
     if scenarios:
-        run_scenarios(target.provider, target.entry.scenarios(), target.base_url, target.auth_headers, report)
+        run_scenarios(target.provider, target.entry.scenarios(), target.base_url, target.auth_headers, report,
+                      compare_mock=compare_mock)
     return report

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..provider import Scenario
+from ..web.mirror import Mirror
 from .exchange import Exchange, check_exchange
 from .report import Report, Violation
 
@@ -43,8 +44,13 @@ def curl(prepared: requests.PreparedRequest) -> str:
 class Client:
     """requests, pointed at one provider's base URL, checking every answer against the contract."""
 
-    def __init__(self, provider: str, base_url: str, auth_headers: dict[str, str], timeout: float) -> None:
+    def __init__(self, provider: str, base_url: str, auth_headers: dict[str, str], timeout: float,
+                 mirror: Mirror | None = None, report: Report | None = None, scenario: str = "") -> None:
         self.provider = provider
+        self.mirror = mirror
+        """With --compare-mock: a local mock each request is applied to after the target answered it."""
+        self.report = report
+        self.scenario = scenario
         self.base_url = base_url.rstrip("/")
         self.base_path = urlsplit(self.base_url).path
         self.auth_headers = auth_headers
@@ -66,6 +72,8 @@ class Client:
             status=response.status_code, response_content_type=response.headers.get("Content-Type"),
             response_body=response.content)
         self.checks += 1
+        if self.mirror is not None:
+            self._compare(exchange, request, list(request.headers.items()), urlsplit(response.url).query)
         _, findings = check_exchange(self.provider, exchange)
         response_findings = [f for f in findings if f.side == "response"]
         if response_findings:
@@ -73,6 +81,21 @@ class Client:
             raise ScenarioFailed("response_conformance", f"{method} {path} -> {response.status_code}: {detail}",
                                  curl(request))
         return response
+
+    def _compare(self, exchange: Exchange, request: requests.PreparedRequest, headers: list[tuple[str, str]],
+                 query: str) -> None:
+        """The same request applied to the local mock; each difference of its answer is a violation."""
+        assert self.mirror is not None and self.report is not None
+        api = self.mirror.mock.apis[self.provider]
+        found = api.contract.match(exchange.method, exchange.path)
+        entry = self.mirror.apply(api, found[0] if found else None, exchange.method,
+                                  api.contract.mock_prefix + exchange.path, query, headers,
+                                  exchange.request_body or b"", exchange.status, exchange.response_body or b"", None)
+        for difference in entry.differences:
+            where = difference.pointer or "status"
+            self.report.add(Violation("compare-mock", self.scenario, difference.kind,
+                                      f"{where} in {exchange.method} {exchange.path}: {difference.values('target')}",
+                                      curl(request)))
 
     def expect(self, response: requests.Response, status: int, why: str) -> Any:
         self.checks += 1
@@ -88,10 +111,13 @@ class Client:
 
 
 def run_scenarios(provider: str, scenarios: list[Scenario], base_url: str, auth_headers: dict[str, str],
-                  report: Report, timeout: float = 10.0) -> None:
+                  report: Report, timeout: float = 10.0, compare_mock: bool = False) -> None:
+    """Each scenario against the target; with `compare_mock`, each request also applied, in the same order,
+    to one fresh local mock, and every difference of its answers reported (suite `compare-mock`)."""
+    mirror = Mirror() if compare_mock else None
     for scenario in scenarios:
-        client = Client(provider, base_url, auth_headers, timeout)
         name = scenario.__name__
+        client = Client(provider, base_url, auth_headers, timeout, mirror, report, name)
         try:
             scenario(client)
         except ScenarioFailed as failed:

@@ -1,0 +1,87 @@
+"""A mirror: a mock whose state mirrors another implementation's (the proxy's upstream, a `verify` target,
+a recording), answering every request that one answered, so that the two answers can be compared
+(mockserver.drift).
+
+The mirror adopts the upstream's identifiers: before a request is applied to it, every `x-identifier`
+value of the upstream's answer is queued in the mock's id generator, so a 3plship create the upstream
+answered with `ret_abc` creates `ret_abc` in the mock too (a 35up return's id is its order id already),
+and later requests address the same return in both. Requests are applied one at a time, in the order
+the upstream answered them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from .. import schemas
+from ..config import Config
+from ..contracts import Operation
+from ..drift import MISSING, DriftEntry, DriftLog, compare
+from ..http import ProviderApi
+from ..store import MemoryStore
+from ..web.direct import call
+from .app import create_app, mock_of
+
+
+class Mirror:
+    def __init__(self, ignore: Sequence[str] = (), size: int = 1000, clock: str = "real") -> None:
+        self.app = create_app(Config(journal_size=size, clock=clock), store=MemoryStore())
+        self.mock = mock_of(self.app)
+        self.ignore = tuple(ignore)
+        self.log = DriftLog(size)
+        self._lock = threading.Lock()
+
+    def apply(self, api: ProviderApi, op: Operation | None, method: str, path: str, query: str,
+              headers: list[tuple[str, str]], body: bytes, upstream_status: int, upstream_body: bytes,
+              account: str | None) -> DriftEntry:
+        """Apply the request the upstream answered to the mirror, and record how the answers differ."""
+        upstream = _parsed(upstream_body)
+        validator = op.responses.get(upstream_status) if op is not None else None
+        adopted = _identifiers(validator, api, upstream) if 200 <= upstream_status < 300 else []
+        with self._lock:
+            self.mock.ids.adopt(adopted)
+            try:
+                mock_status, _, mock_body = call(self.app, method, path, query, headers, body)
+            finally:
+                self.mock.ids.adopt([])
+        differences = compare(upstream_status, upstream, mock_status, _parsed(mock_body),
+                              (validator, api.contract.registry) if validator is not None else None, self.ignore)
+        entry = DriftEntry(api.name, method, path, account, upstream_status, mock_status, tuple(differences))
+        self.log.record(entry)
+        return entry
+
+    def close(self) -> None:
+        self.mock.close()
+
+
+def _parsed(body: bytes) -> Any:
+    if not body:
+        return MISSING
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+
+
+def _identifiers(validator: Any, api: ProviderApi, body: Any) -> list[str]:
+    if validator is None or body is MISSING:
+        return []
+    resolver = schemas.resolver_for(validator, api.contract.registry)
+    found = []
+    for pointer, schema in schemas.parts(validator.schema, resolver, body):
+        if schema.get("x-identifier"):
+            value = _at(body, pointer)
+            if isinstance(value, str):
+                found.append(value)
+    return found
+
+
+def _at(body: Any, pointer: str) -> Any:
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        body = body[int(part)] if isinstance(body, list) else body[part]
+    return body
