@@ -171,3 +171,30 @@ def test_a_varied_answer_says_what_was_varied(browser: webdriver.Chrome, seeded:
     row.click()
     shown = wait(browser, "#journal tr.detail .varied")[0].text
     assert shown == "varied: " + "; ".join(varied[-1]["varied"])
+
+
+def test_the_shadow_proxy_shows_its_drift_beside_the_journal(browser: webdriver.Chrome, seeded: Server) -> None:
+    upstream = Server("--store", "memory", "--refund-business-days", "7").start()
+    proxy = Server("--3plship-upstream", f"{upstream.url}/3plship/api/v1", "--shadow", "--admin-token", "dash",
+                   command="proxy").start()
+    try:
+        pl, key = f"{proxy.url}/3plship/api/v1", bearer("zl_test_dash")
+        created = requests.post(f"{pl}/returns", headers=key, json=fixture("3plship/create-return.request.json"),
+                                timeout=10).json()["data"]
+        for status in ("received", "inspected"):
+            requests.patch(f"{pl}/returns/{created['id']}/status", headers=key, json={"status": status}, timeout=10)
+        requests.post(f"{pl}/returns/{created['id']}/refund", headers=key, json={"amount": 1}, timeout=10)
+        login(browser, proxy)
+        rows = wait(browser, "#drift tr.drift", lambda found: len(found) == 1)
+        cells = [cell.text for cell in rows[0].find_elements(By.TAG_NAME, "td")]
+        assert cells[:4] == [f"POST /3plship/api/v1/returns/{created['id']}/refund", "200 / 200",
+                             "/data/refund/expected_at", "value"]
+        assert wait(browser, "#drift-summary")[0].text == "1 of 4 exchanges diverged"
+        browser.find_element(By.ID, "drift-clear").click()
+        wait(browser, "#drift tr.drift", lambda found: not found)
+        # The mock's own dashboard has no drift to show.
+        login(browser, seeded)
+        assert "hidden" in browser.find_element(By.ID, "drift-section").get_attribute("class")
+    finally:
+        proxy.stop()
+        upstream.stop()
