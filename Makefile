@@ -57,6 +57,7 @@ bench: $(VENV)/.test-installed
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/fuzz.py
+	$(BIN)/python bench/shadow.py
 
 # Not part of make test: every operation on the PostgreSQL store (durable: fsync on) against SQLite.
 bench-postgres: $(VENV)/.test-installed

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -85,12 +85,14 @@ def compare(upstream_status: int, upstream: Any, mock_status: int, mock: Any,
         return [Difference("", upstream_status, mock_status, "mock_accepts")]
     if upstream_status != mock_status:
         return [Difference("", upstream_status, mock_status, "status")]
-    marks: dict[str, dict[str, Any]] = {}
-    if schema is not None and upstream is not MISSING:
+    def schema_at(pointer: str) -> dict[str, Any]:
+        if schema is None or upstream is MISSING:
+            return {}
         validator, registry = schema
-        marks = dict(schemas.parts(validator.schema, schemas.resolver_for(validator, registry), upstream))
+        return schemas.at(validator.schema, schemas.resolver_for(validator, registry), upstream, pointer)
+
     patterns = [p.split("/")[1:] for p in ignore]
-    return list(_diff(upstream, mock, "", marks, patterns))
+    return list(_diff(upstream, mock, "", schema_at, patterns))
 
 
 def _ignored(pointer: str, patterns: list[list[str]]) -> bool:
@@ -99,8 +101,9 @@ def _ignored(pointer: str, patterns: list[list[str]]) -> bool:
                for p in patterns)
 
 
-def _diff(upstream: Any, mock: Any, pointer: str, marks: Mapping[str, dict[str, Any]],
+def _diff(upstream: Any, mock: Any, pointer: str, schema_at: Callable[[str], dict[str, Any]],
           patterns: list[list[str]]) -> Iterator[Difference]:
+    """The differences under `pointer`; the schema is asked only where two values differ (most do not)."""
     if pointer and _ignored(pointer, patterns):
         return
     if upstream is MISSING or mock is MISSING:
@@ -112,15 +115,17 @@ def _diff(upstream: Any, mock: Any, pointer: str, marks: Mapping[str, dict[str, 
     if isinstance(upstream, dict):
         for name in [*upstream, *(k for k in mock if k not in upstream)]:
             yield from _diff(upstream.get(name, MISSING), mock.get(name, MISSING),
-                             f"{pointer}/{schemas.escape(name)}", marks, patterns)
+                             f"{pointer}/{schemas.escape(name)}", schema_at, patterns)
         return
     if isinstance(upstream, list):
         for i in range(max(len(upstream), len(mock))):
             yield from _diff(upstream[i] if i < len(upstream) else MISSING, mock[i] if i < len(mock) else MISSING,
-                             f"{pointer}/{i}", marks, patterns)
+                             f"{pointer}/{i}", schema_at, patterns)
         return
-    schema = marks.get(pointer, {})
-    if upstream == mock or schema.get("x-identifier") or schema.get("x-compare") == "presence":
+    if upstream == mock:
+        return
+    schema = schema_at(pointer)
+    if schema.get("x-identifier") or schema.get("x-compare") == "presence":
         return
     if schema.get("format") == "date-time" and _close(upstream, mock):
         return

@@ -103,3 +103,28 @@ def parts(schema: JSON, resolver: Resolver[Any], value: Any, pointer: str = "") 
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
             yield from parts(schema["items"], resolver, item, f"{pointer}/{i}")
+
+
+def at(schema: JSON, resolver: Resolver[Any], value: Any, pointer: str) -> JSON:
+    """The schema of the part of `value` at `pointer` (as `parts` gives it), walking only that path; {} where
+    the schema says nothing of it."""
+    for segment in [*pointer.split("/")[1:], None]:
+        schema, resolver = resolved(schema, resolver)
+        chosen = branch(schema, resolver, value)
+        if chosen is not None:
+            inner, resolver = chosen
+            schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}, **inner}
+        if segment is None:
+            return schema
+        name = segment.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict) and name in value:
+            declared, _ = properties(schema, resolver)
+            if name not in declared:
+                return {}
+            schema, value = declared[name], value[name]
+        elif isinstance(value, list) and name.isdigit() and int(name) < len(value) \
+                and isinstance(schema.get("items"), dict):
+            schema, value = schema["items"], value[int(name)]
+        else:
+            return {}
+    return schema

@@ -10,8 +10,10 @@ mock. An upstream that cannot be reached or answers too late is a 502 or 504 in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -45,6 +47,8 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 
 
 ENV_VAR = "RETURNS_MOCK_PROXY"
+TURNS = 64
+"""Locks the shadowed accounts are spread over (two accounts may share one: they then wait for each other)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,15 @@ class _Proxy:
         self.journal = MemoryJournal(config.journal_size)
         self.recorder = HarRecorder(Path(config.record)) if config.record else None
         self.shadow = Mirror(config.drift_ignore, config.journal_size) if config.shadow else None
+        self._turns = tuple(threading.Lock() for _ in range(TURNS))
+
+    def in_turn(self, provider: str, credentials: str | None) -> contextlib.AbstractContextManager[Any]:
+        """With --shadow, one account's exchanges one at a time, each applied to the mirror before the next
+        reaches the upstream: the mock sees them in the upstream's order (a page read between two creates
+        counts what the upstream counted). Other accounts go on in parallel. Without it, no wait."""
+        if self.shadow is None:
+            return contextlib.nullcontext()
+        return self._turns[hash((provider, credentials)) % TURNS]
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -125,7 +138,7 @@ def _forwarder(state: _Proxy, name: str) -> Any:
         findings: list[Finding] = []
         answer: Response
         reason = ""
-        answered_upstream = False
+        drift = None
         if any(segment in ("..", ".") for segment in rest.split("/")):
             message = "The path leaves the provider's base path (a '.' or '..' segment); not forwarded."
             answer = _render(api, api.error(400, BAD_REQUEST, message, [
@@ -135,17 +148,16 @@ def _forwarder(state: _Proxy, name: str) -> Any:
             if state.config.strict and findings:
                 answer = _refusal(api, findings, at)
             else:
-                answer, reason, upstream_findings, answered_upstream = _exchange(
-                    state, api, shown, op, request.method, url, headers, body, at)
+                with state.in_turn(name, request.headers.get("Authorization")):
+                    answer, reason, upstream_findings, answered_upstream = _exchange(
+                        state, api, shown, op, request.method, url, headers, body, at)
+                    if state.shadow is not None and answered_upstream:
+                        drift = state.shadow.apply(api, op, request.method, request.path,
+                                                   request.query_string.decode("latin-1"), headers, body,
+                                                   answer.status_code, answer.get_data(), _account(name, api))
                 findings = findings + upstream_findings
         answered = answer.get_data()
-        account = api.rate_key(request.headers.get("Authorization"))
-        if account is not None and REGISTRY[name].secret_accounts:  # the account is the client's real API key
-            account = masking.account_hint(account)
-        drift = None
-        if state.shadow is not None and answered_upstream:
-            drift = state.shadow.apply(api, op, request.method, request.path, request.query_string.decode("latin-1"),
-                                       headers, body, answer.status_code, answered, account)
+        account = _account(name, api)
         # Masked once, for the journal and the recording alike (a JSON body is parsed to mask it).
         shown_request = masking.body(body, request.content_type)
         shown_answer = masking.body(answered, answer.content_type)
@@ -211,6 +223,14 @@ _REQUEST_IDS = IdGenerator()
 def _render(api: ProviderApi, error: ProviderError, at: datetime) -> Response:
     body = api.error_body(error, _REQUEST_IDS.new("req", 24), isoformat(at))
     return _json(error.status, body, dict(error.headers))
+
+
+def _account(name: str, api: ProviderApi) -> str | None:
+    """The account this request's credentials name, as the journal shows it (an API key only as a hint)."""
+    account = api.rate_key(request.headers.get("Authorization"))
+    if account is not None and REGISTRY[name].secret_accounts:  # the account is the client's real API key
+        account = masking.account_hint(account)
+    return account
 
 
 def _journal(state: _Proxy, name: str, account: str | None, at: datetime, started: float,

@@ -41,7 +41,9 @@ class Mirror:
         """Apply the request the upstream answered to the mirror, and record how the answers differ."""
         upstream = _parsed(upstream_body)
         validator = op.responses.get(upstream_status) if op is not None else None
-        adopted = _identifiers(validator, api, upstream) if 200 <= upstream_status < 300 else []
+        # Ids are minted by writes only; a read's answer (a page of returns) is not searched for them.
+        minting = method not in ("GET", "HEAD") and 200 <= upstream_status < 300
+        adopted = _identifiers(validator, api, upstream) if minting else []
         with self._lock:
             self.mock.ids.adopt(adopted)
             try:
