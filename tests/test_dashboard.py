@@ -194,7 +194,7 @@ def test_the_shadow_proxy_shows_its_drift_beside_the_journal(browser: webdriver.
         wait(browser, "#drift tr.drift", lambda found: not found)
         # The mock's own dashboard has no drift to show.
         login(browser, seeded)
-        assert "hidden" in browser.find_element(By.ID, "drift-section").get_attribute("class")
+        assert "hidden" in (browser.find_element(By.ID, "drift-section").get_attribute("class") or "")
     finally:
         proxy.stop()
         upstream.stop()
