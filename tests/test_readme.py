@@ -225,6 +225,48 @@ def test_the_proxy_recording_and_validate_har_examples(tmp_path: Path) -> None:
     assert {v["side"] for v in report["violations"]} == {"request"}
 
 
+def _drift_shape(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A drift report without what changes from run to run (ids, instants)."""
+    return [(e["provider"], e["method"], re.sub(r"ret_\w+", "ret_ID", e["path"]), e["account"], e["upstream_status"],
+             e["mock_status"], [(d["pointer"], d["kind"]) for d in e["differences"]]) for e in report["entries"]]
+
+
+def test_the_shadow_proxy_example_gives_the_report_shown(tmp_path: Path) -> None:
+    title = "The shadow proxy: is the mock still the provider's twin?"
+    (block,) = readme_blocks(title)
+    (shown,) = readme_blocks(title, "json")
+    start, curl, offline = shell_commands(block)
+    upstream = Server("--store", "memory", "--refund-business-days", "7", "--lifecycle", "permissive").start()
+    try:
+        front = _proxy_from(start, upstream, tmp_path)
+        try:  # the client of the report's story
+            pl, key = f"{front.url}{PL}", {"Authorization": "Bearer zl_test_demo123"}
+            created = requests.post(f"{pl}/returns", headers=key, timeout=10, json={
+                "order_id": "ord_abc123", "reason": "defective", "items": [{"sku": "PROD-001", "quantity": 1}],
+                "refund_amount": 49.99}).json()["data"]
+            for status in ("received", "inspected"):
+                requests.patch(f"{pl}/returns/{created['id']}/status", headers=key, json={"status": status}, timeout=10)
+            requests.post(f"{pl}/returns/{created['id']}/refund", headers=key, json={"amount": 49.99}, timeout=10)
+            auth = ("my-shop", "secret")
+            requests.post(f"{front.url}{UP35}/returns", auth=auth, timeout=10, json={
+                "orderId": "42346434",
+                "items": [{"itemId": "412412", "sku": "vendor_id/FEI60XX114014XXAPIP80", "quantity": 2}]})
+            requests.patch(f"{front.url}{UP35}/returns/42346434", auth=auth, json={"status": "customer_shipped"},
+                           timeout=10)
+            result = _bash(curl.replace("127.0.0.1:8090", f"127.0.0.1:{front.port}"), tmp_path, _path_env())
+            report = json.loads(result.stdout)
+            assert _drift_shape(report) == _drift_shape(json.loads(shown))
+            assert report["summary"] == json.loads(shown)["summary"]
+        finally:
+            front.stop()
+    finally:
+        upstream.stop()
+    replayed = _bash(offline, tmp_path, _path_env())
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "value at /data/refund/expected_at: recorded '" in replayed.stdout
+    assert "mock_refuses at (status): recorded 200, mock 409" in replayed.stdout
+
+
 INTEGRATION = '''
 import os
 import requests
@@ -336,6 +378,8 @@ SHELL_BLOCKS = {
         "test_the_proxy_ci_job_example_fails_only_when_a_side_breaks_the_contract",
     "pip install '/path/to/returns-mock[postgres]'": "test_the_replica_commands_make_one_mock_of_two_servers",
     "curl -s -X POST http://127.0.0.1:8080/__admin/seed": "test_the_control_plane_curl_examples_work",
+    "returns-mock proxy --shadow --3plship-upstream https://":
+        "test_the_shadow_proxy_example_gives_the_report_shown",
     "pytest --returns-mock-fuzz=50 tests/test_tracking.py":
         "test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed",
 }
