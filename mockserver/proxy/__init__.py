@@ -6,6 +6,8 @@ client's credentials go to the upstream untouched) and the upstream's answer com
 directions are checked against the contracts: what the client sent (source `request`) and what the
 provider answered (source `response`). The journal and violations are served under /__admin as by the
 mock. An upstream that cannot be reached or answers too late is a 502 or 504 in the provider's format.
+With --shadow, every exchange the upstream answered is also applied to a mock mirroring it
+(mockserver.web.mirror) and the two answers compared: /__admin/drift.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ def _forwarder(state: _Proxy, name: str) -> Any:
         answer: Response
         reason = ""
         drift = None
+        account = _account(name, api)
         if any(segment in ("..", ".") for segment in rest.split("/")):
             message = "The path leaves the provider's base path (a '.' or '..' segment); not forwarded."
             answer = _render(api, api.error(400, BAD_REQUEST, message, [
@@ -154,10 +157,9 @@ def _forwarder(state: _Proxy, name: str) -> Any:
                     if state.shadow is not None and answered_upstream:
                         drift = state.shadow.apply(api, op, request.method, request.path,
                                                    request.query_string.decode("latin-1"), headers, body,
-                                                   answer.status_code, answer.get_data(), _account(name, api))
+                                                   answer.status_code, answer.get_data(), account)
                 findings = findings + upstream_findings
         answered = answer.get_data()
-        account = _account(name, api)
         # Masked once, for the journal and the recording alike (a JSON body is parsed to mask it).
         shown_request = masking.body(body, request.content_type)
         shown_answer = masking.body(answered, answer.content_type)

@@ -1,8 +1,10 @@
 """The per-request steps around every provider operation, in one explicit order.
 
 Before the view: faults (a faulted request is answered by the fault and counts nowhere), then the rate
-limit. After it, on every answer the provider part gave (errors included): the journal, then the
-response self-check. Each step reads and writes the request's `RequestContext`, nothing else.
+limit, then, while the mock varies its answers, a drawn latency or documented error. After it, on every
+answer the provider part gave (errors included): the rate-limit headers, the variation of a success
+answer, the journal, then the response self-check (of the varied answer). Each step reads and writes
+the request's `RequestContext`, nothing else.
 """
 
 from __future__ import annotations
