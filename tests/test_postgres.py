@@ -254,6 +254,40 @@ def test_the_password_may_come_from_pgpassword(postgres_url: str) -> None:
         server.stop()
 
 
+WITHOUT_MIGRATION_3 = ("DROP TRIGGER webhook_account_noted ON webhooks; "
+                      "DROP TRIGGER webhook_accounts_cleared ON webhooks; DROP FUNCTION note_webhook_account; "
+                      "DELETE FROM settings WHERE key = 'webhook-accounts'")
+
+
+def test_subscriptions_made_before_migration_3_still_get_their_events(postgres_url: str) -> None:
+    """A create asks for subscribers only in accounts the settings name: a database whose subscriptions
+    predate that list gets it from them when migrated."""
+    store = open_store(postgres_url)
+    with store.transaction() as tx:
+        tx.add_webhook("zl_test_old", {"id": "wh_old", "url": "http://127.0.0.1:9/", "events": ["return.created"],
+                                       "secret": "whsec_x", "active": True})
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the database as release 2 left it
+        conn.execute(WITHOUT_MIGRATION_3)
+        conn.execute("UPDATE schema_version SET version=2")
+    store = open_store(postgres_url)
+    assert json.loads(store.get_setting("webhook-accounts") or "null") == ["zl_test_old"]
+    with store.transaction() as tx:  # a new subscription in another account joins the list
+        tx.add_webhook("zl_test_new", {"id": "wh_new", "url": "http://127.0.0.1:9/", "events": ["return.created"],
+                                       "secret": "whsec_y", "active": True})
+    assert sorted(json.loads(store.get_setting("webhook-accounts") or "null")) == ["zl_test_new", "zl_test_old"]
+    store.pin_settings(True)
+    try:
+        with store.transaction() as tx:
+            assert [w["id"] for w in tx.webhooks("zl_test_old")] == ["wh_old"]
+            assert tx.webhooks("zl_test_none") == []
+    finally:
+        store.pin_settings(False)
+    store.reset()  # every subscription gone: so is the list
+    assert json.loads(store.get_setting("webhook-accounts") or "null") == []
+    store.close()
+
+
 def test_list_totals_follow_inserts_moves_resets_and_a_database_migrated_from_version_1(postgres_url: str) -> None:
     """Totals come from counts a trigger keeps (not a COUNT over the account's rows); a database made by
     the first release gets them from its returns when a newer one migrates it."""
@@ -264,6 +298,7 @@ def test_list_totals_follow_inserts_moves_resets_and_a_database_migrated_from_ve
         conn.execute("DROP TRIGGER returns_counted ON returns; DROP TRIGGER returns_recounted ON returns;"
                      "DROP FUNCTION count_returns; DROP FUNCTION rate_hit; DROP TABLE return_counts;"
                      "DROP INDEX returns_by_account; UPDATE schema_version SET version=1")
+        conn.execute(WITHOUT_MIGRATION_3)
     store = open_store(postgres_url)
     assert store.page("3plship", "acct", status=None, order_id=None, offset=0, limit=1).total == 6
     totals_follow_moves_and_resets(store)

@@ -368,3 +368,11 @@ def test_find_pages_newest_first_and_searches_ids_and_order_ids(store: Store) ->
     assert [r.id for r in found] == ["ret_3", "ret_1"] and total == 2
     found, total = store.find(None, None, "9", 0, 10)
     assert [(r.id, r.account) for r in found] == [("ret_9", "other")] and total == 1
+
+
+def test_a_return_inserted_alone_is_stored_once(store: Store) -> None:
+    stored = store.insert(record("alone"))
+    assert stored.version == 1 and store.get("3plship", "acct", "alone") is not None
+    with pytest.raises(DuplicateReturn):
+        store.insert(record("alone"))
+    assert [r.id for r in store.all()] == ["alone"]

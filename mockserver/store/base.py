@@ -122,6 +122,12 @@ class ReturnStore(ABC):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A write transaction, serialised against every other writer (threads and processes)."""
 
+    def insert(self, record: ReturnRecord) -> ReturnRecord:
+        """A new return on its own (Transaction.insert in a transaction of its own); an engine may do it in
+        one statement where that is as atomic (PostgreSQL: no BEGIN and COMMIT round trips)."""
+        with self.transaction() as tx:
+            return tx.insert(record)
+
     @abstractmethod
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None: ...
 

@@ -146,8 +146,34 @@ MIGRATIONS: list[str] = [
         RETURN QUERY SELECT prev[g.j], cur[g.j], ok FROM generate_subscripts(hit_keys, 1) AS g(j) ORDER BY g.j;
     END $$;
     """,
+    # 3: the accounts with a webhook subscription, kept by triggers as a setting, which every request reads
+    # with the others (pinned): a 3plship create in an account without one asks for no subscribers.
+    """
+    INSERT INTO settings (key, value)
+        SELECT 'webhook-accounts', coalesce(json_agg(DISTINCT account)::text, '[]') FROM webhooks
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+    CREATE FUNCTION note_webhook_account() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'TRUNCATE' THEN
+            UPDATE settings SET value = '[]' WHERE key = 'webhook-accounts';
+            RETURN NULL;
+        END IF;
+        INSERT INTO settings (key, value) VALUES ('webhook-accounts', json_build_array(NEW.account)::text)
+            ON CONFLICT (key) DO UPDATE SET value = (
+                SELECT json_agg(DISTINCT a)::text
+                FROM (SELECT json_array_elements_text(settings.value::json) AS a UNION SELECT NEW.account) known);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER webhook_account_noted AFTER INSERT ON webhooks
+        FOR EACH ROW EXECUTE FUNCTION note_webhook_account();
+    CREATE TRIGGER webhook_accounts_cleared AFTER TRUNCATE ON webhooks
+        FOR EACH STATEMENT EXECUTE FUNCTION note_webhook_account();
+    """,
 ]
 """Each release appends; a database is brought from its version to the last, one step at a time."""
+
+WEBHOOK_ACCOUNTS = "webhook-accounts"
+"""The setting migration 3's triggers keep: a JSON list of the accounts with a webhook subscription."""
 
 MIGRATION_LOCK = 7262_0001
 """The advisory lock replicas starting at once take, so that one of them migrates and the others wait."""
@@ -159,9 +185,17 @@ class _PostgresTransaction(SqlTransaction):
     DUE = SqlTransaction.DUE + " FOR UPDATE"
     WEBHOOKS = SqlTransaction.WEBHOOKS.replace("rowid", "seq")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, subscribed: Callable[[str], bool | None] = lambda _: None) -> None:
         super().__init__(conn)
         self.inserted = 0
+        self._subscribed = subscribed
+
+    def webhooks(self, account: str) -> list[dict[str, Any]]:
+        # The request's settings say which accounts have subscriptions (a subscription another replica
+        # commits after this request began is seen by the next one); outside a request, ask.
+        if self._subscribed(account) is False:
+            return []
+        return super().webhooks(account)
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         # Locked: a transaction reads a return to change it, and a concurrent one must wait its turn.
@@ -170,17 +204,22 @@ class _PostgresTransaction(SqlTransaction):
         return to_record(row) if row else None
 
     def insert(self, record: ReturnRecord) -> ReturnRecord:
-        row = self._conn.execute(
-            "INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
-            " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (provider, account, id) DO NOTHING"
-            " RETURNING seq",
-            (record.provider, record.account, record.id, record.order_id, record.status, record.due_at,
-             orjson.dumps(record.resource).decode(), orjson.dumps(record.history).decode())).fetchone()
-        if row is None:
-            raise DuplicateReturn(record.id)
+        inserted = _insert(self._conn, record)
         self.inserted += 1
-        return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
-                            record.resource, record.history, record.due_at, 1, int(row[0]))
+        return inserted
+
+
+def _insert(conn: Any, record: ReturnRecord) -> ReturnRecord:
+    row = conn.execute(
+        "INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
+        " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (provider, account, id) DO NOTHING"
+        " RETURNING seq",
+        (record.provider, record.account, record.id, record.order_id, record.status, record.due_at,
+         orjson.dumps(record.resource).decode(), orjson.dumps(record.history).decode())).fetchone()
+    if row is None:
+        raise DuplicateReturn(record.id)
+    return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
+                        record.resource, record.history, record.due_at, 1, int(row[0]))
 
 
 class PostgresStore(Store):
@@ -206,6 +245,7 @@ class PostgresStore(Store):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._away_until = 0.0
+        self._webhook_accounts: tuple[str, frozenset[str]] = ("", frozenset())
         try:
             with psycopg.connect(self._conninfo(), connect_timeout=5, autocommit=True) as conn:
                 nul_safe(conn)
@@ -245,7 +285,7 @@ class PostgresStore(Store):
                 self._pool = psycopg_pool.ConnectionPool(
                     self._conninfo(), min_size=1, max_size=self._pool_size, timeout=self.POOL_TIMEOUT,
                     kwargs={"autocommit": True, "connect_timeout": 3}, configure=_configure,
-                    check=psycopg_pool.ConnectionPool.check_connection, open=True, name="returns-mock")
+                    check=_check_idle, open=True, name="returns-mock")
                 self._pid = process.pid()
             return self._pool
 
@@ -279,12 +319,12 @@ class PostgresStore(Store):
     def transaction(self) -> Iterator[Transaction]:
         with self._connection() as conn:
             if getattr(self._local, "conn", None) is conn:  # nested: part of the outer transaction
-                yield _PostgresTransaction(conn)
+                yield _PostgresTransaction(conn, self._subscribed)
                 return
             self._local.conn = conn
             try:
                 with conn.transaction():
-                    tx = _PostgresTransaction(conn)
+                    tx = _PostgresTransaction(conn, self._subscribed)
                     yield tx
             finally:
                 self._local.conn = None
@@ -292,6 +332,12 @@ class PostgresStore(Store):
                 conn.execute("ANALYZE returns")
 
     # --- returns -----------------------------------------------------------------------------------
+
+    def insert(self, record: ReturnRecord) -> ReturnRecord:
+        # One statement is its own transaction (the count trigger's update included): no BEGIN, no COMMIT.
+        # Inside a transaction of this thread, it is part of that one.
+        with self._connection() as conn:
+            return _insert(conn, record)
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         with self._connection() as conn:
@@ -440,6 +486,17 @@ class PostgresStore(Store):
                 self._local.held = None
                 self._the_pool().putconn(held)
 
+    def _subscribed(self, account: str) -> bool | None:
+        """Whether the account has a webhook subscription, as this request's settings say; None if unknown."""
+        pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
+        known = pinned.get(WEBHOOK_ACCOUNTS) if pinned is not None else None
+        if known is None:
+            return None
+        parsed = self._webhook_accounts
+        if parsed[0] != known:  # parsed once per change, not per create
+            parsed = self._webhook_accounts = (known, frozenset(orjson.loads(known)))
+        return account in parsed[1]
+
     def set_setting(self, key: str, value: str) -> None:
         with self._connection() as conn:
             conn.execute("INSERT INTO settings (key, value) VALUES (%s, %s) "
@@ -481,6 +538,21 @@ class PostgresStore(Store):
             if self._pool is not None and self._pid == process.pid():
                 self._pool.close()
             self._pool, self._pid = None, 0
+
+
+IDLE_CHECK_SECONDS = 1.0
+"""A pooled connection idle longer than this is checked (a round trip) before use; a busier one is not."""
+
+
+def _check_idle(conn: Any) -> None:
+    """The pool's liveness check, only for connections idle a while: under load every checkout skips a
+    round trip, while a connection left over from before a database restart is still found dead (and
+    replaced) before a request uses it. A connection that dies within the second fails its request (503)."""
+    last = getattr(conn, "_returns_mock_used", None)
+    now = time.monotonic()
+    if last is None or now - last > IDLE_CHECK_SECONDS:
+        psycopg_pool.ConnectionPool.check_connection(conn)
+    conn._returns_mock_used = now
 
 
 def _configure(conn: Any) -> None:

@@ -69,8 +69,7 @@ class Returns35up:
         record = self.new_record(account, body, self.clock.now())
         order_id = record.id
         try:
-            with self.store.transaction() as tx:
-                tx.insert(record)
+            self.store.insert(record)
         except DuplicateReturn:
             raise ProviderError(409, "duplicate_return",
                                 f"A return for order {order_id} already exists.",
