@@ -11,10 +11,13 @@ import contextlib
 import glob
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from helpers import free_port
 
@@ -79,3 +82,48 @@ class Cluster:
         with contextlib.suppress(RuntimeError):
             self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def round_trips(url: str, requests: dict[str, tuple[str, str, list[tuple[str, str]], Any]],
+                count: int = 100) -> dict[str, float]:
+    """Round trips to the database per request, for each named request (method, path, headers, body of the
+    n-th): counted at the wire, libpq tracing every protocol message of every pooled connection, each Query
+    or Sync the client sends being one round trip (the journal's batches included, spread over requests).
+    The app runs in this process on the database at `url`."""
+    from mockserver.config import Config
+    from mockserver.store import postgres
+    from mockserver.web import create_app, mock_of
+    from mockserver.web.direct import call
+
+    folder = Path(tempfile.mkdtemp(prefix="returns-mock-trace-"))
+    configure = postgres._configure
+    files: list[Any] = []
+
+    def traced(conn: Any) -> None:  # the pool opens connections from several threads at once
+        configure(conn)
+        handle, _ = tempfile.mkstemp(suffix=".trace", dir=folder)
+        files.append(handle)
+        conn.pgconn.trace(handle)
+
+    def sent() -> int:
+        return sum(len(re.findall(r"\tF\t\d+\t(?:Query|Sync)\b", path.read_text())) for path in folder.iterdir())
+
+    postgres._configure = traced
+    found: dict[str, float] = {}
+    app = create_app(Config(store=url))
+    try:
+        for name, (method, path, headers, body) in requests.items():
+            for n in range(20):  # warm: the pool filled, the statements prepared
+                call(app, method, path, "", headers, body(n) if callable(body) else body)
+            before = sent()
+            for n in range(count):
+                status, _, answer = call(app, method, path, "", headers, body(1000 + n) if callable(body) else body)
+                assert status < 300, answer[:300]
+            time.sleep(0.2)  # the journal's last batch
+            found[name] = (sent() - before) / count
+    finally:
+        postgres._configure = configure
+        mock_of(app).close()
+        mock_of(app).store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return found

@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pg
 import psycopg
 import pytest
 import requests
@@ -303,3 +304,21 @@ def test_list_totals_follow_inserts_moves_resets_and_a_database_migrated_from_ve
     assert store.page("3plship", "acct", status=None, order_id=None, offset=0, limit=1).total == 6
     totals_follow_moves_and_resets(store)
     store.close()
+
+
+CREATES = {
+    "3plship create": ("POST", "/3plship/api/v1/returns",
+                       [("Authorization", "Bearer zl_test_trips"), ("Content-Type", "application/json")],
+                       b'{"order_id":"o","reason":"defective","items":[{"sku":"P","quantity":1}],"refund_amount":1}'),
+    "35up create": ("POST", "/35up/v1/returns",
+                    [("Authorization", "Basic dHJpcHM6dHJpcHM="), ("Content-Type", "application/json")],
+                    lambda n: b'{"orderId":"o%d","items":[{"itemId":"1","sku":"v/S","quantity":1}]}' % n),
+}
+
+
+def test_a_create_costs_few_round_trips_to_the_database(postgres_url: str) -> None:
+    """At most 6 for a 3plship create in an account without webhook subscribers, 3 for a 35up create
+    (the settings, the rate count, the transaction; the journal's batches spread over the requests)."""
+    found = pg.round_trips(postgres_url, CREATES)
+    assert found["3plship create"] <= 6, found
+    assert found["35up create"] <= 3, found
