@@ -44,7 +44,7 @@ TARGETS = {"3plship create": 0.4, "3plship status update": 0.4, "35up create": 0
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common_arguments(parser, "bench-postgres.json", rounds=3, per_thread=20_000)
+    common_arguments(parser, "bench-postgres.json", rounds=3, per_thread=60_000)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent / "tests"))
     from pg import Cluster, round_trips
