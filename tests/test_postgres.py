@@ -318,7 +318,21 @@ CREATES = {
 
 def test_a_create_costs_few_round_trips_to_the_database(postgres_url: str) -> None:
     """At most 6 for a 3plship create in an account without webhook subscribers, 3 for a 35up create
-    (the settings, the rate count, the transaction; the journal's batches spread over the requests)."""
+    (the settings, the rate count, the insert; the journal's batches spread over the requests)."""
     found = pg.round_trips(postgres_url, CREATES)
     assert found["3plship create"] <= 6, found
     assert found["35up create"] <= 3, found
+    # With a subscriber the create is a transaction: the return and its event's delivery, together.
+    requests = {"3plship create (subscribed)": (
+        *CREATES["3plship create"][:2], [("Authorization", "Bearer zl_test_subscribed"),
+                                         ("Content-Type", "application/json")], CREATES["3plship create"][3])}
+    store = open_store(postgres_url)
+    with store.transaction() as tx:
+        tx.add_webhook("zl_test_subscribed", {"id": "wh_1", "url": "http://127.0.0.1:9/", "active": True,
+                                              "events": ["return.created"], "secret": "whsec_1"})
+    store.close()
+    subscribed = pg.round_trips(postgres_url, requests, count=50)
+    assert subscribed["3plship create (subscribed)"] > found["3plship create"] + 1, (subscribed, found)
+    store = open_store(postgres_url)
+    assert len(store.deliveries(account="zl_test_subscribed")) == 70  # warm-up and counted creates: every one
+    store.close()

@@ -122,6 +122,11 @@ class ReturnStore(ABC):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A write transaction, serialised against every other writer (threads and processes)."""
 
+    def has_webhooks(self, account: str) -> bool | None:
+        """Whether the account has webhook subscriptions, if the engine knows without a query of its own
+        (None: ask, in the transaction)."""
+        return None
+
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         """A new return on its own (Transaction.insert in a transaction of its own); an engine may do it in
         one statement where that is as atomic (PostgreSQL: no BEGIN and COMMIT round trips)."""

@@ -486,6 +486,9 @@ class PostgresStore(Store):
                 self._local.held = None
                 self._the_pool().putconn(held)
 
+    def has_webhooks(self, account: str) -> bool | None:
+        return self._subscribed(account)
+
     def _subscribed(self, account: str) -> bool | None:
         """Whether the account has a webhook subscription, as this request's settings say; None if unknown."""
         pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
