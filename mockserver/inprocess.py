@@ -32,7 +32,7 @@ from .interception import AiohttpInterception, DroppedConnection, HttpxIntercept
 from .journal import Entry, Violation
 from .mock import Mock
 from .store import MemoryStore
-from .variation import Variation
+from .variation import SeededChooser, Variation
 from .web import create_app, mock_of
 from .web.direct import wsgi_environ
 
@@ -98,19 +98,24 @@ class mock_providers(MockHandle, ContextDecorator):
 
     passthrough: False (default) makes requests to other hosts fail with a connection error, as `responses`
     does (loopback always passes, so a real server works beside it); True lets them reach the network; a
-    list of URL prefixes lets only those through.
+    list of URL prefixes lets only those through. vary: a seed to vary every answer within the contract
+    (mockserver.variation), as `serve --vary` does.
     """
 
     def __init__(self, *, passthrough: bool | list[str] = False, config: Config | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, vary: int | None = None) -> None:
         self._passthrough = passthrough
         self._config = config or Config()
         self._clock = clock
+        self._vary = vary
+        """Vary every answer within the contract, reproducibly from this seed (as serve --vary)."""
         self._responses: responses.RequestsMock | None = None
         self._others: list[Any] = []
 
     def __enter__(self) -> mock_providers:
         self.app = create_app(self._config, store=MemoryStore(), clock=self._clock)
+        if self._vary is not None:
+            self.state.varying.use(Variation(SeededChooser(self._vary)))
         # What exists now (the test process, the contracts, the app) is left out of garbage collection
         # while the mock is active: full collections walked it every few thousand requests, a third of
         # an in-process request's time. The objects rejoin the collector's oldest generation on exit.
@@ -177,7 +182,8 @@ class mock_providers(MockHandle, ContextDecorator):
     def __call__(self, func: F) -> F:  # a fresh mock for every call of the decorated function
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with mock_providers(passthrough=self._passthrough, config=self._config, clock=self._clock):
+            with mock_providers(passthrough=self._passthrough, config=self._config, clock=self._clock,
+                                vary=self._vary):
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

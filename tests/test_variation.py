@@ -196,3 +196,18 @@ def test_a_bad_vary_request_names_the_field(varied_server: Server) -> None:
     assert answer.status_code == 422
     assert "seed" in answer.text
     assert requests.get(f"{varied_server.url}/__admin/vary", timeout=10).json() == {"seed": 11}
+
+
+def test_mock_providers_takes_a_vary_seed_as_serve_does() -> None:
+    def run() -> list[tuple[int, tuple[str, ...], bytes]]:
+        with mock_providers(config=FROZEN, vary=33) as mock:
+            for n in range(15):
+                requests.post(f"{BASE_3PL}/returns", headers=KEY, json={**SENT, "order_id": f"o{n}"}, timeout=10)
+            return [(e.status, e.varied, e.response_body) for e in mock.journal]
+
+    first = run()
+    assert first == run()
+    assert any(varied for _, varied, _ in first)
+    with mock_providers(config=FROZEN) as mock:  # without it, nothing varies
+        requests.post(f"{BASE_3PL}/returns", headers=KEY, json=SENT, timeout=10)
+        assert mock.journal[-1].varied == ()
