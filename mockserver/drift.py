@@ -23,7 +23,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry
 
-from . import schemas
+from . import masking, schemas
 
 TIMESTAMP_TOLERANCE = 5.0
 """Seconds two timestamps may differ by and still count as the same instant."""
@@ -41,6 +41,11 @@ class Difference:
 
     def as_json(self) -> dict[str, Any]:
         return {"pointer": self.pointer, "upstream": _json(self.upstream), "mock": _json(self.mock), "kind": self.kind}
+
+    def masked(self) -> Difference:
+        """Both values masked where the field looks like a credential (what the report shows)."""
+        return Difference(self.pointer, _masked(self.pointer, self.upstream), _masked(self.pointer, self.mock),
+                          self.kind)
 
     def values(self, other: str = "upstream") -> str:
         """Both sides' values, the other implementation's named `other` (the upstream, a target, a recording)."""
@@ -92,7 +97,7 @@ def compare(upstream_status: int, upstream: Any, mock_status: int, mock: Any,
         return schemas.at(validator.schema, schemas.resolver_for(validator, registry), upstream, pointer)
 
     patterns = [p.split("/")[1:] for p in ignore]
-    return list(_diff(upstream, mock, "", schema_at, patterns))
+    return [d.masked() for d in _diff(upstream, mock, "", schema_at, patterns)]
 
 
 def _ignored(pointer: str, patterns: list[list[str]]) -> bool:
@@ -130,6 +135,10 @@ def _diff(upstream: Any, mock: Any, pointer: str, schema_at: Callable[[str], dic
     if schema.get("format") == "date-time" and _close(upstream, mock):
         return
     yield Difference(pointer, upstream, mock, "error_code" if "x-codes" in schema else "value")
+
+
+def _masked(pointer: str, value: Any) -> Any:
+    return value if value is MISSING else masking.at_pointer(pointer, value)
 
 
 def _json(value: Any) -> Any:

@@ -106,6 +106,14 @@ def body(data: bytes, content_type: str | None) -> bytes:
         return json.dumps(cleaned).encode()
 
 
+def at_pointer(pointer: str, value: Any) -> Any:
+    """A value shown at a JSON pointer (a drift report's): masked if any name on its way looks like a
+    credential, as it would be in the body it came from."""
+    if any(secret_name(part) for part in pointer.split("/")[1:] if not part.isdigit()):
+        return masked_value(value) if isinstance(value, str) else MASK
+    return _clean(value)
+
+
 def _clean(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: (masked_value(v) if isinstance(v, str) else MASK) if secret_name(k) else _clean(v)

@@ -293,3 +293,25 @@ def test_verify_compare_mock_reports_each_difference_of_the_scenarios(upstream: 
         assert "/refund: target '" in run.stdout
     else:
         assert "No violations." in run.stdout
+
+
+def test_a_difference_in_a_credential_shows_masked() -> None:
+    from mockserver.drift import compare
+
+    found = compare(200, {"data": {"api_key": "zl_live_upstreamsecret1", "settings": {"token": "t-up"}, "n": 1}},
+                    200, {"data": {"api_key": "zl_live_mocksecret22", "settings": {"token": "t-mock"}, "n": 2}},
+                    None)
+    shown = {d.pointer: (d.upstream, d.mock) for d in found}
+    assert shown == {"/data/api_key": ("zl_live_REDACTED", "zl_live_REDACTED"),
+                     "/data/settings/token": ("[REDACTED]", "[REDACTED]"), "/data/n": (1, 2)}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--drift-ignore", "data/x", "--shadow"), "argument --drift-ignore: expected a JSON pointer such as "
+                                               "/data/carrier, got 'data/x'"),
+    (("--drift-ignore", "/data/x"), "--drift-ignore: only with --shadow"),
+])
+def test_a_bad_shadow_flag_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    run = cli("proxy", "--3plship-upstream", "http://127.0.0.1:9/api/v1", *args)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"returns-mock: error: {message}"
