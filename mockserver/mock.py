@@ -47,7 +47,7 @@ class Mock:
         if config.vary is not None and self.varying.seed() != config.vary:
             self.varying.set(config.vary)
         default_policy = RatePolicy.parse(config.rate_limit) if config.rate_limit else None
-        self.rate_limiter = RateLimiter(self.store, self.clock, default_policy)
+        self.rate_limiter = RateLimiter(self.store, self.store, self.clock, default_policy)
         policy = DeliveryPolicy(
             allowed_hosts=tuple(h.lower() for h in config.allow_webhook_hosts), attempts=config.webhook_attempts,
             backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .clock import Clock, to_millis
-from .store import Store, Window
+from .store import RateCounters, Settings, Window
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 STANDARD_TIER = "1000/hour"
@@ -102,17 +102,19 @@ def _policy(raw: str) -> RatePolicy:
 class RateLimiter:
     KEY = "rate_limit"
 
-    def __init__(self, store: Store, clock: Clock, default: RatePolicy | None = None) -> None:
-        self.store = store
+    def __init__(self, counters: RateCounters, settings: Settings, clock: Clock,
+                 default: RatePolicy | None = None) -> None:
+        self.counters = counters
+        self.settings = settings
         self.clock = clock
         self.default = default or RatePolicy.parse(STANDARD_TIER, enforce=False)
 
     def policy(self) -> RatePolicy:
-        raw = self.store.get_setting(self.KEY)
+        raw = self.settings.get_setting(self.KEY)
         return _policy(raw) if raw else self.default
 
     def set_policy(self, policy: RatePolicy) -> None:
-        self.store.set_setting(self.KEY, json.dumps(policy.as_json()))
+        self.settings.set_setting(self.KEY, json.dumps(policy.as_json()))
 
     def hit(self, key: str) -> Decision:
         """Count one request of `key` in every window (unless refused) and say whether it may proceed.
@@ -136,7 +138,7 @@ class RateLimiter:
             # how much of the previous bucket is still inside the window
             placed.append((window, window_ms, bucket, into, 1 - into / window_ms))
         # A limit of 0 admits nothing, so the store counts nothing and answers the counts as they are.
-        counts, admitted = self.store.count_requests([
+        counts, admitted = self.counters.count_requests([
             Window(f"{key}|{window.seconds}", bucket, overlap,
                    (window.limit if policy.enforce else None) if count else 0)
             for window, _, bucket, _, overlap in placed])

@@ -9,7 +9,7 @@ from ..clock import Clock, from_millis, isoformat, to_millis
 from ..contracts import contract
 from ..errors import DuplicateReturn, ProviderError
 from ..lifecycle import Lifecycle, Mode
-from ..store import ReturnRecord, Store
+from ..store import ReturnRecord, ReturnStore
 from . import PROVIDER
 
 
@@ -20,9 +20,9 @@ def _duration_days(iso: str) -> int:
 
 
 class Returns35up:
-    """The 35up returns of every account, over a Store and a Clock."""
+    """The 35up returns of every account, over a ReturnStore (the only capability it uses) and a Clock."""
 
-    def __init__(self, store: Store, clock: Clock, *, mode: Mode = "strict",
+    def __init__(self, store: ReturnStore, clock: Clock, *, mode: Mode = "strict",
                  return_window_days: int | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store

@@ -58,7 +58,7 @@ class Api3plship(ProviderApi):
         return self.core.get_record(record.account, record.id)
 
     def start(self) -> None:
-        if self.core.store.has_pending_deliveries():  # left over from before a restart
+        if self.webhooks.queue.has_pending_deliveries():  # left over from before a restart
             self.webhooks.deliverer.start()
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from ..contracts import contract
 from ..errors import ProviderError
 from ..ids import IdGenerator
 from ..lifecycle import Lifecycle
-from ..store import ReturnRecord, Store, Transaction
+from ..store import ReturnRecord, ReturnStore, Transaction
 from . import PROVIDER
 
 
@@ -46,9 +46,9 @@ class EventSink(Protocol):
 
 
 class Returns3plship:
-    """The 3plship returns of every API key, over a Store and a Clock."""
+    """The 3plship returns of every API key, over a ReturnStore (the only capability it uses) and a Clock."""
 
-    def __init__(self, store: Store, clock: Clock, ids: IdGenerator | None = None,
+    def __init__(self, store: ReturnStore, clock: Clock, ids: IdGenerator | None = None,
                  events: EventSink | None = None, refund_business_days: int | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store

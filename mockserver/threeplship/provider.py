@@ -38,7 +38,7 @@ class Provider3plship(Provider):
     secret_accounts = True
 
     def build(self, services: Services) -> Api3plship:
-        webhooks = Webhooks(services.store, services.clock, services.ids, services.delivery_policy)
+        webhooks = Webhooks(services.store, services.store, services.clock, services.ids, services.delivery_policy)
         core = Returns3plship(services.store, services.clock, services.ids, events=webhooks,
                               refund_business_days=services.options.get("refund_business_days"))
         return Api3plship(core, webhooks, keys=services.options.get("keys"))

@@ -12,7 +12,7 @@ import orjson
 
 from ..clock import Clock, isoformat
 from ..ids import IdGenerator
-from ..store import Delivery, Store, Transaction
+from ..store import Delivery, DeliveryQueue, ReturnStore, Transaction
 from ..version import __version__
 from ..webhooks import Deliverer, DeliveryPolicy
 
@@ -30,12 +30,16 @@ def headers(delivery: Delivery) -> dict[str, str]:
 
 
 class Webhooks:
-    def __init__(self, store: Store, clock: Clock, ids: IdGenerator, policy: DeliveryPolicy) -> None:
+    """Subscriptions (kept with the returns, in their transactions) and their deliveries (a queue)."""
+
+    def __init__(self, store: ReturnStore, queue: DeliveryQueue, clock: Clock, ids: IdGenerator,
+                 policy: DeliveryPolicy) -> None:
         self.store = store
+        self.queue = queue
         self.clock = clock
         self.ids = ids
         self.policy = policy
-        self.deliverer = Deliverer(store, policy, headers, clock)
+        self.deliverer = Deliverer(queue, policy, headers, clock)
 
     def subscribe(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         # A URL the mock may not call is subscribed all the same (a schema-valid request is never refused
