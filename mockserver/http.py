@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .backend import Backend
 from .contracts import Contract
 from .errors import ProviderError
-from .store import ReturnRecord
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class ProviderApi(ABC):
 
     name: str
     contract: Contract
+    backend: Backend = Backend()
+    """Its rules over the store and clock (the control plane, seeding and the Mock use them through it)."""
     rate_limited = False
     """Whether every request is counted against the API key's rate limit (3plship documents one)."""
 
@@ -69,10 +71,6 @@ class ProviderApi(ABC):
 
     @abstractmethod
     def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any: ...
-
-    def settled(self, record: ReturnRecord) -> ReturnRecord:
-        """The record with its time-based moves applied as of the clock, as a provider read would see it."""
-        return record
 
     def start(self) -> None:  # noqa: B027 - most providers have no background work
         """Resume background work left from before a restart (e.g. webhook deliveries still pending)."""

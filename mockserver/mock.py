@@ -91,7 +91,7 @@ class Mock:
         (only then is the provider asked: a page of returns costs no query per return)."""
         if record.due_at is None or record.due_at > to_millis(self.clock.now()):
             return record
-        return self.apis[record.provider].settled(record)
+        return self.apis[record.provider].backend.settled(record)
 
     def returns(self, provider: str | None = None, account: str | None = None) -> list[ReturnRecord]:
         """Stored returns as a provider read would see them now."""

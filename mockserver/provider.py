@@ -3,7 +3,8 @@
 A provider is its contracts folder, its package and one `Provider` entry in the registry
 (`mockserver.registry`). Everything outside the provider's package (the web layer, the CLI, in-process
 mocking, verify, HAR checks, seeding, the admin API) iterates the registry and talks to the provider
-through this interface and `ProviderApi`; none of it names a provider.
+through this interface, the HTTP face it builds (`ProviderApi`) and that face's `Backend` (the rules over the
+store and clock: settled reads, seeding, control-plane moves, the status graph); none of it names a provider.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol
 
@@ -20,8 +20,7 @@ from .clock import Clock
 from .contracts import Contract, add_folder, contract
 from .http import ProviderApi
 from .ids import IdGenerator
-from .lifecycle import Lifecycle
-from .store import ReturnRecord, Store
+from .store import Store
 from .webhooks import DeliveryPolicy
 
 
@@ -89,19 +88,6 @@ class Provider(ABC):
         """This provider's HTTP face and rules over the mock's store and clock."""
 
     # --- seeding and the control plane -----------------------------------------------------------
-
-    def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
-        """A return of a scenario (contracts/admin/scenario.json) built in its target state, not stored."""
-        raise NotImplementedError(f"{self.name} returns cannot be seeded")
-
-    def move(self, api: ProviderApi, account: str, return_id: str, status: str) -> dict[str, Any]:
-        """Move a stored return to `status` through the provider's own rules (ProviderError if they refuse);
-        the return as the provider answers it."""
-        raise NotImplementedError(f"{self.name} returns cannot be moved from the control plane")
-
-    def lifecycle(self, api: ProviderApi) -> Lifecycle | None:
-        """The provider's status graph (for the dashboard's picture), if it has one."""
-        return None
 
     def recorded_resources(self, body: Any) -> list[Any]:
         """The returns a recorded answer body carries (checked against return.json by the caller)."""

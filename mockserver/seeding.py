@@ -1,7 +1,7 @@
 """Preload returns in any state, for any account, from a scenario document (contracts/admin/scenario.json).
 
 A scenario is checked whole, then stored in one transaction: either every return is there, or none.
-Each provider builds its own returns (`Provider.seed_record`).
+Each provider's backend builds its own returns (`Backend.seed_record`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], no
         where = f"returns[{index}]"
         name = item["provider"]
         try:
-            record = providers[name].seed_record(apis[name], item, now)
+            record = apis[name].backend.seed_record(item, now)
         except ProviderError as exc:
             raise ScenarioError(f"{where}: {exc.message}", [{"field": where, "message": exc.message}]) from None
         key = (record.provider, record.account, record.id)

@@ -11,7 +11,6 @@ from ..contracts import contract
 from ..credentials import same_secret
 from ..errors import ProviderError
 from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
-from ..store import ReturnRecord
 from . import PROVIDER
 from .core import Returns35up
 
@@ -24,6 +23,7 @@ class Api35up(ProviderApi):
 
     def __init__(self, core: Returns35up, users: dict[str, str] | None = None) -> None:
         self.core = core
+        self.backend = core
         self.users = users
         self.contract = contract(PROVIDER)
 
@@ -36,9 +36,6 @@ class Api35up(ProviderApi):
 
     def update_return(self, call: Call) -> tuple[int, Any]:
         return 200, self.core.update_return(call.account, call.path["orderId"], call.body["status"])
-
-    def settled(self, record: ReturnRecord) -> ReturnRecord:
-        return self.core.get_record(record.account, record.id)
 
     def authenticate(self, authorization: str | None) -> str:
         if not authorization:

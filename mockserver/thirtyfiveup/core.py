@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..backend import Backend
 from ..clock import Clock, from_millis, isoformat, to_millis
 from ..contracts import contract
 from ..errors import DuplicateReturn, ProviderError
@@ -19,8 +20,10 @@ def _duration_days(iso: str) -> int:
     return int(iso[1:-1])
 
 
-class Returns35up:
+class Returns35up(Backend):
     """The 35up returns of every account, over a ReturnStore (the only capability it uses) and a Clock."""
+
+    lifecycle: Lifecycle
 
     def __init__(self, store: ReturnStore, clock: Clock, *, mode: Mode = "strict",
                  return_window_days: int | None = None) -> None:
@@ -59,7 +62,23 @@ class Returns35up:
                     frontier.append(nxt)
         return paths.get(target)
 
-    def move(self, record: ReturnRecord, status: str, at: datetime) -> None:
+    def seed_record(self, item: dict[str, Any], now: datetime) -> ReturnRecord:
+        record = self.new_record(item["account"], item["return"], now)
+        target = item.get("status", self.lifecycle.initial)
+        route = self.route(target)
+        if route is None:
+            raise ProviderError(422, "unreachable", f"status {target} cannot be reached from {self.lifecycle.initial}")
+        for status in route:
+            self.move_record(record, status, now)
+        return record
+
+    def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
+        return self.update_return(account, return_id, status)
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        return self.get_record(record.account, record.id)
+
+    def move_record(self, record: ReturnRecord, status: str, at: datetime) -> None:
         """Apply one allowed move to a record (the caller stores it)."""
         if not self.lifecycle.can_move(record.status, status):
             raise self._refuse(record.status, status)

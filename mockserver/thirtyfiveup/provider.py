@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-from datetime import datetime
 from typing import Any
 
-from ..errors import ProviderError
 from ..flags import positive
-from ..http import ProviderApi
-from ..lifecycle import MODES, Lifecycle
+from ..lifecycle import MODES
 from ..provider import Credentials, Provider, Scenario, Services
-from ..store import ReturnRecord
 from . import PROVIDER
 from .api import Api35up
 from .core import Returns35up
@@ -44,26 +40,6 @@ class Provider35up(Provider):
         core = Returns35up(services.store, services.clock, mode=options.get("lifecycle", "strict"),
                            return_window_days=options.get("return_window_days"))
         return Api35up(core, users=options.get("users"))
-
-    def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
-        assert isinstance(api, Api35up)
-        core = api.core
-        record = core.new_record(item["account"], item["return"], now)
-        target = item.get("status", core.lifecycle.initial)
-        route = core.route(target)
-        if route is None:
-            raise ProviderError(422, "unreachable", f"status {target} cannot be reached from {core.lifecycle.initial}")
-        for status in route:
-            core.move(record, status, now)
-        return record
-
-    def move(self, api: ProviderApi, account: str, return_id: str, status: str) -> dict[str, Any]:
-        assert isinstance(api, Api35up)
-        return api.core.update_return(account, return_id, status)
-
-    def lifecycle(self, api: ProviderApi) -> Lifecycle:
-        assert isinstance(api, Api35up)
-        return api.core.lifecycle
 
     def recorded_resources(self, body: Any) -> list[Any]:
         return [body] if isinstance(body, dict) else []

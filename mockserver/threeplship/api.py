@@ -8,7 +8,6 @@ from typing import Any
 from ..contracts import contract
 from ..errors import ProviderError
 from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
-from ..store import ReturnRecord
 from . import PROVIDER
 from .core import Returns3plship
 from .webhooks import Webhooks
@@ -23,6 +22,7 @@ class Api3plship(ProviderApi):
 
     def __init__(self, core: Returns3plship, webhooks: Webhooks, keys: list[str] | None = None) -> None:
         self.core = core
+        self.backend = core
         self.webhooks = webhooks
         self.keys = frozenset(keys) if keys is not None else None
         self.contract = contract(PROVIDER)
@@ -53,9 +53,6 @@ class Api3plship(ProviderApi):
 
     def create_webhook(self, call: Call) -> tuple[int, Any]:
         return 201, _Versioned(self.webhooks.subscribe(call.account, call.body))
-
-    def settled(self, record: ReturnRecord) -> ReturnRecord:
-        return self.core.get_record(record.account, record.id)
 
     def start(self) -> None:
         if self.webhooks.queue.has_pending_deliveries():  # left over from before a restart

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from ..backend import Backend
 from ..clock import Clock, add_business_days, from_millis, isoformat, parse_instant, to_millis
 from ..contracts import contract
 from ..errors import ProviderError
@@ -45,8 +46,10 @@ class EventSink(Protocol):
     def emit(self, tx: Transaction, account: str, event_type: str, resource: dict[str, Any]) -> None: ...
 
 
-class Returns3plship:
+class Returns3plship(Backend):
     """The 3plship returns of every API key, over a ReturnStore (the only capability it uses) and a Clock."""
+
+    lifecycle: Lifecycle
 
     def __init__(self, store: ReturnStore, clock: Clock, ids: IdGenerator | None = None,
                  events: EventSink | None = None, refund_business_days: int | None = None) -> None:
@@ -103,7 +106,28 @@ class Returns3plship:
             self._emit(tx, account, self.event_names["on_create"], record.resource)
         return record.resource
 
-    def move(self, record: ReturnRecord, status: str, at: datetime) -> None:
+    def seed_record(self, item: dict[str, Any], now: datetime) -> ReturnRecord:
+        record = self.new_record(item["account"], item["return"], now, item.get("id"))
+        target = item.get("status", self.lifecycle.initial)
+        refund = item.get("refund")
+        if target == self.refund_rules["status_after"]:
+            refund = refund if refund is not None else {}
+            target = self.refund_rules["allowed_from"][0]
+        for status in self.lifecycle.statuses[1:self.lifecycle.statuses.index(target) + 1]:
+            self.move_record(record, status, now)
+        if refund is not None:
+            self.refund(record, refund.get("amount"), now)
+            if item.get("status") == self.refund_rules["status_after"]:
+                self.complete_refund(record)
+        return record
+
+    def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
+        return self.update_status(account, return_id, status)
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        return self.get_record(record.account, record.id)
+
+    def move_record(self, record: ReturnRecord, status: str, at: datetime) -> None:
         """Apply one allowed status step to a record (the caller stores it)."""
         if not self.lifecycle.can_move(record.status, status):
             raise self._refuse(record.status, status)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from ..http import ProviderApi
-from ..lifecycle import Lifecycle
 from ..provider import Credentials, Provider, Scenario, Services
-from ..store import ReturnRecord
 from . import PROVIDER
 from .api import API_KEY, Api3plship
 from .core import Returns3plship
@@ -42,31 +38,6 @@ class Provider3plship(Provider):
         core = Returns3plship(services.store, services.clock, services.ids, events=webhooks,
                               refund_business_days=services.options.get("refund_business_days"))
         return Api3plship(core, webhooks, keys=services.options.get("keys"))
-
-    def seed_record(self, api: ProviderApi, item: dict[str, Any], now: datetime) -> ReturnRecord:
-        assert isinstance(api, Api3plship)
-        core = api.core
-        record = core.new_record(item["account"], item["return"], now, item.get("id"))
-        target = item.get("status", core.lifecycle.initial)
-        refund = item.get("refund")
-        if target == core.refund_rules["status_after"]:
-            refund = refund if refund is not None else {}
-            target = core.refund_rules["allowed_from"][0]
-        for status in core.lifecycle.statuses[1:core.lifecycle.statuses.index(target) + 1]:
-            core.move(record, status, now)
-        if refund is not None:
-            core.refund(record, refund.get("amount"), now)
-            if item.get("status") == core.refund_rules["status_after"]:
-                core.complete_refund(record)
-        return record
-
-    def move(self, api: ProviderApi, account: str, return_id: str, status: str) -> dict[str, Any]:
-        assert isinstance(api, Api3plship)
-        return api.core.update_status(account, return_id, status)
-
-    def lifecycle(self, api: ProviderApi) -> Lifecycle:
-        assert isinstance(api, Api3plship)
-        return api.core.lifecycle
 
     def recorded_resources(self, body: Any) -> list[Any]:
         data = body.get("data") if isinstance(body, dict) else None

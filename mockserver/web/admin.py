@@ -232,7 +232,7 @@ def register(app: Flask, state: Mock) -> None:
         record = _the_return(provider, return_id)
         body = _body("return-status-request.json")
         try:
-            state.providers[provider].move(state.apis[provider], record.account, record.id, body["status"])
+            state.apis[provider].backend.move(record.account, record.id, body["status"])
         except ProviderError as exc:  # the provider's own refusal, as it would answer it
             raise AdminError(exc.status, exc.code, exc.message, exc.details) from None
         return _json(200, _record_json(state.settled(_the_return(provider, return_id))))
@@ -240,8 +240,8 @@ def register(app: Flask, state: Mock) -> None:
     @admin.get("/lifecycles")
     def lifecycles() -> Response:
         graphs = {}
-        for name, entry in state.providers.items():
-            lifecycle = entry.lifecycle(state.apis[name])
+        for name, api in state.apis.items():
+            lifecycle = api.backend.lifecycle
             if lifecycle is not None:
                 graphs[name] = {"initial": lifecycle.initial, "final": lifecycle.final,
                                 "statuses": lifecycle.statuses,

@@ -1,0 +1,36 @@
+"""A provider's backend, in the manner of moto's models: its rules over the store and the clock, no HTTP.
+
+What the rest of the mock asks of a provider's state goes here, typed, with no downcast: the record as a
+read would see it now, a seeded return built in its target state, a move through the provider's own
+rules, its status graph. The HTTP face (`http.ProviderApi`) holds its backend; the control plane, seeding
+and the `Mock` reach the backend through it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .lifecycle import Lifecycle
+from .store import ReturnRecord
+
+
+class Backend:
+    """Defaults for a provider without the capability (each says so when asked)."""
+
+    name = "this provider"
+    lifecycle: Lifecycle | None = None
+    """The provider's status graph (the dashboard's picture), if it has one."""
+
+    def settled(self, record: ReturnRecord) -> ReturnRecord:
+        """The record with its time-based moves applied as of the clock, as a provider read would see it."""
+        return record
+
+    def seed_record(self, item: dict[str, Any], now: datetime) -> ReturnRecord:
+        """A return of a scenario (contracts/admin/scenario.json) built in its target state, not stored."""
+        raise NotImplementedError(f"{self.name} returns cannot be seeded")
+
+    def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
+        """Move a stored return to `status` through the provider's own rules (ProviderError if they refuse);
+        the return as the provider answers it."""
+        raise NotImplementedError(f"{self.name} returns cannot be moved from the control plane")
