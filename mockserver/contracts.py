@@ -61,7 +61,8 @@ def fixtures_root() -> Traversable:
 
 @dataclass(frozen=True)
 class Problem:
-    """One reason a value breaks its schema, worded for the client that sent it."""
+    """One way something broke the contract, worded for whoever has to fix it: the one violation type of
+    the mock's views, the proxy, verify and validate-har (the journal keeps each with its request)."""
 
     field: str
     message: str
@@ -69,6 +70,9 @@ class Problem:
     allowed: tuple[str, ...] | None = None
     schema: str = dataclasses.field(default="", compare=False)
     """Where the broken rule is written: contract file and JSON pointer to the keyword."""
+    side: str = dataclasses.field(default="request", compare=False)
+    """Who broke the contract: the `request` (the client) or, behind the proxy or in a check of another
+    implementation, the `response` (the provider)."""
 
     def as_detail(self) -> JSON:
         detail: JSON = {"message": self.message, "location": self.location}

@@ -29,14 +29,14 @@ from flask import Flask, Response, request
 from .. import masking, outbound
 from ..clock import isoformat
 from ..config import Config
-from ..contracts import Operation
+from ..contracts import Operation, Problem
 from ..errors import ProviderError
 from ..http import BAD_REQUEST, VALIDATION_ERROR, ProviderApi
 from ..ids import IdGenerator
 from ..journal import BODY_LIMIT, Entry, MemoryJournal, Violation
 from ..registry import REGISTRY, build_mock
 from ..store import MemoryStore
-from ..verify.exchange import Finding, check_request, check_response
+from ..verify.exchange import check_request, check_response
 from ..version import __version__
 from ..web.admin import AdminError, control_plane
 from ..web.guard import BrowserGuard
@@ -137,7 +137,7 @@ def _forwarder(state: _Proxy, name: str) -> Any:
             f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         op: Operation | None = None
-        findings: list[Finding] = []
+        findings: list[Problem] = []
         answer: Response
         reason = ""
         drift = None
@@ -184,7 +184,7 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 def _exchange(state: _Proxy, api: ProviderApi, shown: str, op: Operation | None, method: str, url: str,
               headers: list[tuple[str, str]], body: bytes,
-              at: datetime) -> tuple[Response, str, list[Finding], bool]:
+              at: datetime) -> tuple[Response, str, list[Problem], bool]:
     """Forward one request: the upstream's answer (decoded, capped, within the timeout as a whole), or the
     provider's 502/504 saying why there is none (then the last item, whether the upstream answered, is False)."""
     config = state.config
@@ -207,7 +207,7 @@ def _exchange(state: _Proxy, api: ProviderApi, shown: str, op: Operation | None,
     return Response(answer.body, answer.status, headers=kept), answer.reason, findings, True
 
 
-def _refusal(api: ProviderApi, findings: list[Finding], at: datetime) -> Response:
+def _refusal(api: ProviderApi, findings: list[Problem], at: datetime) -> Response:
     details = [{"field": f.field, "location": "request", "message": f.message} for f in findings]
     error = api.error(422, VALIDATION_ERROR, f"Request does not match the contract (not forwarded): "
                                              f"{findings[0].message}.", details)
@@ -236,7 +236,7 @@ def _account(name: str, api: ProviderApi) -> str | None:
 
 
 def _journal(state: _Proxy, name: str, account: str | None, at: datetime, started: float,
-             findings: list[Finding], answer: Response, request_body: bytes, response_body: bytes) -> None:
+             findings: list[Problem], answer: Response, request_body: bytes, response_body: bytes) -> None:
     """Journal one exchange; the bodies come masked, the account too where it is a credential."""
     violations = tuple(Violation(0, request.method, request.path, name, account, answer.status_code, f.field,
                                  "response" if f.side == "response" else "request", f.message, f.schema,
