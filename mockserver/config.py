@@ -47,6 +47,9 @@ class Config:
     webhook_backoff_ms: int = 1000
     """Wait before the first retry of a webhook delivery; it doubles for each next one."""
     webhook_timeout_ms: int = 5000
+    send_webhooks: bool = True
+    """False for a mock that mirrors a provider (proxy --shadow, drift, verify --compare-mock): its
+    deliveries are queued, never sent."""
     allowed_hosts: list[str] | None = None
     """Host names answered besides loopback ones (serve --allow-host); None answers any Host (in-process
     mocks, or a server bound to a non-loopback address, behind its admin token)."""

@@ -50,7 +50,7 @@ class Mock:
         self.rate_limiter = RateLimiter(self.store, self.store, self.clock, default_policy)
         policy = DeliveryPolicy(
             allowed_hosts=tuple(h.lower() for h in config.allow_webhook_hosts), attempts=config.webhook_attempts,
-            backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms)
+            backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms, send=config.send_webhooks)
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
         self.apis: dict[str, ProviderApi] = {
             name: entry.build(Services(self.store, self.clock, self.ids, policy, config.options(name)))

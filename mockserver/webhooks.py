@@ -32,6 +32,9 @@ class DeliveryPolicy:
     backoff_ms: int = 1000
     """Wait before the first retry; it doubles for each next one."""
     timeout_ms: int = 5000
+    send: bool = True
+    """False: deliveries are queued (and shown) but never sent: a mock that mirrors a provider (the shadow
+    proxy's) must not deliver the provider's events a second time."""
 
     def allows(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()
@@ -93,6 +96,8 @@ class Deliverer:
         self._in_flight: dict[str, int] = {}
 
     def start(self) -> None:
+        if not self.policy.send:
+            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,23 @@ def test_a_bad_shadow_flag_is_one_line_and_exit_2(args: tuple[str, ...], message
     run = cli("proxy", "--3plship-upstream", "http://127.0.0.1:9/api/v1", *args)
     assert run.returncode == 2
     assert run.stderr.strip() == f"returns-mock: error: {message}"
+
+
+def test_the_mirror_sends_no_webhooks_of_its_own(upstream: Server) -> None:
+    """A subscription made through the shadow proxy is the provider's: its receiver gets each event once,
+    from the provider, never a second copy from the mock inside the proxy."""
+    from test_webhooks import Receiver
+
+    proxy = shadow_proxy(upstream.url)
+    try:
+        pl = f"{proxy.url}/3plship/api/v1"
+        with Receiver() as receiver:
+            assert requests.post(f"{pl}/webhooks", headers=KEY, timeout=10,
+                                 json={"url": receiver.url, "events": ["return.created"]}).status_code == 201
+            requests.post(f"{pl}/returns", headers=KEY, json=RETURN, timeout=10)
+            receiver.wait_for(1)
+            time.sleep(1.5)  # the mirror's deliverer polls every 0.1 s: a second copy would be here by now
+            assert len(receiver.received) == 1
+        assert drift(proxy)["summary"] == {"exchanges": 2, "diverged": 0}
+    finally:
+        proxy.stop()

@@ -29,7 +29,9 @@ from .app import create_app, mock_of
 
 class Mirror:
     def __init__(self, ignore: Sequence[str] = (), size: int = 1000, clock: str = "real") -> None:
-        self.app = create_app(Config(journal_size=size, clock=clock), store=MemoryStore())
+        # Its journal is not shown (what it answers is compared, not kept), and it sends no webhooks: the
+        # provider sends them.
+        self.app = create_app(Config(journal_size=1, clock=clock, send_webhooks=False), store=MemoryStore())
         self.mock = mock_of(self.app)
         self.ignore = tuple(ignore)
         self.log = DriftLog(size)
@@ -55,9 +57,6 @@ class Mirror:
         entry = DriftEntry(api.name, method, path, account, upstream_status, mock_status, tuple(differences))
         self.log.record(entry)
         return entry
-
-    def close(self) -> None:
-        self.mock.close()
 
 
 def _parsed(body: bytes) -> Any:
