@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
@@ -25,7 +25,6 @@ from .variation import Chooser, Variation
 if TYPE_CHECKING:
     from .inprocess import mock_providers
 
-JSON = dict[str, Any]
 
 
 class HypothesisChooser(Chooser):
@@ -40,7 +39,7 @@ class HypothesisChooser(Chooser):
         kept = round(keep * 100)
         return 0 if drawn < kept else 1 + (drawn - kept) % (n - 1)
 
-    def _text(self, schema: JSON, min_size: int, max_size: int) -> str:
+    def _text(self, min_size: int, max_size: int) -> str:
         text: str = self.data.draw(_strings(min_size, max_size))
         return text
 

@@ -36,6 +36,7 @@ from referencing._core import Resolver
 
 from . import schemas
 from .contracts import FORMAT_CHECKER
+from .store import Settings
 
 JSON = dict[str, Any]
 KEY = "vary"
@@ -91,8 +92,8 @@ class Chooser(ABC):
             return 0
         return self._remembered(key, lambda: self._index(n, keep))  # type: ignore[no-any-return]
 
-    def text(self, key: Hashable | None, schema: JSON, min_size: int, max_size: int) -> str:
-        return self._remembered(key, lambda: self._text(schema, min_size, max_size))  # type: ignore[no-any-return]
+    def text(self, key: Hashable | None, min_size: int, max_size: int) -> str:
+        return self._remembered(key, lambda: self._text(min_size, max_size))  # type: ignore[no-any-return]
 
     def keep(self, key: Hashable) -> None:
         """Remember `key` as not varied (a field the client sent: a later read shows it as sent)."""
@@ -120,8 +121,8 @@ class Chooser(ABC):
         """0 with about the odds `keep`, else one of 1..n-1."""
 
     @abstractmethod
-    def _text(self, schema: JSON, min_size: int, max_size: int) -> str:
-        """A string valid for `schema` of min_size to max_size characters."""
+    def _text(self, min_size: int, max_size: int) -> str:
+        """A string of min_size to max_size characters, in other scripts than the answer's."""
 
 
 class SeededChooser(Chooser):
@@ -137,7 +138,7 @@ class SeededChooser(Chooser):
         with self._lock:
             return 0 if self._rng.random() < keep else self._rng.randrange(1, n)
 
-    def _text(self, schema: JSON, min_size: int, max_size: int) -> str:
+    def _text(self, min_size: int, max_size: int) -> str:
         with self._lock:
             size = self._rng.randint(min_size, max_size) if min_size < max_size else min_size
             return "".join(self._rng.choice(OTHER_SCRIPTS) for _ in range(size))
@@ -156,8 +157,6 @@ class Walk:
 class Variation:
     def __init__(self, chooser: Chooser) -> None:
         self.chooser = chooser
-        self._validators: dict[int, tuple[JSON, Draft202012Validator]] = {}
-        self._lock = threading.Lock()
 
     # --- before the rules: an error or a latency -------------------------------------------------
 
@@ -193,7 +192,7 @@ class Variation:
               pointer: str, resource: tuple[Any, str] | None) -> Any:
         """`value` with its parts varied (itself is varied by its parent, which may leave it out)."""
         schema, resolver = schemas.resolved(schema, resolver)
-        branch = schemas.branch(schema, resolver, value, self._valid)
+        branch = schemas.branch(schema, resolver, value)
         if branch is not None:
             return self._node(walk, branch[0], branch[1], value, path, pointer, resource)
         if isinstance(value, dict):
@@ -251,7 +250,7 @@ class Variation:
             if isinstance(value, str):
                 texts = _text_bounds(leaf, value)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                options += [v for v in _numbers(leaf, value) if self._valid(leaf, inner, v)]
+                options += [v for v in _numbers(leaf, value) if _valid(leaf, v)]
         drawn = walk.chooser.index(key, len(options) + len(texts) + 1)
         if drawn == 0:
             return value
@@ -259,27 +258,12 @@ class Variation:
             return options[drawn - 1]
         assert leaf is not None
         low, high = texts[drawn - len(options) - 1]
-        text = walk.chooser.text(None if key is None else (*key, "text", low, high), leaf, low, high)
-        return text if self._valid(leaf, inner, text) else value
-
-    def _valid(self, schema: JSON, resolver: Resolver[Any], value: Any) -> bool:
-        with self._lock:
-            known = self._validators.get(id(schema))
-            if known is None:
-                if len(self._validators) >= 1000:  # merged schemas are made per answer: bounded
-                    self._validators.clear()
-                # The scope the schema's relative $refs resolve in (referencing has no public accessor).
-                base = resolver._base_uri
-                anchored = {**schema, "$id": base} if base and "$id" not in schema else schema
-                known = (schema, Draft202012Validator(anchored, registry=resolver._registry,
-                                                      format_checker=FORMAT_CHECKER))
-                self._validators[id(schema)] = known  # the schema is kept with it: its id stays its own
-        return bool(known[1].is_valid(value))
-
+        text = walk.chooser.text(None if key is None else (*key, "text", low, high), low, high)
+        return text if _valid(leaf, text) else value
 
 def _leaf_schema(schema: JSON, resolver: Resolver[Any], value: Any) -> JSON | None:
     """The schema a string or number value may vary within, or None if it must stay as it is."""
-    branch = schemas.branch(schema, resolver, value, lambda *_: False) or (schema, resolver)
+    branch = schemas.branch(schema, resolver, value) or (schema, resolver)
     leaf = schemas.resolved(*branch)[0]
     if any(k in leaf for k in ("enum", "const", "pattern", "format", "x-identifier")):
         return None
@@ -290,6 +274,12 @@ def _leaf_schema(schema: JSON, resolver: Resolver[Any], value: Any) -> JSON | No
     if isinstance(value, (int, float)) and not isinstance(value, bool) and "number" in kinds:
         return leaf
     return None
+
+
+def _valid(leaf: JSON, value: Any) -> bool:
+    """Whether a candidate keeps its field's schema (a leaf: a string or a number without references;
+    the whole varied answer is checked against the whole schema again)."""
+    return bool(Draft202012Validator(leaf, format_checker=FORMAT_CHECKER).is_valid(value))
 
 
 def _text_bounds(schema: JSON, value: str) -> list[tuple[int, int]]:
@@ -348,7 +338,7 @@ class Varying:
     """Whether this mock varies its answers, and with which draws: the store setting (shared by workers
     and replicas, set by serve --vary and POST /__admin/vary), or a variation used in-process."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._local: Variation | None = None
         self._seeded: tuple[str, Variation | None] | None = None
