@@ -86,34 +86,36 @@ def escape(name: str) -> str:
     return name.replace("~", "~0").replace("/", "~1")
 
 
-def parts(schema: JSON, resolver: Resolver[Any], value: Any, pointer: str = "") -> Iterator[tuple[str, JSON]]:
-    """Every part of `value` (its JSON pointer) with the schema it is an instance of, resolved: the schema
-    of a field as its parent declares it, merged with the branch its value takes."""
+def _own(schema: JSON, resolver: Resolver[Any], value: Any) -> tuple[JSON, Resolver[Any]]:
+    """The schema `value` is an instance of, resolved: as its parent declares it, merged with the branch
+    its value takes."""
     schema, resolver = resolved(schema, resolver)
     chosen = branch(schema, resolver, value)
     if chosen is not None:
         inner, resolver = chosen
         schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}, **inner}
-    yield pointer, schema
+    return schema, resolver
+
+
+def parts(schema: JSON, resolver: Resolver[Any], value: Any) -> Iterator[tuple[JSON, Any]]:
+    """Every part of `value`, itself included, with the schema it is an instance of."""
+    schema, resolver = _own(schema, resolver, value)
+    yield schema, value
     if isinstance(value, dict):
         declared, _ = properties(schema, resolver)
         for name, item in value.items():
             if name in declared:
-                yield from parts(declared[name], resolver, item, f"{pointer}/{escape(name)}")
+                yield from parts(declared[name], resolver, item)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            yield from parts(schema["items"], resolver, item, f"{pointer}/{i}")
+        for item in value:
+            yield from parts(schema["items"], resolver, item)
 
 
 def at(schema: JSON, resolver: Resolver[Any], value: Any, pointer: str) -> JSON:
     """The schema of the part of `value` at `pointer` (as `parts` gives it), walking only that path; {} where
     the schema says nothing of it."""
     for segment in [*pointer.split("/")[1:], None]:
-        schema, resolver = resolved(schema, resolver)
-        chosen = branch(schema, resolver, value)
-        if chosen is not None:
-            inner, resolver = chosen
-            schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}, **inner}
+        schema, resolver = _own(schema, resolver, value)
         if segment is None:
             return schema
         name = segment.replace("~1", "/").replace("~0", "~")

@@ -72,17 +72,5 @@ def _identifiers(validator: Any, api: ProviderApi, body: Any) -> list[str]:
     if validator is None or body is MISSING:
         return []
     resolver = schemas.resolver_for(validator, api.contract.registry)
-    found = []
-    for pointer, schema in schemas.parts(validator.schema, resolver, body):
-        if schema.get("x-identifier"):
-            value = _at(body, pointer)
-            if isinstance(value, str):
-                found.append(value)
-    return found
-
-
-def _at(body: Any, pointer: str) -> Any:
-    for part in pointer.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        body = body[int(part)] if isinstance(body, list) else body[part]
-    return body
+    return [value for schema, value in schemas.parts(validator.schema, resolver, body)
+            if schema.get("x-identifier") and isinstance(value, str)]
