@@ -319,3 +319,21 @@ def test_the_webhooks_section_documents_every_event_type() -> None:
         schema = item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert schema == ("#/components/schemas/WebhookEvent" if event_type in emitted
                           else "#/components/schemas/OtherWebhookEvent"), event_type
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_comparison_annotations_are_used_as_the_readme_says(provider: str) -> None:
+    """`x-identifier` (an id the shadow adopts and the variation never changes) marks one required string
+    property of a resource; `x-compare` only ever says `presence`."""
+    c = contract(provider)
+    identified = 0
+    for name in c.schema_files:
+        for node in walk(c.schema(name)):
+            if "x-compare" in node:
+                assert node["x-compare"] == "presence", (name, node)
+            for prop, sub in node.get("properties", {}).items() if isinstance(node.get("properties"), dict) else []:
+                if isinstance(sub, dict) and sub.get("x-identifier"):
+                    assert sub["x-identifier"] is True and sub.get("type") == "string", (name, prop)
+                    assert prop in node.get("required", []), (name, prop)
+                    identified += 1
+    assert identified >= 1
