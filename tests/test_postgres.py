@@ -320,8 +320,8 @@ def test_a_create_costs_few_round_trips_to_the_database(postgres_url: str) -> No
     """At most 6 for a 3plship create in an account without webhook subscribers, 3 for a 35up create
     (the settings, the rate count, the insert; the journal's batches spread over the requests)."""
     found = pg.round_trips(postgres_url, CREATES)
-    assert found["3plship create"] <= 6, found
-    assert found["35up create"] <= 3, found
+    assert 2 <= found["3plship create"] <= 6, found  # at least the settings and the insert: the count counts
+    assert 1 <= found["35up create"] <= 3, found
     # With a subscriber the create is a transaction: the return and its event's delivery, together.
     requests = {"3plship create (subscribed)": (
         *CREATES["3plship create"][:2], [("Authorization", "Bearer zl_test_subscribed"),
