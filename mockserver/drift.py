@@ -28,8 +28,6 @@ from . import masking, schemas
 TIMESTAMP_TOLERANCE = 5.0
 """Seconds two timestamps may differ by and still count as the same instant."""
 
-KINDS = ("mock_refuses", "mock_accepts", "status", "error_code", "missing", "extra", "type", "value")
-
 
 @dataclass(frozen=True)
 class Difference:
@@ -90,11 +88,15 @@ def compare(upstream_status: int, upstream: Any, mock_status: int, mock: Any,
         return [Difference("", upstream_status, mock_status, "mock_accepts")]
     if upstream_status != mock_status:
         return [Difference("", upstream_status, mock_status, "status")]
-    def schema_at(pointer: str) -> dict[str, Any]:
-        if schema is None or upstream is MISSING:
+    if schema is None or upstream is MISSING:
+        def schema_at(pointer: str) -> dict[str, Any]:
             return {}
+    else:
         validator, registry = schema
-        return schemas.at(validator.schema, schemas.resolver_for(validator, registry), upstream, pointer)
+        resolver = schemas.resolver_for(validator, registry)
+
+        def schema_at(pointer: str) -> dict[str, Any]:
+            return schemas.at(validator.schema, resolver, upstream, pointer)
 
     patterns = [p.split("/")[1:] for p in ignore]
     return [d.masked() for d in _diff(upstream, mock, "", schema_at, patterns)]
