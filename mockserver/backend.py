@@ -2,8 +2,9 @@
 
 What the rest of the mock asks of a provider's state goes here, typed, with no downcast: the record as a
 read would see it now, a seeded return built in its target state, a move through the provider's own
-rules, its status graph. The HTTP face (`http.ProviderApi`) holds its backend; the control plane, seeding
-and the `Mock` reach the backend through it.
+rules, its status graph, its background work. The `Mock` holds the backends (and never an HTTP face);
+the control plane and seeding reach them there, and a provider's stateless face (`http.Face`) serves
+its operations over one.
 """
 
 from __future__ import annotations
@@ -34,3 +35,9 @@ class Backend:
         """Move a stored return to `status` through the provider's own rules (ProviderError if they refuse);
         the return as the provider answers it."""
         raise NotImplementedError(f"{self.name} returns cannot be moved from the control plane")
+
+    def start(self) -> None:
+        """Resume background work left from before a restart (e.g. webhook deliveries still pending)."""
+
+    def close(self) -> None:
+        """Stop background work."""

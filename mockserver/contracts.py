@@ -242,6 +242,10 @@ class Contract:
     def bundled_openapi(self) -> JSON:
         return _bundled(self.provider)
 
+    def methods_at(self, path: str) -> list[str]:
+        """The methods the contract has for a concrete request path (relative to the base URL)."""
+        return [op.method for op, pattern in _path_patterns(self.provider) if pattern.fullmatch(path)]
+
     def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
         """The operation a concrete request path (relative to the base URL) belongs to, with its path values."""
         for op, pattern in _path_patterns(self.provider):

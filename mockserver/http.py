@@ -1,11 +1,17 @@
-"""What every provider's HTTP side shares: a parsed call, and the adapter interface."""
+"""What every provider's HTTP face shares: a parsed call, the failure kinds, and the face itself.
+
+A face is stateless (moto's `responses.py`): auth, envelopes, the error format, and a handler per
+operationId over a backend it is handed. The mock's web layer, the in-process mocks and the proxy each
+build the faces they need from the registry; the proxy, which has no backend, uses a face for auth and
+the error format alone.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .backend import Backend
 from .contracts import Contract
@@ -37,15 +43,18 @@ INTERNAL_ERROR = "internal_error"
 SERVICE_UNAVAILABLE = "service_unavailable"
 
 
-class ProviderApi(ABC):
+B = TypeVar("B", bound=Backend)
+
+
+class Face(ABC, Generic[B]):
     """The HTTP face of one provider: auth, envelopes, error format, and a handler per operationId."""
 
     name: str
     contract: Contract
-    backend: Backend = Backend()
-    """Its rules over the store and clock (the control plane, seeding and the Mock use them through it)."""
     rate_limited = False
     """Whether every request is counted against the API key's rate limit (3plship documents one)."""
+    secret_accounts = False
+    """Whether the account is itself a credential (an API key): then what is shown or recorded never names it."""
 
     def rate_key(self, authorization: str | None) -> str | None:
         """The key requests are counted under, or None for requests without usable credentials."""
@@ -54,9 +63,9 @@ class ProviderApi(ABC):
         except ProviderError:
             return None
 
-    @property
     @abstractmethod
-    def handlers(self) -> dict[str, Handler]: ...
+    def handlers(self, backend: B) -> dict[str, Handler]:
+        """The provider's operations (by operationId) served over `backend`."""
 
     @abstractmethod
     def authenticate(self, authorization: str | None) -> str:
@@ -71,12 +80,6 @@ class ProviderApi(ABC):
 
     @abstractmethod
     def error_body(self, error: ProviderError, request_id: str, timestamp: str) -> Any: ...
-
-    def start(self) -> None:  # noqa: B027 - most providers have no background work
-        """Resume background work left from before a restart (e.g. webhook deliveries still pending)."""
-
-    def close(self) -> None:  # noqa: B027
-        """Stop background work."""
 
     def error(self, status: int, kind: str, message: str,
               details: list[dict[str, Any]] | None = None,

@@ -1,8 +1,9 @@
 """The mock itself, without HTTP: store, clock, ids, journal, faults, rate limiter and provider backends.
 
 A `Mock` is whole once constructed. It is handed its providers (registry entries) by the composition
-root, `mockserver.registry.build_mock`, and knows them only through `Provider` and `ProviderApi`. The
-web layer (`mockserver.web`), the CLI and the in-process mocks all take a `Mock`.
+root, `mockserver.registry.build_mock`, builds their backends and holds those, never an HTTP face: the
+web layer (`mockserver.web`), the in-process mocks and the proxy build the faces they serve from the
+registry entries.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
+from .backend import Backend
 from .clock import Clock, StoreClock, parse_instant, to_millis
 from .config import Config
 from .faults import KEY as FAULTS_KEY
 from .faults import Faults
-from .http import ProviderApi
 from .ids import IdGenerator
 from .journal import Journal
 from .provider import Provider, Services
@@ -52,11 +53,11 @@ class Mock:
             allowed_hosts=tuple(h.lower() for h in config.allow_webhook_hosts), attempts=config.webhook_attempts,
             backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms, send=config.send_webhooks)
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
-        self.apis: dict[str, ProviderApi] = {
-            name: entry.build(Services(self.store, self.clock, self.ids, policy, config.options(name)))
+        self.backends: dict[str, Backend] = {
+            name: entry.backend(Services(self.store, self.clock, self.ids, policy, config.options(name)))
             for name, entry in self.providers.items()}
-        for api in self.apis.values():
-            api.start()
+        for backend in self.backends.values():
+            backend.start()
         if config.seed_file and not self.store.shared:  # a shared store was seeded once, before the workers
             self.seed(json.loads(Path(config.seed_file).read_text()))
 
@@ -80,7 +81,7 @@ class Mock:
 
     def check_scenario(self, document: Any) -> list[ReturnRecord]:
         """Every return of a scenario built, nothing stored; raises ScenarioError."""
-        return build(self.providers, self.apis, self.clock.now(), document)
+        return build(self.providers, self.backends, self.clock.now(), document)
 
     def seed(self, document: Any) -> list[ReturnRecord]:
         """Store every return of a scenario in one transaction, or none; raises ScenarioError."""
@@ -91,12 +92,12 @@ class Mock:
         (only then is the provider asked: a page of returns costs no query per return)."""
         if record.due_at is None or record.due_at > to_millis(self.clock.now()):
             return record
-        return self.apis[record.provider].backend.settled(record)
+        return self.backends[record.provider].settled(record)
 
     def returns(self, provider: str | None = None, account: str | None = None) -> list[ReturnRecord]:
         """Stored returns as a provider read would see them now."""
-        return [self.settled(r) for r in self.store.all(provider, account) if r.provider in self.apis]
+        return [self.settled(r) for r in self.store.all(provider, account) if r.provider in self.backends]
 
     def close(self) -> None:
-        for api in self.apis.values():
-            api.close()
+        for backend in self.backends.values():
+            backend.close()

@@ -1,10 +1,11 @@
-"""What a provider is to the rest of the mock: a registry entry that builds the provider's backend.
+"""What a provider is to the rest of the mock: a registry entry that builds its backend and its face.
 
 A provider is its contracts folder, its package and one `Provider` entry in the registry
 (`mockserver.registry`). Everything outside the provider's package (the web layer, the CLI, in-process
-mocking, verify, HAR checks, seeding, the admin API) iterates the registry and talks to the provider
-through this interface, the HTTP face it builds (`ProviderApi`) and that face's `Backend` (the rules over the
-store and clock: settled reads, seeding, control-plane moves, the status graph); none of it names a provider.
+mocking, the proxy, verify, HAR checks, seeding, the admin API) iterates the registry and talks to the
+provider through this interface, the `Backend` it builds over the mock's store and clock (settled reads,
+seeding, control-plane moves, the status graph, background work) and the stateless `Face` it builds for
+HTTP (auth, envelopes, error format, handlers over a backend); none of it names a provider.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol
 
+from .backend import Backend
 from .clock import Clock
 from .contracts import Contract, add_folder, contract
-from .http import ProviderApi
+from .http import Face
 from .ids import IdGenerator
 from .store import Store
 from .webhooks import DeliveryPolicy
@@ -84,8 +86,12 @@ class Provider(ABC):
         return self.contract.real_base_url
 
     @abstractmethod
-    def build(self, services: Services) -> ProviderApi:
-        """This provider's HTTP face and rules over the mock's store and clock."""
+    def backend(self, services: Services) -> Backend:
+        """This provider's rules over the mock's store and clock (no HTTP)."""
+
+    @abstractmethod
+    def face(self, options: Mapping[str, Any]) -> Face[Any]:
+        """This provider's HTTP face (stateless), configured by its options (Config.providers[name])."""
 
     # --- seeding and the control plane -----------------------------------------------------------
 
@@ -107,9 +113,6 @@ class Provider(ABC):
         return {}
 
     # --- verify: calling another implementation of this provider -----------------------------------
-
-    secret_accounts = False
-    """Whether the account is itself a credential (an API key): then a recording never names it."""
 
     credentials: tuple[str, ...] = ()
     """Which of Credentials' fields `verify` needs for this provider."""

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .backend import Backend
 from .contracts import Problem, contract, problems
 from .errors import DuplicateReturn, ProviderError
-from .http import ProviderApi
 from .store import ReturnRecord, ReturnStore
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class ScenarioError(Exception):
         self.details = details
 
 
-def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], now: datetime,
+def build(providers: Mapping[str, Provider], backends: Mapping[str, Backend], now: datetime,
           document: Any) -> list[ReturnRecord]:
     """Every return of the scenario as a record in its target state; raises ScenarioError."""
     found = problems(contract("admin").validator("scenario.json"), document, "scenario")
@@ -38,7 +38,7 @@ def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], no
         raise ScenarioError(f"The scenario does not match contracts/admin/scenario.json: {found[0].message}.",
                             [p.as_detail() for p in found])
     found = [problem for index, item in enumerate(document["returns"])
-             for problem in _item_problems(apis, index, item)]
+             for problem in _item_problems(providers, index, item)]
     if found:
         raise ScenarioError(f"The scenario does not match its providers' seed-return.json: {found[0].message}.",
                             [p.as_detail() for p in found])
@@ -48,7 +48,7 @@ def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], no
         where = f"returns[{index}]"
         name = item["provider"]
         try:
-            record = apis[name].backend.seed_record(item, now)
+            record = backends[name].seed_record(item, now)
         except ProviderError as exc:
             raise ScenarioError(f"{where}: {exc.message}", [{"field": where, "message": exc.message}]) from None
         key = (record.provider, record.account, record.id)
@@ -60,14 +60,14 @@ def build(providers: Mapping[str, Provider], apis: Mapping[str, ProviderApi], no
     return records
 
 
-def _item_problems(apis: Mapping[str, ProviderApi], index: int, item: dict[str, Any]) -> list[Problem]:
+def _item_problems(providers: Mapping[str, Provider], index: int, item: dict[str, Any]) -> list[Problem]:
     """An entry checked against its provider's contracts/<provider>/seed-return.json."""
     name = item["provider"]
-    if name not in apis:
+    if name not in providers:
         where = f"returns[{index}].provider"
-        return [Problem(where, f"{where}: {name!r} is not one of the valid values: {', '.join(apis)}",
-                        allowed=tuple(apis))]
-    schemas = apis[name].contract
+        return [Problem(where, f"{where}: {name!r} is not one of the valid values: {', '.join(providers)}",
+                        allowed=tuple(providers))]
+    schemas = providers[name].contract
     if SEED_SCHEMA not in schemas.documents:
         where = f"returns[{index}].provider"
         return [Problem(where, f"{where}: {name} returns cannot be seeded")]

@@ -6,6 +6,7 @@ the raw body.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,3 +115,46 @@ def _parse_json(raw: bytes) -> tuple[Any, str | None]:
         return None, "the body is nested too deeply"
     except ValueError as exc:
         return None, str(exc)
+
+
+# --- the answer's side (the proxy, verify, HAR checks) ---------------------------------------------
+
+
+def _json(body: bytes | None, content_type: str | None) -> tuple[object, Problem | None]:
+    """A response body as JSON, or why it is not."""
+    if not body:
+        return None, None
+    mimetype = json_mimetype(content_type)
+    if mimetype is not None:
+        return None, Problem("Content-Type", f"Content-Type is {mimetype or 'missing'}, not application/json",
+                             "header", side="response")
+    try:
+        return json.loads(body.decode("utf-8")), None
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, Problem("", f"body is not valid JSON: {exc}", side="response")
+
+
+def on_side(side: str, problem: Problem) -> Problem:
+    """A problem of the request or the response, named by its field (or, without one, its location)."""
+    return dataclasses.replace(problem, side=side,
+                               field=problem.field or (problem.location if problem.location != "response" else ""))
+
+
+def check_response(op: Operation, status: int, content_type: str | None, body: bytes | None) -> list[Problem]:
+    """Every way an answer to `op` breaks the contract: an undocumented status, or its body."""
+    findings: list[Problem] = []
+    if status not in op.responses:
+        documented = ", ".join(str(code) for code in sorted(op.responses))
+        findings.append(Problem("status", f"status {status} is not documented for {op.operation_id} "
+                                          f"(documented: {documented})", "status", side="response"))
+        return findings
+    validator = op.responses[status]
+    parsed, bad = _json(body, content_type)
+    if bad:
+        findings.append(bad)
+    elif validator is not None:
+        if not body:
+            findings.append(Problem("", "the response has no body", side="response"))
+        else:
+            findings += [on_side("response", p) for p in problems(validator, parsed, "response")]
+    return findings

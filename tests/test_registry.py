@@ -96,4 +96,4 @@ def test_an_unregistered_provider_leaves_nothing_behind() -> None:
         contract("acme")
     client = create_app(Config(), store=MemoryStore()).test_client()
     assert client.get("/acme/openapi.json").status_code == 404
-    assert set(mock_of(client.application).apis) == {"35up", "3plship"}
+    assert set(mock_of(client.application).backends) == {"35up", "3plship"}

@@ -15,7 +15,7 @@ from helpers import Server, ThreadedServer, cli
 from mockserver.config import Config
 from mockserver.provider import Credentials
 from mockserver.store import MemoryStore
-from mockserver.threeplship.api import Api3plship
+from mockserver.threeplship.core import Returns3plship
 from mockserver.verify import Report, Target, TargetError, verify
 from mockserver.web import create_app, mock_of
 
@@ -123,9 +123,9 @@ def test_a_broken_35up_lifecycle_rule_is_caught() -> None:
 
 def test_a_broken_3plship_lifecycle_rule_is_caught() -> None:
     app = mock()
-    api = mock_of(app).apis["3plship"]
-    assert isinstance(api, Api3plship)
-    graph = api.core.lifecycle._graph
+    backend = mock_of(app).backends["3plship"]
+    assert isinstance(backend, Returns3plship)
+    graph = backend.lifecycle._graph
     graph["initiated"].append("inspected")  # lets a return skip 'received'
     report = run("3plship", app, max_examples=3)
     broken = [v for v in report.violations if v.suite == "scenario"]

@@ -34,18 +34,19 @@ def replay(entries: list[Any], providers: Mapping[str, Provider], accounts: Mapp
             continue
         if isinstance(entry.get("startedDateTime"), str):  # the mock answers at the instant the provider did
             _move(clock, entry["startedDateTime"])
-        provider, api = providers.get(recorded.provider), shadow.mock.apis.get(recorded.provider)
-        if provider is None or api is None:
+        provider = providers.get(recorded.provider)
+        if provider is None or provider.name not in shadow.mock.backends:
             continue
         account = accounts.get(provider.name) or entry.get("_account")
         given = {"api_key": account, "username": account} if account else {}
         credentials = Credentials(**{**REPLAY_ACCOUNTS, **given})
         headers = [(k, v) for k, v in recorded.headers if k.lower() not in ("authorization", "content-length", "host")]
         headers += list(provider.auth_headers(credentials).items())
-        found = api.contract.match(recorded.method, recorded.path)
-        shown = (masking.account_hint(credentials.api_key or "") if provider.secret_accounts
+        found = provider.contract.match(recorded.method, recorded.path)
+        shown = (masking.account_hint(credentials.api_key or "") if shadow.faces[provider.name].secret_accounts
                  else credentials.username)
-        shadow.apply(api, found[0] if found else None, recorded.method, api.contract.mock_prefix + recorded.path,
+        shadow.apply(provider.name, found[0] if found else None, recorded.method,
+                     provider.mock_prefix + recorded.path,
                      recorded.query, headers, recorded.request_body or b"", recorded.status,
                      recorded.response_body or b"", shown)
     return shadow

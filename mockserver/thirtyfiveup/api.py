@@ -10,7 +10,7 @@ from typing import Any
 from ..contracts import contract
 from ..credentials import same_secret
 from ..errors import ProviderError
-from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
+from ..http import UNAUTHORIZED, Call, Face, Handler
 from . import PROVIDER
 from .core import Returns35up
 
@@ -18,24 +18,21 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="35up", charset="UTF-8"'}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class Api35up(ProviderApi):
+class Api35up(Face[Returns35up]):
     name = PROVIDER
 
-    def __init__(self, core: Returns35up, users: dict[str, str] | None = None) -> None:
-        self.core = core
-        self.backend = core
+    def __init__(self, users: dict[str, str] | None = None) -> None:
         self.users = users
         self.contract = contract(PROVIDER)
 
-    @property
-    def handlers(self) -> dict[str, Handler]:
-        return {"createReturn": self.create_return, "updateReturn": self.update_return}
+    def handlers(self, backend: Returns35up) -> dict[str, Handler]:
+        def create_return(call: Call) -> tuple[int, Any]:
+            return 201, backend.create_return(call.account, call.body)
 
-    def create_return(self, call: Call) -> tuple[int, Any]:
-        return 201, self.core.create_return(call.account, call.body)
+        def update_return(call: Call) -> tuple[int, Any]:
+            return 200, backend.update_return(call.account, call.path["orderId"], call.body["status"])
 
-    def update_return(self, call: Call) -> tuple[int, Any]:
-        return 200, self.core.update_return(call.account, call.path["orderId"], call.body["status"])
+        return {"createReturn": create_return, "updateReturn": update_return}
 
     def authenticate(self, authorization: str | None) -> str:
         if not authorization:

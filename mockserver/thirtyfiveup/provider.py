@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from ..flags import positive
@@ -35,11 +36,13 @@ class Provider35up(Provider):
     name = PROVIDER
     credentials = ("username", "password")
 
-    def build(self, services: Services) -> Api35up:
+    def backend(self, services: Services) -> Returns35up:
         options = services.options
-        core = Returns35up(services.store, services.clock, mode=options.get("lifecycle", "strict"),
+        return Returns35up(services.store, services.clock, mode=options.get("lifecycle", "strict"),
                            return_window_days=options.get("return_window_days"))
-        return Api35up(core, users=options.get("users"))
+
+    def face(self, options: Mapping[str, Any]) -> Api35up:
+        return Api35up(users=options.get("users"))
 
     def recorded_resources(self, body: Any) -> list[Any]:
         return [body] if isinstance(body, dict) else []

@@ -7,59 +7,46 @@ from typing import Any
 
 from ..contracts import contract
 from ..errors import ProviderError
-from ..http import UNAUTHORIZED, Call, Handler, ProviderApi
+from ..http import UNAUTHORIZED, Call, Face, Handler
 from . import PROVIDER
 from .core import Returns3plship
-from .webhooks import Webhooks
 
 API_KEY = re.compile(contract(PROVIDER).schema("api-key.json")["pattern"])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}
 
 
-class Api3plship(ProviderApi):
+class Api3plship(Face[Returns3plship]):
     name = PROVIDER
     rate_limited = True
+    secret_accounts = True
 
-    def __init__(self, core: Returns3plship, webhooks: Webhooks, keys: list[str] | None = None) -> None:
-        self.core = core
-        self.backend = core
-        self.webhooks = webhooks
+    def __init__(self, keys: list[str] | None = None) -> None:
         self.keys = frozenset(keys) if keys is not None else None
         self.contract = contract(PROVIDER)
 
-    @property
-    def handlers(self) -> dict[str, Handler]:
-        return {"createReturn": self.create_return, "listReturns": self.list_returns,
-                "updateReturnStatus": self.update_status, "processRefund": self.process_refund,
-                "createWebhook": self.create_webhook}
+    def handlers(self, backend: Returns3plship) -> dict[str, Handler]:
+        def create_return(call: Call) -> tuple[int, Any]:
+            return 201, backend.create_return(call.account, call.body)
 
-    def create_return(self, call: Call) -> tuple[int, Any]:
-        return 201, self.core.create_return(call.account, call.body)
+        def list_returns(call: Call) -> tuple[int, Any]:
+            q = call.query
+            data, pagination = backend.list_returns(call.account, status=q.get("status"), order_id=q.get("order_id"),
+                                                    page=q["page"], limit=q["limit"], start_date=q.get("start_date"),
+                                                    end_date=q.get("end_date"))
+            return 200, _Page(data, pagination)
 
-    def list_returns(self, call: Call) -> tuple[int, Any]:
-        q = call.query
-        data, pagination = self.core.list_returns(call.account, status=q.get("status"),
-                                                  order_id=q.get("order_id"), page=q["page"],
-                                                  limit=q["limit"], start_date=q.get("start_date"),
-                                                  end_date=q.get("end_date"))
-        return 200, _Page(data, pagination)
+        def update_status(call: Call) -> tuple[int, Any]:
+            return 200, backend.update_status(call.account, call.path["id"], call.body["status"],
+                                              call.body.get("notes"))
 
-    def update_status(self, call: Call) -> tuple[int, Any]:
-        return 200, self.core.update_status(call.account, call.path["id"], call.body["status"],
-                                            call.body.get("notes"))
+        def process_refund(call: Call) -> tuple[int, Any]:
+            return 200, backend.process_refund(call.account, call.path["id"], call.body.get("amount"))
 
-    def process_refund(self, call: Call) -> tuple[int, Any]:
-        return 200, self.core.process_refund(call.account, call.path["id"], call.body.get("amount"))
+        def create_webhook(call: Call) -> tuple[int, Any]:
+            return 201, _Versioned(backend.subscribe(call.account, call.body))
 
-    def create_webhook(self, call: Call) -> tuple[int, Any]:
-        return 201, _Versioned(self.webhooks.subscribe(call.account, call.body))
-
-    def start(self) -> None:
-        if self.webhooks.queue.has_pending_deliveries():  # left over from before a restart
-            self.webhooks.deliverer.start()
-
-    def close(self) -> None:
-        self.webhooks.deliverer.stop()
+        return {"createReturn": create_return, "listReturns": list_returns, "updateReturnStatus": update_status,
+                "processRefund": process_refund, "createWebhook": create_webhook}
 
     def authenticate(self, authorization: str | None) -> str:
         if not authorization:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from ..backend import Backend
@@ -15,6 +15,7 @@ from ..ids import IdGenerator
 from ..lifecycle import Lifecycle
 from ..store import ReturnRecord, ReturnStore, Transaction
 from . import PROVIDER
+from .webhooks import Webhooks
 
 
 def _bound(value: str | None, *, end: bool, name: str) -> str | None:
@@ -42,17 +43,13 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
 
-class EventSink(Protocol):
-    def emit(self, tx: Transaction, account: str, event_type: str, resource: dict[str, Any]) -> None: ...
-
-
 class Returns3plship(Backend):
     """The 3plship returns of every API key, over a ReturnStore (the only capability it uses) and a Clock."""
 
     lifecycle: Lifecycle
 
     def __init__(self, store: ReturnStore, clock: Clock, ids: IdGenerator | None = None,
-                 events: EventSink | None = None, refund_business_days: int | None = None) -> None:
+                 webhooks: Webhooks | None = None, refund_business_days: int | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store
         self.clock = clock
@@ -67,7 +64,21 @@ class Returns3plship(Backend):
         self.refund_business_days = days
         self.tracking_urls: dict[str, str] = c.documents["carriers.json"]["tracking_url"]
         self.event_names: dict[str, Any] = c.lifecycle["events"]
-        self.events = events
+        self.webhooks = webhooks
+
+    def subscribe(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A webhook subscription (POST /webhooks)."""
+        if self.webhooks is None:
+            raise NotImplementedError("this 3plship backend was built without webhooks")
+        return self.webhooks.subscribe(account, body)
+
+    def start(self) -> None:
+        if self.webhooks is not None and self.webhooks.queue.has_pending_deliveries():  # left from before a restart
+            self.webhooks.deliverer.start()
+
+    def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.deliverer.stop()
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -210,8 +221,8 @@ class Returns3plship(Backend):
         return record
 
     def _emit(self, tx: Transaction, account: str, event: str, resource: dict[str, Any]) -> None:
-        if self.events is not None:
-            self.events.emit(tx, account, event, resource)
+        if self.webhooks is not None:
+            self.webhooks.emit(tx, account, event, resource)
 
     # --- rules -----------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..provider import Credentials, Provider, Scenario, Services
@@ -31,13 +31,14 @@ def _days(low: int, high: int) -> Callable[[str], int]:
 class Provider3plship(Provider):
     name = PROVIDER
     credentials = ("api_key",)
-    secret_accounts = True
 
-    def build(self, services: Services) -> Api3plship:
+    def backend(self, services: Services) -> Returns3plship:
         webhooks = Webhooks(services.store, services.store, services.clock, services.ids, services.delivery_policy)
-        core = Returns3plship(services.store, services.clock, services.ids, events=webhooks,
+        return Returns3plship(services.store, services.clock, services.ids, webhooks=webhooks,
                               refund_business_days=services.options.get("refund_business_days"))
-        return Api3plship(core, webhooks, keys=services.options.get("keys"))
+
+    def face(self, options: Mapping[str, Any]) -> Api3plship:
+        return Api3plship(keys=options.get("keys"))
 
     def recorded_resources(self, body: Any) -> list[Any]:
         data = body.get("data") if isinstance(body, dict) else None

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..contracts import Operation, Problem, contract, problems
+from ..contracts import Operation, Problem, contract
 from ..validation import check_request as check
-from ..validation import json_mimetype
+from ..validation import check_response, on_side
 
 
 @dataclass(frozen=True)
@@ -23,26 +21,6 @@ class Exchange:
     status: int
     response_content_type: str | None
     response_body: bytes | None
-
-
-def _json(body: bytes | None, content_type: str | None) -> tuple[object, Problem | None]:
-    """A response body as JSON, or why it is not (the request side is mockserver.validation's)."""
-    if not body:
-        return None, None
-    mimetype = json_mimetype(content_type)
-    if mimetype is not None:
-        return None, Problem("Content-Type", f"Content-Type is {mimetype or 'missing'}, not application/json",
-                             "header", side="response")
-    try:
-        return json.loads(body.decode("utf-8")), None
-    except (UnicodeDecodeError, ValueError) as exc:
-        return None, Problem("", f"body is not valid JSON: {exc}", side="response")
-
-
-def _on(side: str, problem: Problem) -> Problem:
-    """A problem of the request or the response, named by its field (or, without one, its location)."""
-    return dataclasses.replace(problem, side=side,
-                               field=problem.field or (problem.location if problem.location != "response" else ""))
 
 
 def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[Problem]]:
@@ -64,24 +42,7 @@ def check_request(provider: str, method: str, path: str, query: Mapping[str, str
         return None, [Problem("", f"{method} {path} is not an operation of the {provider} contract", "path")]
     op, path_values = matched
     checked = check(op, path_values, query, content_type, body or b"")
-    return op, [_on("request", p) for p in checked.all_problems()]
+    return op, [on_side("request", p) for p in checked.all_problems()]
 
 
-def check_response(op: Operation, status: int, content_type: str | None, body: bytes | None) -> list[Problem]:
-    """Every way an answer to `op` breaks the contract: an undocumented status, or its body."""
-    findings: list[Problem] = []
-    if status not in op.responses:
-        documented = ", ".join(str(code) for code in sorted(op.responses))
-        findings.append(Problem("status", f"status {status} is not documented for {op.operation_id} "
-                                          f"(documented: {documented})", "status", side="response"))
-        return findings
-    validator = op.responses[status]
-    parsed, bad = _json(body, content_type)
-    if bad:
-        findings.append(bad)
-    elif validator is not None:
-        if not body:
-            findings.append(Problem("", "the response has no body", side="response"))
-        else:
-            findings += [_on("response", p) for p in problems(validator, parsed, "response")]
-    return findings
+__all__ = ["Exchange", "check_exchange", "check_request", "check_response"]

@@ -86,10 +86,10 @@ class Client:
                  query: str) -> None:
         """The same request applied to the local mock; each difference of its answer is a violation."""
         assert self.mirror is not None and self.report is not None
-        api = self.mirror.mock.apis[self.provider]
-        found = api.contract.match(exchange.method, exchange.path)
-        entry = self.mirror.apply(api, found[0] if found else None, exchange.method,
-                                  api.contract.mock_prefix + exchange.path, query, headers,
+        c = self.mirror.mock.providers[self.provider].contract
+        found = c.match(exchange.method, exchange.path)
+        entry = self.mirror.apply(self.provider, found[0] if found else None, exchange.method,
+                                  c.mock_prefix + exchange.path, query, headers,
                                   exchange.request_body or b"", exchange.status, exchange.response_body or b"", None)
         for difference in entry.differences:
             where = difference.pointer or "status"

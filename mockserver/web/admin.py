@@ -145,7 +145,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
 
 
 def register(app: Flask, state: Mock) -> None:
-    providers = tuple(state.apis)
+    providers = tuple(state.backends)
     admin = control_plane(state.config.admin_token, state.journal, providers)
 
     @admin.get("/health")
@@ -232,7 +232,7 @@ def register(app: Flask, state: Mock) -> None:
         record = _the_return(provider, return_id)
         body = _body("return-status-request.json")
         try:
-            state.apis[provider].backend.move(record.account, record.id, body["status"])
+            state.backends[provider].move(record.account, record.id, body["status"])
         except ProviderError as exc:  # the provider's own refusal, as it would answer it
             raise AdminError(exc.status, exc.code, exc.message, exc.details) from None
         return _json(200, _record_json(state.settled(_the_return(provider, return_id))))
@@ -240,8 +240,8 @@ def register(app: Flask, state: Mock) -> None:
     @admin.get("/lifecycles")
     def lifecycles() -> Response:
         graphs = {}
-        for name, api in state.apis.items():
-            lifecycle = api.backend.lifecycle
+        for name, backend in state.backends.items():
+            lifecycle = backend.lifecycle
             if lifecycle is not None:
                 graphs[name] = {"initial": lifecycle.initial, "final": lifecycle.final,
                                 "statuses": lifecycle.statuses,
@@ -275,8 +275,8 @@ def register(app: Flask, state: Mock) -> None:
     @admin.post("/faults")
     def add_faults() -> Response:
         body = _body("faults-request.json")
-        unknown = rule_problems(body, {name: [op.path for op in api.contract.operations]
-                                       for name, api in state.apis.items()})
+        unknown = rule_problems(body, {name: [op.path for op in entry.contract.operations]
+                                       for name, entry in state.providers.items()})
         if unknown:
             raise AdminError(422, "validation_error", f"{unknown[0].message}.", [p.as_detail() for p in unknown])
         return _json(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})

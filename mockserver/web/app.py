@@ -1,10 +1,10 @@
 """The Flask application over a `Mock`: each provider's prefix, every route generated from the contracts.
 
-Each OpenAPI operation becomes a route whose view authenticates, validates the path, query and body
-against the operation's compiled schemas, calls the provider's handler and renders the provider's own
-envelope. Every failure, the HTTP layer's own included, is rendered in the provider's error format. The
-per-request steps (faults, rate limit, journal, self-check) run in order as one pipeline
-(`mockserver.web.pipeline`).
+Each OpenAPI operation becomes a route that hands the request, with its operation, to the pipeline
+(`mockserver.pipeline`): faults, rate limit, variation, authentication, the request check, the
+provider's handler over its backend, the journal, the self-check. Whatever else is under a provider's
+path goes through the same pipeline (404 or 405 in the provider's format). The control plane, the
+index and the OpenAPI documents are plain Flask views.
 """
 
 from __future__ import annotations
@@ -15,55 +15,80 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
 
+from .. import process
 from ..clock import Clock
 from ..config import Config
-from ..contracts import Operation, Problem, contract, folders
+from ..contracts import Operation, contract, folders
 from ..errors import ProviderError, StoreUnavailable
-from ..http import (
-    BAD_REQUEST,
-    INTERNAL_ERROR,
-    METHOD_NOT_ALLOWED,
-    NOT_FOUND,
-    PAYLOAD_TOO_LARGE,
-    REQUEST_TIMEOUT,
-    SERVICE_UNAVAILABLE,
-    VALIDATION_ERROR,
-    Call,
-    Handler,
-    ProviderApi,
-)
+from ..http import Face
 from ..mock import Mock
+from ..pipeline import ContractViolation, Pipeline, Serve, Step
+from ..pipeline.steps import (
+    WORKER_HEADER,
+    Authenticate,
+    CheckRequest,
+    InjectFaults,
+    LimitRate,
+    NameTheWorker,
+    RecordInJournal,
+    RefuseLateBodies,
+    SelfCheck,
+    UseStore,
+    Vary,
+)
 from ..registry import build_mock
 from ..store import Store
 from ..store.sqlite_file import store_away
-from ..validation import Refusal, check_request
 from ..version import __version__
+from . import door
 from .admin import register as register_admin
-from .context import current, provider_for
 from .guard import BrowserGuard
-from .pipeline import ContractViolation, Pipeline, default_steps
+from .serving import BODY_TIMED_OUT
 
 __all__ = ["ContractViolation", "WebMock", "create_app", "mock_of", "served", "validate_contracts"]
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @dataclass
 class WebMock:
-    """The Flask extension: the Mock an app serves, with what only the web side knows."""
+    """The Flask extension: the Mock an app serves, with what only the web side knows: the providers'
+    faces, the pipeline, every route's operation."""
 
     mock: Mock
-    operations: dict[str, tuple[ProviderApi, Operation]] = field(default_factory=dict)
+    faces: dict[str, Face[Any]] = field(default_factory=dict)
+    operations: dict[str, tuple[Face[Any], Operation]] = field(default_factory=dict)
     """Every route's endpoint name and the operation it serves."""
     self_check_failures: list[str] = field(default_factory=list)
+    pipelined: set[str] = field(default_factory=set)
+    """The endpoints answered through the pipeline (every provider path)."""
+
+    def _outside_providers(self) -> None:
+        if request.endpoint in self.pipelined:
+            return  # the pipeline checks the store itself (mockserver.pipeline.steps.UseStore)
+        if request.environ.get(BODY_TIMED_OUT):
+            raise RequestTimeout("The request body did not arrive in time; send it whole, promptly.")
+        self.mock.store.check(0.1)  # a store file deleted under the server: 503 (every write checks at once)
+        self.mock.store.pin_settings(True)
+
+    def _name_the_worker(self, response: Response) -> Response:
+        if request.endpoint not in self.pipelined:  # the pipeline names it (NameTheWorker)
+            response.headers[WORKER_HEADER] = str(process.pid())
+        return response
 
     def init_app(self, app: Flask) -> None:
         mock = self.mock
         app.config["MAX_CONTENT_LENGTH"] = mock.config.max_body_bytes
         app.extensions["returns_mock"] = self
-        for api in mock.apis.values():
-            self._register(app, api)
-        _register_errors(app, mock)
+        self.faces = {name: entry.face(mock.config.options(name)) for name, entry in mock.providers.items()}
+        handlers = {name: face.handlers(mock.backends[name]) for name, face in self.faces.items()}
+        pipeline = Pipeline(self.faces, default_steps(mock, self.self_check_failures), Serve(handlers), mock.clock,
+                            mock.ids, raise_unexpected=lambda: app.testing)
+        for face in self.faces.values():
+            self._register(app, pipeline, face)
+        _register_errors(app, pipeline)
 
         @app.get("/")
         def index() -> Response:
@@ -72,30 +97,51 @@ class WebMock:
                 "version": __version__,
                 "store": mock.store.engine,
                 "providers": {
-                    name: {"base_url": api.contract.mock_prefix, "openapi": f"/{name}/openapi.json"}
-                    for name, api in mock.apis.items()
+                    name: {"base_url": face.contract.mock_prefix, "openapi": f"/{name}/openapi.json"}
+                    for name, face in self.faces.items()
                 },
             })
 
         register_admin(app, mock)
         app.wsgi_app = BrowserGuard(app.wsgi_app, mock.config.allowed_hosts)  # type: ignore[method-assign]
-        steps = default_steps(mock.config, self.operations, self.self_check_failures, shared_store=mock.store.shared)
-        Pipeline(mock, steps).init_app(app)
+        # The control plane, the index and the documents: the store checked, its settings read once.
+        app.before_request(self._outside_providers)
+        app.teardown_request(lambda _: mock.store.pin_settings(False))
+        if mock.config.workers > 1 or mock.store.shared:
+            app.after_request(self._name_the_worker)
 
-    def _register(self, app: Flask, api: ProviderApi) -> None:
-        prefix = api.contract.mock_prefix
-        handlers = api.handlers
-        for op in api.contract.operations:
+    def _register(self, app: Flask, pipeline: Pipeline, face: Face[Any]) -> None:
+        prefix = face.contract.mock_prefix
+        for op in face.contract.operations:
             rule = prefix + re.sub(r"\{(\w+)\}", r"<\1>", op.path)
-            endpoint = f"{api.name}.{op.operation_id}"
-            self.operations[endpoint] = (api, op)
-            app.add_url_rule(rule, endpoint=endpoint, view_func=_view(self.mock, api, op, handlers[op.operation_id]),
+            endpoint = f"{face.name}.{op.operation_id}"
+            self.operations[endpoint] = (face, op)
+            app.add_url_rule(rule, endpoint=endpoint, view_func=_view(pipeline, op),
                              methods=[op.method], provide_automatic_options=False)
+            self.pipelined.add(endpoint)
+        # Whatever else is under the provider's path goes through the pipeline too: 404 or 405 in its format.
+        anything = _view(pipeline, None)
+        for rule, endpoint in ((f"/{face.name}", f"{face.name}.root"),
+                               (f"/{face.name}/<path:rest>", f"{face.name}.other")):
+            app.add_url_rule(rule, endpoint=endpoint, view_func=anything, methods=_METHODS,
+                             provide_automatic_options=False)
+            self.pipelined.add(endpoint)
 
-        document = orjson.dumps(api.contract.bundled_openapi())
-        app.add_url_rule(f"/{api.name}/openapi.json", endpoint=f"{api.name}.openapi",
+        document = orjson.dumps(face.contract.bundled_openapi())
+        app.add_url_rule(f"/{face.name}/openapi.json", endpoint=f"{face.name}.openapi",
                          view_func=lambda: Response(document, 200, mimetype="application/json"),
                          methods=["GET"], provide_automatic_options=False)
+
+
+def default_steps(mock: Mock, self_check_failures: list[str]) -> list[Step]:
+    steps: list[Step] = [RefuseLateBodies(), UseStore(mock.store), InjectFaults(mock.faults),
+                         LimitRate(mock.rate_limiter), Vary(mock.varying), Authenticate(), CheckRequest("first"),
+                         RecordInJournal(mock.journal)]
+    if mock.config.workers > 1 or mock.store.shared:  # several processes may answer: say which one did
+        steps.append(NameTheWorker())
+    if mock.config.self_check:
+        steps.append(SelfCheck(self_check_failures))
+    return steps
 
 
 def create_app(mock: Mock | Config | None = None, *, store: Store | None = None,
@@ -120,75 +166,47 @@ def mock_of(app: Flask) -> Mock:
 # --- routes ------------------------------------------------------------------------------------
 
 
-def _view(mock: Mock, api: ProviderApi, op: Operation, handler: Handler) -> Any:
-    def view(**path_values: str) -> Response:
-        ctx = current(mock)
-        req = ctx.request
-        # The credentials were decoded once already; authenticate again only to say why they are refused.
-        account = ctx.caller or api.authenticate(req.headers.get("Authorization"))
-        ctx.account = account
-        raw = req.get_data(cache=True) if op.body_validator is not None else b""
-        checked = check_request(op, path_values, req.args, req.content_type, raw)
-        # Unknown query names are ignored, as a real API ignores them, but recorded against the client.
-        ctx.violations += checked.ignored
-        if checked.refusals:
-            raise _refused(api, checked.refusals[0])
-        status, payload = handler(Call(account=account, path=checked.path, query=checked.query, body=checked.body))
-        return _json(status, api.success_body(payload, ctx.request_id, ctx.at))
+def _view(pipeline: Pipeline, op: Operation | None) -> Any:
+    if op is None:
+        def elsewhere(rest: str = "") -> Response:
+            return door.run(pipeline, request)
 
-    view.__name__ = f"{api.name}_{op.operation_id}"
+        return elsewhere
+
+    def view(**path_values: str) -> Response:
+        return door.run(pipeline, request, (op, path_values))
+
+    view.__name__ = f"{op.operation_id}_view"
     return view
 
 
-def _refused(api: ProviderApi, refusal: Refusal) -> ProviderError:
-    kind = BAD_REQUEST if refusal.status == 400 else VALIDATION_ERROR
-    error = api.error(refusal.status, kind, refusal.message, [p.as_detail() for p in refusal.problems])
-    error.schema_locations = [p.schema for p in refusal.problems]
-    return error
-
-
-# --- responses and errors ----------------------------------------------------------------------
+# --- the control plane's and the index's errors (a provider's path answers through its pipeline) ----------
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
 
 
-# Refusals that are the client's fault against the contract (not a refusal for a reason of state).
-CLIENT_FAULTS = frozenset({400, 401, 405, 413, 422})
+def _render(error: ProviderError) -> Response:
+    return _json(error.status, {"error": {"code": error.code, "message": error.message, "details": error.details}},
+                 dict(error.headers))
 
 
-def render_error(mock: Mock, error: ProviderError) -> Response:
-    ctx = current(mock)
-    # By prefix, not ctx.api: an unknown path under a provider's prefix is answered in its format too.
-    api = provider_for(mock, request.path)
-    if api is not None and (error.status in CLIENT_FAULTS or (error.status == 404 and request.url_rule is None)):
-        schemas = error.schema_locations + [""] * len(error.details)
-        ctx.violations += [Problem(str(d.get("field", "")), str(d.get("message", error.message)),
-                                   str(d.get("location", "")), schema=schema)
-                           for d, schema in zip(error.details, schemas, strict=False)] or [
-                              Problem("", error.message, "request")]
-    if api is None:
-        body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
-    else:
-        body = api.error_body(error, ctx.request_id, ctx.at)
-    return _json(error.status, body, dict(error.headers))
+_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+          413: "payload_too_large"}
 
 
-_KINDS = {400: BAD_REQUEST, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 408: REQUEST_TIMEOUT, 413: PAYLOAD_TOO_LARGE}
-
-
-def _register_errors(app: Flask, mock: Mock) -> None:
+def _register_errors(app: Flask, pipeline: Pipeline) -> None:
     @app.errorhandler(ProviderError)
     def provider_error(error: ProviderError) -> Response:
-        return render_error(mock, error)
+        return _render(error)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
+        if pipeline.face_for(request.path) is not None:  # a method no route takes (BREW): 405 as the provider says
+            return door.run(pipeline, request)
         status = error.code or 500
-        kind = _KINDS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
-        api = provider_for(mock, request.path)
-        code = api.code(kind) if api else kind
+        kind = _KINDS.get(status, "internal_error" if status >= 500 else "bad_request")
         headers: dict[str, str] = {}
         if status == 404:
             message = f"No such resource: {request.method} {request.path}."
@@ -203,14 +221,12 @@ def _register_errors(app: Flask, mock: Mock) -> None:
             headers["Connection"] = "close"
         else:
             message = error.description or error.name
-        return render_error(mock, ProviderError(status, code, message, [], headers))
+        return _render(ProviderError(status, kind, message, [], headers))
 
     @app.errorhandler(StoreUnavailable)
     def store_unavailable(error: StoreUnavailable) -> Response:
-        api = provider_for(mock, request.path)
-        code = api.code(SERVICE_UNAVAILABLE) if api else SERVICE_UNAVAILABLE
-        return render_error(mock, ProviderError(503, code, f"The mock's store is unavailable: {error}. Retry shortly.",
-                                                [], {"Retry-After": "1"}))
+        return _render(ProviderError(503, "service_unavailable", f"The mock's store is unavailable: {error}. "
+                                                                 f"Retry shortly.", [], {"Retry-After": "1"}))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
@@ -219,9 +235,7 @@ def _register_errors(app: Flask, mock: Mock) -> None:
         if isinstance(error, ContractViolation) or app.testing:
             raise error
         app.logger.exception("unexpected error")
-        api = provider_for(mock, request.path)
-        code = api.code(INTERNAL_ERROR) if api else INTERNAL_ERROR
-        return render_error(mock, ProviderError(500, code, f"Internal error in the mock: {error!r}."))
+        return _render(ProviderError(500, "internal_error", f"Internal error in the mock: {error!r}."))
 
 
 def validate_contracts() -> None:

@@ -19,12 +19,11 @@ import orjson
 
 from .. import schemas
 from ..config import Config
-from ..contracts import Operation
+from ..contracts import Contract, Operation
 from ..drift import MISSING, DriftEntry, DriftLog, compare
-from ..http import ProviderApi
 from ..store import MemoryStore
 from ..web.direct import call
-from .app import create_app, mock_of
+from .app import create_app, mock_of, served
 
 
 class Mirror:
@@ -33,19 +32,21 @@ class Mirror:
         # provider sends them.
         self.app = create_app(Config(journal_size=1, clock=clock, send_webhooks=False), store=MemoryStore())
         self.mock = mock_of(self.app)
+        self.faces = served(self.app).faces
         self.ignore = tuple(ignore)
         self.log = DriftLog(size)
         self._lock = threading.Lock()
 
-    def apply(self, api: ProviderApi, op: Operation | None, method: str, path: str, query: str,
+    def apply(self, provider: str, op: Operation | None, method: str, path: str, query: str,
               headers: list[tuple[str, str]], body: bytes, upstream_status: int, upstream_body: bytes,
               account: str | None) -> DriftEntry:
         """Apply the request the upstream answered to the mirror, and record how the answers differ."""
+        c = self.mock.providers[provider].contract
         upstream = _parsed(upstream_body)
         validator = op.responses.get(upstream_status) if op is not None else None
         # Ids are minted by writes only; a read's answer (a page of returns) is not searched for them.
         minting = method not in ("GET", "HEAD") and 200 <= upstream_status < 300
-        adopted = _identifiers(validator, api, upstream) if minting else []
+        adopted = _identifiers(validator, c, upstream) if minting else []
         with self._lock:
             self.mock.ids.adopt(adopted)
             try:
@@ -53,8 +54,8 @@ class Mirror:
             finally:
                 self.mock.ids.adopt([])
         differences = compare(upstream_status, upstream, mock_status, _parsed(mock_body),
-                              (validator, api.contract.registry) if validator is not None else None, self.ignore)
-        entry = DriftEntry(api.name, method, path, account, upstream_status, mock_status, tuple(differences))
+                              (validator, c.registry) if validator is not None else None, self.ignore)
+        entry = DriftEntry(provider, method, path, account, upstream_status, mock_status, tuple(differences))
         self.log.record(entry)
         return entry
 
@@ -68,9 +69,9 @@ def _parsed(body: bytes) -> Any:
         return body.decode("utf-8", "replace")
 
 
-def _identifiers(validator: Any, api: ProviderApi, body: Any) -> list[str]:
+def _identifiers(validator: Any, c: Contract, body: Any) -> list[str]:
     if validator is None or body is MISSING:
         return []
-    resolver = schemas.resolver_for(validator, api.contract.registry)
+    resolver = schemas.resolver_for(validator, c.registry)
     return [value for schema, value in schemas.parts(validator.schema, resolver, body)
             if schema.get("x-identifier") and isinstance(value, str)]

@@ -2,43 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mockserver.backend import Backend
 from mockserver.clock import isoformat
 from mockserver.contracts import contract
 from mockserver.errors import ProviderError
-from mockserver.http import UNAUTHORIZED, Call, Handler, ProviderApi
+from mockserver.http import UNAUTHORIZED, Call, Face, Handler
 from mockserver.provider import Provider, Services
 from mockserver.store import ReturnRecord
 
 NAME = "acme"
 
 
-class AcmeApi(ProviderApi):
+class AcmeBackend(Backend):
     name = NAME
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.contract = contract(NAME)
 
-    @property
-    def handlers(self) -> dict[str, Handler]:
-        return {"createReturn": self.create_return, "getReturn": self.get_return}
-
-    def create_return(self, call: Call) -> tuple[int, Any]:
+    def open(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         s = self.services
-        resource = {"id": s.ids.new("acr"), "order": call.body["order"], "reason": call.body["reason"],
+        resource = {"id": s.ids.new("acr"), "order": body["order"], "reason": body["reason"],
                     "state": "open", "opened": isoformat(s.clock.now())}
         with s.store.transaction() as tx:
-            tx.insert(ReturnRecord(NAME, call.account, resource["id"], resource["order"], "open", resource))
-        return 201, resource
+            tx.insert(ReturnRecord(NAME, account, resource["id"], resource["order"], "open", resource))
+        return resource
 
-    def get_return(self, call: Call) -> tuple[int, Any]:
-        record = self.services.store.get(NAME, call.account, call.path["id"])
-        if record is None:
-            raise self.error(404, "not_found", f"No return {call.path['id']}.")
-        return 200, record.resource
+    def get(self, account: str, return_id: str) -> dict[str, Any] | None:
+        record = self.services.store.get(NAME, account, return_id)
+        return None if record is None else record.resource
+
+
+class AcmeApi(Face[AcmeBackend]):
+    name = NAME
+
+    def __init__(self) -> None:
+        self.contract = contract(NAME)
+
+    def handlers(self, backend: AcmeBackend) -> dict[str, Handler]:
+        def create_return(call: Call) -> tuple[int, Any]:
+            return 201, backend.open(call.account, call.body)
+
+        def get_return(call: Call) -> tuple[int, Any]:
+            found = backend.get(call.account, call.path["id"])
+            if found is None:
+                raise self.error(404, "not_found", f"No return {call.path['id']}.")
+            return 200, found
+
+        return {"createReturn": create_return, "getReturn": get_return}
 
     def authenticate(self, authorization: str | None) -> str:
         scheme, _, token = (authorization or "").partition(" ")
@@ -61,5 +75,8 @@ class AcmeProvider(Provider):
     name = NAME
     contracts_folder = Path(__file__).parent / "contracts"
 
-    def build(self, services: Services) -> AcmeApi:
-        return AcmeApi(services)
+    def backend(self, services: Services) -> AcmeBackend:
+        return AcmeBackend(services)
+
+    def face(self, options: Mapping[str, Any]) -> AcmeApi:
+        return AcmeApi()

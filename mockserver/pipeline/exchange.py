@@ -1,0 +1,107 @@
+"""A request and its answer as the pipeline sees them: plain data, no HTTP framework, no server.
+
+The doors (Flask for the mock and the proxy, the in-process mocks through Flask) turn what they receive
+into a `Request` and what the pipeline gives back into their own response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from ..contracts import Operation
+
+
+class Headers(Protocol):
+    """Request headers, looked up without regard to case."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+class BodyRefused(Exception):
+    """The request body could not be read whole: too large (413) or broken off (400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _no_body() -> bytes:
+    return b""
+
+
+@dataclass(eq=False)
+class Request:
+    method: str
+    path: str
+    """As the client addressed it, decoded, the provider's prefix included."""
+    query_string: str = ""
+    args: Mapping[str, str] = field(default_factory=dict)
+    """The query: each name's first value."""
+    headers: Headers = field(default_factory=dict)  # type: ignore[assignment]
+    content_type: str | None = None
+    remote_addr: str | None = None
+    read_body: Callable[[], bytes] = _no_body
+    """Reads the body (once; it may raise BodyRefused): a body is read only when a step needs it."""
+    route: tuple[Operation, dict[str, str]] | None = None
+    """The operation and path values, when the door routed the request already (else the pipeline does)."""
+    timed_out: bool = False
+    """The server gave up waiting for the body: answered 408."""
+    defers_delays: bool = False
+    """The server sleeps a latency itself after the answer is made (Answer.deferred_s), holding no thread."""
+    _body: bytes | None = None
+
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = self.read_body()
+        return self._body
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+@dataclass(eq=False)
+class Answer:
+    status: int
+    body: bytes | Iterable[bytes] = b""
+    """Bytes, or (a dropped-connection fault only) chunks that break off."""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    reason: str = ""
+    """The reason phrase, where an upstream gave one."""
+    deferred_s: float = 0.0
+    """Latency the server is to add before sending (Request.defers_delays)."""
+
+    @property
+    def dropped(self) -> bool:
+        return not isinstance(self.body, bytes)
+
+    @property
+    def data(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else b""
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+    def set_header(self, name: str, value: str) -> None:
+        lowered = name.lower()
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != lowered]
+        self.headers.append((name, value))
+
+    def update_headers(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            self.set_header(name, value)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.header("Content-Type")
+
+
+def json_answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Answer:
+    return Answer(status, orjson.dumps(body), [("Content-Type", "application/json"), *(headers or {}).items()])

@@ -1,0 +1,138 @@
+"""The pipeline: a request in, an answer out, through ordered steps around one terminal.
+
+`before` runs in the steps' order ahead of the terminal (a step may answer the request itself, or raise
+the provider's error); `after` runs in the same order on every answer, errors included. The terminal is
+the mock's handler (`Serve`) or, in the proxy, the upstream forwarder. Every failure on a provider's
+path, whoever raised it, is answered here in that provider's own format: one renderer for all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from ..clock import Clock
+from ..contracts import Problem
+from ..errors import ProviderError, StoreUnavailable
+from ..http import BAD_REQUEST, INTERNAL_ERROR, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE, Face
+from ..ids import IdGenerator
+from ..store.sqlite_file import store_away
+from .context import Context
+from .exchange import Answer, BodyRefused, Request, json_answer
+
+LOG = logging.getLogger("mockserver")
+
+CLIENT_FAULTS = frozenset({400, 401, 405, 413, 422})
+"""Refusals that are the client's fault against the contract (not a refusal for a reason of state)."""
+
+
+class ContractViolation(AssertionError):
+    """The mock answered something its own contract does not allow (response self-check)."""
+
+
+class Step:
+    """One step of the pipeline; `before` may answer the request itself, `after` may change the answer,
+    `finish` runs last, whatever happened."""
+
+    def before(self, ctx: Context) -> Answer | None:
+        return None
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        return answer
+
+    def finish(self, ctx: Context) -> None:
+        return None
+
+
+class Terminal(Protocol):
+    def __call__(self, ctx: Context) -> Answer: ...
+
+
+class Pipeline:
+    def __init__(self, faces: Mapping[str, Face[Any]], steps: Sequence[Step], terminal: Terminal, clock: Clock,
+                 ids: IdGenerator, *, raise_unexpected: Callable[[], bool] = lambda: False) -> None:
+        self.faces = dict(faces)
+        self.steps = tuple(steps)
+        self.terminal = terminal
+        self.clock = clock
+        self.ids = ids
+        self.raise_unexpected = raise_unexpected
+
+    def face_for(self, path: str) -> Face[Any] | None:
+        """The provider whose path the request is under, and whose format its errors are answered in."""
+        for name, face in self.faces.items():
+            if path == f"/{name}" or path.startswith(f"/{name}/"):
+                return face
+        return None
+
+    def run(self, request: Request) -> Answer:
+        ctx = Context(request, self.face_for(request.path), self.clock, self.ids)
+        face = ctx.face
+        if face is not None:
+            prefix = face.contract.mock_prefix
+            ctx.relative = request.path[len(prefix):] or "/"
+            route = request.route
+            if route is None and request.path.startswith(prefix):
+                route = face.contract.match("GET" if request.method == "HEAD" else request.method, ctx.relative)
+            if route is not None:
+                ctx.op, ctx.path_values = route
+        try:
+            try:
+                answer = self._answer(ctx)
+            except ProviderError as error:
+                answer = self.render(ctx, error)
+            except BodyRefused as refused:
+                kind = PAYLOAD_TOO_LARGE if refused.status == 413 else BAD_REQUEST
+                answer = self.render(ctx, self._error(ctx, refused.status, kind, refused.message))
+            except StoreUnavailable as error:
+                answer = self._unavailable(ctx, error)
+            except ContractViolation:
+                raise
+            except Exception as error:
+                if store_away(error):  # a read from a store file that cannot be used now (a write says so itself)
+                    answer = self._unavailable(ctx, error)
+                elif self.raise_unexpected() or face is None:
+                    raise
+                else:
+                    LOG.exception("unexpected error")
+                    answer = self.render(ctx, self._error(ctx, 500, INTERNAL_ERROR,
+                                                          f"Internal error in the mock: {error!r}."))
+            for step in self.steps:
+                answer = step.after(ctx, answer)
+            answer.deferred_s = ctx.deferred_s
+            return answer
+        finally:
+            for step in self.steps:
+                step.finish(ctx)
+
+    def _answer(self, ctx: Context) -> Answer:
+        for step in self.steps:
+            answer = step.before(ctx)
+            if answer is not None:
+                return answer
+        return self.terminal(ctx)
+
+    def _error(self, ctx: Context, status: int, kind: str, message: str,
+               headers: dict[str, str] | None = None) -> ProviderError:
+        code = ctx.face.code(kind) if ctx.face is not None else kind
+        return ProviderError(status, code, message, [], headers)
+
+    def _unavailable(self, ctx: Context, error: Exception) -> Answer:
+        return self.render(ctx, self._error(ctx, 503, SERVICE_UNAVAILABLE,
+                                            f"The mock's store is unavailable: {error}. Retry shortly.",
+                                            {"Retry-After": "1"}))
+
+    def render(self, ctx: Context, error: ProviderError) -> Answer:
+        """The error as the provider answers it; a refusal that is the client's fault is recorded against it."""
+        if error.status in CLIENT_FAULTS or (error.status == 404 and ctx.op is None):
+            schemas = error.schema_locations + [""] * len(error.details)
+            ctx.violations += [Problem(str(d.get("field", "")), str(d.get("message", error.message)),
+                                       str(d.get("location", "")), schema=schema)
+                               for d, schema in zip(error.details, schemas, strict=False)] or [
+                                  Problem("", error.message, "request")]
+        if ctx.face is None:
+            body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+        else:
+            body = ctx.face.error_body(error, ctx.request_id, ctx.at)
+        return json_answer(error.status, body, error.headers)

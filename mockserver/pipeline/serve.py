@@ -1,0 +1,32 @@
+"""The mock's terminal: the provider's handler over its backend, answered in the provider's envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..http import METHOD_NOT_ALLOWED, NOT_FOUND, Call, Handler
+from .context import Context
+from .exchange import Answer, json_answer
+
+
+class Serve:
+    def __init__(self, handlers: Mapping[str, Mapping[str, Handler]]) -> None:
+        self.handlers = handlers
+        """Provider name -> operationId -> handler."""
+
+    def __call__(self, ctx: Context) -> Answer:
+        face, op, req = ctx.face, ctx.op, ctx.request
+        assert face is not None
+        if op is None:
+            allowed = face.contract.methods_at(ctx.relative) if req.path.startswith(face.contract.mock_prefix) else []
+            if not allowed:
+                raise face.error(404, NOT_FOUND, f"No such resource: {req.method} {req.path}.")
+            allowed = sorted({*allowed, *(["HEAD"] if "GET" in allowed else [])})
+            raise face.error(405, METHOD_NOT_ALLOWED,
+                             f"{req.method} is not allowed on {req.path}; allowed: {', '.join(allowed)}.",
+                             headers={"Allow": ", ".join(allowed)})
+        checked = ctx.checked
+        assert checked is not None and ctx.account is not None
+        status, payload = self.handlers[face.name][op.operation_id](
+            Call(account=ctx.account, path=checked.path, query=checked.query, body=checked.body))
+        return json_answer(status, face.success_body(payload, ctx.request_id, ctx.at))

@@ -1,0 +1,316 @@
+"""The steps of the pipeline, each reading and writing only the request's `Context`.
+
+The mock runs: the body's deadline, the store, faults, the rate limit, the variation, authentication,
+the request check, then its handler; after it, on every answer: the rate-limit headers, the varied
+answer, the journal, the worker's name, the self-check. The proxy runs the request check, the journal
+(masked) and the recording around its forwarder.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import orjson
+
+from .. import masking, process
+from ..contracts import Problem, problems
+from ..errors import ProviderError
+from ..faults import Faults, dropped_body
+from ..http import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMIT_EXCEEDED,
+    REQUEST_TIMEOUT,
+    VALIDATION_ERROR,
+    Face,
+)
+from ..journal import BODY_LIMIT, Entry, Journal, Violation
+from ..ratelimit import RateLimiter
+from ..store import Store
+from ..validation import Refusal, check_request
+from ..variation import Varying
+from .context import Context
+from .exchange import Answer
+from .run import ContractViolation, Step
+
+WORKER_HEADER = "X-Returns-Mock-Worker"
+
+_MADE_UP_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway", 503: "service_unavailable",
+                  504: "gateway_timeout", 400: BAD_REQUEST, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}
+
+
+def made_up_error(ctx: Context, face: Face[Any], status: int, message: str) -> ProviderError:
+    """An error the provider's rules did not give (a fault's, a varied answer's), as the provider says it."""
+    ctx.made_up = status
+    kind = _MADE_UP_KINDS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
+    headers = {"Retry-After": "1"} if status in (429, 503) else {}  # as the provider's own 429, a busy server's 503
+    return face.error(status, kind, message, [], headers)
+
+
+class RefuseLateBodies(Step):
+    """A request whose body did not arrive in time (the server says so) is answered 408 and closed."""
+
+    def before(self, ctx: Context) -> Answer | None:
+        if not ctx.request.timed_out or ctx.face is None:
+            return None
+        message = "The request body did not arrive in time; send it whole, promptly."
+        ctx.account = ctx.caller  # journaled under the account its credentials name
+        ctx.unmetered = True
+        raise ctx.face.error(408, REQUEST_TIMEOUT, message, [{"location": "body", "message": message}],
+                             {"Connection": "close"})
+
+
+class UseStore(Step):
+    """The store checked (a store file deleted under the server: 503) and its settings read once a request."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def before(self, ctx: Context) -> Answer | None:
+        self.store.check(0.1)
+        self.store.pin_settings(True)
+        return None
+
+    def finish(self, ctx: Context) -> None:
+        self.store.pin_settings(False)
+
+
+class InjectFaults(Step):
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+
+    def before(self, ctx: Context) -> Answer | None:
+        face = ctx.face
+        if face is None or not self.faults.armed():
+            return None
+        outcome = self.faults.pick(face.name, ctx.request.method, ctx.relative, ctx.caller)
+        if outcome is None:
+            return None
+        ctx.fault = outcome.label
+        if outcome.latency_ms:
+            ctx.delay(outcome.latency_ms)
+        if outcome.drop:
+            return Answer(200, dropped_body(), [("Content-Type", "application/json"), ("Content-Length", "4096")])
+        if outcome.status is not None:
+            ctx.unmetered = True  # answered by the fault: counted nowhere, yet its answer carries the headers
+            raise made_up_error(ctx, face, outcome.status, f"Injected fault: {outcome.label}.")
+        return None
+
+
+class LimitRate(Step):
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    @staticmethod
+    def _key(ctx: Context) -> str:
+        return ctx.caller or f"anonymous:{ctx.request.remote_addr}"
+
+    def before(self, ctx: Context) -> Answer | None:
+        face = ctx.face
+        if face is None or not face.rate_limited:
+            return None
+        decision = self.limiter.hit(self._key(ctx))
+        ctx.rate_headers = decision.headers()
+        if not decision.allowed:
+            message = (f"Rate limit exceeded: {decision.limit} requests per {decision.period} "
+                       f"for this API key. Retry after {decision.retry_after} s.")
+            raise face.error(429, RATE_LIMIT_EXCEEDED, message, [{"location": "header", "field": "Authorization",
+                                                                  "message": message}])
+        return None
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        # Every answer of a rate-limited API carries them: counted ones, refusals, faults and 408s (peeked).
+        if ctx.face is None or not ctx.face.rate_limited:
+            return answer
+        if ctx.rate_headers is None and ctx.unmetered:
+            ctx.rate_headers = self.limiter.peek(self._key(ctx)).headers()
+        if ctx.rate_headers:
+            headers = dict(ctx.rate_headers)
+            if ctx.made_up == 429:
+                headers["X-RateLimit-Remaining"] = "0"
+            answer.update_headers(headers)
+        return answer
+
+
+class Vary(Step):
+    """While the mock varies its answers (mockserver.variation): before the rules, maybe a latency and
+    one of the operation's documented errors instead of its answer; after them, the answer varied."""
+
+    def __init__(self, varying: Varying) -> None:
+        self.varying = varying
+
+    def before(self, ctx: Context) -> Answer | None:
+        face, op = ctx.face, ctx.op
+        if face is None or op is None:
+            return None
+        variation = self.varying.current()
+        if variation is None:
+            return None
+        ctx.variation = variation
+        latency = variation.latency_ms()
+        if latency:
+            ctx.varied.append(f"latency: {latency} ms")
+            ctx.delay(latency)
+        status = variation.error(op.responses)
+        if status is not None:
+            ctx.varied.append(f"status: {status}")
+            raise made_up_error(ctx, face, status, f"Varied answer: the documented {status} (returns-mock vary).")
+        return None
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        variation, face, op = ctx.variation, ctx.face, ctx.op
+        if variation is None or face is None or op is None or ctx.fault or not 200 <= answer.status < 300:
+            return answer
+        validator = op.responses.get(answer.status)
+        if validator is None or answer.dropped:
+            return answer
+        try:
+            sent = orjson.loads(ctx.body() or b"null")
+        except orjson.JSONDecodeError:
+            sent = None
+        body, changes = variation.answer(validator, face.contract.registry, orjson.loads(answer.data), sent)
+        if changes:
+            answer.body = orjson.dumps(body)
+            ctx.varied += [change.describe() for change in changes]
+        return answer
+
+
+class Authenticate(Step):
+    """The account the credentials name (401 in the provider's format if they are unusable)."""
+
+    def before(self, ctx: Context) -> Answer | None:
+        if ctx.face is not None and ctx.op is not None:
+            # The credentials were decoded once already; authenticate again only to say why they are refused.
+            ctx.account = ctx.caller or ctx.face.authenticate(ctx.request.header("Authorization"))
+        return None
+
+
+class NameTheAccount(Step):
+    """The account the credentials name, without authenticating (the proxy: the upstream decides)."""
+
+    def before(self, ctx: Context) -> Answer | None:
+        ctx.account = ctx.caller
+        return None
+
+
+class CheckRequest(Step):
+    """The request against its operation (mockserver.validation). `first`: the mock answers the first
+    refusal (unknown query names only recorded); `none`: every problem recorded, nothing refused (the
+    proxy); `all`: refused with every problem (the proxy's --strict)."""
+
+    def __init__(self, refuse: Literal["first", "none", "all"]) -> None:
+        self.refuse = refuse
+
+    def before(self, ctx: Context) -> Answer | None:
+        face, op, req = ctx.face, ctx.op, ctx.request
+        if face is None:
+            return None
+        if op is None:
+            if self.refuse != "first":  # the mock answers it 404 or 405, the client's fault all the same
+                ctx.violations.append(Problem("", f"{req.method} {ctx.relative} is not an operation of the "
+                                                  f"{face.name} contract", "path"))
+            return None
+        raw = req.body() if op.body_validator is not None else b""
+        checked = check_request(op, ctx.path_values, req.args, req.content_type, raw)
+        ctx.checked = checked
+        if self.refuse == "first":
+            ctx.violations += checked.ignored  # ignored, as a real API ignores them, but recorded against the client
+            if checked.refusals:
+                raise refused(face, checked.refusals[0])
+            return None
+        found = checked.all_problems()
+        if self.refuse == "all" and found:
+            message = f"Request does not match the contract (not forwarded): {found[0].message}."
+            error = face.error(422, VALIDATION_ERROR, message, [p.as_detail() for p in found])
+            error.schema_locations = [p.schema for p in found]
+            raise error
+        ctx.violations += found
+        return None
+
+
+def refused(face: Face[Any], refusal: Refusal) -> ProviderError:
+    kind = BAD_REQUEST if refusal.status == 400 else VALIDATION_ERROR
+    error = face.error(refusal.status, kind, refusal.message, [p.as_detail() for p in refusal.problems])
+    error.schema_locations = [p.schema for p in refusal.problems]
+    return error
+
+
+class RecordInJournal(Step):
+    """Journal every provider request, with the contract violations it carried. `masked`: bodies, query
+    and a credential account shown by the masking rule (the proxy's traffic is real)."""
+
+    def __init__(self, journal: Journal, *, masked: bool = False) -> None:
+        self.journal = journal
+        self.masked = masked
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        face = ctx.face
+        if face is None:
+            return answer
+        req = ctx.request
+        account = ctx.account
+        status = 0 if answer.dropped else answer.status  # only a dropped-connection fault: the client got no status
+        if self.masked:
+            request_body, response_body = shown(ctx, answer)
+            query = masking.query_string(req.query_string)
+            if account is not None and face.secret_accounts:  # the account is the client's real API key
+                account = masking.account_hint(account)
+        else:
+            request_body, response_body, query = ctx.body() or b"", answer.data, req.query_string
+        violations = tuple(Violation(0, req.method, req.path, face.name, account, status, v.field,
+                                     "response" if v.side == "response" else v.location, v.message, v.schema,
+                                     source=v.side) for v in ctx.violations)
+        self.journal.record(Entry(
+            id=0, at=ctx.at, provider=face.name, account=account, method=req.method, path=req.path, query=query,
+            status=status, duration_ms=round((time.perf_counter() - ctx.started + ctx.deferred_s) * 1000, 3),
+            request_body=request_body[:BODY_LIMIT] or None, response_body=response_body[:BODY_LIMIT],
+            violations=violations, fault=ctx.fault, varied=tuple(ctx.varied)))
+        return answer
+
+
+def shown(ctx: Context, answer: Answer) -> tuple[bytes, bytes]:
+    """The request and answer bodies as shown and recorded: masked once, for the journal and the recording."""
+    if ctx.shown is None:
+        ctx.shown = (masking.body(ctx.body() or b"", ctx.request.content_type),
+                     masking.body(answer.data, answer.content_type))
+    return ctx.shown
+
+
+class NameTheWorker(Step):
+    """With several worker processes or replicas, say which one answered (X-Returns-Mock-Worker: its pid)."""
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        answer.set_header(WORKER_HEADER, str(process.pid()))
+        return answer
+
+
+class SelfCheck(Step):
+    """Validate what the mock answers against its own contract (switched on in tests)."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        face, op = ctx.face, ctx.op
+        if face is None or ctx.fault:
+            return answer
+        status = answer.status
+        where = f"{ctx.request.method} {ctx.request.path} -> {status}"
+        if op is not None:
+            if status not in op.responses:
+                self._violation(f"{where}: status {status} is not documented for {op.operation_id}")
+            validator = op.responses.get(status)
+        else:
+            validator = face.contract.validator("error.json")
+        if validator is not None:
+            issues = problems(validator, orjson.loads(answer.data), "response")
+            if issues:
+                self._violation(f"{where}: " + "; ".join(p.message for p in issues))
+        return answer
+
+    def _violation(self, message: str) -> None:
+        self.failures.append(message)
+        raise ContractViolation(message)

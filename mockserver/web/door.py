@@ -1,0 +1,44 @@
+"""Flask as a door to the pipeline: its request as a pipeline `Request`, an `Answer` as its response.
+
+The mock's app and the proxy's both serve their providers' paths this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Request, Response
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..contracts import Operation
+from ..pipeline import Answer, BodyRefused, Pipeline
+from ..pipeline import Request as PipelineRequest
+from .serving import BODY_TIMED_OUT, DEFERRED_DELAY
+
+
+def _reader(req: Request) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return req.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise BodyRefused(413, f"Request body is larger than {req.max_content_length} bytes.") from None
+        except HTTPException as exc:
+            raise BodyRefused(exc.code or 400, exc.description or "The request body could not be read.") from None
+
+    return read
+
+
+def run(pipeline: Pipeline, req: Request, route: tuple[Operation, dict[str, Any]] | None = None) -> Response:
+    environ = req.environ
+    answer = pipeline.run(PipelineRequest(
+        method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"), args=req.args,
+        headers=req.headers, content_type=req.content_type, remote_addr=req.remote_addr, read_body=_reader(req),
+        route=route, timed_out=bool(environ.get(BODY_TIMED_OUT)), defers_delays=DEFERRED_DELAY in environ))
+    if answer.deferred_s:
+        environ[DEFERRED_DELAY] += answer.deferred_s
+    return response(answer)
+
+
+def response(answer: Answer) -> Response:
+    return Response(answer.body, answer.status, headers=answer.headers)
