@@ -84,6 +84,68 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Violation:
+    """A problem found in one exchange (a request the mock or the proxy saw, a recorded HAR entry): the
+    one violation type the journal, the proxy, the in-process mocks and the HAR check keep."""
+
+    problem: Problem
+    method: str
+    path: str
+    provider: str | None
+    status: int = 0
+    account: str | None = None
+    operation: str | None = None
+    entry: int = 0
+    """The journal entry's id, or the HAR entry's index."""
+
+    @property
+    def field(self) -> str:
+        return self.problem.field
+
+    @property
+    def location(self) -> str:
+        return "response" if self.problem.side == "response" else self.problem.location
+
+    @property
+    def message(self) -> str:
+        return self.problem.message
+
+    @property
+    def schema(self) -> str:
+        """Where the broken rule is written: contract file and JSON pointer, e.g.
+        3plship/return-create-request.json#/properties/items/items/$ref/properties/quantity/minimum"""
+        return self.problem.schema
+
+    @property
+    def source(self) -> str:
+        """Who broke the contract: `request` (the client) or, behind the proxy, `response` (the provider)."""
+        return self.problem.side
+
+    def describe(self) -> str:
+        where = f"{self.field} ({self.location})" if self.field else self.location
+        return f"{self.method} {self.path} -> {self.status}: {where}: {self.message}"
+
+    def as_json(self) -> JSON:
+        return {"entry": self.entry, "method": self.method, "path": self.path, "provider": self.provider,
+                "account": self.account, "status": self.status, "field": self.field, "location": self.location,
+                "message": self.message, "schema": self.schema, "source": self.source}
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Violation:
+        """From its stored form (the dataclass's fields) or its shown one (as_json, as journals before kept it)."""
+        if "problem" in data:
+            p = data["problem"]
+            allowed = tuple(p["allowed"]) if p.get("allowed") is not None else None
+            problem = Problem(p["field"], p["message"], p["location"], allowed, p.get("schema", ""),
+                              p.get("side", "request"))
+        else:
+            problem = Problem(data["field"], data["message"], data["location"], schema=data.get("schema", ""),
+                              side=data.get("source", "request"))
+        return cls(problem, data["method"], data["path"], data["provider"], data["status"], data.get("account"),
+                   data.get("operation"), data.get("entry", 0))
+
+
+@dataclass(frozen=True)
 class Parameter:
     name: str
     location: str  # "path" or "query"

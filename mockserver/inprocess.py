@@ -27,9 +27,10 @@ from flask import Flask
 
 from .clock import Clock
 from .config import Config
+from .contracts import Violation
 from .faults import ConnectionDropped
 from .interception import AiohttpInterception, DroppedConnection, HttpxInterception, ProviderHostGuard, available
-from .journal import Entry, Violation
+from .journal import Entry
 from .mock import Mock
 from .store import MemoryStore
 from .variation import SeededChooser, Variation

@@ -12,35 +12,9 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .contracts import Violation
+
 BODY_LIMIT = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Violation:
-    """A request the client sent that its contract does not allow: the field, the message, where."""
-
-    entry: int
-    method: str
-    path: str
-    provider: str | None
-    account: str | None
-    status: int
-    field: str
-    location: str
-    message: str
-    schema: str = ""
-    """Where the broken rule is written: contract file and JSON pointer, e.g.
-    3plship/return-create-request.json#/properties/items/items/$ref/properties/quantity/minimum"""
-    source: str = "request"
-    """Who broke the contract: `request` (the client) or, behind the validating proxy, `response` (the
-    provider)."""
-
-    def describe(self) -> str:
-        where = f"{self.field} ({self.location})" if self.field else self.location
-        return f"{self.method} {self.path} -> {self.status}: {where}: {self.message}"
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def test_each_kind_of_defect_is_reported_with_entry_side_and_field(
     assert len(report.violations) == 1, report.summary()
     v = report.violations[0]
     entry, method, side, field, message = expected
-    assert (v.entry, v.method, v.side, v.field) == (entry, method, side, field)
+    assert (v.entry, v.method, v.source, v.field) == (entry, method, side, field)
     assert message in v.message
     result = validate(str(write(tmp_path, entries)))
     assert result.returncode == 1

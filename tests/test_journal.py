@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mockserver.journal import Entry, Violation
+from mockserver.contracts import Problem, Violation
+from mockserver.journal import Entry
 from mockserver.store.sqlite import SqliteStore
 from mockserver.store.sqlite_journal import decode, encode
 
@@ -19,8 +20,8 @@ def entry(request_body: bytes | None, response_body: bytes) -> Entry:
     return Entry(id=0, at="2026-01-01T00:00:00.000Z", provider="3plship", account="zl_test_a", method="POST",
                  path="/3plship/api/v1/returns", query="", status=422, duration_ms=1.5,
                  request_body=request_body, response_body=response_body,
-                 violations=(Violation(0, "POST", "/3plship/api/v1/returns", "3plship", "zl_test_a", 422,
-                                       "items", "body", "items is required"),))
+                 violations=(Violation(Problem("items", "items is required", "body"), "POST", "/3plship/api/v1/returns",
+                                       "3plship", 422, "zl_test_a"),))
 
 
 PAGE = b'{"data":[' + b",".join(b'{"id":"ret_%d","status":"pending","items":[]}' % n for n in range(400)) + b"]}"

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from .. import masking, process
-from ..contracts import Problem, problems
+from ..contracts import Problem, Violation, problems
 from ..errors import ProviderError
 from ..faults import Faults, dropped_body
 from ..http import (
@@ -27,7 +27,7 @@ from ..http import (
     VALIDATION_ERROR,
     Face,
 )
-from ..journal import BODY_LIMIT, Entry, Journal, Violation
+from ..journal import BODY_LIMIT, Entry, Journal
 from ..ratelimit import RateLimiter
 from ..store import Store
 from ..validation import Refusal, check_request
@@ -260,9 +260,8 @@ class RecordInJournal(Step):
                 account = masking.account_hint(account)
         else:
             request_body, response_body, query = ctx.body() or b"", answer.data, req.query_string
-        violations = tuple(Violation(0, req.method, req.path, face.name, account, status, v.field,
-                                     "response" if v.side == "response" else v.location, v.message, v.schema,
-                                     source=v.side) for v in ctx.violations)
+        op = ctx.op.operation_id if ctx.op is not None else None
+        violations = tuple(Violation(v, req.method, req.path, face.name, status, account, op) for v in ctx.violations)
         self.journal.record(Entry(
             id=0, at=ctx.at, provider=face.name, account=account, method=req.method, path=req.path, query=query,
             status=status, duration_ms=round((time.perf_counter() - ctx.started + ctx.deferred_s) * 1000, 3),

@@ -6,7 +6,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from ..journal import Entry, Violation, with_id
+from ..contracts import Violation
+from ..journal import Entry, with_id
 from .sqlite_journal import BatchedJournal, decode, encode
 
 

@@ -15,8 +15,9 @@ import orjson
 
 from .. import process
 from ..background import Every
+from ..contracts import Violation
 from ..errors import StoreUnavailable
-from ..journal import Entry, Journal, Violation, with_id
+from ..journal import Entry, Journal, with_id
 from .sqlite_file import SqliteFile
 
 _log = logging.getLogger("returns-mock")
@@ -74,7 +75,7 @@ def decode(raw: bytes | str) -> Entry:
         request_length = data["request_body"]
         data["request_body"] = bodies[:request_length] if request_length is not None else None
         data["response_body"] = bodies[request_length or 0:]
-    data["violations"] = tuple(Violation(**v) for v in data["violations"])
+    data["violations"] = tuple(Violation.from_json(v) for v in data["violations"])
     data["varied"] = tuple(data.get("varied", ()))
     return Entry(**data)
 

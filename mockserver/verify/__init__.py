@@ -9,10 +9,10 @@ import requests
 from ..contracts import contract
 from ..provider import Credentials, Provider
 from ..registry import REGISTRY
-from .report import Report, Violation
+from .report import Failure, Report
 from .scenarios import run_scenarios
 
-__all__ = ["Report", "Target", "TargetError", "Violation", "verify"]
+__all__ = ["Failure", "Report", "Target", "TargetError", "verify"]
 
 
 class TargetError(Exception):

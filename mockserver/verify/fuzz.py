@@ -8,7 +8,7 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
-from .report import Report, Violation
+from .report import Failure, Report
 
 
 def run_contract_suite(document: dict[str, Any], base_url: str, headers: dict[str, str], report: Report, *,
@@ -26,9 +26,9 @@ def run_contract_suite(document: dict[str, Any], base_url: str, headers: dict[st
         if isinstance(event, events.ScenarioFinished):
             _collect(event, report)
         elif isinstance(event, events.NonFatalError):
-            report.add(Violation("contract", event.label, "error", str(event.value)))
+            report.add(Failure("contract", event.label, "error", str(event.value)))
         elif isinstance(event, events.FatalError):
-            report.add(Violation("contract", "schemathesis", "fatal_error", str(event.exception)))
+            report.add(Failure("contract", "schemathesis", "fatal_error", str(event.exception)))
 
 
 def _collect(event: events.ScenarioFinished, report: Report) -> None:
@@ -41,5 +41,5 @@ def _collect(event: events.ScenarioFinished, report: Report) -> None:
             continue
         failure = check.failure_info.failure
         message = failure.title + (f": {failure.message}" if failure.message else "")
-        report.add(Violation("contract", label, check.name, " ".join(message.split())[:500],
+        report.add(Failure("contract", label, check.name, " ".join(message.split())[:500],
                              check.failure_info.code_sample))

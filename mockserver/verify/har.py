@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ..contracts import Violation
 from ..registry import REGISTRY
 from .exchange import Exchange, check_exchange
 
@@ -18,24 +19,12 @@ class HarError(Exception):
     """The file is not a usable HAR document."""
 
 
-@dataclass(frozen=True)
-class HarViolation:
-    entry: int
-    method: str
-    path: str
-    provider: str
-    operation: str | None
-    side: str
-    field: str
-    message: str
-
-
 @dataclass
 class HarReport:
     entries: int = 0
     checked: int = 0
     skipped: int = 0
-    violations: list[HarViolation] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -43,7 +32,9 @@ class HarReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"entries": self.entries, "checked": self.checked, "skipped": self.skipped, "ok": self.ok,
-                "violations": [asdict(v) for v in self.violations]}
+                "violations": [{"entry": v.entry, "method": v.method, "path": v.path, "provider": v.provider,
+                                "operation": v.operation, "side": v.source, "field": v.field, "message": v.message}
+                               for v in self.violations]}
 
     def summary(self) -> str:
         lines = [f"{self.entries} entries: {self.checked} checked against a contract, {self.skipped} skipped "
@@ -51,7 +42,7 @@ class HarReport:
         for v in self.violations:
             where = f" {v.field}:" if v.field else ""
             lines.append(f"entry {v.entry}: {v.method} {v.path} [{v.provider} {v.operation or '?'}] "
-                         f"{v.side}{where} {v.message}")
+                         f"{v.source}{where} {v.message}")
         return "\n".join(lines)
 
 
@@ -178,8 +169,8 @@ def validate_har(path: Path) -> HarReport:
         operation, findings = check_exchange(recorded.provider, exchange)
         report.checked += 1
         for f in findings:
-            report.violations.append(HarViolation(index, recorded.method, _path(entry), recorded.provider, operation,
-                                                  f.side, f.field, f.message))
+            report.violations.append(Violation(f, recorded.method, _path(entry), recorded.provider,
+                                               recorded.status, operation=operation, entry=index))
     return report
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class Violation:
+class Failure:
     suite: str
     """Where it was found: 'contract' (schemathesis), 'scenario' (lifecycle scripts) or 'har'."""
     case: str
@@ -18,7 +18,7 @@ class Violation:
     reproducer: str = ""
 
 
-def _kind(v: Violation) -> tuple[str, str, str, str]:
+def _kind(v: Failure) -> tuple[str, str, str, str]:
     return v.suite, v.case, v.check, v.message.split(":")[0]
 
 
@@ -27,7 +27,7 @@ class Report:
     title: str
     cases: dict[tuple[str, str], int] = field(default_factory=dict)
     """(suite, case) -> how many checks ran there."""
-    violations: list[Violation] = field(default_factory=list)
+    violations: list[Failure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -36,7 +36,7 @@ class Report:
     def ran(self, suite: str, case: str, checks: int = 1) -> None:
         self.cases[(suite, case)] = self.cases.get((suite, case), 0) + checks
 
-    def add(self, violation: Violation) -> None:
+    def add(self, violation: Failure) -> None:
         """Record a violation; the same check failing the same way on one case is reported once."""
         self.cases.setdefault((violation.suite, violation.case), 0)
         key = _kind(violation)

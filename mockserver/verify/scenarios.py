@@ -17,7 +17,7 @@ import requests
 from ..provider import Scenario
 from ..web.mirror import Mirror
 from .exchange import Exchange, check_exchange
-from .report import Report, Violation
+from .report import Failure, Report
 
 
 class ScenarioFailed(Exception):
@@ -93,7 +93,7 @@ class Client:
                                   exchange.request_body or b"", exchange.status, exchange.response_body or b"", None)
         for difference in entry.differences:
             where = difference.pointer or "status"
-            self.report.add(Violation("compare-mock", self.scenario, difference.kind,
+            self.report.add(Failure("compare-mock", self.scenario, difference.kind,
                                       f"{where} in {exchange.method} {exchange.path}: {difference.values('target')}",
                                       curl(request)))
 
@@ -121,7 +121,7 @@ def run_scenarios(provider: str, scenarios: list[Scenario], base_url: str, auth_
         try:
             scenario(client)
         except ScenarioFailed as failed:
-            report.add(Violation("scenario", name, failed.check, failed.message, failed.reproducer))
+            report.add(Failure("scenario", name, failed.check, failed.message, failed.reproducer))
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            report.add(Violation("scenario", name, "unusable_response", f"{type(exc).__name__}: {exc}"))
+            report.add(Failure("scenario", name, "unusable_response", f"{type(exc).__name__}: {exc}"))
         report.ran("scenario", name, client.checks)
