@@ -9,11 +9,17 @@ its operations over one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from .clock import Clock
+from .contracts import Contract
+from .ids import IdGenerator
 from .lifecycle import Lifecycle
-from .store import ReturnRecord
+from .store import ReturnRecord, Store
+from .webhooks import DeliveryPolicy
 
 
 class Backend:
@@ -41,3 +47,27 @@ class Backend:
 
     def close(self) -> None:
         """Stop background work."""
+
+
+@dataclass(frozen=True)
+class Services:
+    """What a provider's backend is built from: the mock's shared parts and its own options."""
+
+    store: Store
+    clock: Clock
+    ids: IdGenerator
+    delivery_policy: DeliveryPolicy
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """This provider's entry of Config.providers (what its own command-line flags set)."""
+
+
+class ProviderEntry(Protocol):
+    """What the `Mock` needs of a provider's registry entry (mockserver.provider.Provider): its name, its
+    contract and its backend, built over the mock's services."""
+
+    name: str
+
+    @property
+    def contract(self) -> Contract: ...
+
+    def backend(self, services: Services) -> Backend: ...

@@ -192,8 +192,8 @@ class mock_providers(MockHandle, ContextDecorator):
     @property
     def base_urls(self) -> dict[str, str]:
         """Each served provider's real base URL, where requests are intercepted."""
-        return {name: entry.real_base_url for name, entry in self.state.providers.items()
-                if entry.real_base_url is not None}
+        return {name: entry.contract.real_base_url for name, entry in self.state.providers.items()
+                if entry.contract.real_base_url is not None}
 
     def _dispatch(self, provider: str, request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
         body = request.body.encode() if isinstance(request.body, str) else request.body
@@ -209,8 +209,8 @@ class mock_providers(MockHandle, ContextDecorator):
         """One request to a provider's real base URL, answered by the app (every client comes here)."""
         parts = urlsplit(url)
         entry = self.state.providers[provider]
-        base_path = urlsplit(entry.real_base_url or "").path
-        path = entry.mock_prefix + parts.path[len(base_path):]
+        base_path = urlsplit(entry.contract.real_base_url or "").path
+        path = entry.contract.mock_prefix + parts.path[len(base_path):]
         answer: list[Any] = []
 
         def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

@@ -51,7 +51,7 @@ class LiveMock(MockHandle):
         self.app = create_app(config or Config(), store=MemoryStore(), clock=clock)
         self._server = ThreadedServer(self.app)
         self.url = self._server.url
-        self._base_urls = {name: self.url + api.contract.mock_prefix for name, api in self.state.providers.items()}
+        self._base_urls = {name: self.url + entry.contract.mock_prefix for name, entry in self.state.providers.items()}
 
     @property
     def base_urls(self) -> dict[str, str]:

@@ -14,14 +14,13 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend
+from .backend import Backend, ProviderEntry, Services
 from .clock import Clock, StoreClock, parse_instant, to_millis
 from .config import Config
 from .faults import KEY as FAULTS_KEY
 from .faults import Faults
 from .ids import IdGenerator
 from .journal import Journal
-from .provider import Provider, Services
 from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
 from .seeding import build, seed
 from .store import ReturnRecord, Store, open_store
@@ -30,7 +29,7 @@ from .webhooks import DeliveryPolicy
 
 
 class Mock:
-    def __init__(self, config: Config, providers: Iterable[Provider], *, store: Store | None = None,
+    def __init__(self, config: Config, providers: Iterable[ProviderEntry], *, store: Store | None = None,
                  clock: Clock | None = None) -> None:
         self.config = config
         self.store: Store = store if store is not None else open_store(config.store)
@@ -52,7 +51,7 @@ class Mock:
         policy = DeliveryPolicy(
             allowed_hosts=tuple(h.lower() for h in config.allow_webhook_hosts), attempts=config.webhook_attempts,
             backoff_ms=config.webhook_backoff_ms, timeout_ms=config.webhook_timeout_ms, send=config.send_webhooks)
-        self.providers: dict[str, Provider] = {p.name: p for p in providers}
+        self.providers: dict[str, ProviderEntry] = {p.name: p for p in providers}
         self.backends: dict[str, Backend] = {
             name: entry.backend(Services(self.store, self.clock, self.ids, policy, config.options(name)))
             for name, entry in self.providers.items()}

@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol
 
-from .backend import Backend
-from .clock import Clock
+from .backend import Backend, Services
 from .contracts import Contract, add_folder, contract
 from .http import Face
-from .ids import IdGenerator
-from .store import Store
-from .webhooks import DeliveryPolicy
+
+__all__ = ["Credentials", "Provider", "Scenario", "ScenarioClient", "Services"]
 
 
 class ScenarioClient(Protocol):
@@ -39,18 +37,6 @@ class ScenarioClient(Protocol):
 
 
 Scenario = Callable[[ScenarioClient], None]
-
-
-@dataclass(frozen=True)
-class Services:
-    """What a provider's backend is built from: the mock's shared parts and its own options."""
-
-    store: Store
-    clock: Clock
-    ids: IdGenerator
-    delivery_policy: DeliveryPolicy
-    options: Mapping[str, Any] = field(default_factory=dict)
-    """This provider's entry of Config.providers (what its own command-line flags set)."""
 
 
 @dataclass(frozen=True)

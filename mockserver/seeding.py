@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .backend import Backend
+from .backend import Backend, ProviderEntry
 from .contracts import Problem, contract, problems
 from .errors import DuplicateReturn, ProviderError
 from .store import ReturnRecord, ReturnStore
-
-if TYPE_CHECKING:
-    from .provider import Provider
-
 
 SEED_SCHEMA = "seed-return.json"
 """A provider's shape of one seeded return, in its contracts folder."""
@@ -30,7 +26,7 @@ class ScenarioError(Exception):
         self.details = details
 
 
-def build(providers: Mapping[str, Provider], backends: Mapping[str, Backend], now: datetime,
+def build(providers: Mapping[str, ProviderEntry], backends: Mapping[str, Backend], now: datetime,
           document: Any) -> list[ReturnRecord]:
     """Every return of the scenario as a record in its target state; raises ScenarioError."""
     found = problems(contract("admin").validator("scenario.json"), document, "scenario")
@@ -60,7 +56,7 @@ def build(providers: Mapping[str, Provider], backends: Mapping[str, Backend], no
     return records
 
 
-def _item_problems(providers: Mapping[str, Provider], index: int, item: dict[str, Any]) -> list[Problem]:
+def _item_problems(providers: Mapping[str, ProviderEntry], index: int, item: dict[str, Any]) -> list[Problem]:
     """An entry checked against its provider's contracts/<provider>/seed-return.json."""
     name = item["provider"]
     if name not in providers:

@@ -38,7 +38,7 @@ from ..pipeline.steps import (
     UseStore,
     Vary,
 )
-from ..registry import build_mock
+from ..registry import REGISTRY, build_mock
 from ..store import Store
 from ..store.sqlite_file import store_away
 from ..version import __version__
@@ -82,7 +82,7 @@ class WebMock:
         mock = self.mock
         app.config["MAX_CONTENT_LENGTH"] = mock.config.max_body_bytes
         app.extensions["returns_mock"] = self
-        self.faces = {name: entry.face(mock.config.options(name)) for name, entry in mock.providers.items()}
+        self.faces = {name: REGISTRY[name].face(mock.config.options(name)) for name in mock.backends}
         handlers = {name: face.handlers(mock.backends[name]) for name, face in self.faces.items()}
         pipeline = Pipeline(self.faces, default_steps(mock, self.self_check_failures), Serve(handlers), mock.clock,
                             mock.ids, raise_unexpected=lambda: app.testing)
