@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from floor import create as create_floor  # noqa: E402
 
-from mockserver.config import Config  # noqa: E402
+from mockserver.domain.config import Config  # noqa: E402
 from mockserver.web import create_app  # noqa: E402
 
 STAGES = ("HTTP server", "Flask dispatch", "auth", "validation", "faults", "rate count", "settings and clock",
@@ -111,12 +111,12 @@ class _TimedConnection:
 
 def instrument() -> None:
     """Wrap each stage's functions (before any app is built: views capture their handlers)."""
-    from mockserver import ids, journal
-    from mockserver.clock import StoreClock
+    from mockserver.domain import ids
+    from mockserver.domain.clock import StoreClock
+    from mockserver.providers.thirtyfiveup.api import Api35up
+    from mockserver.providers.threeplship.api import Api3plship
+    from mockserver.store import journal, sqlite_file, sqlite_journal
     from mockserver.store import sqlite as sqlite_store
-    from mockserver.store import sqlite_file, sqlite_journal
-    from mockserver.thirtyfiveup.api import Api35up
-    from mockserver.threeplship.api import Api3plship
     from mockserver.web import app, pipeline
 
     for api in (Api3plship, Api35up):

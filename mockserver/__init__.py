@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .version import __version__
+from mockserver.version import __version__
 
-__all__ = ["__version__", "mock_providers"]
+__all__ = ["Config", "FrozenClock", "__version__", "create_app", "mock_providers"]
 
 if TYPE_CHECKING:
-    from .inprocess import mock_providers
+    from mockserver.domain.clock import FrozenClock
+    from mockserver.domain.config import Config
+    from mockserver.inprocess import mock_providers
+    from mockserver.web import create_app
+
+_PUBLIC = {"mock_providers": "mockserver.inprocess", "create_app": "mockserver.web",
+           "Config": "mockserver.domain.config", "FrozenClock": "mockserver.domain.clock"}
 
 
 def __getattr__(name: str) -> Any:
     # Imported lazily: the server's worker processes need neither responses nor requests.
-    if name == "mock_providers":
-        from .inprocess import mock_providers
-
-        return mock_providers
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(name)

@@ -12,15 +12,15 @@ from typing import Any, NoReturn
 
 import orjson
 
-from .config import ENV_VAR, Config
-from .contracts import contract
-from .errors import StoreError
-from .flags import positive, up_to
-from .masking import url as masked_url
-from .ratelimit import RatePolicy
-from .registry import REGISTRY
-from .store import open_store, shown
-from .version import __version__
+from mockserver.contract import contract
+from mockserver.contract.errors import StoreError
+from mockserver.contract.masking import url as masked_url
+from mockserver.domain.config import ENV_VAR, Config
+from mockserver.domain.flags import positive, up_to
+from mockserver.domain.ratelimit import RatePolicy
+from mockserver.providers.registry import REGISTRY
+from mockserver.store import open_store, shown
+from mockserver.version import __version__
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
 
@@ -301,8 +301,8 @@ def _json_file(path: str, flag: str, limit: int) -> Any:
 
 
 def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
-    from .contracts import contract, problems
-    from .faults import chaos_profile, rule_problems
+    from mockserver.contract import contract, problems
+    from mockserver.domain.faults import chaos_profile, rule_problems
 
     rules: list[dict[str, Any]] = []
     if path is not None:
@@ -322,7 +322,7 @@ def _prepare(store: Any, config: Config, explicit: set[str]) -> list[str]:
     the seed file, before any worker starts. On a store that replicas share, only the settings named in
     `explicit` (given as flags on this start) are set: starting a replica never resets the others' clock,
     faults or rate policy. Answers what was set."""
-    from .registry import build_mock
+    from mockserver.providers.registry import build_mock
 
     mock = build_mock(dataclasses.replace(config, seed_file=None), store=store)
     try:
@@ -333,7 +333,7 @@ def _prepare(store: Any, config: Config, explicit: set[str]) -> list[str]:
 
 
 def _start_fresh(mock: Any, config: Config, explicit: set[str]) -> list[str]:
-    from .seeding import ScenarioError
+    from mockserver.domain.seeding import ScenarioError
 
     store = mock.store
     done: list[str] = mock.start_fresh(explicit if store.replicated else None)
@@ -368,8 +368,8 @@ def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
         return str(resolved)
     import tempfile
 
-    from .recorded import RecordingError, scenario_from_har
-    from .verify.har import locate
+    from mockserver.providers.recorded import RecordingError, scenario_from_har
+    from mockserver.verify.har import locate
 
     try:
         scenario = scenario_from_har(document, {p.name: p for p in REGISTRY}, dict(accounts), locate)
@@ -421,7 +421,7 @@ def _check_port_free(host: str, port: int) -> None:
 def _bind(args: argparse.Namespace, why_token: str) -> tuple[str, list[str] | None]:
     """The address `serve` or `proxy` binds (--host resolved) and the Host names it answers besides loopback
     ones (None: any, when bound beyond loopback, behind the admin token). Sets args.admin_token."""
-    from .web.guard import is_loopback_host
+    from mockserver.web.guard import is_loopback_host
 
     args.admin_token = _admin_token(args)
     address = _bind_address(args.host)
@@ -503,7 +503,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = _prepare(store, config, explicit)
     except StoreError as exc:  # e.g. the database went away between opening and preparing it
         raise UsageError(f"--store {shown(args.store)}: {exc}") from None
-    from .web import validate_contracts
+    from mockserver.web import validate_contracts
 
     validate_contracts()
     os.environ[ENV_VAR] = config.to_env()
@@ -524,8 +524,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_proxy(args: argparse.Namespace) -> int:
-    from .proxy import ENV_VAR as PROXY_ENV
-    from .proxy import ProxyConfig
+    from mockserver.proxy import ENV_VAR as PROXY_ENV
+    from mockserver.proxy import ProxyConfig
 
     upstreams = {p.name: getattr(args, f"upstream_{p.name}") for p in REGISTRY
                  if getattr(args, f"upstream_{p.name}") is not None}
@@ -561,8 +561,8 @@ def run_proxy(args: argparse.Namespace) -> int:
 
 def validate_har(args: argparse.Namespace) -> int:
 
-    from .verify.har import HarError
-    from .verify.har import validate_har as run
+    from mockserver.verify.har import HarError
+    from mockserver.verify.har import validate_har as run
 
     try:
         report = run(Path(args.file))
@@ -576,9 +576,9 @@ def validate_har(args: argparse.Namespace) -> int:
 
 
 def replay_drift(args: argparse.Namespace) -> int:
-    from .proxy.shadow import replay
-    from .seeding import ScenarioError
-    from .verify.har import HarError, load
+    from mockserver.domain.seeding import ScenarioError
+    from mockserver.proxy.shadow import replay
+    from mockserver.verify.har import HarError, load
 
     seed = _json_file(args.seed_file, "--seed-file", SEED_LIMIT) if args.seed_file else None
     try:
@@ -609,9 +609,9 @@ def verify(args: argparse.Namespace) -> int:
         raise UsageError("returns-mock verify needs the verify extra (schemathesis): pip install "
                          "'/path/to/returns-mock[verify]' from a checkout, "
                          "or 'returns-mock[verify] @ <wheel or git URL>'") from None
-    from .provider import Credentials
-    from .verify import Target, TargetError
-    from .verify import verify as run
+    from mockserver.providers.provider import Credentials
+    from mockserver.verify import Target, TargetError
+    from mockserver.verify import verify as run
 
     provider = REGISTRY[args.provider]
     if not all(getattr(args, name) for name in provider.credentials):

@@ -1,6 +1,6 @@
 """Fuzzing the client: a test that uses `returns_mock` run again and again with varied answers.
 
-Each run is a fresh in-process mock whose answers vary within the contract (mockserver.variation), every
+Each run is a fresh in-process mock whose answers vary within the contract (mockserver.domain.variation), every
 draw taken from hypothesis, so that a failing run shrinks to the fewest, simplest variations that still
 break the test. The failure then names them (`POST /3plship/api/v1/returns -> 201:
 /data/return_shipping/tracking_url: null`) and the seed that replays the run.
@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from .variation import Chooser, Variation
+from mockserver.domain.variation import Chooser, Variation
 
 if TYPE_CHECKING:
-    from .inprocess import mock_providers
+    from mockserver.inprocess import mock_providers
 
 
 

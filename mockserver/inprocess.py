@@ -25,17 +25,23 @@ import requests
 import responses
 from flask import Flask
 
-from .clock import Clock
-from .config import Config
-from .contracts import Violation
-from .faults import ConnectionDropped
-from .interception import AiohttpInterception, DroppedConnection, HttpxInterception, ProviderHostGuard, available
-from .journal import Entry
-from .mock import Mock
-from .store import MemoryStore
-from .variation import SeededChooser, Variation
-from .web import create_app, mock_of
-from .web.direct import wsgi_environ
+from mockserver.contract import Violation
+from mockserver.domain.clock import Clock
+from mockserver.domain.config import Config
+from mockserver.domain.faults import ConnectionDropped
+from mockserver.domain.mock import Mock
+from mockserver.domain.variation import SeededChooser, Variation
+from mockserver.interception import (
+    AiohttpInterception,
+    DroppedConnection,
+    HttpxInterception,
+    ProviderHostGuard,
+    available,
+)
+from mockserver.store import MemoryStore
+from mockserver.store.journal import Entry
+from mockserver.web import create_app, mock_of
+from mockserver.web.direct import wsgi_environ
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -100,7 +106,7 @@ class mock_providers(MockHandle, ContextDecorator):
     passthrough: False (default) makes requests to other hosts fail with a connection error, as `responses`
     does (loopback always passes, so a real server works beside it); True lets them reach the network; a
     list of URL prefixes lets only those through. vary: a seed to vary every answer within the contract
-    (mockserver.variation), as `serve --vary` does.
+    (mockserver.domain.variation), as `serve --vary` does.
     """
 
     def __init__(self, *, passthrough: bool | list[str] = False, config: Config | None = None,
@@ -158,7 +164,7 @@ class mock_providers(MockHandle, ContextDecorator):
 
     def restart(self, variation: Variation | None = None) -> None:
         """A fresh mock in place of this one (as a new `with` would give), its answers varied by
-        `variation` (mockserver.variation) if given: each run of a fuzzed test starts here."""
+        `variation` (mockserver.domain.variation) if given: each run of a fuzzed test starts here."""
         self.__exit__(None, None, None)
         self.__enter__()
         self.state.varying.use(variation)

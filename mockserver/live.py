@@ -11,11 +11,11 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from .clock import Clock
-from .config import Config
-from .inprocess import MockHandle
-from .store import MemoryStore
-from .web import create_app
+from mockserver.domain.clock import Clock
+from mockserver.domain.config import Config
+from mockserver.inprocess import MockHandle
+from mockserver.store import MemoryStore
+from mockserver.web import create_app
 
 
 class ThreadedServer:

@@ -22,8 +22,8 @@ import pytest
 # The machinery (Flask, the contracts, the HTTP mocking libraries) is imported by the fixtures that need it,
 # not when pytest loads this plugin: installing returns-mock must not slow down every pytest run.
 if TYPE_CHECKING:
-    from .inprocess import mock_providers
-    from .live import LiveMock
+    from mockserver.inprocess import mock_providers
+    from mockserver.live import LiveMock
 
 FIXTURES = ("returns_mock", "returns_mock_server")
 
@@ -84,7 +84,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not examples or handle is None:
         return None
     try:
-        from .fuzzing import fuzz, new_seed
+        from mockserver.fuzzing import fuzz, new_seed
     except ImportError as missing:
         pytest.fail(f"returns-mock fuzz needs hypothesis and hypothesis-jsonschema ({missing}): "
                     "pip install 'returns-mock[fuzz]'", pytrace=False)
@@ -97,7 +97,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 @pytest.fixture
 def returns_mock(request: pytest.FixtureRequest) -> Iterator[mock_providers]:
-    from .inprocess import mock_providers
+    from mockserver.inprocess import mock_providers
 
     with mock_providers(**_options(request)) as mock:
         yield mock
@@ -105,7 +105,7 @@ def returns_mock(request: pytest.FixtureRequest) -> Iterator[mock_providers]:
 
 @pytest.fixture
 def returns_mock_server(request: pytest.FixtureRequest) -> Iterator[LiveMock]:
-    from .live import LiveMock
+    from mockserver.live import LiveMock
 
     options = _options(request)
     options.pop("passthrough", None)

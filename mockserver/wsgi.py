@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Flask
 
-from .config import Config
-from .web import create_app
-from .web.serving import RsgiServer
+from mockserver.domain.config import Config
+from mockserver.web import create_app
+from mockserver.web.serving import RsgiServer
 
 
 def app_from_env() -> Flask:

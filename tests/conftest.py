@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from helpers import START
 from pg import Cluster
 
-from mockserver.clock import FrozenClock
-from mockserver.config import Config
+from mockserver.domain.clock import FrozenClock
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, served
 

@@ -90,7 +90,7 @@ def round_trips(url: str, requests: dict[str, tuple[str, str, list[tuple[str, st
     n-th): counted at the wire, libpq tracing every protocol message of every pooled connection, each Query
     or Sync the client sends being one round trip (the journal's batches included, spread over requests).
     The app runs in this process on the database at `url`."""
-    from mockserver.config import Config
+    from mockserver.domain.config import Config
     from mockserver.store import postgres
     from mockserver.web import create_app, mock_of
     from mockserver.web.direct import call

@@ -9,9 +9,9 @@ import pytest
 from flask.testing import FlaskClient
 from helpers import UP35, basic, fixture
 
-from mockserver.clock import FrozenClock
-from mockserver.config import Config
-from mockserver.contracts import contract
+from mockserver.contract import contract
+from mockserver.domain.clock import FrozenClock
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app
 

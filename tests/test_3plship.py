@@ -10,8 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from helpers import PL, bearer, fixture
 
-from mockserver.clock import FrozenClock
-from mockserver.config import Config
+from mockserver.domain.clock import FrozenClock
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of
 
@@ -388,7 +388,7 @@ def test_unknown_path_and_method(client: FlaskClient) -> None:
 
 
 def test_registered_api_keys_are_the_only_ones_accepted(clock: FrozenClock) -> None:
-    from mockserver.config import Config
+    from mockserver.domain.config import Config
     from mockserver.store import MemoryStore
     from mockserver.web import create_app
 

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from helpers import FIXTURES, PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 
 from mockserver import __version__
-from mockserver.clock import isoformat
-from mockserver.config import Config
+from mockserver.domain.clock import isoformat
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of
 

@@ -12,8 +12,8 @@ import pytest
 from helpers import FIXTURES, ROOT
 from openapi_spec_validator import validate
 
-from mockserver.contracts import FORMAT_CHECKER, Validator, contract, problems
-from mockserver.registry import REGISTRY
+from mockserver.contract import FORMAT_CHECKER, Validator, contract, problems
+from mockserver.providers.registry import REGISTRY
 
 PROVIDERS = REGISTRY.names()
 
@@ -251,7 +251,7 @@ def _mutations(body: Any) -> Any:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_fast_validation_agrees_with_the_python_validator(provider: str) -> None:
     """Requests are checked by jsonschema-rs first; it must never pass what the Python validator refuses."""
-    from mockserver.contracts import _fast
+    from mockserver.contract import _fast
 
     checked = 0
     for op in contract(provider).operations:

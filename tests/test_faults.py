@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from helpers import PL, UP35, Server, basic, bearer, cli, fixture
 
 from mockserver import mock_providers
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of
 

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case
 from schemathesis.config import SchemathesisConfig
 
-from mockserver.config import Config
-from mockserver.contracts import FORMAT_CHECKER, Validator, contract, problems
+from mockserver.contract import FORMAT_CHECKER, Validator, contract, problems
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of, served
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from helpers import ThreadedServer, cli, fixture
 
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.verify.har import HarError, validate_har
 from mockserver.web import create_app

@@ -14,7 +14,7 @@ import requests
 from flask.testing import FlaskClient
 from helpers import PL, UP35, Server, bearer, cli, fixture
 
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.web import create_app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from mockserver.ids import IdGenerator
+from mockserver.domain.ids import IdGenerator
 
 
 def test_ids_have_the_providers_form_and_repeat_when_seeded() -> None:

@@ -12,7 +12,7 @@ from flask import Flask
 from helpers import ThreadedServer, fixture
 
 from mockserver import mock_providers
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.live import LiveMock
 
 UP = "https://api.35up.io/v1"
@@ -208,7 +208,7 @@ def test_strict_mode_fails_tests_that_break_the_contract(pytester: pytest.Pytest
 def test_marker_configures_the_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile('''
 import pytest, requests
-from mockserver.config import Config
+from mockserver.domain.config import Config
 
 @pytest.mark.returns_mock(config=Config(providers={"35up": {"lifecycle": "permissive"}}))
 def test_permissive(returns_mock):

@@ -72,7 +72,7 @@ BAD_DATES = ["", "abc", "2026-02-30", "2026-13-01", "2026-01-05T25:00:00Z", "999
 
 RUNTIME_CHECKS = f"""
 import json
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.web import create_app
 
 client = create_app(Config()).test_client()

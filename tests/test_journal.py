@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mockserver.contracts import Problem, Violation
-from mockserver.journal import Entry
+from mockserver.contract import Problem, Violation
+from mockserver.store.journal import Entry
 from mockserver.store.sqlite import SqliteStore
 from mockserver.store.sqlite_journal import decode, encode
 

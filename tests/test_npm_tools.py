@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, Server, cli, readme_blocks, shell_commands
 
-from mockserver.contracts import contract
+from mockserver.contract import contract
 
 pytestmark = pytest.mark.system
 

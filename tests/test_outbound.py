@@ -1,4 +1,4 @@
-"""mockserver.outbound, the proxy's and the webhooks' HTTP client, against servers on loopback that answer
+"""mockserver.domain.outbound, the proxy's and the webhooks' HTTP client, against servers on loopback that answer
 with exact bytes: each way an answer can be framed, encoded, cut short or not be HTTP at all."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mockserver.outbound import AnswerTooLarge, ExchangeFailed, exchange
+from mockserver.domain.outbound import AnswerTooLarge, ExchangeFailed, exchange
 
 
 class Canned:

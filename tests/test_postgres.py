@@ -17,7 +17,7 @@ from helpers import PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 from pg import PASSWORD, Cluster
 from test_store import insert_six_and_one, totals_follow_moves_and_resets
 
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.store import open_store
 from mockserver.store.postgres import MIGRATIONS
 from mockserver.web import create_app, mock_of

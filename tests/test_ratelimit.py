@@ -9,8 +9,8 @@ import pytest
 import requests
 from helpers import PL, START, UP35, WORKER, Server, basic, bearer, cli, fixture
 
-from mockserver.clock import FrozenClock
-from mockserver.config import Config
+from mockserver.domain.clock import FrozenClock
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app
 

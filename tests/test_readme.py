@@ -150,7 +150,7 @@ def test_the_signature_example_verifies_a_real_delivery_signature() -> None:
     (source,) = re.findall(r"```python\n(.*?)```", section("Realism: rate limits, faults, webhooks"), flags=re.S)
     namespace: dict[str, Any] = {}
     exec(compile(source, "README.md", "exec"), namespace)
-    from mockserver.threeplship.webhooks import sign
+    from mockserver.providers.threeplship.webhooks import sign
 
     body = b'{"id": "evt_1", "type": "return.created"}'
     assert namespace["verify_3plship_signature"](body, sign(body, "whsec_abc"), "whsec_abc")

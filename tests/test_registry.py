@@ -9,10 +9,10 @@ import requests
 from acme.provider import AcmeProvider
 from flask.testing import FlaskClient
 
-from mockserver.config import Config
-from mockserver.contracts import contract
+from mockserver.contract import contract
+from mockserver.domain.config import Config
 from mockserver.inprocess import mock_providers
-from mockserver.registry import REGISTRY
+from mockserver.providers.registry import REGISTRY
 from mockserver.store import MemoryStore
 from mockserver.verify.har import locate
 from mockserver.web import create_app, mock_of, served

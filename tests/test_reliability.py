@@ -21,7 +21,7 @@ import pytest
 import requests
 from helpers import PL, UP35, Server, basic, bearer, fixture
 
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app, mock_of
 

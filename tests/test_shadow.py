@@ -19,7 +19,7 @@ import requests
 from helpers import Server, basic, bearer, cli
 from werkzeug.serving import make_server
 
-from mockserver.config import Config
+from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app
 
@@ -297,7 +297,7 @@ def test_verify_compare_mock_reports_each_difference_of_the_scenarios(upstream: 
 
 
 def test_a_difference_in_a_credential_shows_masked() -> None:
-    from mockserver.drift import compare
+    from mockserver.contract.drift import compare
 
     found = compare(200, {"data": {"api_key": "zl_live_upstreamsecret1", "settings": {"token": "t-up"}, "n": 1}},
                     200, {"data": {"api_key": "zl_live_mocksecret22", "settings": {"token": "t-mock"}, "n": 2}},

@@ -218,7 +218,7 @@ def test_host_names_are_resolved_and_make_run_takes_an_empty_host() -> None:
 
 
 def test_messages_say_what_to_do(tmp_path: Path) -> None:
-    from mockserver.config import Config
+    from mockserver.domain.config import Config
     from mockserver.web import create_app
 
     client = create_app(Config()).test_client()

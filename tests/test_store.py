@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mockserver.errors import DuplicateReturn, StoreError
+from mockserver.contract.errors import DuplicateReturn, StoreError
 from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, Window, open_store, rate_counters
 
 

@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 
 from mockserver import mock_providers
-from mockserver.config import Config
-from mockserver.variation import SeededChooser, Variation
+from mockserver.domain.config import Config
+from mockserver.domain.variation import SeededChooser, Variation
 from mockserver.web import served
 
 BASE_3PL = "https://app.3plship.com/api/v1"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from helpers import Server, ThreadedServer, cli
 
-from mockserver.config import Config
-from mockserver.provider import Credentials
+from mockserver.domain.config import Config
+from mockserver.providers.provider import Credentials
+from mockserver.providers.threeplship.core import Returns3plship
 from mockserver.store import MemoryStore
-from mockserver.threeplship.core import Returns3plship
 from mockserver.verify import Report, Target, TargetError, verify
 from mockserver.web import create_app, mock_of
 

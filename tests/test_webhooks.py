@@ -17,8 +17,8 @@ import pytest
 import requests
 from helpers import PL, Server, bearer, fixture
 
-from mockserver.config import Config
-from mockserver.contracts import contract, problems
+from mockserver.contract import contract, problems
+from mockserver.domain.config import Config
 from mockserver.live import LiveMock
 
 CREATE = fixture("3plship/create-return.minimal.request.json")

@@ -6,10 +6,10 @@ forwarder (`mockserver.proxy`). Validation, the journal, violations, masking and
 written once, here.
 """
 
-from .context import Context
-from .exchange import Answer, BodyRefused, Request, json_answer
-from .run import CLIENT_FAULTS, ContractViolation, Pipeline, Step, Terminal
-from .serve import Serve
+from mockserver.pipeline.context import Context
+from mockserver.pipeline.exchange import Answer, BodyRefused, Request, json_answer
+from mockserver.pipeline.run import CLIENT_FAULTS, ContractViolation, Pipeline, Step, Terminal
+from mockserver.pipeline.serve import Serve
 
 __all__ = ["CLIENT_FAULTS", "Answer", "BodyRefused", "Context", "ContractViolation", "Pipeline", "Request", "Serve",
            "Step", "Terminal", "json_answer"]

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..clock import Clock, isoformat
-from ..contracts import Operation, Problem
-from ..errors import StoreError
-from ..http import Face
-from ..ids import IdGenerator
-from ..validation import CheckedRequest
-from ..variation import Variation
-from .exchange import BodyRefused, Request
+from mockserver.contract import Operation, Problem
+from mockserver.contract.errors import StoreError
+from mockserver.contract.validation import CheckedRequest
+from mockserver.domain.clock import Clock, isoformat
+from mockserver.domain.ids import IdGenerator
+from mockserver.domain.variation import Variation
+from mockserver.pipeline.exchange import BodyRefused, Request
+from mockserver.providers.face import Face
 
 _UNREAD = object()
 
@@ -43,14 +43,14 @@ class Context:
     unmetered: bool = False
     """Answered without being counted (a fault, a 408): its rate-limit headers are peeked."""
     variation: Variation | None = None
-    """The variation this request's answer is drawn with (mockserver.variation), if the mock varies."""
+    """The variation this request's answer is drawn with (mockserver.domain.variation), if the mock varies."""
     varied: list[str] = field(default_factory=list)
     """What the variation changed (pointer: value, a latency, a status), for the journal."""
     rate_headers: dict[str, str] | None = None
     violations: list[Problem] = field(default_factory=list)
     """Each way the request (or, behind the proxy, the upstream's answer) broke the contract."""
     drift: Any = None
-    """What the shadow found comparing the upstream's answer with the mock's (mockserver.drift)."""
+    """What the shadow found comparing the upstream's answer with the mock's (mockserver.contract.drift)."""
     shown: tuple[bytes, bytes] | None = None
     """The request and answer bodies masked for showing, made once for the journal and the recording."""
     deferred_s: float = 0.0

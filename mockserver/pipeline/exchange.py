@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..contracts import Operation
+from mockserver.contract import Operation
 
 
 class Headers(Protocol):

@@ -12,14 +12,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from ..clock import Clock
-from ..contracts import Problem
-from ..errors import ProviderError, StoreUnavailable
-from ..http import BAD_REQUEST, INTERNAL_ERROR, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE, Face
-from ..ids import IdGenerator
-from ..store.sqlite_file import store_away
-from .context import Context
-from .exchange import Answer, BodyRefused, Request, json_answer
+from mockserver.contract import Problem
+from mockserver.contract.errors import ProviderError, StoreUnavailable
+from mockserver.domain.clock import Clock
+from mockserver.domain.ids import IdGenerator
+from mockserver.pipeline.context import Context
+from mockserver.pipeline.exchange import Answer, BodyRefused, Request, json_answer
+from mockserver.providers.face import BAD_REQUEST, INTERNAL_ERROR, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE, Face
+from mockserver.store.sqlite_file import store_away
 
 LOG = logging.getLogger("mockserver")
 

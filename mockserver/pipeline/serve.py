@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..http import METHOD_NOT_ALLOWED, NOT_FOUND, Call, Handler
-from .context import Context
-from .exchange import Answer, json_answer
+from mockserver.pipeline.context import Context
+from mockserver.pipeline.exchange import Answer, json_answer
+from mockserver.providers.face import METHOD_NOT_ALLOWED, NOT_FOUND, Call, Handler
 
 
 class Serve:

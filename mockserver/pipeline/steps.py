@@ -13,11 +13,17 @@ from typing import Any, Literal
 
 import orjson
 
-from .. import masking, process
-from ..contracts import Problem, Violation, problems
-from ..errors import ProviderError
-from ..faults import Faults, dropped_body
-from ..http import (
+from mockserver import process
+from mockserver.contract import Problem, Violation, masking, problems
+from mockserver.contract.errors import ProviderError
+from mockserver.contract.validation import Refusal, check_request
+from mockserver.domain.faults import Faults, dropped_body
+from mockserver.domain.ratelimit import RateLimiter
+from mockserver.domain.variation import Varying
+from mockserver.pipeline.context import Context
+from mockserver.pipeline.exchange import Answer
+from mockserver.pipeline.run import ContractViolation, Step
+from mockserver.providers.face import (
     BAD_REQUEST,
     INTERNAL_ERROR,
     NOT_FOUND,
@@ -27,14 +33,8 @@ from ..http import (
     VALIDATION_ERROR,
     Face,
 )
-from ..journal import BODY_LIMIT, Entry, Journal
-from ..ratelimit import RateLimiter
-from ..store import Store
-from ..validation import Refusal, check_request
-from ..variation import Varying
-from .context import Context
-from .exchange import Answer
-from .run import ContractViolation, Step
+from mockserver.store import Store
+from mockserver.store.journal import BODY_LIMIT, Entry, Journal
 
 WORKER_HEADER = "X-Returns-Mock-Worker"
 
@@ -136,7 +136,7 @@ class LimitRate(Step):
 
 
 class Vary(Step):
-    """While the mock varies its answers (mockserver.variation): before the rules, maybe a latency and
+    """While the mock varies its answers (mockserver.domain.variation): before the rules, maybe a latency and
     one of the operation's documented errors instead of its answer; after them, the answer varied."""
 
     def __init__(self, varying: Varying) -> None:
@@ -197,7 +197,7 @@ class NameTheAccount(Step):
 
 
 class CheckRequest(Step):
-    """The request against its operation (mockserver.validation). `first`: the mock answers the first
+    """The request against its operation (mockserver.contract.validation). `first`: the mock answers the first
     refusal (unknown query names only recorded); `none`: every problem recorded, nothing refused (the
     proxy); `all`: refused with every problem (the proxy's --strict)."""
 

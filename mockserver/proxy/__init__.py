@@ -20,21 +20,20 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 
-from .. import masking
-from ..contracts import contract
-from ..http import Face
-from ..ids import IdGenerator
-from ..journal import MemoryJournal
-from ..pipeline import Pipeline
-from ..pipeline.steps import CheckRequest, NameTheAccount, RecordInJournal
-from ..registry import REGISTRY
-from ..version import __version__
-from ..web import door
-from ..web.admin import AdminError, control_plane
-from ..web.guard import BrowserGuard
-from ..web.mirror import Mirror
-from .config import ProxyConfig
-from .forward import Forward, Record, RefuseEscapes
+from mockserver.contract import contract, masking
+from mockserver.domain.ids import IdGenerator
+from mockserver.pipeline import Pipeline
+from mockserver.pipeline.steps import CheckRequest, NameTheAccount, RecordInJournal
+from mockserver.providers.face import Face
+from mockserver.providers.registry import REGISTRY
+from mockserver.proxy.config import ProxyConfig
+from mockserver.proxy.forward import Forward, Record, RefuseEscapes
+from mockserver.store.journal import MemoryJournal
+from mockserver.version import __version__
+from mockserver.web import door
+from mockserver.web.admin import AdminError, control_plane
+from mockserver.web.guard import BrowserGuard
+from mockserver.web.mirror import Mirror
 
 ENV_VAR = "RETURNS_MOCK_PROXY"
 

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from .. import masking, outbound
-from ..clock import parse_instant
-from ..http import BAD_REQUEST
-from ..pipeline import Answer, Context, Step
-from ..pipeline.steps import shown
-from ..validation import check_response
-from ..web.mirror import Mirror
-from .config import ProxyConfig
-from .recording import HarRecorder
+from mockserver.contract import masking
+from mockserver.contract.validation import check_response
+from mockserver.domain import outbound
+from mockserver.domain.clock import parse_instant
+from mockserver.pipeline import Answer, Context, Step
+from mockserver.pipeline.steps import shown
+from mockserver.providers.face import BAD_REQUEST
+from mockserver.proxy.config import ProxyConfig
+from mockserver.proxy.recording import HarRecorder
+from mockserver.web.mirror import Mirror
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "host", "content-length"})

@@ -1,5 +1,5 @@
 """The proxy's recording: a HAR 1.2 file, written as exchanges happen, with credentials masked
-(mockserver.masking).
+(mockserver.contract.masking).
 
 After each exchange the file is a complete HAR document: the entry, its separator and the closing
 brackets are one write over the old closing brackets, made under a lock (the separator too: two first
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import masking
-from ..version import __version__
+from mockserver.contract import masking
+from mockserver.version import __version__
 
 _TAIL = b"\n]}}\n"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import masking
-from ..clock import parse_instant
-from ..provider import Credentials, Provider
-from ..verify.har import recorded_exchange
-from ..web.mirror import Mirror
+from mockserver.contract import masking
+from mockserver.domain.clock import parse_instant
+from mockserver.providers.provider import Credentials, Provider
+from mockserver.verify.har import recorded_exchange
+from mockserver.web.mirror import Mirror
 
 REPLAY_ACCOUNTS = {"api_key": "zl_test_replayed", "username": "replayed", "password": "replayed"}
 """The credentials a replayed request is sent with where the recording does not name its account (a

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import StoreError
-from .base import (
+from mockserver.contract.errors import StoreError
+from mockserver.store.base import (
     Delivery,
     DeliveryQueue,
     Page,
@@ -15,9 +15,9 @@ from .base import (
     Transaction,
     Window,
 )
-from .memory import MemoryStore
-from .sqlite import SqliteStore
-from .urls import POSTGRES, masked, shown
+from mockserver.store.memory import MemoryStore
+from mockserver.store.sqlite import SqliteStore
+from mockserver.store.urls import POSTGRES, masked, shown
 
 __all__ = ["Delivery", "DeliveryQueue", "MemoryStore", "Page", "RateCounters", "ReturnRecord", "ReturnStore",
            "Settings", "SqliteStore", "Store", "StoreError", "Transaction", "Window", "open_store", "shown",
@@ -50,7 +50,7 @@ def open_store(url: str) -> Store:
     if url == "memory":
         return MemoryStore()
     if url.startswith(POSTGRES):
-        from .postgres import PostgresStore
+        from mockserver.store.postgres import PostgresStore
 
         return PostgresStore(url)
     return SqliteStore(url[len("sqlite:"):])

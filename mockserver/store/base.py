@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..journal import Journal
+from mockserver.store.journal import Journal
 
 
 @dataclass

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import DuplicateReturn
-from ..journal import Journal, MemoryJournal
-from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
+from mockserver.contract.errors import DuplicateReturn
+from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transaction, Window
+from mockserver.store.journal import Journal, MemoryJournal
 
 Key = tuple[str, str, str]
 

@@ -19,19 +19,19 @@ from typing import Any
 
 import orjson
 
-from .. import process
-from ..errors import DuplicateReturn, StoreError, StoreUnavailable
-from ..journal import Journal
-from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
-from .postgres_journal import PostgresJournal
-from .sql import COLUMNS, SqlTransaction, to_record
-from .urls import masked, shown
+from mockserver import process
+from mockserver.contract.errors import DuplicateReturn, StoreError, StoreUnavailable
+from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transaction, Window
+from mockserver.store.journal import Journal
+from mockserver.store.postgres_journal import PostgresJournal
+from mockserver.store.sql import COLUMNS, SqlTransaction, to_record
+from mockserver.store.urls import masked, shown
 
 try:  # the `postgres` extra
     import psycopg
     import psycopg_pool
 
-    from .postgres_text import nul_safe
+    from mockserver.store.postgres_text import nul_safe
 except ImportError:  # pragma: no cover - exercised by the missing-extra test in a bare environment
     psycopg = None  # type: ignore[assignment]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from ..contracts import Violation
-from ..journal import Entry, with_id
-from .sqlite_journal import BatchedJournal, decode, encode
+from mockserver.contract import Violation
+from mockserver.store.journal import Entry, with_id
+from mockserver.store.sqlite_journal import BatchedJournal, decode, encode
 
 
 class Database(Protocol):

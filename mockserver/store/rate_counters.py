@@ -23,8 +23,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import process
-from .base import Window
+from mockserver import process
+from mockserver.store.base import Window
 
 MAGIC = b"returns-mock rate counters 1\n"
 HEADER = 64

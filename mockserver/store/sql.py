@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from .base import Delivery, ReturnRecord, Transaction
+from mockserver.store.base import Delivery, ReturnRecord, Transaction
 
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
 

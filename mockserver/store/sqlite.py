@@ -17,14 +17,14 @@ from typing import Any
 
 import orjson
 
-from .. import process
-from ..errors import DuplicateReturn, StoreError
-from ..journal import Journal
-from .base import Delivery, Page, ReturnRecord, Store, Transaction, Window
-from .rate_counters import SharedRateCounters
-from .sql import COLUMNS, SqlTransaction, to_record
-from .sqlite_file import SqliteFile, Writing
-from .sqlite_journal import JournalFile, SqliteJournal
+from mockserver import process
+from mockserver.contract.errors import DuplicateReturn, StoreError
+from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transaction, Window
+from mockserver.store.journal import Journal
+from mockserver.store.rate_counters import SharedRateCounters
+from mockserver.store.sql import COLUMNS, SqlTransaction, to_record
+from mockserver.store.sqlite_file import SqliteFile, Writing
+from mockserver.store.sqlite_journal import JournalFile, SqliteJournal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS returns (

@@ -14,9 +14,9 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .. import process
-from ..background import Every
-from ..errors import StoreUnavailable
+from mockserver import process
+from mockserver.contract.errors import StoreUnavailable
+from mockserver.store.background import Every
 
 BUSY_TIMEOUT_MS = 30_000
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 
-from .. import process
-from ..background import Every
-from ..contracts import Violation
-from ..errors import StoreUnavailable
-from ..journal import Entry, Journal, with_id
-from .sqlite_file import SqliteFile
+from mockserver import process
+from mockserver.contract import Violation
+from mockserver.contract.errors import StoreUnavailable
+from mockserver.store.background import Every
+from mockserver.store.journal import Entry, Journal, with_id
+from mockserver.store.sqlite_file import SqliteFile
 
 _log = logging.getLogger("returns-mock")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..masking import USERINFO, USERINFO_MASK, userinfo
+from mockserver.contract.masking import USERINFO, USERINFO_MASK, userinfo
 
 POSTGRES = ("postgresql://", "postgres://")
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import requests
 
-from ..contracts import contract
-from ..provider import Credentials, Provider
-from ..registry import REGISTRY
-from .report import Failure, Report
-from .scenarios import run_scenarios
+from mockserver.contract import contract
+from mockserver.providers.provider import Credentials, Provider
+from mockserver.providers.registry import REGISTRY
+from mockserver.verify.report import Failure, Report
+from mockserver.verify.scenarios import run_scenarios
 
 __all__ = ["Failure", "Report", "Target", "TargetError", "verify"]
 
@@ -52,7 +52,7 @@ def verify(target: Target, *, max_examples: int = 20, seed: int | None = None,
     probe(target)
     report = Report(f"returns-mock verify: {target.provider} at {target.base_url}")
     if fuzz:
-        from .fuzz import run_contract_suite
+        from mockserver.verify.fuzz import run_contract_suite
 
         run_contract_suite(contract(target.provider).bundled_openapi(), target.base_url, target.auth_headers,
                            report, max_examples=max_examples, seed=seed)

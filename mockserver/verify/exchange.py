@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..contracts import Operation, Problem, contract
-from ..validation import check_request as check
-from ..validation import check_response, on_side
+from mockserver.contract import Operation, Problem, contract
+from mockserver.contract.validation import check_request as check
+from mockserver.contract.validation import check_response, on_side
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[
 def check_request(provider: str, method: str, path: str, query: Mapping[str, str], content_type: str | None,
                   body: bytes | None) -> tuple[Operation | None, list[Problem]]:
     """The operation a request is for (None: none of the contract's), and every way the request breaks it:
-    the mock's own check (mockserver.validation), every stage of it."""
+    the mock's own check (mockserver.contract.validation), every stage of it."""
     matched = contract(provider).match(method, path)
     if matched is None:
         return None, [Problem("", f"{method} {path} is not an operation of the {provider} contract", "path")]

@@ -8,7 +8,7 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
-from .report import Failure, Report
+from mockserver.verify.report import Failure, Report
 
 
 def run_contract_suite(document: dict[str, Any], base_url: str, headers: dict[str, str], report: Report, *,

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..contracts import Violation
-from ..registry import REGISTRY
-from .exchange import Exchange, check_exchange
+from mockserver.contract import Violation
+from mockserver.providers.registry import REGISTRY
+from mockserver.verify.exchange import Exchange, check_exchange
 
 
 class HarError(Exception):

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..provider import Scenario
-from ..web.mirror import Mirror
-from .exchange import Exchange, check_exchange
-from .report import Failure, Report
+from mockserver.providers.provider import Scenario
+from mockserver.verify.exchange import Exchange, check_exchange
+from mockserver.verify.report import Failure, Report
+from mockserver.web.mirror import Mirror
 
 
 class ScenarioFailed(Exception):

@@ -18,17 +18,25 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, render_template, request
 
-from ..clock import ControllableClock, StoreClock, in_range, isoformat, parse_duration, parse_instant, shifted
-from ..contracts import Problem, contract, problems
-from ..credentials import same_secret, wire_bytes
-from ..errors import ProviderError
-from ..faults import chaos_profile, chaos_profiles, rule_problems
-from ..journal import Journal
-from ..mock import Mock
-from ..ratelimit import RatePolicy
-from ..seeding import ScenarioError
-from ..store import ReturnRecord
-from ..version import __version__
+from mockserver.contract import Problem, contract, problems
+from mockserver.contract.errors import ProviderError
+from mockserver.domain.clock import (
+    ControllableClock,
+    StoreClock,
+    in_range,
+    isoformat,
+    parse_duration,
+    parse_instant,
+    shifted,
+)
+from mockserver.domain.credentials import same_secret, wire_bytes
+from mockserver.domain.faults import chaos_profile, chaos_profiles, rule_problems
+from mockserver.domain.mock import Mock
+from mockserver.domain.ratelimit import RatePolicy
+from mockserver.domain.seeding import ScenarioError
+from mockserver.store import ReturnRecord
+from mockserver.store.journal import Journal
+from mockserver.version import __version__
 
 PREFIX = "/__admin"
 ADMIN_MAX_BODY = 256 * 1024 * 1024

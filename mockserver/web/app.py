@@ -17,15 +17,14 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
 
-from .. import process
-from ..clock import Clock
-from ..config import Config
-from ..contracts import Operation, contract, folders
-from ..errors import ProviderError, StoreUnavailable
-from ..http import Face
-from ..mock import Mock
-from ..pipeline import ContractViolation, Pipeline, Serve, Step
-from ..pipeline.steps import (
+from mockserver import process
+from mockserver.contract import Operation, contract, folders
+from mockserver.contract.errors import ProviderError, StoreUnavailable
+from mockserver.domain.clock import Clock
+from mockserver.domain.config import Config
+from mockserver.domain.mock import Mock
+from mockserver.pipeline import ContractViolation, Pipeline, Serve, Step
+from mockserver.pipeline.steps import (
     WORKER_HEADER,
     Authenticate,
     CheckRequest,
@@ -38,14 +37,15 @@ from ..pipeline.steps import (
     UseStore,
     Vary,
 )
-from ..registry import REGISTRY, build_mock
-from ..store import Store
-from ..store.sqlite_file import store_away
-from ..version import __version__
-from . import door
-from .admin import register as register_admin
-from .guard import BrowserGuard
-from .serving import BODY_TIMED_OUT
+from mockserver.providers.face import Face
+from mockserver.providers.registry import REGISTRY, build_mock
+from mockserver.store import Store
+from mockserver.store.sqlite_file import store_away
+from mockserver.version import __version__
+from mockserver.web import door
+from mockserver.web.admin import register as register_admin
+from mockserver.web.guard import BrowserGuard
+from mockserver.web.serving import BODY_TIMED_OUT
 
 __all__ = ["ContractViolation", "WebMock", "create_app", "mock_of", "served", "validate_contracts"]
 

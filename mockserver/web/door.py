@@ -11,10 +11,10 @@ from typing import Any
 from flask import Request, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..contracts import Operation
-from ..pipeline import Answer, BodyRefused, Pipeline
-from ..pipeline import Request as PipelineRequest
-from .serving import BODY_TIMED_OUT, DEFERRED_DELAY
+from mockserver.contract import Operation
+from mockserver.pipeline import Answer, BodyRefused, Pipeline
+from mockserver.pipeline import Request as PipelineRequest
+from mockserver.web.serving import BODY_TIMED_OUT, DEFERRED_DELAY
 
 
 def _reader(req: Request) -> Callable[[], bytes]:

@@ -1,6 +1,6 @@
 """A mirror: a mock whose state mirrors another implementation's (the proxy's upstream, a `verify` target,
 a recording), answering every request that one answered, so that the two answers can be compared
-(mockserver.drift).
+(mockserver.contract.drift).
 
 The mirror adopts the upstream's identifiers: before a request is applied to it, every `x-identifier`
 value of the upstream's answer is queued in the mock's id generator, so a 3plship create the upstream
@@ -17,13 +17,12 @@ from typing import Any
 
 import orjson
 
-from .. import schemas
-from ..config import Config
-from ..contracts import Contract, Operation
-from ..drift import MISSING, DriftEntry, DriftLog, compare
-from ..store import MemoryStore
-from ..web.direct import call
-from .app import create_app, mock_of, served
+from mockserver.contract import Contract, Operation, schemas
+from mockserver.contract.drift import MISSING, DriftEntry, DriftLog, compare
+from mockserver.domain.config import Config
+from mockserver.store import MemoryStore
+from mockserver.web.app import create_app, mock_of, served
+from mockserver.web.direct import call
 
 
 class Mirror:

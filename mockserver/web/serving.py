@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..faults import ConnectionDropped
-from .admin import ADMIN_MAX_BODY
-from .admin import PREFIX as ADMIN
+from mockserver.domain.faults import ConnectionDropped
+from mockserver.web.admin import ADMIN_MAX_BODY
+from mockserver.web.admin import PREFIX as ADMIN
 
 BODY_TIMED_OUT = "returns_mock.body_timed_out"
 """Set in the WSGI environ of a request whose body did not arrive in time: the pipeline answers it 408."""

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mockserver.backend import Backend
-from mockserver.clock import isoformat
-from mockserver.contracts import contract
-from mockserver.errors import ProviderError
-from mockserver.http import UNAUTHORIZED, Call, Face, Handler
-from mockserver.provider import Provider, Services
+from mockserver.contract import contract
+from mockserver.contract.errors import ProviderError
+from mockserver.domain.backend import Backend
+from mockserver.domain.clock import isoformat
+from mockserver.providers.face import UNAUTHORIZED, Call, Face, Handler
+from mockserver.providers.provider import Provider, Services
 from mockserver.store import ReturnRecord
 
 NAME = "acme"

@@ -7,12 +7,12 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from ..flags import positive
-from ..lifecycle import MODES
-from ..provider import Credentials, Provider, Scenario, Services
-from . import PROVIDER
-from .api import Api35up
-from .core import Returns35up
+from mockserver.domain.flags import positive
+from mockserver.domain.lifecycle import MODES
+from mockserver.providers.provider import Credentials, Provider, Scenario, Services
+from mockserver.providers.thirtyfiveup import PROVIDER
+from mockserver.providers.thirtyfiveup.api import Api35up
+from mockserver.providers.thirtyfiveup.core import Returns35up
 
 MAX_WINDOW_DAYS = 36_500
 """The longest return window --return-window-days takes (inferred: the guide says 30 days)."""
@@ -48,7 +48,7 @@ class Provider35up(Provider):
         return [body] if isinstance(body, dict) else []
 
     def seed_item(self, resource: dict[str, Any]) -> dict[str, Any]:
-        from ..recorded import project
+        from mockserver.providers.recorded import project
 
         body = project(resource, self.contract.schema("return-create-request.json"), self.contract)
         return {"return": body, "status": resource["status"]}
@@ -81,6 +81,6 @@ class Provider35up(Provider):
         return "PATCH", f"/returns/verify-{uuid.uuid4().hex[:12]}", {"status": "closed"}, None
 
     def scenarios(self) -> list[Scenario]:
-        from .scenarios import SCENARIOS
+        from mockserver.providers.thirtyfiveup.scenarios import SCENARIOS
 
         return list(SCENARIOS)

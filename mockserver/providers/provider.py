@@ -1,7 +1,7 @@
 """What a provider is to the rest of the mock: a registry entry that builds its backend and its face.
 
 A provider is its contracts folder, its package and one `Provider` entry in the registry
-(`mockserver.registry`). Everything outside the provider's package (the web layer, the CLI, in-process
+(`mockserver.providers.registry`). Everything outside the provider's package (the web layer, the CLI, in-process
 mocking, the proxy, verify, HAR checks, seeding, the admin API) iterates the registry and talks to the
 provider through this interface, the `Backend` it builds over the mock's store and clock (settled reads,
 seeding, control-plane moves, the status graph, background work) and the stateless `Face` it builds for
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol
 
-from .backend import Backend, Services
-from .contracts import Contract, add_folder, contract
-from .http import Face
+from mockserver.contract import Contract, add_folder, contract
+from mockserver.domain.backend import Backend, Services
+from mockserver.providers.face import Face
 
 __all__ = ["Credentials", "Provider", "Scenario", "ScenarioClient", "Services"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..backend import Backend
-from ..clock import Clock, from_millis, isoformat, to_millis
-from ..contracts import contract
-from ..errors import DuplicateReturn, ProviderError
-from ..lifecycle import Lifecycle, Mode
-from ..store import ReturnRecord, ReturnStore
-from . import PROVIDER
+from mockserver.contract import contract
+from mockserver.contract.errors import DuplicateReturn, ProviderError
+from mockserver.domain.backend import Backend
+from mockserver.domain.clock import Clock, from_millis, isoformat, to_millis
+from mockserver.domain.lifecycle import Lifecycle, Mode
+from mockserver.providers.thirtyfiveup import PROVIDER
+from mockserver.store import ReturnRecord, ReturnStore
 
 
 def _duration_days(iso: str) -> int:

@@ -13,8 +13,8 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contracts import Problem, contract
-from .store import Settings
+from mockserver.contract import Problem, contract
+from mockserver.store import Settings
 
 KEY = "faults"
 ID_KEY = "fault-ids"

@@ -3,8 +3,8 @@
 What the rest of the mock asks of a provider's state goes here, typed, with no downcast: the record as a
 read would see it now, a seeded return built in its target state, a move through the provider's own
 rules, its status graph, its background work. The `Mock` holds the backends (and never an HTTP face);
-the control plane and seeding reach them there, and a provider's stateless face (`http.Face`) serves
-its operations over one.
+the control plane and seeding reach them there, and a provider's stateless face
+(`mockserver.providers.face.Face`) serves its operations over one.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from .clock import Clock
-from .contracts import Contract
-from .ids import IdGenerator
-from .lifecycle import Lifecycle
-from .store import ReturnRecord, Store
-from .webhooks import DeliveryPolicy
+from mockserver.contract import Contract
+from mockserver.domain.clock import Clock
+from mockserver.domain.ids import IdGenerator
+from mockserver.domain.lifecycle import Lifecycle
+from mockserver.domain.webhooks import DeliveryPolicy
+from mockserver.store import ReturnRecord, Store
 
 
 class Backend:
@@ -62,7 +62,7 @@ class Services:
 
 
 class ProviderEntry(Protocol):
-    """What the `Mock` needs of a provider's registry entry (mockserver.provider.Provider): its name, its
+    """What the `Mock` needs of a provider's registry entry (mockserver.providers.provider.Provider): its name, its
     contract and its backend, built over the mock's services."""
 
     name: str

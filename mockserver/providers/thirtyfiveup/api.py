@@ -7,12 +7,12 @@ import binascii
 import re
 from typing import Any
 
-from ..contracts import contract
-from ..credentials import same_secret
-from ..errors import ProviderError
-from ..http import UNAUTHORIZED, Call, Face, Handler
-from . import PROVIDER
-from .core import Returns35up
+from mockserver.contract import contract
+from mockserver.contract.errors import ProviderError
+from mockserver.domain.credentials import same_secret
+from mockserver.providers.face import UNAUTHORIZED, Call, Face, Handler
+from mockserver.providers.thirtyfiveup import PROVIDER
+from mockserver.providers.thirtyfiveup.core import Returns35up
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="35up", charset="UTF-8"'}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -14,8 +14,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .clock import Clock, to_millis
-from .store import RateCounters, Settings, Window
+from mockserver.domain.clock import Clock, to_millis
+from mockserver.store import RateCounters, Settings, Window
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 STANDARD_TIER = "1000/hour"

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .backend import Backend, ProviderEntry
-from .contracts import Problem, contract, problems
-from .errors import DuplicateReturn, ProviderError
-from .store import ReturnRecord, ReturnStore
+from mockserver.contract import Problem, contract, problems
+from mockserver.contract.errors import DuplicateReturn, ProviderError
+from mockserver.domain.backend import Backend, ProviderEntry
+from mockserver.store import ReturnRecord, ReturnStore
 
 SEED_SCHEMA = "seed-return.json"
 """A provider's shape of one seeded return, in its contracts folder."""

@@ -1,5 +1,5 @@
 """3plship webhooks: subscriptions and signed events, delivered with retries off the request path
-(`mockserver.webhooks`)."""
+(`mockserver.domain.webhooks`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from ..clock import Clock, isoformat
-from ..ids import IdGenerator
-from ..store import Delivery, DeliveryQueue, ReturnStore, Transaction
-from ..version import __version__
-from ..webhooks import Deliverer, DeliveryPolicy
+from mockserver.domain.clock import Clock, isoformat
+from mockserver.domain.ids import IdGenerator
+from mockserver.domain.webhooks import Deliverer, DeliveryPolicy
+from mockserver.store import Delivery, DeliveryQueue, ReturnStore, Transaction
+from mockserver.version import __version__
 
 SIGNATURE_HEADER = "X-3plship-Signature"
 

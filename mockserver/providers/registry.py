@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from .clock import Clock
-from .config import Config
-from .contracts import remove_folder
-from .mock import Mock
-from .provider import Provider
-from .store import Store
-from .thirtyfiveup.provider import Provider35up
-from .threeplship.provider import Provider3plship
+from mockserver.contract import remove_folder
+from mockserver.domain.clock import Clock
+from mockserver.domain.config import Config
+from mockserver.domain.mock import Mock
+from mockserver.providers.provider import Provider
+from mockserver.providers.thirtyfiveup.provider import Provider35up
+from mockserver.providers.threeplship.provider import Provider3plship
+from mockserver.store import Store
 
 
 class Registry:

@@ -34,9 +34,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing._core import Resolver
 
-from . import schemas
-from .contracts import FORMAT_CHECKER
-from .store import Settings
+from mockserver.contract import FORMAT_CHECKER, schemas
+from mockserver.store import Settings
 
 JSON = dict[str, Any]
 KEY = "vary"

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .backend import Backend
-from .contracts import Contract
-from .errors import ProviderError
+from mockserver.contract import Contract
+from mockserver.contract.errors import ProviderError
+from mockserver.domain.backend import Backend
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from ..backend import Backend
-from ..clock import Clock, add_business_days, from_millis, isoformat, parse_instant, to_millis
-from ..contracts import contract
-from ..errors import ProviderError
-from ..ids import IdGenerator
-from ..lifecycle import Lifecycle
-from ..store import ReturnRecord, ReturnStore, Transaction
-from . import PROVIDER
-from .webhooks import Webhooks
+from mockserver.contract import contract
+from mockserver.contract.errors import ProviderError
+from mockserver.domain.backend import Backend
+from mockserver.domain.clock import Clock, add_business_days, from_millis, isoformat, parse_instant, to_millis
+from mockserver.domain.ids import IdGenerator
+from mockserver.domain.lifecycle import Lifecycle
+from mockserver.providers.threeplship import PROVIDER
+from mockserver.providers.threeplship.webhooks import Webhooks
+from mockserver.store import ReturnRecord, ReturnStore, Transaction
 
 
 def _bound(value: str | None, *, end: bool, name: str) -> str | None:

@@ -1,7 +1,7 @@
 """The mock itself, without HTTP: store, clock, ids, journal, faults, rate limiter and provider backends.
 
 A `Mock` is whole once constructed. It is handed its providers (registry entries) by the composition
-root, `mockserver.registry.build_mock`, builds their backends and holds those, never an HTTP face: the
+root, `mockserver.providers.registry.build_mock`, builds their backends and holds those, never an HTTP face: the
 web layer (`mockserver.web`), the in-process mocks and the proxy build the faces they serve from the
 registry entries.
 """
@@ -14,18 +14,18 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, ProviderEntry, Services
-from .clock import Clock, StoreClock, parse_instant, to_millis
-from .config import Config
-from .faults import KEY as FAULTS_KEY
-from .faults import Faults
-from .ids import IdGenerator
-from .journal import Journal
-from .ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
-from .seeding import build, seed
-from .store import ReturnRecord, Store, open_store
-from .variation import Varying
-from .webhooks import DeliveryPolicy
+from mockserver.domain.backend import Backend, ProviderEntry, Services
+from mockserver.domain.clock import Clock, StoreClock, parse_instant, to_millis
+from mockserver.domain.config import Config
+from mockserver.domain.faults import KEY as FAULTS_KEY
+from mockserver.domain.faults import Faults
+from mockserver.domain.ids import IdGenerator
+from mockserver.domain.ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
+from mockserver.domain.seeding import build, seed
+from mockserver.domain.variation import Varying
+from mockserver.domain.webhooks import DeliveryPolicy
+from mockserver.store import ReturnRecord, Store, open_store
+from mockserver.store.journal import Journal
 
 
 class Mock:

@@ -1,6 +1,6 @@
 """Reading a JSON Schema of the contracts alongside an instance: following `$ref`s, `anyOf`/`oneOf`
 branches and `allOf` properties, so that each part of an answer can be asked what its schema says
-(mockserver.variation: what may vary; mockserver.drift: what is compared)."""
+(mockserver.domain.variation: what may vary; mockserver.contract.drift: what is compared)."""
 
 from __future__ import annotations
 

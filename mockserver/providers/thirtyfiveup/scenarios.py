@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..provider import ScenarioClient as Client
+from mockserver.providers.provider import ScenarioClient as Client
 
 
 def _order_id() -> str:

@@ -6,11 +6,11 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..provider import Credentials, Provider, Scenario, Services
-from . import PROVIDER
-from .api import API_KEY, Api3plship
-from .core import Returns3plship
-from .webhooks import Webhooks
+from mockserver.providers.provider import Credentials, Provider, Scenario, Services
+from mockserver.providers.threeplship import PROVIDER
+from mockserver.providers.threeplship.api import API_KEY, Api3plship
+from mockserver.providers.threeplship.core import Returns3plship
+from mockserver.providers.threeplship.webhooks import Webhooks
 
 
 def _api_key(text: str) -> str:
@@ -45,7 +45,7 @@ class Provider3plship(Provider):
         return data if isinstance(data, list) else [data] if isinstance(data, dict) else []
 
     def seed_item(self, resource: dict[str, Any]) -> dict[str, Any]:
-        from ..recorded import project
+        from mockserver.providers.recorded import project
 
         item: dict[str, Any] = {"id": resource["id"], "status": resource["status"],
                                 "return": project(resource, self.contract.schema("return-create-request.json"),
@@ -78,6 +78,6 @@ class Provider3plship(Provider):
         return "GET", "/returns", None, {"limit": 1}
 
     def scenarios(self) -> list[Scenario]:
-        from .scenarios import SCENARIOS
+        from mockserver.providers.threeplship.scenarios import SCENARIOS
 
         return list(SCENARIOS)

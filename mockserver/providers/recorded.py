@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .contracts import Contract, problems
-from .provider import Provider
+from mockserver.contract import Contract, problems
+from mockserver.providers.provider import Provider
 
 
 class RecordingError(Exception):

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .contracts import Violation
+from mockserver.contract import Violation
 
 BODY_LIMIT = 16 * 1024
 

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clock import Clock, isoformat
-from .errors import StoreError
-from .outbound import ExchangeFailed, exchange
-from .store import Delivery, DeliveryQueue
+from mockserver.contract.errors import StoreError
+from mockserver.domain.clock import Clock, isoformat
+from mockserver.domain.outbound import ExchangeFailed, exchange
+from mockserver.store import Delivery, DeliveryQueue
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class AttemptFailed(Exception):
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     """POST `body` to `url` and answer the status, the whole exchange (connect, TLS, send, the answer)
-    within `timeout` seconds: a receiver that drips its answer cannot hold an attempt (mockserver.outbound).
+    within `timeout` seconds: a receiver that drips its answer cannot hold an attempt (mockserver.domain.outbound).
     Only the status counts, so at most ANSWER_LIMIT bytes of the body are read."""
     try:
         return exchange("POST", url, list(headers.items()), body, timeout=timeout, limit=ANSWER_LIMIT, cut=True).status

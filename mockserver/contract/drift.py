@@ -23,7 +23,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry
 
-from . import masking, schemas
+from mockserver.contract import masking, schemas
 
 TIMESTAMP_TOLERANCE = 5.0
 """Seconds two timestamps may differ by and still count as the same instant."""

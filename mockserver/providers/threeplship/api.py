@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..contracts import contract
-from ..errors import ProviderError
-from ..http import UNAUTHORIZED, Call, Face, Handler
-from . import PROVIDER
-from .core import Returns3plship
+from mockserver.contract import contract
+from mockserver.contract.errors import ProviderError
+from mockserver.providers.face import UNAUTHORIZED, Call, Face, Handler
+from mockserver.providers.threeplship import PROVIDER
+from mockserver.providers.threeplship.core import Returns3plship
 
 API_KEY = re.compile(contract(PROVIDER).schema("api-key.json")["pattern"])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="3plship"'}

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .contracts import Operation, Problem, problems, unusable_text
+from mockserver.contract import Operation, Problem, problems, unusable_text
 
 
 @dataclass(frozen=True)
