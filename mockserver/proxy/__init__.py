@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from mockserver.contract import contract, masking
 from mockserver.domain.ids import IdGenerator
@@ -69,7 +69,7 @@ def create_proxy_app(config: ProxyConfig) -> Flask:
     state = _Proxy(config)
 
     def forward(rest: str = "") -> Response:
-        return door.run(state.pipeline, request)
+        return door.run(state.pipeline, door.current())
 
     for name in config.upstreams:
         prefix = contract(name).mock_prefix

@@ -169,12 +169,12 @@ def mock_of(app: Flask) -> Mock:
 def _view(pipeline: Pipeline, op: Operation | None) -> Any:
     if op is None:
         def elsewhere(rest: str = "") -> Response:
-            return door.run(pipeline, request)
+            return door.run(pipeline, door.current())
 
         return elsewhere
 
     def view(**path_values: str) -> Response:
-        return door.run(pipeline, request, (op, path_values))
+        return door.run(pipeline, door.current(), (op, path_values))
 
     view.__name__ = f"{op.operation_id}_view"
     return view
@@ -204,7 +204,7 @@ def _register_errors(app: Flask, pipeline: Pipeline) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         if pipeline.face_for(request.path) is not None:  # a method no route takes (BREW): 405 as the provider says
-            return door.run(pipeline, request)
+            return door.run(pipeline, door.current())
         status = error.code or 500
         kind = _KINDS.get(status, "internal_error" if status >= 500 else "bad_request")
         headers: dict[str, str] = {}

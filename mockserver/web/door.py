@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Request, Response
+from flask import Request, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mockserver.contract import Operation
@@ -30,6 +30,8 @@ def _reader(req: Request) -> Callable[[], bytes]:
 
 
 def run(pipeline: Pipeline, req: Request, route: tuple[Operation, dict[str, Any]] | None = None) -> Response:
+    """Run the request through the pipeline; `req` is Flask's request itself, not its context-local proxy
+    (each read through the proxy costs a lookup)."""
     environ = req.environ
     answer = pipeline.run(PipelineRequest(
         method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"), args=req.args,
@@ -38,6 +40,12 @@ def run(pipeline: Pipeline, req: Request, route: tuple[Operation, dict[str, Any]
     if answer.deferred_s:
         environ[DEFERRED_DELAY] += answer.deferred_s
     return response(answer)
+
+
+def current() -> Request:
+    """Flask's request object itself (each read through its context-local proxy costs a lookup)."""
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    return req
 
 
 def response(answer: Answer) -> Response:
