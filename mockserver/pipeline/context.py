@@ -19,7 +19,7 @@ from mockserver.providers.face import Face
 _UNREAD = object()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Context:
     request: Request
     face: Face[Any] | None

@@ -95,8 +95,9 @@ class Answer:
         self.headers.append((name, value))
 
     def update_headers(self, values: Mapping[str, str]) -> None:
-        for name, value in values.items():
-            self.set_header(name, value)
+        replaced = {name.lower() for name in values}
+        self.headers = [(k, v) for k, v in self.headers if k.lower() not in replaced]
+        self.headers += values.items()
 
     @property
     def content_type(self) -> str | None:

@@ -54,6 +54,10 @@ class Pipeline:
                  ids: IdGenerator, *, raise_unexpected: Callable[[], bool] = lambda: False) -> None:
         self.faces = dict(faces)
         self.steps = tuple(steps)
+        # Only the steps that do something at each stage are called there (a request passes every stage).
+        self._before = tuple(s.before for s in self.steps if type(s).before is not Step.before)
+        self._after = tuple(s.after for s in self.steps if type(s).after is not Step.after)
+        self._finish = tuple(s.finish for s in self.steps if type(s).finish is not Step.finish)
         self.terminal = terminal
         self.clock = clock
         self.ids = ids
@@ -98,17 +102,17 @@ class Pipeline:
                     LOG.exception("unexpected error")
                     answer = self.render(ctx, self._error(ctx, 500, INTERNAL_ERROR,
                                                           f"Internal error in the mock: {error!r}."))
-            for step in self.steps:
-                answer = step.after(ctx, answer)
+            for after in self._after:
+                answer = after(ctx, answer)
             answer.deferred_s = ctx.deferred_s
             return answer
         finally:
-            for step in self.steps:
-                step.finish(ctx)
+            for finish in self._finish:
+                finish(ctx)
 
     def _answer(self, ctx: Context) -> Answer:
-        for step in self.steps:
-            answer = step.before(ctx)
+        for before in self._before:
+            answer = before(ctx)
             if answer is not None:
                 return answer
         return self.terminal(ctx)
