@@ -376,3 +376,15 @@ def test_a_return_inserted_alone_is_stored_once(store: Store) -> None:
     with pytest.raises(DuplicateReturn):
         store.insert(record("alone"))
     assert [r.id for r in store.all()] == ["alone"]
+
+
+@pytest.mark.system
+def test_keys_with_any_characters_count_apart(store: Store) -> None:
+    """A rate key is the client's credential (or its address): quotes, backslashes, commas, braces and
+    NULL-looking text are counted under exactly that key (PostgreSQL receives them in an array literal)."""
+    keys = ['a"b', "a\\b", "a,b", "{a}", "NULL", "a b", "ключ", "a\\", '"', ""]
+    windows = [Window(key, 5, 0.25, None) for key in keys]
+    assert store.count_requests(windows) == ([(0, 1)] * len(keys), True)
+    assert store.count_requests(windows[:3]) == ([(0, 2)] * 3, True)
+    assert store.count_request("a", 5, 0.25, None) == (0, 1, True)  # none of them was counted as plain "a"
+    assert store.count_request("{a}", 6, 0.25, 2) == (1, 1, True)  # its own previous bucket carried over

@@ -209,6 +209,20 @@ class _PostgresTransaction(SqlTransaction):
         return inserted
 
 
+def _array(values: list[Any]) -> str:
+    """A PostgreSQL array literal, sent as text: psycopg's dumping of a list costs more of the mock's CPU
+    than the rest of the statement (a rate count is in every 3plship request)."""
+    items = []
+    for value in values:
+        if value is None:
+            items.append("NULL")
+        elif isinstance(value, str):
+            items.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            items.append(repr(value))
+    return "{" + ",".join(items) + "}"
+
+
 def _insert(conn: Any, record: ReturnRecord) -> ReturnRecord:
     row = conn.execute(
         "INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
@@ -422,8 +436,9 @@ class PostgresStore(Store):
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s::bigint[], %s::float8[], "
-                "%s::integer[])", ([w.key for w in ordered], [w.bucket for w in ordered],
-                                   [w.overlap for w in ordered], [w.limit for w in ordered])).fetchall()
+                "%s::integer[])", (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]),
+                                   _array([w.overlap for w in ordered]), _array([w.limit for w in ordered]))
+            ).fetchall()
         by_key = {w.key: (int(previous), int(current)) for w, (previous, current, _) in zip(ordered, rows, strict=True)}
         admitted = bool(rows[0][2]) if rows else True
         return [by_key[w.key] for w in windows], admitted
