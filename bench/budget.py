@@ -113,24 +113,26 @@ def instrument() -> None:
     """Wrap each stage's functions (before any app is built: views capture their handlers)."""
     from mockserver.domain import ids
     from mockserver.domain.clock import StoreClock
+    from mockserver.pipeline import serve, steps
     from mockserver.providers.thirtyfiveup.api import Api35up
+    from mockserver.providers.thirtyfiveup.core import Returns35up
     from mockserver.providers.threeplship.api import Api3plship
+    from mockserver.providers.threeplship.core import Returns3plship
     from mockserver.store import journal, sqlite_file, sqlite_journal
     from mockserver.store import sqlite as sqlite_store
-    from mockserver.web import app, pipeline
 
     for api in (Api3plship, Api35up):
         _wrap(api, "authenticate", "auth")
-        for handler in ("create_return", "list_returns", "update_status", "update_return"):
-            if hasattr(api, handler):
-                _wrap(api, handler, "core")
         _wrap(api, "success_body", "response")
-    for function in ("_parameters", "_body"):
-        _wrap(app, function, "validation")
-    _wrap(app, "_json", "response")
-    _wrap(pipeline.InjectFaults, "before", "faults")
-    _wrap(pipeline.LimitRate, "before", "rate count")
-    _wrap(pipeline.RecordInJournal, "after", "journal")
+    for backend, handlers in ((Returns3plship, ("create_return", "list_returns", "update_status")),
+                              (Returns35up, ("create_return", "update_return"))):
+        for handler in handlers:
+            _wrap(backend, handler, "core")
+    _wrap(steps, "check_request", "validation")
+    _wrap(serve, "json_answer", "response")
+    _wrap(steps.InjectFaults, "before", "faults")
+    _wrap(steps.LimitRate, "before", "rate count")
+    _wrap(steps.RecordInJournal, "after", "journal")
     _wrap(sqlite_store.SqliteStore, "pin_settings", "settings and clock")
     _wrap(StoreClock, "now", "settings and clock")
     _wrap(ids.IdGenerator, "new", "ids")
