@@ -37,7 +37,7 @@ from floor import create as create_floor  # noqa: E402
 from mockserver.domain.config import Config  # noqa: E402
 from mockserver.web import create_app  # noqa: E402
 
-STAGES = ("HTTP server", "Flask dispatch", "auth", "validation", "faults", "rate count", "settings and clock",
+STAGES = ("HTTP server", "Flask and pipeline", "auth", "validation", "faults", "rate count", "settings and clock",
           "ids", "core", "store (SQL)", "WAL checkpoint", "journal", "response")
 
 _charges: dict[str, int] = defaultdict(int)
@@ -53,7 +53,7 @@ def _clock() -> int:
 def _stack() -> list[list[Any]]:
     stack: list[list[Any]] | None = getattr(_local, "stack", None)
     if stack is None:
-        stack = _local.stack = [["Flask dispatch", _clock()]]
+        stack = _local.stack = [["Flask and pipeline", _clock()]]
     return stack
 
 
@@ -286,7 +286,7 @@ def main() -> int:
         # What the stages do not claim is dispatch; measured against the uninstrumented runs, so the
         # instrumentation's own cost (charged mostly to the stage below each wrapped call) drops out.
         total = statistics.median(t[name] for t in totals)
-        row["Flask dispatch"] = max(0.0, total - sum(v for k, v in row.items() if k != "Flask dispatch"))
+        row["Flask and pipeline"] = max(0.0, total - sum(v for k, v in row.items() if k != "Flask and pipeline"))
         table[name] = row
     floor_flask = flask_floor_us(n)
     server = http_server_us(3)
@@ -304,7 +304,7 @@ def _print(table: dict[str, dict[str, float]], floor_flask: float, floor_total: 
              "35up create": "35up create", "35up update": "35up update"}
     header = ["stage (µs CPU/request)", *[short[n] for n in names], "floor"]
     rows = [[stage, *[f"{table[n][stage]:.0f}" for n in names],
-             f"{floor_flask:.0f}" if stage == "Flask dispatch" else
+             f"{floor_flask:.0f}" if stage == "Flask and pipeline" else
              f"{floor_total - floor_flask:.0f}" if stage == "HTTP server" else "-"]
             for stage in STAGES]
     rows.append(["total", *[f"{sum(table[n].values()):.0f}" for n in names], f"{floor_total:.0f}"])
