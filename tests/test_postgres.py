@@ -255,7 +255,8 @@ def test_the_password_may_come_from_pgpassword(postgres_url: str) -> None:
         server.stop()
 
 
-WITHOUT_MIGRATION_3 = ("DROP TRIGGER webhook_account_noted ON webhooks; "
+WITHOUT_MIGRATION_3 = ("DROP FUNCTION rate_count; "  # migration 4's, undone first
+                      "DROP TRIGGER webhook_account_noted ON webhooks; "
                       "DROP TRIGGER webhook_accounts_cleared ON webhooks; DROP FUNCTION note_webhook_account; "
                       "DELETE FROM settings WHERE key = 'webhook-accounts'")
 

@@ -169,57 +169,28 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER webhook_accounts_cleared AFTER TRUNCATE ON webhooks
         FOR EACH STATEMENT EXECUTE FUNCTION note_webhook_account();
     """,
-    # 4: a count that refuses nothing (no window has a limit: the default, "counted, not enforced") is one
-    # upsert per window, and a key's old buckets are dropped when its new one is made, not on every request.
+    # 4: a count that refuses nothing (no window limited: the default policy, counted not enforced) is one
+    # upsert per window; a key's old buckets are dropped when its new bucket is made, not on every request.
     """
-    CREATE OR REPLACE FUNCTION rate_hit(hit_keys TEXT[], hit_buckets BIGINT[], hit_overlaps FLOAT8[],
-                                        hit_limits INTEGER[])
-        RETURNS TABLE (prev_n BIGINT, cur_n BIGINT, all_ok BOOLEAN) LANGUAGE plpgsql AS $$
+    CREATE FUNCTION rate_count(hit_keys TEXT[], hit_buckets BIGINT[])
+        RETURNS TABLE (prev_n BIGINT, cur_n BIGINT) LANGUAGE plpgsql AS $$
     DECLARE
-        prev BIGINT[] := '{}';
-        cur BIGINT[] := '{}';
-        ok BOOLEAN := TRUE;
         p BIGINT;
         c BIGINT;
         made BOOLEAN;
-        counted_only BOOLEAN := NOT EXISTS (SELECT 1 FROM unnest(hit_limits) l WHERE l IS NOT NULL);
     BEGIN
-        -- Counts live as SQLite's do in shared memory: never waited to disk (a crash forgets a few).
-        PERFORM set_config('synchronous_commit', 'off', true);
+        PERFORM set_config('synchronous_commit', 'off', true);  -- as rate_hit's: never waited to disk
         FOR i IN 1 .. coalesce(array_length(hit_keys, 1), 0) LOOP  -- keys come sorted: one lock order
-            IF counted_only THEN
-                INSERT INTO rate_counts AS r (key, bucket, n) VALUES (hit_keys[i], hit_buckets[i], 1)
-                    ON CONFLICT (key, bucket) DO UPDATE SET n = r.n + 1 RETURNING r.n, (r.xmax = 0) INTO c, made;
-                IF made THEN
-                    DELETE FROM rate_counts WHERE key = hit_keys[i] AND bucket < hit_buckets[i] - 1;
-                END IF;
-                SELECT coalesce(max(n), 0) INTO p FROM rate_counts
-                    WHERE key = hit_keys[i] AND bucket = hit_buckets[i] - 1;
-                prev := prev || p;
-                cur := cur || (c - 1);
-                CONTINUE;
+            INSERT INTO rate_counts AS r (key, bucket, n) VALUES (hit_keys[i], hit_buckets[i], 1)
+                ON CONFLICT (key, bucket) DO UPDATE SET n = r.n + 1 RETURNING r.n, (r.xmax = 0) INTO c, made;
+            IF made THEN
+                DELETE FROM rate_counts WHERE key = hit_keys[i] AND bucket < hit_buckets[i] - 1;
             END IF;
-            INSERT INTO rate_counts (key, bucket, n) VALUES (hit_keys[i], hit_buckets[i], 0) ON CONFLICT DO NOTHING;
-            SELECT coalesce(sum(n) FILTER (WHERE bucket = hit_buckets[i] - 1), 0),
-                   coalesce(sum(n) FILTER (WHERE bucket = hit_buckets[i]), 0) INTO p, c
-                FROM (SELECT bucket, n FROM rate_counts WHERE key = hit_keys[i]
-                      AND bucket IN (hit_buckets[i] - 1, hit_buckets[i]) FOR UPDATE) locked;
-            prev := prev || p;
-            cur := cur || c;
-            IF hit_limits[i] IS NOT NULL AND p * hit_overlaps[i] + c >= hit_limits[i] THEN
-                ok := FALSE;
-            END IF;
+            SELECT coalesce(max(n), 0) INTO p FROM rate_counts WHERE key = hit_keys[i] AND bucket = hit_buckets[i] - 1;
+            prev_n := p;
+            cur_n := c;
+            RETURN NEXT;
         END LOOP;
-        IF ok THEN
-            FOR i IN 1 .. coalesce(array_length(hit_keys, 1), 0) LOOP
-                IF NOT counted_only THEN
-                    UPDATE rate_counts SET n = n + 1 WHERE key = hit_keys[i] AND bucket = hit_buckets[i];
-                    DELETE FROM rate_counts WHERE key = hit_keys[i] AND bucket < hit_buckets[i] - 1;
-                END IF;
-                cur[i] := cur[i] + 1;
-            END LOOP;
-        END IF;
-        RETURN QUERY SELECT prev[g.j], cur[g.j], ok FROM generate_subscripts(hit_keys, 1) AS g(j) ORDER BY g.j;
     END $$;
     """,
 ]
@@ -486,6 +457,13 @@ class PostgresStore(Store):
 
     def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
         ordered = sorted(windows, key=lambda w: w.key)  # one lock order: no deadlock between requests
+        if all(w.limit is None for w in ordered):  # counted, never refused: the cheaper call
+            with self._connection() as conn:
+                counted = conn.execute("SELECT prev_n, cur_n FROM rate_count(%s::text[], %s::bigint[])",
+                                       (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]))
+                                       ).fetchall()
+            by_key = {w.key: (int(p), int(c)) for w, (p, c) in zip(ordered, counted, strict=True)}
+            return [by_key[w.key] for w in windows], True
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s::bigint[], %s::float8[], "
