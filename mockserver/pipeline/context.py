@@ -22,8 +22,8 @@ _UNREAD = object()
 @dataclass(eq=False, slots=True)
 class Context:
     request: Request
-    face: Face[Any] | None
-    """The provider whose path this is (its format answers every failure); None outside every provider."""
+    face: Face[Any]
+    """The provider whose path this is (its format answers every failure)."""
     clock: Clock
     ids: IdGenerator
     relative: str = ""
@@ -62,7 +62,7 @@ class Context:
     def caller(self) -> str | None:
         """The account the credentials name, or None if they are unusable; decoded once per request."""
         if self._caller is _UNREAD:
-            self._caller = self.face.rate_key(self.request.header("Authorization")) if self.face else None
+            self._caller = self.face.rate_key(self.request.header("Authorization"))
         return self._caller  # type: ignore[return-value]
 
     @property

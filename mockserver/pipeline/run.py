@@ -18,7 +18,7 @@ from mockserver.domain.clock import Clock
 from mockserver.domain.ids import IdGenerator
 from mockserver.pipeline.context import Context
 from mockserver.pipeline.exchange import Answer, BodyRefused, Request, json_answer
-from mockserver.providers.face import BAD_REQUEST, INTERNAL_ERROR, PAYLOAD_TOO_LARGE, SERVICE_UNAVAILABLE, Face
+from mockserver.providers.face import Face, kind_of
 from mockserver.store.sqlite_file import store_away
 
 LOG = logging.getLogger("mockserver")
@@ -53,6 +53,7 @@ class Pipeline:
     def __init__(self, faces: Mapping[str, Face[Any]], steps: Sequence[Step], terminal: Terminal, clock: Clock,
                  ids: IdGenerator, *, raise_unexpected: Callable[[], bool] = lambda: False) -> None:
         self.faces = dict(faces)
+        self._roots = tuple((f"/{name}", f"/{name}/", face) for name, face in self.faces.items())
         self.steps = tuple(steps)
         # Only the steps that do something at each stage are called there (a request passes every stage).
         self._before = tuple(s.before for s in self.steps if type(s).before is not Step.before)
@@ -65,30 +66,31 @@ class Pipeline:
 
     def face_for(self, path: str) -> Face[Any] | None:
         """The provider whose path the request is under, and whose format its errors are answered in."""
-        for name, face in self.faces.items():
-            if path == f"/{name}" or path.startswith(f"/{name}/"):
+        for root, under, face in self._roots:
+            if path == root or path.startswith(under):
                 return face
         return None
 
     def run(self, request: Request) -> Answer:
-        ctx = Context(request, self.face_for(request.path), self.clock, self.ids)
-        face = ctx.face
-        if face is not None:
-            prefix = face.contract.mock_prefix
-            ctx.relative = request.path[len(prefix):] or "/"
-            route = request.route
-            if route is None and request.path.startswith(prefix):
-                route = face.contract.match("GET" if request.method == "HEAD" else request.method, ctx.relative)
-            if route is not None:
-                ctx.op, ctx.path_values = route
+        """Answer a request under a provider's path (`/<provider>/...`: the doors route nothing else here)."""
+        face = self.face_for(request.path)
+        if face is None:
+            raise ValueError(f"{request.path} is under no provider's path")
+        ctx = Context(request, face, self.clock, self.ids)
+        prefix = face.contract.mock_prefix
+        ctx.relative = request.path[len(prefix):] or "/"
+        route = request.route
+        if route is None and request.path.startswith(prefix):
+            route = face.contract.match("GET" if request.method == "HEAD" else request.method, ctx.relative)
+        if route is not None:
+            ctx.op, ctx.path_values = route
         try:
             try:
                 answer = self._answer(ctx)
             except ProviderError as error:
                 answer = self.render(ctx, error)
             except BodyRefused as refused:
-                kind = PAYLOAD_TOO_LARGE if refused.status == 413 else BAD_REQUEST
-                answer = self.render(ctx, self._error(ctx, refused.status, kind, refused.message))
+                answer = self.render(ctx, self._error(ctx, refused.status, refused.message))
             except StoreUnavailable as error:
                 answer = self._unavailable(ctx, error)
             except ContractViolation:
@@ -96,12 +98,11 @@ class Pipeline:
             except Exception as error:
                 if store_away(error):  # a read from a store file that cannot be used now (a write says so itself)
                     answer = self._unavailable(ctx, error)
-                elif self.raise_unexpected() or face is None:
+                elif self.raise_unexpected():
                     raise
                 else:
                     LOG.exception("unexpected error")
-                    answer = self.render(ctx, self._error(ctx, 500, INTERNAL_ERROR,
-                                                          f"Internal error in the mock: {error!r}."))
+                    answer = self.render(ctx, self._error(ctx, 500, f"Internal error in the mock: {error!r}."))
             for after in self._after:
                 answer = after(ctx, answer)
             answer.deferred_s = ctx.deferred_s
@@ -117,14 +118,12 @@ class Pipeline:
                 return answer
         return self.terminal(ctx)
 
-    def _error(self, ctx: Context, status: int, kind: str, message: str,
-               headers: dict[str, str] | None = None) -> ProviderError:
-        code = ctx.face.code(kind) if ctx.face is not None else kind
-        return ProviderError(status, code, message, [], headers)
+    @staticmethod
+    def _error(ctx: Context, status: int, message: str, headers: dict[str, str] | None = None) -> ProviderError:
+        return ctx.face.error(status, kind_of(status), message, [], headers)
 
     def _unavailable(self, ctx: Context, error: Exception) -> Answer:
-        return self.render(ctx, self._error(ctx, 503, SERVICE_UNAVAILABLE,
-                                            f"The mock's store is unavailable: {error}. Retry shortly.",
+        return self.render(ctx, self._error(ctx, 503, f"The mock's store is unavailable: {error}. Retry shortly.",
                                             {"Retry-After": "1"}))
 
     def render(self, ctx: Context, error: ProviderError) -> Answer:
@@ -135,8 +134,5 @@ class Pipeline:
                                        str(d.get("location", "")), schema=schema)
                                for d, schema in zip(error.details, schemas, strict=False)] or [
                                   Problem("", error.message, "request")]
-        if ctx.face is None:
-            body: Any = {"error": {"code": error.code, "message": error.message, "details": error.details}}
-        else:
-            body = ctx.face.error_body(error, ctx.request_id, ctx.at)
+        body = ctx.face.error_body(error, ctx.request_id, ctx.at)
         return json_answer(error.status, body, error.headers)

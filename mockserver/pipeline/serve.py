@@ -16,7 +16,6 @@ class Serve:
 
     def __call__(self, ctx: Context) -> Answer:
         face, op, req = ctx.face, ctx.op, ctx.request
-        assert face is not None
         if op is None:
             allowed = face.contract.methods_at(ctx.relative) if req.path.startswith(face.contract.mock_prefix) else []
             if not allowed:

@@ -25,36 +25,31 @@ from mockserver.pipeline.exchange import Answer
 from mockserver.pipeline.run import ContractViolation, Step
 from mockserver.providers.face import (
     BAD_REQUEST,
-    INTERNAL_ERROR,
-    NOT_FOUND,
-    PAYLOAD_TOO_LARGE,
     RATE_LIMIT_EXCEEDED,
     REQUEST_TIMEOUT,
     VALIDATION_ERROR,
     Face,
+    kind_of,
 )
 from mockserver.store import Store
 from mockserver.store.journal import BODY_LIMIT, Entry, Journal
 
 WORKER_HEADER = "X-Returns-Mock-Worker"
 
-_MADE_UP_KINDS = {429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR, 502: "bad_gateway", 503: "service_unavailable",
-                  504: "gateway_timeout", 400: BAD_REQUEST, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}
 
 
 def made_up_error(ctx: Context, face: Face[Any], status: int, message: str) -> ProviderError:
     """An error the provider's rules did not give (a fault's, a varied answer's), as the provider says it."""
     ctx.made_up = status
-    kind = _MADE_UP_KINDS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
     headers = {"Retry-After": "1"} if status in (429, 503) else {}  # as the provider's own 429, a busy server's 503
-    return face.error(status, kind, message, [], headers)
+    return face.error(status, kind_of(status), message, [], headers)
 
 
 class RefuseLateBodies(Step):
     """A request whose body did not arrive in time (the server says so) is answered 408 and closed."""
 
     def before(self, ctx: Context) -> Answer | None:
-        if not ctx.request.timed_out or ctx.face is None:
+        if not ctx.request.timed_out:
             return None
         message = "The request body did not arrive in time; send it whole, promptly."
         ctx.account = ctx.caller  # journaled under the account its credentials name
@@ -84,7 +79,7 @@ class InjectFaults(Step):
 
     def before(self, ctx: Context) -> Answer | None:
         face = ctx.face
-        if face is None or not self.faults.armed():
+        if not self.faults.armed():
             return None
         outcome = self.faults.pick(face.name, ctx.request.method, ctx.relative, ctx.caller)
         if outcome is None:
@@ -110,7 +105,7 @@ class LimitRate(Step):
 
     def before(self, ctx: Context) -> Answer | None:
         face = ctx.face
-        if face is None or not face.rate_limited:
+        if not face.rate_limited:
             return None
         decision = self.limiter.hit(self._key(ctx))
         ctx.rate_headers = decision.headers()
@@ -123,7 +118,7 @@ class LimitRate(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         # Every answer of a rate-limited API carries them: counted ones, refusals, faults and 408s (peeked).
-        if ctx.face is None or not ctx.face.rate_limited:
+        if not ctx.face.rate_limited:
             return answer
         if ctx.rate_headers is None and ctx.unmetered:
             ctx.rate_headers = self.limiter.peek(self._key(ctx)).headers()
@@ -144,7 +139,7 @@ class Vary(Step):
 
     def before(self, ctx: Context) -> Answer | None:
         face, op = ctx.face, ctx.op
-        if face is None or op is None:
+        if op is None:
             return None
         variation = self.varying.current()
         if variation is None:
@@ -162,7 +157,7 @@ class Vary(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         variation, face, op = ctx.variation, ctx.face, ctx.op
-        if variation is None or face is None or op is None or ctx.fault or not 200 <= answer.status < 300:
+        if variation is None or op is None or ctx.fault or not 200 <= answer.status < 300:
             return answer
         validator = op.responses.get(answer.status)
         if validator is None or answer.dropped:
@@ -182,7 +177,7 @@ class Authenticate(Step):
     """The account the credentials name (401 in the provider's format if they are unusable)."""
 
     def before(self, ctx: Context) -> Answer | None:
-        if ctx.face is not None and ctx.op is not None:
+        if ctx.op is not None:
             # The credentials were decoded once already; authenticate again only to say why they are refused.
             ctx.account = ctx.caller or ctx.face.authenticate(ctx.request.header("Authorization"))
         return None
@@ -206,8 +201,6 @@ class CheckRequest(Step):
 
     def before(self, ctx: Context) -> Answer | None:
         face, op, req = ctx.face, ctx.op, ctx.request
-        if face is None:
-            return None
         if op is None:
             if self.refuse != "first":  # the mock answers it 404 or 405, the client's fault all the same
                 ctx.violations.append(Problem("", f"{req.method} {ctx.relative} is not an operation of the "
@@ -247,10 +240,7 @@ class RecordInJournal(Step):
         self.masked = masked
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
-        face = ctx.face
-        if face is None:
-            return answer
-        req = ctx.request
+        face, req = ctx.face, ctx.request
         account = ctx.account
         status = 0 if answer.dropped else answer.status  # only a dropped-connection fault: the client got no status
         if self.masked:
@@ -294,7 +284,7 @@ class SelfCheck(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         face, op = ctx.face, ctx.op
-        if face is None or ctx.fault:
+        if ctx.fault:
             return answer
         status = answer.status
         where = f"{ctx.request.method} {ctx.request.path} -> {status}"

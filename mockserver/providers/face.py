@@ -41,6 +41,18 @@ VALIDATION_ERROR = "validation_error"
 RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
 INTERNAL_ERROR = "internal_error"
 SERVICE_UNAVAILABLE = "service_unavailable"
+BAD_GATEWAY = "bad_gateway"
+GATEWAY_TIMEOUT = "gateway_timeout"
+
+_KIND_OF_STATUS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 408: REQUEST_TIMEOUT,
+                   413: PAYLOAD_TOO_LARGE, 422: VALIDATION_ERROR, 429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR,
+                   502: BAD_GATEWAY, 503: SERVICE_UNAVAILABLE, 504: GATEWAY_TIMEOUT}
+
+
+def kind_of(status: int) -> str:
+    """The failure kind an HTTP status stands for, where no rule says more (an injected fault's, the HTTP
+    layer's own refusals)."""
+    return _KIND_OF_STATUS.get(status, INTERNAL_ERROR if status >= 500 else BAD_REQUEST)
 
 
 B = TypeVar("B", bound=Backend)

@@ -17,7 +17,7 @@ from mockserver.domain import outbound
 from mockserver.domain.clock import parse_instant
 from mockserver.pipeline import Answer, Context, Step
 from mockserver.pipeline.steps import shown
-from mockserver.providers.face import BAD_REQUEST
+from mockserver.providers.face import BAD_GATEWAY, BAD_REQUEST, GATEWAY_TIMEOUT
 from mockserver.proxy.config import ProxyConfig
 from mockserver.proxy.recording import HarRecorder
 from mockserver.web.mirror import Mirror
@@ -48,7 +48,7 @@ class RefuseEscapes(Step):
     upstream: 400, never forwarded."""
 
     def before(self, ctx: Context) -> Answer | None:
-        if ctx.face is not None and any(segment in ("..", ".") for segment in ctx.relative.split("/")):
+        if any(segment in ("..", ".") for segment in ctx.relative.split("/")):
             message = "The path leaves the provider's base path (a '.' or '..' segment); not forwarded."
             raise ctx.face.error(400, BAD_REQUEST, message, [{"field": "path", "location": "path", "message": message}])
         return None
@@ -74,7 +74,6 @@ class Forward:
 
     def __call__(self, ctx: Context) -> Answer:
         face, req = ctx.face, ctx.request
-        assert face is not None
         base = self.config.upstreams[face.name]
         headers = forwarded_headers(ctx)
         body = req.body()
@@ -91,19 +90,18 @@ class Forward:
     def _exchange(self, ctx: Context, shown_url: str, url: str, headers: list[tuple[str, str]],
                   body: bytes) -> Answer:
         face, config = ctx.face, self.config
-        assert face is not None
         try:
             got = outbound.exchange(ctx.request.method, url, headers, body, timeout=config.timeout_ms / 1000,
                                     limit=config.max_answer_bytes)
         except outbound.AnswerTooLarge:
             message = (f"The upstream {shown_url} answered more than {config.max_answer_bytes} bytes (decoded); "
                        f"cut off at the cap (--max-answer-bytes), not forwarded.")
-            raise face.error(502, "bad_gateway", message) from None
+            raise face.error(502, BAD_GATEWAY, message) from None
         except outbound.ExchangeFailed as exc:
             if exc.timed_out:
                 message = f"The upstream {shown_url} did not answer within {config.timeout_ms} ms: {exc.reason}."
-                raise face.error(504, "gateway_timeout", message) from None
-            raise face.error(502, "bad_gateway", f"The upstream {shown_url} gave no answer: {exc.reason}.") from None
+                raise face.error(504, GATEWAY_TIMEOUT, message) from None
+            raise face.error(502, BAD_GATEWAY, f"The upstream {shown_url} gave no answer: {exc.reason}.") from None
         kept = [(k, v) for k, v in got.headers if k.lower() not in HOP_BY_HOP]
         return Answer(got.status, got.body, kept, reason=got.reason)
 
@@ -117,8 +115,6 @@ class Record(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         face, req = ctx.face, ctx.request
-        if face is None:
-            return answer
         request_body, response_body = shown(ctx, answer)
         drift = getattr(ctx.drift, "differences", None)
         self.recorder.add(

@@ -37,7 +37,7 @@ from mockserver.pipeline.steps import (
     UseStore,
     Vary,
 )
-from mockserver.providers.face import Face
+from mockserver.providers.face import Face, kind_of
 from mockserver.providers.registry import REGISTRY, build_mock
 from mockserver.store import Store
 from mockserver.store.sqlite_file import store_away
@@ -73,6 +73,10 @@ class WebMock:
         self.mock.store.check(0.1)  # a store file deleted under the server: 503 (every write checks at once)
         self.mock.store.pin_settings(True)
 
+    def _after_outside_providers(self, _: BaseException | None) -> None:
+        if request.endpoint not in self.pipelined:  # the pipeline unpins its own (UseStore.finish)
+            self.mock.store.pin_settings(False)
+
     def _name_the_worker(self, response: Response) -> Response:
         if request.endpoint not in self.pipelined:  # the pipeline names it (NameTheWorker)
             response.headers[WORKER_HEADER] = str(process.pid())
@@ -106,7 +110,7 @@ class WebMock:
         app.wsgi_app = BrowserGuard(app.wsgi_app, mock.config.allowed_hosts)  # type: ignore[method-assign]
         # The control plane, the index and the documents: the store checked, its settings read once.
         app.before_request(self._outside_providers)
-        app.teardown_request(lambda _: mock.store.pin_settings(False))
+        app.teardown_request(self._after_outside_providers)
         if mock.config.workers > 1 or mock.store.shared:
             app.after_request(self._name_the_worker)
 
@@ -192,8 +196,6 @@ def _render(error: ProviderError) -> Response:
                  dict(error.headers))
 
 
-_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
-          413: "payload_too_large"}
 
 
 def _register_errors(app: Flask, pipeline: Pipeline) -> None:
@@ -206,7 +208,7 @@ def _register_errors(app: Flask, pipeline: Pipeline) -> None:
         if pipeline.face_for(request.path) is not None:  # a method no route takes (BREW): 405 as the provider says
             return door.run(pipeline, door.current())
         status = error.code or 500
-        kind = _KINDS.get(status, "internal_error" if status >= 500 else "bad_request")
+        kind = kind_of(status)
         headers: dict[str, str] = {}
         if status == 404:
             message = f"No such resource: {request.method} {request.path}."
