@@ -133,6 +133,31 @@ def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
                                 "refund_amount": 10})
         journal = requests.get(f"http://127.0.0.1:{port}/__admin/journal", timeout=5).json()["entries"]
         assert any(v.startswith("/data/") for e in journal for v in e["varied"]), journal[-1]
+        # The proxy (its pipeline, upstream client, recording and shadow) from that venv alone, in front of it.
+        front_port = free_port()
+        front = subprocess.Popen([str(venv / "bin" / "returns-mock"), "proxy", "--port", str(front_port),
+                                  "--3plship-upstream", f"http://127.0.0.1:{port}/3plship/api/v1", "--shadow",
+                                  "--record", "traffic.har"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    through = requests.get(f"http://127.0.0.1:{front_port}/3plship/api/v1/returns", timeout=5,
+                                           headers={"Authorization": "Bearer zl_test_fresh"})
+                    break
+                except requests.ConnectionError:
+                    assert front.poll() is None and time.monotonic() < deadline, front.communicate()[0]
+                    time.sleep(0.2)
+            assert through.status_code in (200, 429, 500, 503) and "success" in through.json()
+            entries = requests.get(f"http://127.0.0.1:{front_port}/__admin/journal", timeout=5).json()["entries"]
+            assert [(e["path"], e["status"]) for e in entries] == [("/3plship/api/v1/returns", through.status_code)]
+            assert requests.get(f"http://127.0.0.1:{front_port}/__admin/drift", timeout=5).status_code == 200
+            assert json.loads((tmp_path / "traffic.har").read_text())["log"]["entries"][0]["response"]["status"] \
+                == through.status_code
+        finally:
+            front.terminate()
+            front.wait(timeout=15)
     finally:
         server.terminate()
         server.wait(timeout=15)
