@@ -17,7 +17,6 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from flask import Flask, Response
 
 from mockserver.contract import contract, masking
@@ -31,7 +30,7 @@ from mockserver.proxy.forward import Forward, Record, RefuseEscapes
 from mockserver.store.journal import MemoryJournal
 from mockserver.version import __version__
 from mockserver.web import door
-from mockserver.web.admin import AdminError, control_plane
+from mockserver.web.admin import AdminError, control_plane, json_response
 from mockserver.web.guard import BrowserGuard
 from mockserver.web.mirror import Mirror
 
@@ -83,27 +82,24 @@ def create_proxy_app(config: ProxyConfig) -> Flask:
     return app
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
-
 
 def _admin(app: Flask, state: _Proxy) -> None:
     admin = control_plane(state.config.admin_token, state.journal, tuple(state.faces))
 
     @app.get("/")
     def index() -> Response:
-        return _json(200, {"service": "returns-mock proxy", "version": __version__, "providers": {
+        return json_response(200, {"service": "returns-mock proxy", "version": __version__, "providers": {
             name: {"base_url": face.contract.mock_prefix, "upstream": masking.url(state.config.upstreams[name])}
             for name, face in state.faces.items()}})
 
     @admin.get("/health")
     def health() -> Response:
-        return _json(200, {"status": "ok", "version": __version__, "mode": "proxy",
+        return json_response(200, {"status": "ok", "version": __version__, "mode": "proxy",
                            "upstreams": {name: masking.url(u) for name, u in state.config.upstreams.items()}})
 
     @admin.get("/drift")
     def drift() -> Response:
-        return _json(200, _shadow(state).log.as_json())
+        return json_response(200, _shadow(state).log.as_json())
 
     @admin.delete("/drift")
     def clear_drift() -> Response:

@@ -48,9 +48,6 @@ class AdminError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
-def _json(status: int, body: Any) -> Response:
-    return Response(orjson.dumps(body), status, mimetype="application/json")
-
 
 def _body(schema: str) -> Any:
     try:
@@ -79,6 +76,12 @@ def _int_query(name: str, low: int, high: int) -> int | None:
         message = f"{name} must be an integer from {low} to {high}"
         raise AdminError(422, "validation_error", message + ".", [Problem(name, message, "query").as_detail()])
     return int(raw)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer of the web's own (the control plane, the index, errors outside a provider's path; the
+    proxy's too)."""
+    return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
 
 
 def _record_json(record: ReturnRecord) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
 
     @admin.errorhandler(AdminError)
     def admin_error(error: AdminError) -> Response:
-        response = _json(error.status, {"error": {"code": error.code, "message": error.message,
+        response = json_response(error.status, {"error": {"code": error.code, "message": error.message,
                                                   "details": error.details}})
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="returns-mock admin"'
@@ -133,7 +136,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
         entries = journal.entries(provider=_query("provider", providers), account=_query("account"),
                                   path=_query("path"), status=_int_query("status", 100, 599),
                                   limit=_int_query("limit", 1, 100000))
-        return _json(200, {"size": journal.size, "entries": [e.as_json() for e in entries]})
+        return json_response(200, {"size": journal.size, "entries": [e.as_json() for e in entries]})
 
     @admin.delete("/journal")
     def clear_journal() -> Response:
@@ -142,7 +145,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
 
     @admin.get("/violations")
     def violations() -> Response:
-        return _json(200, {"violations": [v.as_json() for v in journal.violations()]})
+        return json_response(200, {"violations": [v.as_json() for v in journal.violations()]})
 
     @admin.get("/")
     def dashboard() -> Response:
@@ -159,8 +162,8 @@ def register(app: Flask, state: Mock) -> None:
     @admin.get("/health")
     def health() -> Response:
         state.store.check()
-        return _json(200, {"status": "ok", "version": __version__, "store": state.store.engine, "pid": os.getpid(),
-                           "clock": clock_json(_clock(state))})
+        return json_response(200, {"status": "ok", "version": __version__, "store": state.store.engine,
+                                   "pid": os.getpid(), "clock": clock_json(_clock(state))})
 
     @admin.post("/reset")
     def reset() -> Response:
@@ -169,11 +172,11 @@ def register(app: Flask, state: Mock) -> None:
         removed = state.store.reset(provider, account)
         if provider is None and account is None:
             state.journal.clear()
-        return _json(200, {"removed": removed, "provider": provider, "account": account})
+        return json_response(200, {"removed": removed, "provider": provider, "account": account})
 
     @admin.get("/clock")
     def get_clock() -> Response:
-        return _json(200, clock_json(_clock(state)))
+        return json_response(200, clock_json(_clock(state)))
 
     @admin.post("/clock")
     def move_clock() -> Response:
@@ -195,7 +198,7 @@ def register(app: Flask, state: Mock) -> None:
             clock.reset(body["mode"], target or clock.now())
         elif target is not None:
             clock.set(target)
-        return _json(200, clock_json(clock))
+        return json_response(200, clock_json(clock))
 
     @admin.post("/seed")
     def seed_returns() -> Response:
@@ -204,7 +207,7 @@ def register(app: Flask, state: Mock) -> None:
             stored = state.seed(document)
         except ScenarioError as exc:
             raise AdminError(422, "invalid_scenario", exc.message, exc.details) from None
-        return _json(201, {"seeded": len(stored), "returns": [
+        return json_response(201, {"seeded": len(stored), "returns": [
             {"provider": r.provider, "account": r.account, "id": r.id, "status": r.status} for r in stored]})
 
     @admin.get("/returns")
@@ -212,11 +215,11 @@ def register(app: Flask, state: Mock) -> None:
         provider, account = _query("provider", providers), _query("account")
         search, limit, offset = _query("q"), _int_query("limit", 1, 1000), _int_query("offset", 0, 10**9)
         if search is None and limit is None and offset is None:  # every return (scripts, small states)
-            return _json(200, {"returns": [_record_json(r) for r in state.returns(provider, account)]})
+            return json_response(200, {"returns": [_record_json(r) for r in state.returns(provider, account)]})
         limit, offset = limit or 50, offset or 0
         records, total = state.store.find(provider, account, search or None, offset, limit)
-        return _json(200, {"returns": [_record_json(state.settled(r)) for r in records if r.provider in providers],
-                           "total": total, "offset": offset, "limit": limit})
+        shown = [_record_json(state.settled(r)) for r in records if r.provider in providers]
+        return json_response(200, {"returns": shown, "total": total, "offset": offset, "limit": limit})
 
     def _the_return(provider: str, return_id: str) -> ReturnRecord:
         if provider not in providers:
@@ -233,7 +236,7 @@ def register(app: Flask, state: Mock) -> None:
 
     @admin.get("/returns/<provider>/<return_id>")
     def one_return(provider: str, return_id: str) -> Response:
-        return _json(200, _record_json(state.settled(_the_return(provider, return_id))))
+        return json_response(200, _record_json(state.settled(_the_return(provider, return_id))))
 
     @admin.post("/returns/<provider>/<return_id>/status")
     def move_return(provider: str, return_id: str) -> Response:
@@ -243,7 +246,7 @@ def register(app: Flask, state: Mock) -> None:
             state.backends[provider].move(record.account, record.id, body["status"])
         except ProviderError as exc:  # the provider's own refusal, as it would answer it
             raise AdminError(exc.status, exc.code, exc.message, exc.details) from None
-        return _json(200, _record_json(state.settled(_the_return(provider, return_id))))
+        return json_response(200, _record_json(state.settled(_the_return(provider, return_id))))
 
     @admin.get("/lifecycles")
     def lifecycles() -> Response:
@@ -254,11 +257,11 @@ def register(app: Flask, state: Mock) -> None:
                 graphs[name] = {"initial": lifecycle.initial, "final": lifecycle.final,
                                 "statuses": lifecycle.statuses,
                                 "transitions": {s: lifecycle.allowed(s) for s in lifecycle.statuses}}
-        return _json(200, {"lifecycles": graphs})
+        return json_response(200, {"lifecycles": graphs})
 
     @admin.get("/rate-limits")
     def get_rate_limits() -> Response:
-        return _json(200, state.rate_limiter.policy().as_json())
+        return json_response(200, state.rate_limiter.policy().as_json())
 
     @admin.route("/rate-limits", methods=["PUT", "POST"])
     def set_rate_limits() -> Response:
@@ -268,17 +271,17 @@ def register(app: Flask, state: Mock) -> None:
         except ValueError as exc:
             raise AdminError(422, "validation_error", f"{exc}.", [{"field": "windows", "message": str(exc)}]) from None
         state.rate_limiter.set_policy(policy)
-        return _json(200, policy.as_json())
+        return json_response(200, policy.as_json())
 
     @admin.get("/webhooks/deliveries")
     def deliveries() -> Response:
         found = state.store.deliveries(account=_query("account"),
                                        status=_query("status", ("pending", "delivered", "failed", "blocked")))
-        return _json(200, {"deliveries": [d.as_json() for d in found]})
+        return json_response(200, {"deliveries": [d.as_json() for d in found]})
 
     @admin.get("/faults")
     def list_faults() -> Response:
-        return _json(200, {"rules": state.faults.rules()})
+        return json_response(200, {"rules": state.faults.rules()})
 
     @admin.post("/faults")
     def add_faults() -> Response:
@@ -287,7 +290,7 @@ def register(app: Flask, state: Mock) -> None:
                                        for name, entry in state.providers.items()})
         if unknown:
             raise AdminError(422, "validation_error", f"{unknown[0].message}.", [p.as_detail() for p in unknown])
-        return _json(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})
+        return json_response(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})
 
     @admin.delete("/faults")
     def clear_faults() -> Response:
@@ -296,13 +299,13 @@ def register(app: Flask, state: Mock) -> None:
 
     @admin.get("/vary")
     def vary() -> Response:
-        return _json(200, {"seed": state.varying.seed()})
+        return json_response(200, {"seed": state.varying.seed()})
 
     @admin.post("/vary")
     def set_vary() -> Response:
         seed = _body("vary-request.json")["seed"]
         state.varying.set(seed)
-        return _json(200, {"seed": seed})
+        return json_response(200, {"seed": seed})
 
     @admin.delete("/vary")
     def stop_vary() -> Response:
@@ -311,7 +314,7 @@ def register(app: Flask, state: Mock) -> None:
 
     @admin.get("/faults/chaos")
     def chaos() -> Response:
-        return _json(200, {"profiles": {name: chaos_profile(name) for name in chaos_profiles()}})
+        return json_response(200, {"profiles": {name: chaos_profile(name) for name in chaos_profiles()}})
 
     @admin.delete("/faults/<rule_id>")
     def remove_fault(rule_id: str) -> Response:

@@ -43,6 +43,7 @@ from mockserver.store import Store
 from mockserver.store.sqlite_file import store_away
 from mockserver.version import __version__
 from mockserver.web import door
+from mockserver.web.admin import json_response
 from mockserver.web.admin import register as register_admin
 from mockserver.web.guard import BrowserGuard
 from mockserver.web.serving import BODY_TIMED_OUT
@@ -96,7 +97,7 @@ class WebMock:
 
         @app.get("/")
         def index() -> Response:
-            return _json(200, {
+            return json_response(200, {
                 "service": "returns-mock",
                 "version": __version__,
                 "store": mock.store.engine,
@@ -187,13 +188,10 @@ def _view(pipeline: Pipeline, op: Operation | None) -> Any:
 # --- the control plane's and the index's errors (a provider's path answers through its pipeline) ----------
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
-
 
 def _render(error: ProviderError) -> Response:
-    return _json(error.status, {"error": {"code": error.code, "message": error.message, "details": error.details}},
-                 dict(error.headers))
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    return json_response(error.status, body, dict(error.headers))
 
 
 
