@@ -11,6 +11,8 @@ layer answers with 503 in the provider's format; the pool reconnects by itself.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +26,7 @@ from mockserver.contract.errors import DuplicateReturn, StoreError, StoreUnavail
 from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from mockserver.store.journal import Journal
 from mockserver.store.postgres_journal import PostgresJournal
+from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Row, Statement, Step, run, run_all, text
 from mockserver.store.sql import COLUMNS, SqlTransaction, to_record
 from mockserver.store.urls import masked, shown
 
@@ -204,15 +207,48 @@ MIGRATION_LOCK = 7262_0001
 
 
 class _PostgresTransaction(SqlTransaction):
+    """A transaction whose BEGIN goes with its first statement, and whose writes that answer nothing (an
+    update, a queued delivery) go with the next statement or with its COMMIT: a read-then-write is two
+    round trips, not four. A statement through psycopg (the rarer ones) first sends what is queued."""
+
     PLACEHOLDER = "%s"
     # Locked: a transaction reads returns to change them, and a concurrent one must wait its turn.
     DUE = SqlTransaction.DUE + " FOR UPDATE"
     WEBHOOKS = SqlTransaction.WEBHOOKS.replace("rowid", "seq")
 
     def __init__(self, conn: Any, subscribed: Callable[[str], bool | None] = lambda _: None) -> None:
+        self._begun = False
+        self._queued: list[Step] = []
         super().__init__(conn)
         self.inserted = 0
         self._subscribed = subscribed
+
+    @property
+    def _conn(self) -> Any:
+        self.flush()
+        return self._connection
+
+    @_conn.setter
+    def _conn(self, conn: Any) -> None:
+        self._connection = conn
+
+    def _send(self, statement: Statement, params: Sequence[Any]) -> list[Row]:
+        steps: list[Step] = [*([] if self._begun else [(BEGIN, ())]), *self._queued, (statement, params)]
+        self._begun, self._queued = True, []
+        return run_all(self._connection, steps)
+
+    def flush(self) -> None:
+        """Send BEGIN and the queued writes now (before a statement that is not the transaction's own)."""
+        if not self._begun or self._queued:
+            run_all(self._connection, [*([] if self._begun else [(BEGIN, ())]), *self._queued])
+            self._begun, self._queued = True, []
+
+    def end(self, commit: bool) -> None:
+        if commit and (self._begun or self._queued):
+            run_all(self._connection, [*([] if self._begun else [(BEGIN, ())]), *self._queued, (COMMIT, ())])
+        elif not commit and self._begun:
+            run_all(self._connection, [(ROLLBACK, ())])
+        self._begun, self._queued = False, []
 
     def webhooks(self, account: str) -> list[dict[str, Any]]:
         # The request's settings say which accounts have subscriptions (a subscription another replica
@@ -222,15 +258,66 @@ class _PostgresTransaction(SqlTransaction):
         return super().webhooks(account)
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
-        # Locked: a transaction reads a return to change it, and a concurrent one must wait its turn.
-        row = self._conn.execute(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s "
-                                 "FOR UPDATE", (provider, account, id)).fetchone()
-        return to_record(row) if row else None
+        rows = self._send(GET_LOCKED, (provider, account, id))
+        return _record(rows[0]) if rows else None
 
     def insert(self, record: ReturnRecord) -> ReturnRecord:
-        inserted = _insert(self._conn, record)
+        inserted = _inserted(record, self._send(INSERT, _insert_params(record)))
         self.inserted += 1
         return inserted
+
+    def update(self, record: ReturnRecord) -> ReturnRecord:
+        self._queued.append((UPDATE, (record.status, record.order_id, record.due_at, orjson.dumps(record.resource),
+                                      orjson.dumps(record.history), record.provider, record.account, record.id)))
+        stored = record.copy()
+        stored.version += 1
+        return stored
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        self._queued.append((ADD_DELIVERY, (delivery.id, delivery.account, delivery.status, delivery.next_at,
+                                            delivery.encode())))
+
+
+GET = Statement(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s")
+GET_LOCKED = Statement(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s FOR UPDATE")
+INSERT = Statement("INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (provider, account, id) DO NOTHING"
+                   " RETURNING seq")
+UPDATE = Statement(_PostgresTransaction.UPDATE)
+ADD_DELIVERY = Statement(_PostgresTransaction.ADD_DELIVERY)
+HAS_DUE = Statement("SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL AND due_at <= %s"
+                    " LIMIT 1")
+SETTINGS = Statement("SELECT key, value FROM settings")
+RATE_COUNT = Statement("SELECT prev_n, cur_n FROM rate_count(%s::text[], %s::bigint[])")
+RATE_HIT = Statement("SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s::bigint[], %s::float8[], "
+                     "%s::integer[])")
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(sql: str) -> Statement:
+    """A list page's statement, which its filters shape (a handful of shapes)."""
+    return Statement(sql)
+
+
+def _record(row: Row) -> ReturnRecord:
+    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
+    return ReturnRecord(provider=text(provider), account=text(account), id=text(id_),
+                        order_id=text(order_id), status=text(status),
+                        resource=orjson.loads(resource or b"null"), history=orjson.loads(history or b"null"),
+                        due_at=None if due_at is None else int(due_at), version=int(version or 0),
+                        seq=int(seq or 0))
+
+
+def _insert_params(record: ReturnRecord) -> tuple[Any, ...]:
+    return (record.provider, record.account, record.id, record.order_id, record.status, record.due_at,
+            orjson.dumps(record.resource), orjson.dumps(record.history))
+
+
+def _inserted(record: ReturnRecord, rows: list[Row]) -> ReturnRecord:
+    if not rows:
+        raise DuplicateReturn(record.id)
+    return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
+                        record.resource, record.history, record.due_at, 1, int(rows[0][0] or 0))
 
 
 def _array(values: list[Any]) -> str:
@@ -245,19 +332,6 @@ def _array(values: list[Any]) -> str:
         else:
             items.append(repr(value))
     return "{" + ",".join(items) + "}"
-
-
-def _insert(conn: Any, record: ReturnRecord) -> ReturnRecord:
-    row = conn.execute(
-        "INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
-        " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (provider, account, id) DO NOTHING"
-        " RETURNING seq",
-        (record.provider, record.account, record.id, record.order_id, record.status, record.due_at,
-         orjson.dumps(record.resource).decode(), orjson.dumps(record.history).decode())).fetchone()
-    if row is None:
-        raise DuplicateReturn(record.id)
-    return ReturnRecord(record.provider, record.account, record.id, record.order_id, record.status,
-                        record.resource, record.history, record.due_at, 1, int(row[0]))
 
 
 class PostgresStore(Store):
@@ -333,7 +407,8 @@ class PostgresStore(Store):
         thread's transaction's, the one its request holds, or one from the pool. A database that cannot
         be reached is StoreUnavailable, within the pool's timeout."""
         own = getattr(self._local, "conn", None)
-        if own is not None:  # inside this thread's transaction: the same connection
+        if own is not None:  # inside this thread's transaction: the same connection, after what it queued
+            self._local.tx.flush()
             yield own
             return
         held = getattr(self._local, "held", None)
@@ -355,17 +430,24 @@ class PostgresStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
+        outer: _PostgresTransaction | None = getattr(self._local, "tx", None)
+        if outer is not None:  # nested: part of the outer transaction
+            yield outer
+            return
         with self._connection() as conn:
-            if getattr(self._local, "conn", None) is conn:  # nested: part of the outer transaction
-                yield _PostgresTransaction(conn, self._subscribed)
-                return
-            self._local.conn = conn
+            tx = _PostgresTransaction(conn, self._subscribed)
+            self._local.conn, self._local.tx = conn, tx
             try:
-                with conn.transaction():
-                    tx = _PostgresTransaction(conn, self._subscribed)
-                    yield tx
+                yield tx
+            except BaseException:
+                # The first failure is the one to tell (a broken connection rolls back by itself; the pool drops it).
+                with contextlib.suppress(Exception):
+                    tx.end(commit=False)
+                raise
+            else:
+                tx.end(commit=True)
             finally:
-                self._local.conn = None
+                self._local.conn = self._local.tx = None
             if tx.inserted >= ANALYZE_AFTER:  # a seed: the planner learns of the new accounts now, not in minutes
                 conn.execute("ANALYZE returns")
 
@@ -374,19 +456,20 @@ class PostgresStore(Store):
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         # One statement is its own transaction (the count trigger's update included): no BEGIN, no COMMIT.
         # Inside a transaction of this thread, it is part of that one.
+        outer: _PostgresTransaction | None = getattr(self._local, "tx", None)
+        if outer is not None:
+            return outer.insert(record)
         with self._connection() as conn:
-            return _insert(conn, record)
+            return _inserted(record, run(conn, INSERT, _insert_params(record)))
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         with self._connection() as conn:
-            row = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s",
-                               (provider, account, id)).fetchone()
-        return to_record(row) if row else None
+            rows = run(conn, GET, (provider, account, id))
+        return _record(rows[0]) if rows else None
 
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
         with self._connection() as conn:
-            return conn.execute("SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL"
-                                " AND due_at <= %s LIMIT 1", (provider, account, now_ms)).fetchone() is not None
+            return bool(run(conn, HAS_DUE, (provider, account, now_ms)))
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
              offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
@@ -410,12 +493,13 @@ class PostgresStore(Store):
         else:
             total_sql, count_args = f"SELECT count(*) FROM returns WHERE {where}", list(args)
         # One statement, so one snapshot for the page and its total, and one round trip.
+        statement = _statement(
+            f"SELECT ({total_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
+            f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s) AS page "
+            "ON TRUE ORDER BY page.seq DESC")
         with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT ({total_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
-                f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s) AS page "
-                "ON TRUE ORDER BY page.seq DESC", [*count_args, *args, limit, offset]).fetchall()
-        total = int(rows[0][0]) if rows else 0
+            rows = run(conn, statement, [*count_args, *args, limit, offset])
+        total = int(rows[0][0] or 0) if rows else 0
         return Page([orjson.Fragment(r[1]) for r in rows if r[1] is not None], total)
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
@@ -459,19 +543,15 @@ class PostgresStore(Store):
         ordered = sorted(windows, key=lambda w: w.key)  # one lock order: no deadlock between requests
         if all(w.limit is None for w in ordered):  # counted, never refused: the cheaper call
             with self._connection() as conn:
-                counted = conn.execute("SELECT prev_n, cur_n FROM rate_count(%s::text[], %s::bigint[])",
-                                       (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]))
-                                       ).fetchall()
-            by_key = {w.key: (int(p), int(c)) for w, (p, c) in zip(ordered, counted, strict=True)}
+                counted = run(conn, RATE_COUNT, (_array([w.key for w in ordered]), _array([w.bucket for w in ordered])))
+            by_key = {w.key: (int(p or 0), int(c or 0)) for w, (p, c) in zip(ordered, counted, strict=True)}
             return [by_key[w.key] for w in windows], True
         with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s::bigint[], %s::float8[], "
-                "%s::integer[])", (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]),
-                                   _array([w.overlap for w in ordered]), _array([w.limit for w in ordered]))
-            ).fetchall()
-        by_key = {w.key: (int(previous), int(current)) for w, (previous, current, _) in zip(ordered, rows, strict=True)}
-        admitted = bool(rows[0][2]) if rows else True
+            rows = run(conn, RATE_HIT, (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]),
+                                        _array([w.overlap for w in ordered]), _array([w.limit for w in ordered])))
+        by_key = {w.key: (int(previous or 0), int(current or 0))
+                  for w, (previous, current, _) in zip(ordered, rows, strict=True)}
+        admitted = rows[0][2] == b"t" if rows else True
         return [by_key[w.key] for w in windows], admitted
 
     # --- webhook deliveries ------------------------------------------------------------------------
@@ -524,7 +604,7 @@ class PostgresStore(Store):
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError) as exc:
                 raise self._away(exc) from None
             with self._connection() as conn:
-                self._local.pinned = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+                self._local.pinned = {text(k): text(v) for k, v in run(conn, SETTINGS)}
         else:
             self._local.pinned = None
             held = getattr(self._local, "held", None)

@@ -11,8 +11,7 @@ from typing import Any
 
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown, TextBinaryLoader, TextLoader
 
-NUL = "\x00"
-STAND_IN = "\U000f0000"
+from mockserver.store.postgres_wire import NUL, STAND_IN
 
 
 class _Dumper(StrDumperUnknown):
