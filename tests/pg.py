@@ -84,11 +84,12 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def round_trips(url: str, requests: dict[str, tuple[str, str, list[tuple[str, str]], Any]],
+def round_trips(url: str, requests: dict[str, tuple[str, Any, list[tuple[str, str]], Any]],
                 count: int = 100) -> dict[str, float]:
     """Round trips to the database per request, for each named request (method, path, headers, body of the
-    n-th): counted at the wire, libpq tracing every protocol message of every pooled connection, each Query
-    or Sync the client sends being one round trip (the journal's batches included, spread over requests).
+    n-th; a path may be a function of n too): counted at the wire, libpq tracing every protocol message of
+    every pooled connection, each Query or Sync the client sends being one round trip (the journal's batches
+    included, spread over requests).
     The app runs in this process on the database at `url`."""
     from mockserver.domain.config import Config
     from mockserver.store import postgres
@@ -114,10 +115,11 @@ def round_trips(url: str, requests: dict[str, tuple[str, str, list[tuple[str, st
     try:
         for name, (method, path, headers, body) in requests.items():
             for n in range(20):  # warm: the pool filled, the statements prepared
-                call(app, method, path, "", headers, body(n) if callable(body) else body)
+                call(app, method, path(n) if callable(path) else path, "", headers, body(n) if callable(body) else body)
             before = sent()
             for n in range(count):
-                status, _, answer = call(app, method, path, "", headers, body(1000 + n) if callable(body) else body)
+                status, _, answer = call(app, method, path(1000 + n) if callable(path) else path, "", headers,
+                                         body(1000 + n) if callable(body) else body)
                 assert status < 300, answer[:300]
             time.sleep(0.2)  # the journal's last batch
             found[name] = (sent() - before) / count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -15,10 +16,11 @@ import pytest
 import requests
 from helpers import PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 from pg import PASSWORD, Cluster
-from test_store import insert_six_and_one, totals_follow_moves_and_resets
+from test_store import insert_six_and_one, record, totals_follow_moves_and_resets
 
 from mockserver.domain.config import Config
 from mockserver.store import open_store
+from mockserver.store.base import Delivery
 from mockserver.store.postgres import MIGRATIONS
 from mockserver.web import create_app, mock_of
 
@@ -337,3 +339,51 @@ def test_a_create_costs_few_round_trips_to_the_database(postgres_url: str) -> No
     store = open_store(postgres_url)
     assert len(store.deliveries(account="zl_test_subscribed")) == 70  # warm-up and counted creates: every one
     store.close()
+
+
+def test_an_update_is_two_round_trips_for_its_transaction(postgres_url: str) -> None:
+    """BEGIN goes with the locked read, the write with the COMMIT: a 35up update is its settings and those
+    two (it was five: settings, BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT)."""
+    pg.round_trips(postgres_url, {"35up create": CREATES["35up create"]}, count=50)  # o0-o19, o1000-o1049
+    update = ("PATCH", lambda n: f"/35up/v1/returns/o{n}", CREATES["35up create"][2], b'{"status":"awaiting_return"}')
+    found = pg.round_trips(postgres_url, {"35up update": update}, count=50)
+    assert 2 <= found["35up update"] <= 3.5, found
+    store = open_store(postgres_url)
+    moved = [r.status for r in store.all("35up", "trips")]
+    assert moved.count("awaiting_return") == 70, moved  # every update (warm-up and counted) is stored
+    store.close()
+
+
+def test_a_transaction_whose_queued_write_fails_at_commit_changes_nothing(postgres_url: str,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Writes wait to go with the COMMIT; when one of them fails there, none of the transaction's writes
+    stay, the failure is raised, and the store rolls the connection back itself (the pool, which would
+    otherwise, says so in its log) before it is used again."""
+    caplog.set_level(logging.WARNING, logger="psycopg")
+    store = open_store(postgres_url)
+    store.insert(record("r1"))
+
+    def delivery() -> Delivery:
+        return Delivery(id="d1", webhook_id="wh", account="acct", event_id="e", event_type="t", url="http://x/",
+                        secret="s", body=b"{}")
+
+    store.pin_settings(True)  # as a request does: it holds one connection from its start to its end
+    with pytest.raises(psycopg.errors.UniqueViolation), store.transaction() as tx:
+        moved = tx.get("3plship", "acct", "r1")
+        assert moved is not None
+        moved.status = "received"
+        tx.update(moved)
+        tx.add_delivery(delivery())
+        tx.add_delivery(delivery())  # the same id again: refused by the database, at the COMMIT
+    store.pin_settings(False)
+    stored = store.get("3plship", "acct", "r1")
+    assert stored is not None and stored.status == "initiated" and store.deliveries() == []
+    for _ in range(8):  # more than the pool holds: every connection it hands out is usable
+        with store.transaction() as tx:
+            again = tx.get("3plship", "acct", "r1")
+            assert again is not None
+            tx.update(again)
+    stored = store.get("3plship", "acct", "r1")
+    assert stored is not None and stored.version == 9
+    store.close()
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")], caplog.text

@@ -244,8 +244,12 @@ class _PostgresTransaction(SqlTransaction):
             self._begun, self._queued = True, []
 
     def end(self, commit: bool) -> None:
+        """COMMIT (with what is queued) or ROLLBACK. A COMMIT that fails leaves the transaction begun, for
+        the ROLLBACK that follows it to end."""
         if commit and (self._begun or self._queued):
-            run_all(self._connection, [*([] if self._begun else [(BEGIN, ())]), *self._queued, (COMMIT, ())])
+            steps: list[Step] = [*([] if self._begun else [(BEGIN, ())]), *self._queued, (COMMIT, ())]
+            self._begun, self._queued = True, []
+            run_all(self._connection, steps)
         elif not commit and self._begun:
             run_all(self._connection, [(ROLLBACK, ())])
         self._begun, self._queued = False, []
@@ -439,13 +443,12 @@ class PostgresStore(Store):
             self._local.conn, self._local.tx = conn, tx
             try:
                 yield tx
+                tx.end(commit=True)
             except BaseException:
                 # The first failure is the one to tell (a broken connection rolls back by itself; the pool drops it).
                 with contextlib.suppress(Exception):
                     tx.end(commit=False)
                 raise
-            else:
-                tx.end(commit=True)
             finally:
                 self._local.conn = self._local.tx = None
             if tx.inserted >= ANALYZE_AFTER:  # a seed: the planner learns of the new accounts now, not in minutes
