@@ -235,7 +235,7 @@ class _PostgresTransaction(SqlTransaction):
     def _send(self, statement: Statement, params: Sequence[Any]) -> list[Row]:
         steps: list[Step] = [*([] if self._begun else [(BEGIN, ())]), *self._queued, (statement, params)]
         self._begun, self._queued = True, []
-        return run_all(self._connection, steps)
+        return run_all(self._connection, steps)[-1]
 
     def flush(self) -> None:
         """Send BEGIN and the queued writes now (before a statement that is not the transaction's own)."""

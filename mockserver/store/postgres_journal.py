@@ -3,12 +3,18 @@ served. Entries are queued and stored in batches off the request path (BatchedJo
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from mockserver.contract import Violation
 from mockserver.store.journal import Entry, with_id
+from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Statement, Step, run_all
 from mockserver.store.sqlite_journal import BatchedJournal, decode, encode
+
+INSERT = Statement("INSERT INTO journal (provider, account, path, status, has_violations, entry) "
+                   "VALUES (%s, %s, %s, %s, %s, %s)")
+LAST = Statement("SELECT COALESCE(MAX(id), 0) FROM journal")
 
 
 class Database(Protocol):
@@ -23,12 +29,19 @@ class PostgresJournal(BatchedJournal):
         self._store = store
 
     def _store_batch(self, batch: list[Entry]) -> None:
-        rows = [(e.provider, e.account, e.path, e.status, bool(e.violations), encode(e)) for e in batch]
-        with self._store.writing() as conn:
-            with conn.cursor() as cursor:
-                cursor.executemany("INSERT INTO journal (provider, account, path, status, has_violations, entry) "
-                                   "VALUES (%s, %s, %s, %s, %s, %s)", rows)
-            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+        # One round trip for the batch: BEGIN, its inserts, the last id, COMMIT (the bytes as bytea's hex text).
+        steps: list[Step] = [(BEGIN, ())]
+        steps += [(INSERT, (e.provider, e.account, e.path, e.status, bool(e.violations), "\\x" + encode(e).hex()))
+                  for e in batch]
+        steps += [(LAST, ()), (COMMIT, ())]
+        with self._store.reading() as conn:
+            try:
+                answered = run_all(conn, steps)
+            except Exception:
+                with contextlib.suppress(Exception):  # the first failure is the one to tell
+                    run_all(conn, [(ROLLBACK, ())])
+                raise
+            last = int(answered[-2][0][0] or 0)
             if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
                 conn.execute("DELETE FROM journal WHERE id <= %s", (last - self.size,))
 

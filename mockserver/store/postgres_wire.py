@@ -78,9 +78,9 @@ def run(conn: Any, statement: Statement, params: Params = ()) -> list[Row]:
     return _rows(pgconn, pgconn.exec_prepared(statement.name, [encoded(p) for p in params]))
 
 
-def run_all(conn: Any, steps: Sequence[Step]) -> list[Row]:
-    """Several statements in one round trip (libpq's pipeline mode); the last one's rows. The first failure
-    is raised once all have been answered (those after it were skipped by the server)."""
+def run_all(conn: Any, steps: Sequence[Step]) -> list[list[Row]]:
+    """Several statements in one round trip (libpq's pipeline mode); each one's rows. The first failure is
+    raised once all have been answered (those after it were skipped by the server)."""
     pgconn = conn.pgconn
     for statement, _ in steps:
         if isinstance(statement, Statement):
@@ -96,14 +96,14 @@ def run_all(conn: Any, steps: Sequence[Step]) -> list[Row]:
         while pgconn.flush():  # a non-blocking connection may not have sent it all
             _wait(pgconn, select.POLLOUT)
         failure: Exception | None = None
-        rows: list[Row] = []
+        rows: list[list[Row]] = []
         for _ in steps:
             result = _next_result(pgconn)
             while _next_result(pgconn) is not None:  # each query's results end with a null
                 pass
             if failure is None:
                 try:
-                    rows = _rows(pgconn, result)
+                    rows.append(_rows(pgconn, result))
                 except Exception as exc:  # raised below, after the sync is read
                     failure = exc
         synced = _next_result(pgconn)
