@@ -341,13 +341,18 @@ def test_a_create_costs_few_round_trips_to_the_database(postgres_url: str) -> No
     store.close()
 
 
-def test_an_update_is_two_round_trips_for_its_transaction(postgres_url: str) -> None:
+def test_an_update_is_two_round_trips_for_its_transaction_and_a_list_one(postgres_url: str) -> None:
     """BEGIN goes with the locked read, the write with the COMMIT: a 35up update is its settings and those
-    two (it was five: settings, BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT)."""
+    two (it was five: settings, BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). A list page asks whether
+    anything is due in its own statement (it was one more)."""
     pg.round_trips(postgres_url, {"35up create": CREATES["35up create"]}, count=50)  # o0-o19, o1000-o1049
     update = ("PATCH", lambda n: f"/35up/v1/returns/o{n}", CREATES["35up create"][2], b'{"status":"awaiting_return"}')
     found = pg.round_trips(postgres_url, {"35up update": update}, count=50)
     assert 2 <= found["35up update"] <= 3.5, found
+    # A 3plship list: its settings, its rate count and its page, which also says whether anything is due.
+    listed = pg.round_trips(postgres_url, {"3plship list": ("GET", "/3plship/api/v1/returns",
+                                                           [("Authorization", "Bearer zl_test_trips")], b"")}, count=50)
+    assert 3 <= listed["3plship list"] <= 3.5, listed
     store = open_store(postgres_url)
     moved = [r.status for r in store.all("35up", "trips")]
     assert moved.count("awaiting_return") == 70, moved  # every update (warm-up and counted) is stored

@@ -109,6 +109,12 @@ def test_due_finds_only_this_accounts_due_records(store: Store) -> None:
     assert store.has_due("3plship", "acct", 100) and not store.has_due("3plship", "acct", 99)
     with store.transaction() as tx:
         assert [r.id for r in tx.due("3plship", "acct", 150)] == ["early"]
+    # A list page says so too (PostgreSQL: in the page's own statement), whatever its filters.
+    for due_by, due in ((None, False), (99, False), (100, True)):
+        for status, order_id in ((None, None), ("initiated", None), (None, "o1"), ("gone", None)):
+            page = store.page("3plship", "acct", status=status, order_id=order_id, offset=0, limit=2, due_by=due_by)
+            assert page.due is due, (due_by, status, order_id)
+            assert page.total == (0 if status == "gone" else 3)
 
 
 def test_reset_narrows_by_provider_and_account(store: Store) -> None:

@@ -86,6 +86,9 @@ class Page:
     """The returns as their provider answers them: dicts, or orjson.Fragment (JSON text as stored, which
     goes into an answer without being parsed and written again)."""
     total: int
+    due: bool = False
+    """Whether a return of the account had a deadline at or before `due_by` (read before the page, or with
+    it): its time-based move is yet to be made, so the page may show it in its old status."""
 
 
 class Transaction(ABC):
@@ -141,9 +144,11 @@ class ReturnStore(ABC):
 
     @abstractmethod
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
+             due_by: int | None = None) -> Page:
         """Returns of one account, newest first (stable: by insertion order), filtered; `created` bounds the
-        resource's `created_at` (both inclusive, ISO-8601 as the mock writes it: UTC, milliseconds, Z)."""
+        resource's `created_at` (both inclusive, ISO-8601 as the mock writes it: UTC, milliseconds, Z).
+        With `due_by`, the page also says whether any of the account's returns is due by then (has_due)."""
 
     @abstractmethod
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]: ...

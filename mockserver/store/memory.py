@@ -119,8 +119,10 @@ class MemoryStore(Store):
             return any(at <= now_ms for at in self._due.get((provider, account), {}).values())
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
+             due_by: int | None = None) -> Page:
         low, high = created or (None, None)
+        due = due_by is not None and self.has_due(provider, account, due_by)
         with self._lock:
             records = self._accounts.get((provider, account), {}).values()
             if status is None and order_id is None and created is None:  # the page alone, not a copy of them all
@@ -132,7 +134,7 @@ class MemoryStore(Store):
                             and (high is None or r.resource["created_at"] <= high)]
                 chosen, total = matching[offset:offset + limit], len(matching)
             # Serialised here, under the lock: the page is a snapshot, without copying each return's history.
-            return Page([orjson.Fragment(orjson.dumps(r.resource)) for r in chosen], total)
+            return Page([orjson.Fragment(orjson.dumps(r.resource)) for r in chosen], total, due)
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         with self._lock:

@@ -475,7 +475,8 @@ class PostgresStore(Store):
             return bool(run(conn, HAS_DUE, (provider, account, now_ms)))
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
+             due_by: int | None = None) -> Page:
         where, args = "provider=%s AND account=%s", [provider, account]
         for column, value in (("status", status), ("order_id", order_id)):
             if value is not None:
@@ -495,15 +496,21 @@ class PostgresStore(Store):
             total_sql = f"SELECT coalesce(sum(n), 0) FROM return_counts WHERE {counted}"
         else:
             total_sql, count_args = f"SELECT count(*) FROM returns WHERE {where}", list(args)
-        # One statement, so one snapshot for the page and its total, and one round trip.
+        due_sql, due_args = "FALSE", []
+        if due_by is not None:
+            due_sql = ("EXISTS (SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL"
+                       " AND due_at <= %s)")
+            due_args = [provider, account, due_by]
+        # One statement, so one snapshot for the page, its total and what is due, and one round trip.
         statement = _statement(
-            f"SELECT ({total_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
+            f"SELECT ({total_sql}), ({due_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
             f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s) AS page "
             "ON TRUE ORDER BY page.seq DESC")
         with self._connection() as conn:
-            rows = run(conn, statement, [*count_args, *args, limit, offset])
+            rows = run(conn, statement, [*count_args, *due_args, *args, limit, offset])
         total = int(rows[0][0] or 0) if rows else 0
-        return Page([orjson.Fragment(r[1]) for r in rows if r[1] is not None], total)
+        due = bool(rows) and rows[0][1] == b"t"
+        return Page([orjson.Fragment(r[2]) for r in rows if r[2] is not None], total, due)
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         where, args = self._narrowed(provider, account)

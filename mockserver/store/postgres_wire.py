@@ -3,8 +3,9 @@ and rows as text, and a transaction's BEGIN, reads and writes sent together wher
 
 psycopg's cursors cost the mock 35-45 us of CPU per statement (adapting each parameter in Python, its
 prepared-statement cache, loading each value); straight through libpq the same statements cost ~25 us, most
-of it the kernel's. Every request makes one to four of them, so this is the PostgreSQL store's hot path;
-the rest of the store (the control plane, the journal, migrations) keeps psycopg's cursors.
+of it the kernel's. Every request makes one to four of them, and the journal one batch of inserts every
+20 ms, so these are the PostgreSQL store's hot path; the rest of the store (the control plane, webhook
+deliveries, migrations) keeps psycopg's cursors.
 
 Text that PostgreSQL cannot hold is held as `postgres_text` holds it: a NUL becomes U+F0000 on the way in
 and U+0000 on the way out (JSON columns never carry a raw NUL: orjson escapes it).

@@ -154,7 +154,9 @@ class SqliteStore(SqliteFile, Store):
         return row is not None
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
-             offset: int, limit: int, created: tuple[str | None, str | None] | None = None) -> Page:
+             offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
+             due_by: int | None = None) -> Page:
+        due = due_by is not None and self.has_due(provider, account, due_by)
         where = "provider=? AND account=?"
         args: list[Any] = [provider, account]
         if status is not None:
@@ -181,7 +183,7 @@ class SqliteStore(SqliteFile, Store):
                 [*args, limit, offset]).fetchall()
         finally:
             conn.execute("COMMIT")
-        return Page([orjson.Fragment(r[0]) for r in rows], int(total))
+        return Page([orjson.Fragment(r[0]) for r in rows], int(total), due)
 
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         where, args = "1=1", []

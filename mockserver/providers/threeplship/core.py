@@ -15,7 +15,7 @@ from mockserver.domain.ids import IdGenerator
 from mockserver.domain.lifecycle import Lifecycle
 from mockserver.providers.threeplship import PROVIDER
 from mockserver.providers.threeplship.webhooks import Webhooks
-from mockserver.store import ReturnRecord, ReturnStore, Transaction
+from mockserver.store import Page, ReturnRecord, ReturnStore, Transaction
 
 
 def _bound(value: str | None, *, end: bool, name: str) -> str | None:
@@ -158,11 +158,16 @@ class Returns3plship(Backend):
     def list_returns(self, account: str, *, status: str | None, order_id: str | None, page: int, limit: int,
                      start_date: str | None = None, end_date: str | None = None,
                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        self._settle_account(account)
         created = (_bound(start_date, end=False, name="start_date"), _bound(end_date, end=True, name="end_date"))
-        result = self.store.page(PROVIDER, account, status=status, order_id=order_id,
-                                 offset=(page - 1) * limit, limit=limit,
-                                 created=None if created == (None, None) else created)
+
+        def read(due_by: int | None = None) -> Page:
+            return self.store.page(PROVIDER, account, status=status, order_id=order_id, offset=(page - 1) * limit,
+                                   limit=limit, created=None if created == (None, None) else created, due_by=due_by)
+
+        result = read(due_by=to_millis(self.clock.now()))
+        if result.due:  # a deadline passed (refunds' business days): its moves first, then the page they change
+            self._settle_account(account)
+            result = read()
         total_pages = math.ceil(result.total / limit)
         pagination = {"page": page, "limit": limit, "total": result.total, "total_pages": total_pages,
                       "has_more": page < total_pages}
