@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB' (replicas sharing one database; the "
                             f"postgres extra); also from ${STORE_ENV}, which keeps a password out of ps")
     serve.add_argument("--workers", type=up_to(256), default=None,
-                       help="worker processes (default: one per CPU; 1 with --store memory)")
+                       help="worker processes (default: one per CPU, two with a postgresql store; "
+                            "1 with --store memory)")
     serve.add_argument("--max-body-bytes", type=up_to(2**31), default=1024 * 1024,
                        help="larger request bodies get 413 (default 1048576)")
     serve.add_argument("--header-timeout-ms", type=up_to(60_000), default=10_000,
@@ -474,7 +475,6 @@ def serve(args: argparse.Namespace) -> int:
         if args.seed is not None or args.clock == "real":
             raise UsageError("--deterministic sets the seed and freezes the clock: drop --seed and --clock real")
         workers, seed, clock, clock_start = 1, args.deterministic, "frozen", DETERMINISTIC_START
-    workers = workers or os.cpu_count() or 1
     address, allowed_hosts = _bind(args, "anyone who can reach it could reset, seed or move the clock of this "
                                          "mock through /__admin")
     faults = _fault_rules(args.faults, args.chaos)
@@ -488,6 +488,7 @@ def serve(args: argparse.Namespace) -> int:
         store = open_store(args.store)  # fail here, with one line, rather than in every worker
     except StoreError as exc:
         raise UsageError(f"--store {shown(args.store)}: {exc}") from None
+    workers = workers or store.workers_per_cpu * (os.cpu_count() or 1)
     config = Config(store=args.store, max_body_bytes=args.max_body_bytes, body_timeout_ms=args.body_timeout_ms,
                     seed=seed, self_check=args.self_check, vary=args.vary,
                     providers={p.name: p.options(args) for p in REGISTRY}, clock=clock, clock_start=clock_start,

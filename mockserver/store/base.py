@@ -235,6 +235,9 @@ class Store(ReturnStore, DeliveryQueue, RateCounters, Settings):
     replicated = False
     """Whether other servers (replicas, maybe on other hosts) serve from this store while this one starts:
     then a start sets only the settings it was given flags for, and keeps the rest as the others use it."""
+    workers_per_cpu = 1
+    """`serve`'s default workers per CPU. A worker serves one request at a time, so a store a request waits
+    on (a database across a network, its commits flushed to disk) leaves CPUs idle with one per CPU."""
 
     @abstractmethod
     def journal(self, size: int, *, workers: int = 1) -> Journal:

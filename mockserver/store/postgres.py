@@ -342,6 +342,7 @@ class PostgresStore(Store):
     engine = "postgresql"
     shared = True
     replicated = True
+    workers_per_cpu = 2  # 35up creates: ~22% of the CPUs idle with one, ~5% with two (+13-20% creates/s)
     POOL_TIMEOUT = 3.0
     """Seconds a request waits for a connection before it is answered 503."""
     RETRY_AFTER = 1.0
