@@ -173,7 +173,7 @@ def wrk(url: str, script: str, duration: int, connections: int, threads: int = 2
 
 
 def postgres_rows(duration: int, connections: int) -> dict[str, dict[str, float]]:
-    """3plship creates on the PostgreSQL store: one replica (a worker per CPU), then two replicas (a worker
+    """3plship creates on the PostgreSQL store: one replica (its default workers), then two replicas (a worker
     each) on one database, each driven by its own wrk at once. A throwaway cluster with PostgreSQL's
     defaults: fsync and synchronous commits on (every acknowledged create is on disk)."""
     sys.path.insert(0, str(HERE.parent / "tests"))
