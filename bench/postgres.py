@@ -4,7 +4,8 @@
 synchronous_commit on: every acknowledged write is on disk), one `returns-mock serve` on it and one on a
 SQLite file (each with its default workers: one per CPU, two for PostgreSQL), seeds both alike, and
 drives each operation with wrk on both, alternating, for --rounds rounds. Each figure is PostgreSQL's
-requests/s as a ratio to SQLite's in the same round (median of the rounds). The targets of the PostgreSQL issue are checked at the end (exit 1 on a miss).
+requests/s as a ratio to SQLite's in the same round (median of the rounds). The targets of the
+PostgreSQL issue are checked at the end (exit 1 on a miss).
 """
 
 from __future__ import annotations
