@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pg
 import psycopg
@@ -392,3 +394,24 @@ def test_a_transaction_whose_queued_write_fails_at_commit_changes_nothing(postgr
     assert stored is not None and stored.version == 9
     store.close()
     assert not [r for r in caplog.records if r.name.startswith("psycopg")], caplog.text
+
+
+def test_a_replica_runs_two_workers_per_cpu_unless_told(postgres_url: str) -> None:
+    """Each request waits on the database and a worker serves one at a time, so a PostgreSQL replica runs
+    two per CPU (a SQLite server one); --workers still decides."""
+    expected = 2 * (os.cpu_count() or 1)
+    for args, workers in (((), expected), (("--workers", "1"), 1)):
+        server = Server("--store", postgres_url, *args).start()
+        try:
+            assert server.proc is not None
+            deadline = time.monotonic() + 30
+            while len(children(server.proc.pid)) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(children(server.proc.pid)) == workers
+        finally:
+            server.stop()
+        assert f"{workers} worker{'s' if workers > 1 else ''})" in server.output, server.output
+
+
+def children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
