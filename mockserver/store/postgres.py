@@ -502,11 +502,14 @@ class PostgresStore(Store):
             due_sql = ("EXISTS (SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL"
                        " AND due_at <= %s)")
             due_args = [provider, account, due_by]
+        # The page's order is seq's, written as the index that holds it (the columns before seq are fixed by
+        # the filter): the plan reads that index whatever the account's size, and can be planned once.
+        index = ("order_id DESC, " if order_id is not None else "status DESC, " if status is not None else "")
         # One statement, so one snapshot for the page, its total and what is due, and one round trip.
         statement = _statement(
             f"SELECT ({total_sql}), ({due_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
-            f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s) AS page "
-            "ON TRUE ORDER BY page.seq DESC")
+            f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY provider DESC, account DESC, {index}seq DESC"
+            " LIMIT %s OFFSET %s) AS page ON TRUE ORDER BY page.seq DESC")
         with self._connection() as conn:
             rows = run(conn, statement, [*count_args, *due_args, *args, limit, offset])
         total = int(rows[0][0] or 0) if rows else 0
@@ -698,9 +701,15 @@ def _check_idle(conn: Any) -> None:
 def _configure(conn: Any) -> None:
     """Each pooled connection: NUL-safe text, and the planner costs of storage that seeks as fast as it
     reads (SSD, or a database in memory): otherwise a list page walks the whole table backwards in `seq`
-    order past other accounts' returns instead of its account's index (5 ms instead of 0.07 ms at 100,000)."""
+    order past other accounts' returns instead of its account's index (5 ms instead of 0.07 ms at 100,000).
+
+    Prepared statements keep their first plan: each one the store sends filters on the columns of an index
+    made for it, so no parameter value calls for another plan, while PostgreSQL would otherwise plan a list
+    page again at every request (its LIMIT and OFFSET make the one-size plan look costlier): 0.14-0.18 ms
+    a page against 0.08 (1,000 to 100,000 returns an account)."""
     nul_safe(conn)
     conn.execute("SET random_page_cost = 1.1")
+    conn.execute("SET plan_cache_mode = force_generic_plan")
 
 
 def _reason(exc: BaseException) -> str:
