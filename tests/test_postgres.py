@@ -207,6 +207,29 @@ def test_the_app_in_process_on_postgres(postgres_url: str) -> None:
     mock.store.close()
 
 
+def test_the_nul_stand_in_sent_in_a_field_comes_back_as_sent(postgres_url: str) -> None:
+    """U+F0000 is what a NUL is stored as in a text column; inside a return's JSON it is just a character.
+    A list, a refund's settling and the control plane's list answer it as sent (a list answered a raw NUL
+    inside its JSON, invalid, before the JSON columns bypassed the stand-in). The order id's own column
+    still reads it as a NUL: the stand-in's price, as for ids and accounts."""
+    app = create_app(Config(), store=open_store(postgres_url))
+    app.testing = True
+    client = app.test_client()
+    odd = "a\U000f0000b"
+    rid = client.post(PL + "/returns", json={**CREATE, "order_id": odd, "reason": "defective"},
+                      headers=bearer()).get_json()["data"]["id"]
+    for status in ("received", "inspected"):
+        assert client.patch(f"{PL}/returns/{rid}/status", json={"status": status}, headers=bearer()).status_code == 200
+    assert client.post(f"{PL}/returns/{rid}/refund", headers=bearer()).status_code == 200
+    assert client.post("/__admin/clock", json={"advance": "P14D"}).status_code == 200  # the refund settles
+    listed = json.loads(client.get(PL + "/returns", headers=bearer()).get_data())["data"]
+    assert [(r["order_id"], r["refund_status"]) for r in listed] == [(odd, "completed")]
+    admin = json.loads(client.get("/__admin/returns").get_data())["returns"]
+    assert [r["resource"]["order_id"] for r in admin] == [odd]
+    mock_of(app).close()
+    mock_of(app).store.close()
+
+
 def test_kill_9_of_a_replica_under_creates_loses_no_acknowledged_create(postgres_url: str) -> None:
     from test_reliability import _kill_tree
 

@@ -27,7 +27,7 @@ from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transacti
 from mockserver.store.journal import Journal
 from mockserver.store.postgres_journal import PostgresJournal
 from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Row, Statement, Step, run, run_all, text
-from mockserver.store.sql import COLUMNS, SqlTransaction, to_record
+from mockserver.store.sql import COLUMNS, SqlTransaction
 from mockserver.store.urls import masked, shown
 
 try:  # the `postgres` extra
@@ -265,6 +265,9 @@ class _PostgresTransaction(SqlTransaction):
         rows = self._send(GET_LOCKED, (provider, account, id))
         return _record(rows[0]) if rows else None
 
+    def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
+        return [_record(r) for r in self._send(DUE, (provider, account, now_ms))]
+
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         inserted = _inserted(record, self._send(INSERT, _insert_params(record)))
         self.inserted += 1
@@ -288,6 +291,7 @@ INSERT = Statement("INSERT INTO returns (provider, account, id, order_id, status
                    " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (provider, account, id) DO NOTHING"
                    " RETURNING seq")
 UPDATE = Statement(_PostgresTransaction.UPDATE)
+DUE = Statement(_PostgresTransaction.DUE)
 ADD_DELIVERY = Statement(_PostgresTransaction.ADD_DELIVERY)
 HAS_DUE = Statement("SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL AND due_at <= %s"
                     " LIMIT 1")
@@ -299,7 +303,7 @@ RATE_HIT = Statement("SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s:
 
 @functools.lru_cache(maxsize=64)
 def _statement(sql: str) -> Statement:
-    """A list page's statement, which its filters shape (a handful of shapes)."""
+    """A statement its filters shape (a list page's, the control plane's lists: a handful of shapes)."""
     return Statement(sql)
 
 
@@ -519,8 +523,8 @@ class PostgresStore(Store):
     def all(self, provider: str | None = None, account: str | None = None) -> Iterator[ReturnRecord]:
         where, args = self._narrowed(provider, account)
         with self._connection() as conn:
-            rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq", args).fetchall()
-        return iter([to_record(r) for r in rows])
+            rows = run(conn, _statement(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq"), args)
+        return iter([_record(r) for r in rows])
 
     def find(self, provider: str | None, account: str | None, search: str | None, offset: int,
              limit: int) -> tuple[list[ReturnRecord], int]:
@@ -529,10 +533,10 @@ class PostgresStore(Store):
             where += " AND (strpos(id, %s) > 0 OR strpos(order_id, %s) > 0)"
             args += [search, search]
         with self._connection() as conn:
-            total = conn.execute(f"SELECT COUNT(*) FROM returns WHERE {where}", args).fetchone()[0]
-            rows = conn.execute(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC LIMIT %s OFFSET %s",
-                                [*args, limit, offset]).fetchall()
-        return [to_record(r) for r in rows], int(total)
+            total = run(conn, _statement(f"SELECT COUNT(*) FROM returns WHERE {where}"), args)[0][0]
+            rows = run(conn, _statement(f"SELECT {COLUMNS} FROM returns WHERE {where} ORDER BY seq DESC"
+                                        " LIMIT %s OFFSET %s"), [*args, limit, offset])
+        return [_record(r) for r in rows], int(total or 0)
 
     def reset(self, provider: str | None = None, account: str | None = None) -> int:
         where, args = self._narrowed(provider, account)
