@@ -7,7 +7,7 @@ from typing import Any
 
 from mockserver.contract import contract
 from mockserver.contract.errors import DuplicateReturn, ProviderError
-from mockserver.domain.backend import Backend
+from mockserver.domain.backend import LifecycleBackend
 from mockserver.domain.clock import Clock, from_millis, isoformat, to_millis
 from mockserver.domain.lifecycle import Lifecycle, Mode
 from mockserver.providers.thirtyfiveup import PROVIDER
@@ -20,9 +20,10 @@ def _duration_days(iso: str) -> int:
     return int(iso[1:-1])
 
 
-class Returns35up(Backend):
+class Returns35up(LifecycleBackend):
     """The 35up returns of every account, over a ReturnStore (the only capability it uses) and a Clock."""
 
+    provider = PROVIDER
     lifecycle: Lifecycle
 
     def __init__(self, store: ReturnStore, clock: Clock, *, mode: Mode = "strict",
@@ -75,15 +76,6 @@ class Returns35up(Backend):
     def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
         return self.update_return(account, return_id, status)
 
-    def settled(self, record: ReturnRecord) -> ReturnRecord:
-        return self.get_record(record.account, record.id)
-
-    def move_record(self, record: ReturnRecord, status: str, at: datetime) -> None:
-        """Apply one allowed move to a record (the caller stores it)."""
-        if not self.lifecycle.can_move(record.status, status):
-            raise self._refuse(record.status, status)
-        self._enter(record, status, at)
-
     def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         record = self.new_record(account, body, self.clock.now())
         order_id = record.id
@@ -97,24 +89,7 @@ class Returns35up(Backend):
         return record.resource
 
     def update_return(self, account: str, order_id: str, status: str) -> dict[str, Any]:
-        now = self.clock.now()
-        refusal: ProviderError | None = None
-        with self.store.transaction() as tx:
-            record = tx.get(PROVIDER, account, order_id)
-            if record is None:
-                raise self._not_found(order_id)
-            changed = self._settle(record, now)
-            current = record.status
-            if self.lifecycle.can_move(current, status):
-                self._enter(record, status, now)
-                changed = True
-            else:
-                refusal = self._refuse(current, status)
-            if changed:
-                tx.update(record)
-        if refusal is not None:  # raised after the commit: an expiry found on the way is kept
-            raise refusal
-        return record.resource
+        return self.change(account, order_id, lambda tx, record, now: self.step(record, status, now))
 
     def get_return(self, account: str, order_id: str) -> dict[str, Any]:
         return self.get_record(account, order_id).resource

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from mockserver.contract import contract
 from mockserver.contract.errors import ProviderError
-from mockserver.domain.backend import Backend
+from mockserver.domain.backend import LifecycleBackend
 from mockserver.domain.clock import Clock, add_business_days, from_millis, isoformat, parse_instant, to_millis
 from mockserver.domain.ids import IdGenerator
 from mockserver.domain.lifecycle import Lifecycle
@@ -43,9 +43,10 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
 
-class Returns3plship(Backend):
+class Returns3plship(LifecycleBackend):
     """The 3plship returns of every API key, over a ReturnStore (the only capability it uses) and a Clock."""
 
+    provider = PROVIDER
     lifecycle: Lifecycle
 
     def __init__(self, store: ReturnStore, clock: Clock, ids: IdGenerator | None = None,
@@ -135,15 +136,6 @@ class Returns3plship(Backend):
     def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
         return self.update_status(account, return_id, status)
 
-    def settled(self, record: ReturnRecord) -> ReturnRecord:
-        return self.get_record(record.account, record.id)
-
-    def move_record(self, record: ReturnRecord, status: str, at: datetime) -> None:
-        """Apply one allowed status step to a record (the caller stores it)."""
-        if not self.lifecycle.can_move(record.status, status):
-            raise self._refuse(record.status, status)
-        self._enter(record, status, at)
-
     def refund(self, record: ReturnRecord, amount: float | None, at: datetime) -> None:
         """Start the refund of a record (the caller stores it)."""
         refusal = self._refund_refusal(record, amount)
@@ -175,44 +167,25 @@ class Returns3plship(Backend):
 
     def update_status(self, account: str, return_id: str, status: str,
                       notes: str | None = None) -> dict[str, Any]:
-        now = self.clock.now()
-        refusal: ProviderError | None = None
-        with self.store.transaction() as tx:
-            record = tx.get(PROVIDER, account, return_id)
-            if record is None:
-                raise self._not_found(return_id)
-            changed = self._settle(record, now)
-            if self.lifecycle.can_move(record.status, status):
-                self._enter(record, status, now, notes)
-                changed = True
-                event = self.event_names["on_status"].get(status)
-                if event is not None:
-                    self._emit(tx, account, event, record.resource)
-            else:
-                refusal = self._refuse(record.status, status)
-            if changed:
-                tx.update(record)
-        if refusal is not None:
-            raise refusal
-        return record.resource
+        def move(tx: Transaction, record: ReturnRecord, now: datetime) -> ProviderError | None:
+            if not self.lifecycle.can_move(record.status, status):
+                return self._refuse(record.status, status)
+            self._enter(record, status, now, notes)
+            event = self.event_names["on_status"].get(status)
+            if event is not None:
+                self._emit(tx, account, event, record.resource)
+            return None
+
+        return self.change(account, return_id, move)
 
     def process_refund(self, account: str, return_id: str, amount: float | None = None) -> dict[str, Any]:
-        now = self.clock.now()
-        refusal: ProviderError | None = None
-        with self.store.transaction() as tx:
-            record = tx.get(PROVIDER, account, return_id)
-            if record is None:
-                raise self._not_found(return_id)
-            changed = self._settle(record, now)
+        def start(tx: Transaction, record: ReturnRecord, now: datetime) -> ProviderError | None:
             refusal = self._refund_refusal(record, amount)
             if refusal is None:
                 self._start_refund(record, amount, now)
-                changed = True
-            if changed:
-                tx.update(record)
-        if refusal is not None:
-            raise refusal
-        return record.resource
+            return refusal
+
+        return self.change(account, return_id, start)
 
     def get_return(self, account: str, return_id: str) -> dict[str, Any]:
         return self.get_record(account, return_id).resource
