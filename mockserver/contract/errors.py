@@ -29,5 +29,10 @@ class StoreUnavailable(StoreError):
     """The store's database cannot be reached right now (it is down or restarting): answered with 503."""
 
 
+class SettingsChanged(Exception):
+    """The settings a request began with changed before its first statement confirmed them (another worker
+    or replica changed them): that statement kept nothing, and the pipeline answers the request again."""
+
+
 class DuplicateReturn(Exception):
     """The store already holds a return with this id for this account."""

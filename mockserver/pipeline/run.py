@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from mockserver.contract import Problem
-from mockserver.contract.errors import ProviderError, StoreUnavailable
+from mockserver.contract.errors import ProviderError, SettingsChanged, StoreUnavailable
 from mockserver.domain.clock import Clock
 from mockserver.domain.ids import IdGenerator
 from mockserver.pipeline.context import Context
@@ -73,6 +73,12 @@ class Pipeline:
 
     def run(self, request: Request) -> Answer:
         """Answer a request under a provider's path (`/<provider>/...`: the doors route nothing else here)."""
+        try:
+            return self._run(request)
+        except SettingsChanged:  # nothing it did was kept; answered again on the settings as they are now
+            return self._run(request)
+
+    def _run(self, request: Request) -> Answer:
         face = self.face_for(request.path)
         if face is None:
             raise ValueError(f"{request.path} is under no provider's path")
@@ -93,7 +99,7 @@ class Pipeline:
                 answer = self.render(ctx, self._error(ctx, refused.status, refused.message))
             except StoreUnavailable as error:
                 answer = self._unavailable(ctx, error)
-            except ContractViolation:
+            except (ContractViolation, SettingsChanged):
                 raise
             except Exception as error:
                 if store_away(error):  # a read from a store file that cannot be used now (a write says so itself)

@@ -59,15 +59,20 @@ class RefuseLateBodies(Step):
 
 
 class UseStore(Step):
-    """The store checked (a store file deleted under the server: 503) and its settings read once a request."""
+    """The store checked (a store file deleted under the server: 503) and its settings read once a request
+    (or a copy confirmed by its first statement; an answer that needed none, confirmed before it is kept)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def before(self, ctx: Context) -> Answer | None:
         self.store.check(0.1)
-        self.store.pin_settings(True)
+        self.store.pin_settings(True, confirm_later=True)
         return None
+
+    def after(self, ctx: Context, answer: Answer) -> Answer:
+        self.store.confirm_settings()
+        return answer
 
     def finish(self, ctx: Context) -> None:
         self.store.pin_settings(False)

@@ -217,9 +217,16 @@ class Settings(ABC):
     @abstractmethod
     def set_setting(self, key: str, value: str) -> None: ...
 
-    def pin_settings(self, pinned: bool) -> None:  # noqa: B027 - engines without a cache have nothing to pin
+    def pin_settings(self, pinned: bool, *, confirm_later: bool = False) -> None:  # noqa: B027 - engines without a cache have nothing to pin
         """While pinned (one request), this thread reads the settings as they were when pinning: one
-        freshness check per request instead of one per read. Its own writes stay visible."""
+        freshness check per request instead of one per read. Its own writes stay visible.
+
+        confirm_later: the engine may pin a copy it holds and confirm it is current later in the request
+        (along its first statement, or `confirm_settings`); a copy found out of date raises SettingsChanged
+        before anything the request did is kept, and the request is answered again (the pipeline does)."""
+
+    def confirm_settings(self) -> None:  # noqa: B027 - engines that pin what is current have nothing to confirm
+        """Confirm this request's settings now if nothing confirmed them yet (SettingsChanged if changed)."""
 
     @abstractmethod
     def update_setting(self, key: str, change: Callable[[str | None], str]) -> str:

@@ -26,6 +26,7 @@ from mockserver.contract.errors import DuplicateReturn, StoreError, StoreUnavail
 from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from mockserver.store.journal import Journal
 from mockserver.store.postgres_journal import PostgresJournal
+from mockserver.store.postgres_settings import VERSION, HeldSettings
 from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Row, Statement, Step, run, run_all, text
 from mockserver.store.sql import COLUMNS, SqlTransaction
 from mockserver.store.urls import masked, shown
@@ -196,11 +197,48 @@ MIGRATIONS: list[str] = [
         END LOOP;
     END $$;
     """,
+    # 5: the settings' version, moved by every change to them (the webhook accounts' triggers' included): a
+    # request confirms the settings its process holds along its first statement instead of reading them
+    # all; the rate count, which is that statement on 3plship's paths, counts only at the version it was given.
+    """
+    CREATE TABLE settings_version (v BIGINT NOT NULL);
+    INSERT INTO settings_version (v) VALUES (1);
+    CREATE FUNCTION settings_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE settings_version SET v = v + 1;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON settings
+        FOR EACH STATEMENT EXECUTE FUNCTION settings_changed();
+    CREATE FUNCTION rate_count_at(at_version BIGINT, hit_keys TEXT[], hit_buckets BIGINT[])
+        RETURNS TABLE (prev_n BIGINT, cur_n BIGINT, version BIGINT) LANGUAGE plpgsql AS $$
+    DECLARE
+        latest BIGINT;
+    BEGIN
+        SELECT v INTO latest FROM settings_version;
+        IF latest IS DISTINCT FROM at_version THEN  -- counted by no one: the request starts again
+            RETURN QUERY SELECT NULL::BIGINT, NULL::BIGINT, latest;
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT r.prev_n, r.cur_n, latest FROM rate_count(hit_keys, hit_buckets) AS r;
+    END $$;
+    CREATE FUNCTION rate_hit_at(at_version BIGINT, hit_keys TEXT[], hit_buckets BIGINT[], hit_overlaps FLOAT8[],
+                                hit_limits INTEGER[])
+        RETURNS TABLE (prev_n BIGINT, cur_n BIGINT, all_ok BOOLEAN, version BIGINT) LANGUAGE plpgsql AS $$
+    DECLARE
+        latest BIGINT;
+    BEGIN
+        SELECT v INTO latest FROM settings_version;
+        IF latest IS DISTINCT FROM at_version THEN
+            RETURN QUERY SELECT NULL::BIGINT, NULL::BIGINT, NULL::BOOLEAN, latest;
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT r.prev_n, r.cur_n, r.all_ok, latest
+            FROM rate_hit(hit_keys, hit_buckets, hit_overlaps, hit_limits) AS r;
+    END $$;
+    """,
 ]
 """Each release appends; a database is brought from its version to the last, one step at a time."""
-
-WEBHOOK_ACCOUNTS = "webhook-accounts"
-"""The setting migration 3's triggers keep: a JSON list of the accounts with a webhook subscription."""
 
 MIGRATION_LOCK = 7262_0001
 """The advisory lock replicas starting at once take, so that one of them migrates and the others wait."""
@@ -209,19 +247,20 @@ MIGRATION_LOCK = 7262_0001
 class _PostgresTransaction(SqlTransaction):
     """A transaction whose BEGIN goes with its first statement, and whose writes that answer nothing (an
     update, a queued delivery) go with the next statement or with its COMMIT: a read-then-write is two
-    round trips, not four. A statement through psycopg (the rarer ones) first sends what is queued."""
+    round trips, not four. A statement through psycopg (the rarer ones) first sends what is queued.
+    The first statement also confirms the request's settings (a change found: it rolls back)."""
 
     PLACEHOLDER = "%s"
     # Locked: a transaction reads returns to change them, and a concurrent one must wait its turn.
     DUE = SqlTransaction.DUE + " FOR UPDATE"
     WEBHOOKS = SqlTransaction.WEBHOOKS.replace("rowid", "seq")
 
-    def __init__(self, conn: Any, subscribed: Callable[[str], bool | None] = lambda _: None) -> None:
+    def __init__(self, conn: Any, settings: HeldSettings | None = None) -> None:
         self._begun = False
         self._queued: list[Step] = []
         super().__init__(conn)
         self.inserted = 0
-        self._subscribed = subscribed
+        self._settings = settings or HeldSettings()
 
     @property
     def _conn(self) -> Any:
@@ -232,20 +271,28 @@ class _PostgresTransaction(SqlTransaction):
     def _conn(self, conn: Any) -> None:
         self._connection = conn
 
-    def _send(self, statement: Statement, params: Sequence[Any]) -> list[Row]:
-        steps: list[Step] = [*([] if self._begun else [(BEGIN, ())]), *self._queued, (statement, params)]
+    def _send(self, statement: Statement | None, params: Sequence[Any] = ()) -> list[Row]:
+        confirming = not self._begun and self._settings.unconfirmed is not None
+        steps: list[Step] = [] if self._begun else [(BEGIN, ()), *([(VERSION, ())] if confirming else [])]
+        steps += self._queued
+        if statement is not None:
+            steps.append((statement, params))
         self._begun, self._queued = True, []
-        return run_all(self._connection, steps)[-1]
+        answers = run_all(self._connection, steps)
+        if confirming:  # a change found raises, and the transaction rolls back
+            self._settings.confirm(answers[1][0][0])
+        return answers[-1] if statement is not None else []
 
     def flush(self) -> None:
         """Send BEGIN and the queued writes now (before a statement that is not the transaction's own)."""
         if not self._begun or self._queued:
-            run_all(self._connection, [*([] if self._begun else [(BEGIN, ())]), *self._queued])
-            self._begun, self._queued = True, []
+            self._send(None)
 
     def end(self, commit: bool) -> None:
         """COMMIT (with what is queued) or ROLLBACK. A COMMIT that fails leaves the transaction begun, for
         the ROLLBACK that follows it to end."""
+        if commit and not self._begun and self._queued and self._settings.unconfirmed is not None:
+            self.flush()  # the settings confirmed before anything is committed
         if commit and (self._begun or self._queued):
             steps: list[Step] = [*([] if self._begun else [(BEGIN, ())]), *self._queued, (COMMIT, ())]
             self._begun, self._queued = True, []
@@ -257,7 +304,7 @@ class _PostgresTransaction(SqlTransaction):
     def webhooks(self, account: str) -> list[dict[str, Any]]:
         # The request's settings say which accounts have subscriptions (a subscription another replica
         # commits after this request began is seen by the next one); outside a request, ask.
-        if self._subscribed(account) is False:
+        if self._settings.subscribed(account) is False:
             return []
         return super().webhooks(account)
 
@@ -293,12 +340,20 @@ INSERT = Statement("INSERT INTO returns (provider, account, id, order_id, status
 UPDATE = Statement(_PostgresTransaction.UPDATE)
 DUE = Statement(_PostgresTransaction.DUE)
 ADD_DELIVERY = Statement(_PostgresTransaction.ADD_DELIVERY)
+INSERT_AT = Statement(  # the same insert, made only while the settings are at the version given last
+    "WITH latest AS (SELECT v FROM settings_version), added AS (INSERT INTO returns (provider, account, id,"
+    " order_id, status, due_at, version, resource, history) SELECT %s::text, %s::text, %s::text, %s::text,"
+    " %s::text, %s::bigint, 1, %s::text, %s::text FROM latest WHERE v = %s::bigint"
+    " ON CONFLICT (provider, account, id) DO NOTHING RETURNING seq)"
+    " SELECT (SELECT seq FROM added), (SELECT v FROM latest)")
 HAS_DUE = Statement("SELECT 1 FROM returns WHERE provider=%s AND account=%s AND due_at IS NOT NULL AND due_at <= %s"
                     " LIMIT 1")
-SETTINGS = Statement("SELECT key, value FROM settings")
 RATE_COUNT = Statement("SELECT prev_n, cur_n FROM rate_count(%s::text[], %s::bigint[])")
+RATE_COUNT_AT = Statement("SELECT prev_n, cur_n, version FROM rate_count_at(%s::bigint, %s::text[], %s::bigint[])")
 RATE_HIT = Statement("SELECT prev_n, cur_n, all_ok FROM rate_hit(%s::text[], %s::bigint[], %s::float8[], "
                      "%s::integer[])")
+RATE_HIT_AT = Statement("SELECT prev_n, cur_n, all_ok, version FROM rate_hit_at(%s::bigint, %s::text[],"
+                        " %s::bigint[], %s::float8[], %s::integer[])")
 
 
 @functools.lru_cache(maxsize=64)
@@ -366,7 +421,7 @@ class PostgresStore(Store):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._away_until = 0.0
-        self._webhook_accounts: tuple[str, frozenset[str]] = ("", frozenset())
+        self._settings = HeldSettings()
         try:
             with psycopg.connect(self._conninfo(), connect_timeout=5, autocommit=True) as conn:
                 nul_safe(conn)
@@ -411,10 +466,13 @@ class PostgresStore(Store):
             return self._pool
 
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self, *, confirmed: bool = True) -> Iterator[Any]:
         """A pooled connection (autocommit; `conn.transaction()` for more than one statement): this
         thread's transaction's, the one its request holds, or one from the pool. A database that cannot
-        be reached is StoreUnavailable, within the pool's timeout."""
+        be reached is StoreUnavailable, within the pool's timeout.
+
+        In a request whose settings are not confirmed yet, they are confirmed first (a round trip), unless
+        the caller's statement confirms them itself (`confirmed=False`)."""
         own = getattr(self._local, "conn", None)
         if own is not None:  # inside this thread's transaction: the same connection, after what it queued
             self._local.tx.flush()
@@ -423,6 +481,8 @@ class PostgresStore(Store):
         held = getattr(self._local, "held", None)
         try:
             if held is not None:
+                if confirmed and self._settings.unconfirmed is not None:
+                    self._settings.confirm(run(held, VERSION)[0][0])
                 yield held
                 return
             if time.monotonic() < self._away_until:
@@ -443,8 +503,8 @@ class PostgresStore(Store):
         if outer is not None:  # nested: part of the outer transaction
             yield outer
             return
-        with self._connection() as conn:
-            tx = _PostgresTransaction(conn, self._subscribed)
+        with self._connection(confirmed=False) as conn:
+            tx = _PostgresTransaction(conn, self._settings)
             self._local.conn, self._local.tx = conn, tx
             try:
                 yield tx
@@ -467,17 +527,29 @@ class PostgresStore(Store):
         outer: _PostgresTransaction | None = getattr(self._local, "tx", None)
         if outer is not None:
             return outer.insert(record)
-        with self._connection() as conn:
-            return _inserted(record, run(conn, INSERT, _insert_params(record)))
+        version = self._settings.unconfirmed
+        with self._connection(confirmed=False) as conn:
+            if version is None:
+                return _inserted(record, run(conn, INSERT, _insert_params(record)))
+            (seq, current), = run(conn, INSERT_AT, (*_insert_params(record), version))
+        self._settings.confirm(current)  # a change found: nothing was inserted
+        return _inserted(record, [(seq,)] if seq is not None else [])
+
+    def _read(self, statement: Statement, params: Sequence[Any]) -> list[Row]:
+        """A read; in a request whose settings are not confirmed yet, the version goes with it."""
+        with self._connection(confirmed=False) as conn:
+            if self._settings.unconfirmed is None:
+                return run(conn, statement, params)
+            (version,), rows = run_all(conn, [(VERSION, ()), (statement, params)])
+        self._settings.confirm(version[0])
+        return rows
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
-        with self._connection() as conn:
-            rows = run(conn, GET, (provider, account, id))
+        rows = self._read(GET, (provider, account, id))
         return _record(rows[0]) if rows else None
 
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
-        with self._connection() as conn:
-            return bool(run(conn, HAS_DUE, (provider, account, now_ms)))
+        return bool(self._read(HAS_DUE, (provider, account, now_ms)))
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
              offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
@@ -509,13 +581,15 @@ class PostgresStore(Store):
         # The page's order is seq's, written as the index that holds it (the columns before seq are fixed by
         # the filter): the plan reads that index whatever the account's size, and can be planned once.
         index = ("order_id DESC, " if order_id is not None else "status DESC, " if status is not None else "")
-        # One statement, so one snapshot for the page, its total and what is due, and one round trip.
+        # One statement, so one snapshot for the page, its total, what is due and the settings' version,
+        # and one round trip.
         statement = _statement(
-            f"SELECT ({total_sql}), ({due_sql}), page.resource FROM (SELECT 1) AS one LEFT JOIN LATERAL "
-            f"(SELECT resource, seq FROM returns WHERE {where} ORDER BY provider DESC, account DESC, {index}seq DESC"
-            " LIMIT %s OFFSET %s) AS page ON TRUE ORDER BY page.seq DESC")
-        with self._connection() as conn:
+            f"SELECT ({total_sql}), ({due_sql}), page.resource, (SELECT v FROM settings_version) FROM (SELECT 1)"
+            f" AS one LEFT JOIN LATERAL (SELECT resource, seq FROM returns WHERE {where} ORDER BY provider DESC,"
+            f" account DESC, {index}seq DESC LIMIT %s OFFSET %s) AS page ON TRUE ORDER BY page.seq DESC")
+        with self._connection(confirmed=False) as conn:
             rows = run(conn, statement, [*count_args, *due_args, *args, limit, offset])
+        self._settings.confirm(rows[0][3])
         total = int(rows[0][0] or 0) if rows else 0
         due = bool(rows) and rows[0][1] == b"t"
         return Page([orjson.Fragment(r[2]) for r in rows if r[2] is not None], total, due)
@@ -559,16 +633,22 @@ class PostgresStore(Store):
 
     def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
         ordered = sorted(windows, key=lambda w: w.key)  # one lock order: no deadlock between requests
+        windowed = (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]))
+        version = self._settings.unconfirmed  # then counted only at that version (the count confirms it)
+        at = () if version is None else (version,)
         if all(w.limit is None for w in ordered):  # counted, never refused: the cheaper call
-            with self._connection() as conn:
-                counted = run(conn, RATE_COUNT, (_array([w.key for w in ordered]), _array([w.bucket for w in ordered])))
-            by_key = {w.key: (int(p or 0), int(c or 0)) for w, (p, c) in zip(ordered, counted, strict=True)}
+            with self._connection(confirmed=False) as conn:
+                counted = run(conn, RATE_COUNT if version is None else RATE_COUNT_AT, (*at, *windowed))
+            if version is not None:
+                self._settings.confirm(counted[0][2] if counted else None)
+            by_key = {w.key: (int(c[0] or 0), int(c[1] or 0)) for w, c in zip(ordered, counted, strict=True)}
             return [by_key[w.key] for w in windows], True
-        with self._connection() as conn:
-            rows = run(conn, RATE_HIT, (_array([w.key for w in ordered]), _array([w.bucket for w in ordered]),
-                                        _array([w.overlap for w in ordered]), _array([w.limit for w in ordered])))
-        by_key = {w.key: (int(previous or 0), int(current or 0))
-                  for w, (previous, current, _) in zip(ordered, rows, strict=True)}
+        limited = (_array([w.overlap for w in ordered]), _array([w.limit for w in ordered]))
+        with self._connection(confirmed=False) as conn:
+            rows = run(conn, RATE_HIT if version is None else RATE_HIT_AT, (*at, *windowed, *limited))
+        if version is not None:
+            self._settings.confirm(rows[0][3] if rows else None)
+        by_key = {w.key: (int(r[0] or 0), int(r[1] or 0)) for w, r in zip(ordered, rows, strict=True)}
         admitted = rows[0][2] == b"t" if rows else True
         return [by_key[w.key] for w in windows], admitted
 
@@ -604,16 +684,17 @@ class PostgresStore(Store):
     # --- settings ----------------------------------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
-        pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
+        pinned = self._settings.pinned
         if pinned is not None:
             return pinned.get(key)
         with self._connection() as conn:
             row = conn.execute("SELECT value FROM settings WHERE key=%s", (key,)).fetchone()
         return row[0] if row else None
 
-    def pin_settings(self, pinned: bool) -> None:
-        # One query per request for every setting it reads (clock, faults, rate policy), not one per read;
+    def pin_settings(self, pinned: bool, *, confirm_later: bool = False) -> None:
+        # Every setting a request reads (clock, faults, rate policy) from one copy, not one query per read;
         # and one connection for the whole request: one checkout (and its liveness check), not one per use.
+        # confirm_later: the process's copy, confirmed by the request's first statement (postgres_settings).
         if pinned:
             if time.monotonic() < self._away_until:
                 raise StoreUnavailable(f"the database {self.shown} cannot be reached")
@@ -621,28 +702,22 @@ class PostgresStore(Store):
                 self._local.held = self._the_pool().getconn()
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError) as exc:
                 raise self._away(exc) from None
-            with self._connection() as conn:
-                self._local.pinned = {text(k): text(v) for k, v in run(conn, SETTINGS)}
+            with self._connection(confirmed=False) as conn:
+                self._settings.pin(conn, confirm_later=confirm_later)
         else:
-            self._local.pinned = None
+            self._settings.unpin()
             held = getattr(self._local, "held", None)
             if held is not None:
                 self._local.held = None
                 self._the_pool().putconn(held)
 
-    def has_webhooks(self, account: str) -> bool | None:
-        return self._subscribed(account)
+    def confirm_settings(self) -> None:
+        if self._settings.unconfirmed is not None:
+            with self._connection():  # confirms them
+                pass
 
-    def _subscribed(self, account: str) -> bool | None:
-        """Whether the account has a webhook subscription, as this request's settings say; None if unknown."""
-        pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
-        known = pinned.get(WEBHOOK_ACCOUNTS) if pinned is not None else None
-        if known is None:
-            return None
-        parsed = self._webhook_accounts
-        if parsed[0] != known:  # parsed once per change, not per create
-            parsed = self._webhook_accounts = (known, frozenset(orjson.loads(known)))
-        return account in parsed[1]
+    def has_webhooks(self, account: str) -> bool | None:
+        return self._settings.subscribed(account)
 
     def set_setting(self, key: str, value: str) -> None:
         with self._connection() as conn:
@@ -660,9 +735,7 @@ class PostgresStore(Store):
         return value
 
     def _remember(self, key: str, value: str) -> None:
-        pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
-        if pinned is not None:  # this request's own writes stay visible to it
-            pinned[key] = value
+        self._settings.remember(key, value)  # this request's own writes stay visible to it
 
     # --- journal -----------------------------------------------------------------------------------
 

@@ -279,7 +279,7 @@ class SqliteStore(SqliteFile, Store):
             self._local.settings_version = version
         return cache
 
-    def pin_settings(self, pinned: bool) -> None:
+    def pin_settings(self, pinned: bool, *, confirm_later: bool = False) -> None:
         if pinned:
             self._settings()
         self._local.pinned = pinned
