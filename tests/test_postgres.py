@@ -444,6 +444,44 @@ def test_an_update_is_two_round_trips_for_its_transaction_and_a_list_one(postgre
     store.close()
 
 
+def test_the_journal_keeps_its_size_and_a_trim_missed_is_swept_later(postgres_url: str) -> None:
+    """A trim deletes from just below where the last one ended (not from the first id, which walked every
+    row deleted since the last vacuum); rows a trim missed, as when a replica stops between its batch and
+    its trim, go at the next sweep, every SWEEP_EVERY trims."""
+    from mockserver.store.journal import Entry
+    from mockserver.store.postgres_journal import SWEEP_EVERY
+
+    store = open_store(postgres_url)
+    journal = store.journal(20)
+    journal.TRIM_EVERY = 10  # type: ignore[attr-defined]
+
+    def record(count: int) -> None:
+        for n in range(count):
+            journal.record(Entry(id=0, at="2026-01-01T00:00:00.000Z", provider="35up", account=f"a{n}",
+                                 method="GET", path="/35up/v1/returns", query="", status=200, duration_ms=1.0,
+                                 request_body=None, response_body=b"{}", violations=()))
+            if n % 7 == 6:
+                journal.flush()  # batches of 7: they cross the trims' boundaries anywhere
+        journal.flush()
+
+    def stored() -> list[int]:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            return [r[0] for r in conn.execute("SELECT id FROM journal ORDER BY id")]
+
+    record(95)
+    kept = stored()
+    assert len(kept) <= 20 + 10 + 7 and kept[-1] == 95 and len(journal.entries()) == 20
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # rows a stopped replica did not trim
+        conn.execute("INSERT INTO journal (id, path, status, has_violations, entry) "
+                     "SELECT n, '/', 200, FALSE, '\\x00' FROM generate_series(3, 5) AS n")
+    record(7)
+    assert stored()[:3] == [3, 4, 5]  # a bounded trim leaves them
+    record(10 * SWEEP_EVERY - 102 + 7)  # past the first sweep's boundary
+    kept = stored()
+    assert kept[0] > 1000 - 20 - 10 - 7 and len(kept) <= 20 + 10 + 7, kept[:5]
+    store.close()
+
+
 def test_a_transaction_whose_queued_write_fails_at_commit_changes_nothing(postgres_url: str,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
     """Writes wait to go with the COMMIT; when one of them fails there, none of the transaction's writes

@@ -9,12 +9,17 @@ from typing import Any, Protocol
 
 from mockserver.contract import Violation
 from mockserver.store.journal import Entry, with_id
-from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Statement, Step, run_all
+from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Statement, Step, run, run_all
 from mockserver.store.sqlite_journal import BatchedJournal, decode, encode
 
 INSERT = Statement("INSERT INTO journal (provider, account, path, status, has_violations, entry) "
                    "VALUES (%s, %s, %s, %s, %s, %s)")
 LAST = Statement("SELECT COALESCE(MAX(id), 0) FROM journal")
+TRIM = Statement("DELETE FROM journal WHERE id > %s AND id <= %s")
+
+SWEEP_EVERY = 100
+"""Every this many trims, one reaches back to the first id: the rows a bounded trim missed (a replica
+stopped between its batch and its trim) go then."""
 
 
 class Database(Protocol):
@@ -42,8 +47,14 @@ class PostgresJournal(BatchedJournal):
                     run_all(conn, [(ROLLBACK, ())])
                 raise
             last = int(answered[-2][0][0] or 0)
-            if last // self.TRIM_EVERY != (last - len(batch)) // self.TRIM_EVERY:
-                conn.execute("DELETE FROM journal WHERE id <= %s", (last - self.size,))
+            first = last - len(batch)
+            if last // self.TRIM_EVERY != first // self.TRIM_EVERY:
+                # From just below what the last trim left, not from the first id: the index still holds the
+                # rows deleted before (until a vacuum), and walking them cost a trim ~1,500 pages, a request
+                # ~24 us of the database's time, more with every trim.
+                sweep = self.TRIM_EVERY * SWEEP_EVERY
+                lowest = 0 if last // sweep != first // sweep else first - self.size - 2 * self.TRIM_EVERY
+                run(conn, TRIM, (lowest, last - self.size))
 
     def entries(self, *, provider: str | None = None, account: str | None = None, path: str | None = None,
                 status: int | None = None, limit: int | None = None) -> list[Entry]:
