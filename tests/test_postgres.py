@@ -449,11 +449,12 @@ def test_the_journal_keeps_its_size_and_a_trim_missed_is_swept_later(postgres_ur
     row deleted since the last vacuum); rows a trim missed, as when a replica stops between its batch and
     its trim, go at the next sweep, every SWEEP_EVERY trims."""
     from mockserver.store.journal import Entry
-    from mockserver.store.postgres_journal import SWEEP_EVERY
+    from mockserver.store.postgres_journal import SWEEP_EVERY, PostgresJournal
 
     store = open_store(postgres_url)
     journal = store.journal(20)
-    journal.TRIM_EVERY = 10  # type: ignore[attr-defined]
+    assert isinstance(journal, PostgresJournal)
+    journal.TRIM_EVERY = 10
 
     def record(count: int) -> None:
         for n in range(count):
