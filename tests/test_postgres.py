@@ -337,7 +337,7 @@ def test_the_password_may_come_from_pgpassword(postgres_url: str) -> None:
         server.stop()
 
 
-WITHOUT_MIGRATION_5 = ("DROP FUNCTION rate_hit_at; DROP FUNCTION rate_count_at; "
+WITHOUT_MIGRATION_5 = ("DROP FUNCTION rate_hit_at; "
                       "DROP TRIGGER settings_changed ON settings; DROP FUNCTION settings_changed; "
                       "DROP TABLE settings_version; ")
 WITHOUT_MIGRATION_3 = (WITHOUT_MIGRATION_5 + "DROP FUNCTION rate_count; "  # migrations 5 and 4, undone first
