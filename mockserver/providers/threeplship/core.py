@@ -156,9 +156,10 @@ class Returns3plship(LifecycleBackend):
             return self.store.page(PROVIDER, account, status=status, order_id=order_id, offset=(page - 1) * limit,
                                    limit=limit, created=None if created == (None, None) else created, due_by=due_by)
 
-        result = read(due_by=to_millis(self.clock.now()))
+        now = self.clock.now()
+        result = read(due_by=to_millis(now))
         if result.due:  # a deadline passed (refunds' business days): its moves first, then the page they change
-            self._settle_account(account)
+            self._settle_due(account, now)
             result = read()
         total_pages = math.ceil(result.total / limit)
         pagination = {"page": page, "limit": limit, "total": result.total, "total_pages": total_pages,
@@ -285,8 +286,11 @@ class Returns3plship(LifecycleBackend):
 
     def _settle_account(self, account: str) -> None:
         now = self.clock.now()
-        if not self.store.has_due(PROVIDER, account, to_millis(now)):
-            return
+        if self.store.has_due(PROVIDER, account, to_millis(now)):
+            self._settle_due(account, now)
+
+    def _settle_due(self, account: str, now: datetime) -> None:
+        """The account's time-based moves as of `now` (a refund's business days), in one transaction."""
         with self.store.transaction() as tx:
             for record in tx.due(PROVIDER, account, to_millis(now)):
                 if self._settle(record, now):
