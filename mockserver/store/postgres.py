@@ -245,12 +245,12 @@ class _PostgresTransaction(SqlTransaction):
     DUE = SqlTransaction.DUE + " FOR UPDATE"
     WEBHOOKS = SqlTransaction.WEBHOOKS.replace("rowid", "seq")
 
-    def __init__(self, conn: Any, settings: HeldSettings | None = None) -> None:
+    def __init__(self, conn: Any, settings: HeldSettings) -> None:
         self._begun = False
         self._queued: list[Step] = []
         super().__init__(conn)
         self.inserted = 0
-        self._settings = settings or HeldSettings()
+        self._settings = settings
 
     @property
     def _conn(self) -> Any:
@@ -740,13 +740,8 @@ class PostgresStore(Store):
         return PostgresJournal(self, size)
 
     @contextmanager
-    def writing(self) -> Iterator[Any]:
-        """A connection inside a transaction (for the journal's batches)."""
-        with self._connection() as conn, conn.transaction():
-            yield conn
-
-    @contextmanager
-    def reading(self) -> Iterator[Any]:
+    def connected(self) -> Iterator[Any]:
+        """A pooled connection, in autocommit (the journal's: its batches send their own BEGIN and COMMIT)."""
         with self._connection() as conn:
             yield conn
 

@@ -39,7 +39,8 @@ class HeldSettings:
 
     @property
     def pinned(self) -> dict[str, str] | None:
-        """This thread's request's settings (None outside a request)."""
+        """This thread's request's settings (None outside a request): the process's copy itself, never
+        written to (a request's own write replaces it, `remember`)."""
         pinned: dict[str, str] | None = getattr(self._local, "pinned", None)
         return pinned
 
@@ -54,7 +55,7 @@ class HeldSettings:
         (confirm_later), or read now. After a change was found, the next pin reads them."""
         held = self._held
         if confirm_later and held is not None and not getattr(self._local, "stale", False):
-            self._local.pinned, self._local.unconfirmed = dict(held[1]), held[0]
+            self._local.pinned, self._local.unconfirmed = held[1], held[0]
             return
         values: dict[str, str] = {}
         version = 0
@@ -66,7 +67,7 @@ class HeldSettings:
         held = self._held
         if held is None or version >= held[0]:  # a slower read of an older version does not replace a newer one
             self._held = (version, values)
-        self._local.pinned, self._local.unconfirmed, self._local.stale = dict(values), None, False
+        self._local.pinned, self._local.unconfirmed, self._local.stale = values, None, False
 
     def unpin(self) -> None:
         self._local.pinned = self._local.unconfirmed = None
@@ -85,8 +86,8 @@ class HeldSettings:
         """This process wrote a setting: its request sees it, and the next request reads them again."""
         self._held = None
         pinned = self.pinned
-        if pinned is not None:
-            pinned[key] = value
+        if pinned is not None:  # a copy: other threads' requests share the one they pinned
+            self._local.pinned = {**pinned, key: value}
 
     def subscribed(self, account: str) -> bool | None:
         """Whether the account has a webhook subscription, as this request's settings say; None if unknown."""
