@@ -123,6 +123,69 @@ def test_a_change_through_one_replica_is_in_the_others_next_answer_whatever_it_r
         stop(servers)
 
 
+def test_each_kind_of_first_statement_finds_a_change_and_keeps_nothing(postgres_url: str) -> None:
+    """The store itself, statement by statement: a request pinned on the process's copy after another
+    process changed a setting is stopped by its first statement, whichever it is, before anything of it is
+    kept; the request's next try reads the settings afresh. Unchanged, the same statements go through."""
+    from mockserver.contract.errors import SettingsChanged
+    from mockserver.store.base import Window
+
+    store, other = open_store(postgres_url), open_store(postgres_url)
+    store.insert(record("r1"))
+
+    def status() -> str:
+        found = store.get("3plship", "acct", "r1")
+        assert found is not None
+        return found.status
+
+    def move() -> None:
+        with store.transaction() as tx:
+            moved = tx.get("3plship", "acct", "r1")
+            assert moved is not None
+            moved.status = "received"
+            tx.update(moved)
+
+    firsts = {
+        "get": lambda: store.get("3plship", "acct", "r1"),
+        "has_due": lambda: store.has_due("3plship", "acct", 0),
+        "page": lambda: store.page("3plship", "acct", status=None, order_id=None, offset=0, limit=5),
+        "insert": lambda: store.insert(record("r2")),
+        "count": lambda: store.count_requests([Window("key|60", 7, 0.0, None)]),
+        "count that may refuse": lambda: store.count_requests([Window("limited|60", 7, 0.0, 5)]),
+        "transaction": move,
+        "none": store.confirm_settings,
+    }
+    store.pin_settings(True, confirm_later=True)  # the first request of the process reads them
+    store.pin_settings(False)
+    for n, (name, first) in enumerate(firsts.items()):
+        other.set_setting("changed", str(n))  # another replica's change
+        store.pin_settings(True, confirm_later=True)
+        try:
+            with pytest.raises(SettingsChanged):
+                first()
+        finally:
+            store.pin_settings(False)
+        store.pin_settings(True, confirm_later=True)  # the request again: read afresh, current
+        try:
+            assert store.get_setting("changed") == str(n), name
+        finally:
+            store.pin_settings(False)
+    # Nothing of the stopped tries was kept: no r2, no count, no move.
+    assert store.get("3plship", "acct", "r2") is None and status() == "initiated"
+    assert store.count_requests([Window("key|60", 7, 0.0, None)]) == ([(0, 1)], True)
+    assert store.count_requests([Window("limited|60", 7, 0.0, 5)]) == ([(0, 1)], True)
+    # Unchanged, a held copy goes through each of them.
+    for first in firsts.values():
+        store.pin_settings(True, confirm_later=True)
+        try:
+            first()
+        finally:
+            store.pin_settings(False)
+    assert store.get("3plship", "acct", "r2") is not None and status() == "received"
+    store.close()
+    other.close()
+
+
 def test_a_race_across_replicas_has_exactly_one_winner(postgres_url: str) -> None:
     servers = replicas(postgres_url)
     try:
