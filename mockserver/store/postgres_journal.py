@@ -23,9 +23,7 @@ stopped between its batch and its trim) go then."""
 
 
 class Database(Protocol):
-    def reading(self) -> AbstractContextManager[Any]: ...
-
-    def writing(self) -> AbstractContextManager[Any]: ...
+    def connected(self) -> AbstractContextManager[Any]: ...
 
 
 class PostgresJournal(BatchedJournal):
@@ -39,7 +37,7 @@ class PostgresJournal(BatchedJournal):
         steps += [(INSERT, (e.provider, e.account, e.path, e.status, bool(e.violations), "\\x" + encode(e).hex()))
                   for e in batch]
         steps += [(LAST, ()), (COMMIT, ())]
-        with self._store.reading() as conn:
+        with self._store.connected() as conn:
             try:
                 answered = run_all(conn, steps)
             except Exception:
@@ -67,7 +65,7 @@ class PostgresJournal(BatchedJournal):
             where.append("left(path, %s)=%s")
             args += [len(path), path]
         self._settle()
-        with self._store.reading() as conn:
+        with self._store.connected() as conn:
             rows = conn.execute(
                 f"SELECT id, entry FROM journal WHERE {' AND '.join(where)} AND id > "
                 f"(SELECT COALESCE(MAX(id), 0) FROM journal) - %s ORDER BY id DESC LIMIT %s",
@@ -76,12 +74,12 @@ class PostgresJournal(BatchedJournal):
 
     def violations(self) -> list[Violation]:
         self._settle()
-        with self._store.reading() as conn:
+        with self._store.connected() as conn:
             rows = conn.execute("SELECT id, entry FROM journal WHERE has_violations AND id > "
                                 "(SELECT COALESCE(MAX(id), 0) FROM journal) - %s ORDER BY id", (self.size,)).fetchall()
         return [v for r in rows for v in with_id(decode(bytes(r[1])), r[0]).violations]
 
     def clear(self) -> None:
         self._settle()
-        with self._store.writing() as conn:
+        with self._store.connected() as conn:
             conn.execute("DELETE FROM journal")
