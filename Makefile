@@ -1,4 +1,5 @@
-# returns-mock: `make run` serves both providers on http://127.0.0.1:8080; `make test` runs everything CI runs.
+# returns-mock: `make run` serves both providers on http://127.0.0.1:8080; `make test` runs everything CI runs;
+# `make docs` builds the documentation site (docs/, mkdocs.yml) into site/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PORT ?= 8080
 STORE ?= sqlite:returns-mock.db
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-postgres lint typecheck pytest clean
+.PHONY: run test docs fuzz bench bench-postgres lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +36,11 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# Strict: a broken link or anchor, or a page left out of the navigation, fails the build (and so make test).
+docs: $(VENV)/.test-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs pytest
 
 # A larger fuzz budget than CI's (3.5 minutes on a 2-core machine), with a fresh seed each run, printed
 # first: `make fuzz FUZZ_SEED=N` repeats a run. Progress every FUZZ_PROGRESS requests.
@@ -65,4 +70,4 @@ bench-postgres: $(VENV)/.test-installed
 	$(BIN)/python bench/postgres.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache returns-mock.db returns-mock.db-*
+	rm -rf $(VENV) build dist site .pytest_cache .mypy_cache .ruff_cache returns-mock.db returns-mock.db-*

@@ -32,6 +32,9 @@ __all__ = [
     "basic",
     "bearer",
     "cli",
+    "doc_blocks",
+    "doc_files",
+    "doc_section",
     "fixture",
     "free_port",
     "readme_blocks",
@@ -51,10 +54,40 @@ UP35 = "/35up/v1"
 PL = "/3plship/api/v1"
 
 
-def readme_blocks(section: str, language: str = "sh") -> list[str]:
-    """The fenced blocks of one README section (`## TITLE`, up to the next `## `)."""
-    text = (ROOT / "README.md").read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+def doc_files() -> list[Path]:
+    """The documentation a user reads: README.md and every page of the site (docs/)."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def doc_section(title: str) -> str:
+    """The text under the one heading named TITLE in README.md or docs/ (any level), up to the next heading
+    of the same level or above; headings inside fenced blocks are not headings."""
+    found: list[str] = []
+    for path in doc_files():
+        lines, fenced, level, taken = path.read_text().splitlines(keepends=True), False, 0, list[str]()
+        for line in lines:
+            if line.startswith("```"):
+                fenced = not fenced
+            heading = None if fenced else re.match(r"(#{1,6}) (.*)", line)
+            if heading and level and len(heading.group(1)) <= level:
+                found.append("".join(taken))
+                level, taken = 0, []
+            if level:
+                taken.append(line)
+            if heading and heading.group(2).strip() == title:
+                level = len(heading.group(1))
+        if level:
+            found.append("".join(taken))
+    assert len(found) == 1, f"{len(found)} headings named {title!r} in README.md and docs/"
+    return found[0]
+
+
+def doc_blocks(section: str, language: str = "sh") -> list[str]:
+    """The fenced blocks of one section of README.md or docs/ (see doc_section)."""
+    return re.findall(rf"```{language}\n(.*?)```", doc_section(section), flags=re.S)
+
+
+readme_blocks = doc_blocks  # its name from before docs/ existed
 
 
 def shell_commands(block: str) -> list[str]:

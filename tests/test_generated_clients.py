@@ -1,12 +1,12 @@
 """Typed clients generated from the served OpenAPI documents (openapi-python-client) work against the server.
 
-This is what the README's "Generate a typed client" section tells users to do.
+This is what the client tests guide's "Generate a typed client" section (docs/guides/client-tests.md) tells users
+to do.
 """
 
 from __future__ import annotations
 
 import importlib
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import fixture
+from helpers import doc_blocks, fixture
 
 from mockserver.live import LiveMock
 
@@ -91,11 +91,9 @@ def test_generated_clients_create_list_refund_and_update(clients: Path) -> None:
 
 
 def test_the_readme_example_runs(clients: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Generate a typed client", 1)[1].split("\n## ", 1)[0]
-    (source,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (source,) = doc_blocks("Generate a typed client", "python")
     with LiveMock() as server:
         exec(compile(source.replace("http://127.0.0.1:8080/3plship/api/v1", server.base_urls["3plship"]),
-                     "README.md", "exec"), {})
+                     "client-tests.md", "exec"), {})
     printed = capsys.readouterr().out.split()
     assert printed[0].startswith("ret_") and printed[1] == "1"

@@ -4,19 +4,17 @@ a pact the mock does not honour fails the verification."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from helpers import ROOT, Server
+from helpers import Server, doc_blocks
 
 pytestmark = pytest.mark.system
 
 pact = pytest.importorskip("pact")
 
-README = (ROOT / "README.md").read_text()
 KEY = "zl_test_portal"
 
 
@@ -54,10 +52,9 @@ def consumer_pact(folder: Path, refund_status: str) -> None:
 
 
 def readme_verification(url: str) -> Any:
-    section = README.split("## Consumer-driven contracts: verify your pacts against the mock", 1)[1]
-    (source,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    (source,) = doc_blocks("Consumer-driven contracts: verify your pacts against the mock", "python")
     namespace: dict[str, Any] = {}
-    exec(compile(source.replace("http://127.0.0.1:8080", url), "README.md", "exec"), namespace)
+    exec(compile(source.replace("http://127.0.0.1:8080", url), "ci-contract-checks.md", "exec"), namespace)
     return namespace["test_the_consumer_pacts_hold_against_the_mock"]
 
 

@@ -1,4 +1,5 @@
-"""The README's examples are run, so they stay true."""
+"""The examples of README.md and of the documentation site (docs/) are run, so they stay true: each shell
+and Python block is run by a test, or says in its own text why not."""
 
 from __future__ import annotations
 
@@ -14,20 +15,13 @@ from typing import Any
 import pg
 import pytest
 import requests
-from helpers import PL, ROOT, UP35, Server, cli, fixture, readme_blocks, shell_commands
+from helpers import PL, ROOT, UP35, Server, cli, doc_blocks, doc_files, doc_section, fixture, shell_commands
 from pg import Cluster
 
 pytestmark = pytest.mark.system
 
-README = (ROOT / "README.md").read_text()
-
-
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
-
-
-def section(title: str) -> str:
-    return README.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+section = doc_section
+readme_blocks = doc_blocks
 
 
 def test_the_fixture_examples_pass(pytester: pytest.Pytester) -> None:
@@ -78,8 +72,7 @@ def blocks_in(text: str, language: str) -> list[str]:
 
 @pytest.mark.parametrize("section", ["35up with curl", "3plship with curl"])
 def test_the_curl_examples_work_against_the_server(section: str, tmp_path: Path) -> None:
-    text = README.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
-    (script,) = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    (script,) = doc_blocks(section)
     server = Server("--store", f"sqlite:{tmp_path / 'state.db'}").start()
     try:
         script = script.replace("http://127.0.0.1:8080", server.url)
@@ -97,7 +90,7 @@ def test_the_curl_examples_work_against_the_server(section: str, tmp_path: Path)
 
 
 def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
-    section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
+    section = doc_section("Contract checks in CI")
     (line,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock verify --provider 35up --base-url http://")]
     (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve") and "--35up-user" in ln]
     server = Server(*shlex.split(serve)[2:-1]).start()  # the README's flags, on a free port
@@ -112,7 +105,7 @@ def test_the_verify_example_against_the_mock_passes(tmp_path: Path) -> None:
 def test_the_plain_schemathesis_examples_pass_with_every_check(tmp_path: Path) -> None:
     """schemathesis run --checks all against the server: 3plship with any zl_test_ key, 35up with the
     credentials the server was started with (the README's two commands, on a free port, fewer examples)."""
-    section = README.split("## Contract checks in CI", 1)[1].split("\n## ", 1)[0]
+    section = doc_section("Contract checks in CI")
     runs = [ln for ln in section.splitlines() if ln.startswith("schemathesis run ")]
     (serve,) = [ln for ln in section.splitlines() if ln.startswith("returns-mock serve") and "--35up-user" in ln]
     assert len(runs) == 2
@@ -359,44 +352,137 @@ def test_the_replica_commands_make_one_mock_of_two_servers(postgres_cluster: Clu
         postgres_cluster.sql("DROP DATABASE IF EXISTS returns_mock")
 
 
-# Each shell block of the README, by its first command: the test that runs it (in this file, or
-# FILE::TEST), or why none does. A new block that is neither fails the test below.
-SHELL_BLOCKS = {
-    "make run ": "not run: the two commands themselves (CI runs `make test`; tests/test_startup.py expands "
-                 "`make run` with HOST= and PORT=)",
-    "pip install /path/to/returns-mock ": "not run: installs only (tests/test_install.py installs the wheel "
-                                          "into a fresh venv and serves from it)",
-    "curl -s -u shop-a:secret -X POST": "test_the_curl_examples_work_against_the_server",
-    "KEY=zl_test_demo123": "test_the_curl_examples_work_against_the_server",
-    "pip install openapi-python-client": "not run: generates offline (tests/test_generated_clients.py "
-                                         "generates both clients and runs the README's Python against a server)",
-    "returns-mock verify --provider 3plship --base-url https://":
-        "test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox",
-    "schemathesis run ": "test_the_plain_schemathesis_examples_pass_with_every_check",
-    "returns-mock serve --store memory --self-check &":
-        "tests/test_npm_tools.py::test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers",
-    "returns-mock validate-har recorded.har": "test_the_proxy_recording_and_validate_har_examples",
-    "returns-mock proxy --3plship-upstream https://": "test_the_proxy_recording_and_validate_har_examples",
-    'returns-mock proxy --3plship-upstream "$SANDBOX_URL"':
-        "test_the_proxy_ci_job_example_fails_only_when_a_side_breaks_the_contract",
-    "pip install '/path/to/returns-mock[postgres]'": "test_the_replica_commands_make_one_mock_of_two_servers",
-    "curl -s -X POST http://127.0.0.1:8080/__admin/seed": "test_the_control_plane_curl_examples_work",
-    "returns-mock proxy --shadow --3plship-upstream https://":
-        "test_the_shadow_proxy_example_gives_the_report_shown",
-    "pytest --returns-mock-fuzz=50 tests/test_tracking.py":
+def test_the_front_door_command_and_first_request_work(tmp_path: Path) -> None:
+    """The README's first screen as a newcomer runs it in the checkout: the command where make run puts
+    it, then the first request against a server (on a free port)."""
+    (command,) = shell_commands(doc_blocks("Set up: two commands")[1])
+    assert command.startswith(".venv/bin/returns-mock")
+    assert (ROOT / ".venv" / "bin" / "returns-mock").exists(), "make run and make test put the command there"
+    shown = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "serve" in shown.stdout, shown.stderr
+    (first,) = doc_blocks("Set up: two commands")[2:]
+    server = Server("--store", f"sqlite:{tmp_path / 'state.db'}").start()
+    try:
+        script = first.replace("http://127.0.0.1:8080", server.url).replace("curl -s ", "curl -s -w ' %{http_code}' ")
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        server.stop()
+    body, status = result.stdout.rsplit(" ", 1)
+    assert status == "201", result.stdout + result.stderr
+    assert [h["status"] for h in json.loads(body)["history"]] == ["created"]
+
+
+def test_the_front_door_pytest_example_passes(pytester: pytest.Pytester) -> None:
+    (source,) = doc_blocks("Client tests in pytest: no server needed", "python")
+    pytester.makepyfile(test_front_door=source)
+    pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-strict").assert_outcomes(passed=1)
+
+
+def test_the_front_door_verify_line_passes_against_the_mock() -> None:
+    """The README's verify line is the CI guide's, which the sandbox test runs as written."""
+    (line,) = shell_commands(doc_blocks("A contract check in CI")[0])
+    guide = [c for b in doc_blocks("Contract checks in CI") for c in shell_commands(b)]
+    assert line in guide
+    assert "test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox" in RUN_BY.values()
+
+
+def test_the_front_door_shadow_proxy_lines_report_drift(tmp_path: Path) -> None:
+    start, drift = shell_commands(doc_blocks("Check live traffic, and find drift: the proxies")[0])
+    upstream = Server("--store", "memory").start()
+    try:
+        front = _proxy_from(start, upstream, tmp_path)
+        try:
+            created = requests.post(f"{front.url}{PL}/returns", headers={"Authorization": "Bearer zl_test_demo"},
+                                    json=fixture("3plship/create-return.minimal.request.json"), timeout=10)
+            assert created.status_code == 201
+            result = _bash(drift.replace("127.0.0.1:8090", f"127.0.0.1:{front.port}"), tmp_path, _path_env())
+        finally:
+            front.stop()
+    finally:
+        upstream.stop()
+    assert json.loads(result.stdout)["summary"] == {"exchanges": 1, "diverged": 0}, result.stdout
+    assert json.loads((tmp_path / "traffic.har").read_text())["log"]["entries"]
+
+
+# Each shell and Python block of README.md and docs/, as "FILE: TEXT" (a text only that block of FILE holds):
+# the test that runs it (in this file, or FILE::TEST). A block no test runs says why in its own text, as a
+# comment its reader sees (NOT_RUN). A block that is neither fails the test below, and so does an entry
+# that outlives its block.
+RUN_BY = {
+    "README.md: .venv/bin/returns-mock --help": "test_the_front_door_command_and_first_request_work",
+    "README.md: curl -s -u shop-a:secret -X POST http://127.0.0.1:8080/35up/v1/returns -H":
+        "test_the_front_door_command_and_first_request_work",
+    "README.md: def test_a_return_is_created(returns_mock)": "test_the_front_door_pytest_example_passes",
+    "README.md: returns-mock verify --provider 3plship": "test_the_front_door_verify_line_passes_against_the_mock",
+    "README.md: returns-mock proxy --shadow": "test_the_front_door_shadow_proxy_lines_report_drift",
+    "docs/guides/local-server.md: # Request a return (the guide's example":
+        "test_the_curl_examples_work_against_the_server",
+    "docs/guides/local-server.md: KEY=zl_test_demo123": "test_the_curl_examples_work_against_the_server",
+    "docs/guides/client-tests.md: def test_35up_return_moves_along_its_lifecycle(returns_mock)":
+        "test_the_fixture_examples_pass",
+    "docs/guides/client-tests.md: def test_refund_completes_after_five_business_days()": "test_the_python_example_runs",
+    "docs/guides/client-tests.md: from threeplship_client import AuthenticatedClient":
+        "tests/test_generated_clients.py::test_the_readme_example_runs",
+    "docs/guides/client-fuzzing.md: def test_tracking_link(returns_mock)":
         "test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed",
+    "docs/guides/client-fuzzing.md: pytest --returns-mock-fuzz=50 tests/test_tracking.py":
+        "test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed",
+    "docs/guides/ci-contract-checks.md: returns-mock verify --provider 3plship --base-url https://":
+        "test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox",
+    "docs/guides/ci-contract-checks.md: schemathesis run ":
+        "test_the_plain_schemathesis_examples_pass_with_every_check",
+    "docs/guides/ci-contract-checks.md: returns-mock serve --store memory --self-check &":
+        "tests/test_npm_tools.py::test_the_readme_dredd_commands_send_every_example_and_get_the_documented_answers",
+    "docs/guides/ci-contract-checks.md: returns-mock validate-har recorded.har":
+        "test_the_proxy_recording_and_validate_har_examples",
+    "docs/guides/ci-contract-checks.md: from pact import Verifier":
+        "tests/test_pact.py::test_the_readme_verification_passes_for_pacts_the_mock_honours",
+    "docs/guides/proxy-and-shadow.md: returns-mock proxy --3plship-upstream https://":
+        "test_the_proxy_recording_and_validate_har_examples",
+    'docs/guides/proxy-and-shadow.md: returns-mock proxy --3plship-upstream "$SANDBOX_URL"':
+        "test_the_proxy_ci_job_example_fails_only_when_a_side_breaks_the_contract",
+    "docs/guides/proxy-and-shadow.md: returns-mock proxy --shadow --3plship-upstream https://":
+        "test_the_shadow_proxy_example_gives_the_report_shown",
+    "docs/guides/replicas-postgresql.md: pip install '/path/to/returns-mock[postgres]'":
+        "test_the_replica_commands_make_one_mock_of_two_servers",
+    "docs/guides/control-plane.md: curl -s -X POST http://127.0.0.1:8080/__admin/seed":
+        "test_the_control_plane_curl_examples_work",
+    "docs/guides/webhooks-and-realism.md: def verify_3plship_signature(":
+        "test_the_signature_example_verifies_a_real_delivery_signature",
 }
+NOT_RUN = "# Not run by the test suite: "
+SHELL_AND_PYTHON = ("sh", "python")
+UNSEEN = ("bash", "shell", "console", "zsh", "py", "python3", "pycon")  # fences this test would not see
 
 
-def test_every_shell_block_is_run_by_a_test_or_says_why_not() -> None:
-    firsts = [shell_commands(block)[0] for block in blocks("sh")]
-    for first in firsts:
-        keys = [key for key in SHELL_BLOCKS if first.startswith(key)]
-        assert len(keys) == 1, f"README shell block {first!r}: add it to SHELL_BLOCKS with the test that runs it"
-        runner = SHELL_BLOCKS[keys[0]]
-        if runner.startswith("not run: "):
+def _doc_blocks() -> list[tuple[str, str, str]]:
+    """(file, language, text) of every fenced block of README.md and docs/."""
+    found = []
+    for path in doc_files():
+        for language, text in re.findall(r"^```(\w*)\n(.*?)^```", path.read_text(), flags=re.S | re.M):
+            found.append((str(path.relative_to(ROOT)), language, text))
+    return found
+
+
+def test_every_shell_and_python_block_is_run_by_a_test_or_says_why_not() -> None:
+    blocks = [(file, language, text) for file, language, text in _doc_blocks() if language in SHELL_AND_PYTHON]
+    assert {file for file, _, _ in blocks} >= {"README.md", "docs/guides/client-tests.md"}
+    unseen = [(file, language) for file, language, _ in _doc_blocks() if language in UNSEEN]
+    assert not unseen, f"write these fences as sh or python, so that this test sees them: {unseen}"
+    used = set()
+    for file, _, text in blocks:
+        keys = [key for key in RUN_BY if key.startswith(f"{file}: ") and key.split(": ", 1)[1] in text]
+        reasons = [line.strip() for line in text.splitlines() if line.strip().startswith(NOT_RUN)]
+        where = f"{file}, the block {text.strip().splitlines()[0]!r}"
+        assert len(keys) + len(reasons) == 1, (
+            f"{where}: add it to RUN_BY with the test that runs it, or say why not in the block "
+            f"({NOT_RUN}...); it matches {keys + reasons}")
+        if reasons:
+            assert len(reasons[0]) > len(NOT_RUN) + 10, where  # a reason, not just the words
             continue
-        file, _, name = runner.rpartition("::")
-        source = (ROOT / file).read_text() if file else Path(__file__).read_text()
-        assert f"\ndef {name}(" in source, runner
-    assert len(firsts) == len(SHELL_BLOCKS)  # and no entry outlives its block
+        used.add(keys[0])
+        file_, _, name = RUN_BY[keys[0]].rpartition("::")
+        source = (ROOT / file_).read_text() if file_ else Path(__file__).read_text()
+        assert f"\ndef {name}(" in source, RUN_BY[keys[0]]
+    assert used == set(RUN_BY), f"entries whose block is gone: {set(RUN_BY) - used}"
