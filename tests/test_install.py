@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -68,6 +69,21 @@ def test_the_plugin_loads_none_of_the_machinery_and_verify_is_an_extra(tmp_path:
 
 
 
+def _the_install_guide_counts_this_venv(venv: Path) -> None:
+    """docs/install.md's count of packages in a fresh venv with the wheel alone is the count pip lists there,
+    and its size is the venv's within a tenth (its files vary a little between pip versions)."""
+    claim = re.search(r"(\d+) packages in a fresh venv, pip and setuptools included, (\d+) MB",
+                      (ROOT / "docs" / "install.md").read_text())
+    assert claim is not None, "docs/install.md no longer says how many packages a plain install brings"
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
+                            capture_output=True, text=True, check=True, timeout=120)
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert {"pip", "setuptools", "returns-mock"} <= names, names
+    assert len(names) == int(claim.group(1)), sorted(names)
+    size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+    assert abs(size - int(claim.group(2))) <= int(claim.group(2)) / 10, f"{size:.0f} MB"
+
+
 BAD_DATES = ["", "abc", "2026-02-30", "2026-13-01", "2026-01-05T25:00:00Z", "9999-99-99", "99999-01-01"]
 
 RUNTIME_CHECKS = f"""
@@ -102,6 +118,7 @@ def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
                              "'schemathesis', 'hypothesis') if u.find_spec(m)])"],
                             capture_output=True, text=True, check=True, timeout=60)
     assert extras.stdout.strip() == "[]"  # really the runtime dependencies alone
+    _the_install_guide_counts_this_venv(venv)
     ran = subprocess.run([str(python), "-c", RUNTIME_CHECKS], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
