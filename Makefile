@@ -24,6 +24,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
+	@echo "make run: the returns-mock command is $(BIN)/returns-mock (or run '. $(BIN)/activate' once in your shell, then returns-mock ...)"
 	$(BIN)/returns-mock serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(STORE),--store $(STORE))
 
 lint: $(VENV)/.test-installed

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -46,10 +48,33 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr and exit code 2."""
+    """argparse, but a bad flag is one line on stderr and exit code 2, naming the closest flag, subcommand
+    or choice when one is close."""
 
     def error(self, message: str) -> NoReturn:
+        choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if choice is not None:
+            message += _did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
         raise UsageError(message)
+
+    def parse_known_args(  # type: ignore[override]
+            self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is not None:  # the top parser: the subcommand's flags are the ones meant
+            used = self
+            for action in self._subparsers._group_actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    used = action.choices.get(getattr(parsed, action.dest, None) or "", self)
+            flags = [flag for action in used._actions for flag in action.option_strings]
+            mistyped = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("-")), None)
+            if mistyped is not None and (hint := _did_you_mean(mistyped, flags)):
+                self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed, extras
+
+
+def _did_you_mean(given: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _port(text: str) -> int:
@@ -515,6 +540,7 @@ def serve(args: argparse.Namespace) -> int:
     where = ", ".join(f"{p.name} at http://{args.host}:{args.port}{p.mock_prefix}" for p in REGISTRY)
     print(f"returns-mock {__version__}: {where} "
           f"(store {shown(args.store)}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
+    print(f"dashboard: http://{args.host}:{args.port}/__admin/", flush=True)
     if store.replicated:
         print("shared store: " + ("set " + ", ".join(settings) if settings else
                                   "clock, fault rules and rate policy kept as the other replicas use them"), flush=True)
@@ -553,6 +579,7 @@ def run_proxy(args: argparse.Namespace) -> int:
                       for name, url in upstreams.items())
     print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else "")
           + (" (shadowed by a mock: GET /__admin/drift)" if args.shadow else ""), flush=True)
+    print(f"dashboard: http://{args.host}:{args.port}/__admin/", flush=True)
     # One worker: the journal and the recording are this process's. Its threads mostly wait on upstreams
     # (each exchange bounded by --upstream-timeout-ms), so many of them: slow upstreams leave the rest free.
     Granian("mockserver.proxy:app_from_env", factory=True, address=address, port=args.port,

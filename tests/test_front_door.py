@@ -1,0 +1,109 @@
+"""The way in: the command wherever a user is (python -m mockserver), a mistyped flag or subcommand
+answered with the closest one, and a path under no provider answered with the providers' prefixes and the
+closest served path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+from helpers import PL, ROOT, UP35, Server, bearer
+
+from mockserver.contract.hints import closest_path
+from mockserver.domain.config import Config
+from mockserver.store import MemoryStore
+from mockserver.web import create_app
+
+
+@pytest.fixture
+def client():  # type: ignore[no-untyped-def]
+    return create_app(Config(), store=MemoryStore()).test_client()
+
+
+@pytest.mark.parametrize(("path", "meant"), [
+    ("/api/v1/returns", f"{PL}/returns"),  # the real 3plship base path kept
+    ("/v1/returns/42346434", f"{UP35}/returns/42346434"),  # the real 35up base path kept
+    ("/returns", None),  # either provider's: no guess
+    ("/__admin/journa", "/__admin/journal"),
+    ("/__admin/returns/35up/42/statu", "/__admin/returns/35up/42/status"),
+    ("/favicon.ico", None),
+])
+def test_a_path_under_no_provider_names_the_prefixes_and_the_closest_path(client, path: str,  # type: ignore[no-untyped-def]
+                                                                          meant: str | None) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 404 and answer.is_json  # no provider's format applies: the control plane's JSON
+    error = answer.get_json()["error"]
+    assert error["code"] == "not_found"
+    (detail,) = error["details"]
+    assert detail["prefixes"] == {"35up": UP35, "3plship": PL}
+    assert f"35up under {UP35}, 3plship under {PL} and the control plane under /__admin" in error["message"]
+    assert detail.get("closest") == meant
+    assert (f"did you mean {meant}?" in error["message"]) == (meant is not None)
+
+
+@pytest.mark.parametrize(("path", "meant"), [
+    ("/3plship/v1/returns", f"{PL}/returns"),  # a segment of the prefix missing
+    ("/3plship/api/v1/return", f"{PL}/returns"),
+    ("/3plship/api/v1/nothing", None),  # a shared prefix alone is no likeness
+])
+def test_a_path_under_a_provider_name_gets_the_hint_in_the_providers_format(client, path: str,  # type: ignore[no-untyped-def]
+                                                                            meant: str | None) -> None:
+    error = client.get(path, headers=bearer()).get_json()["error"]
+    assert error["code"] == "NOT_FOUND" and error["details"]["issue"] == error["message"]
+    assert f"This mock serves 3plship under {PL}" in error["message"]
+    assert (f"did you mean {meant}?" in error["message"]) == (meant is not None)
+    up = client.get("/35up/returns", headers={"Authorization": "Basic c2hvcDpwdw=="}).get_json()["error"]
+    assert up["code"] == "not_found" and up["message"].endswith(f"did you mean {UP35}/returns?")
+
+
+def test_the_closest_path_fills_parameters_from_the_request() -> None:
+    templates = ["/35up/v1/returns", "/35up/v1/returns/<order_id>", "/3plship/api/v1/returns/{id}/refund"]
+    assert closest_path("/api/v1/returns/ret_1/refund", templates) == "/3plship/api/v1/returns/ret_1/refund"
+    assert closest_path("/35up/v1/returns/1/x", templates) is None
+
+
+def test_python_dash_m_mockserver_is_the_command() -> None:
+    shown = subprocess.run([sys.executable, "-m", "mockserver", "--version"], capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("returns-mock "), shown.stderr
+    helped = subprocess.run([sys.executable, "-m", "mockserver", "serve", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert helped.returncode == 0 and "usage: returns-mock serve" in helped.stdout
+
+
+@pytest.mark.parametrize(("argv", "suggestion"), [
+    (["serve", "--prot", "9999"], "did you mean --port?"),
+    (["serv"], "did you mean serve?"),
+    (["verify", "--provider", "3plshp", "--base-url", "http://127.0.0.1:9/x"], "did you mean 3plship?"),
+    (["proxy", "--3plship-upstrem", "http://127.0.0.1:9/x"], "did you mean --3plship-upstream?"),
+    (["drift", "x.har", "--formt", "json"], "did you mean --format?"),
+])
+def test_a_mistyped_flag_or_subcommand_suggests_the_closest(argv: list[str], suggestion: str) -> None:
+    ran = subprocess.run([sys.executable, "-c", "import sys; from mockserver.cli import main; sys.exit(main())",
+                          *argv], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 2, ran.stderr
+    (line,) = ran.stderr.splitlines()  # one line
+    assert line.startswith("returns-mock: error: ") and line.endswith(f"({suggestion})"), line
+
+
+def test_a_flag_nothing_resembles_gets_no_guess() -> None:
+    ran = subprocess.run([sys.executable, "-m", "mockserver", "serve", "--xyzzy"], capture_output=True, text=True,
+                         timeout=60)
+    assert ran.returncode == 2 and ran.stderr.strip() == "returns-mock: error: unrecognized arguments: --xyzzy"
+
+
+@pytest.mark.system
+def test_make_run_says_where_the_command_is_and_the_banner_names_the_dashboard() -> None:
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "run", "PORT=9123"], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    (said,) = [line for line in dry.stdout.splitlines() if line.startswith("echo ")]
+    assert "the returns-mock command is .venv/bin/returns-mock" in said and ". .venv/bin/activate" in said
+    server = Server("--store", "memory").start()
+    try:
+        dashboard = requests.get(f"{server.url}/__admin/", timeout=10)
+    finally:
+        server.stop()
+    assert f"dashboard: {server.url}/__admin/" in server.output.splitlines()
+    assert dashboard.status_code == 200 and "text/html" in dashboard.headers["Content-Type"]
