@@ -137,7 +137,7 @@ def test_error_details_is_the_documented_object_with_every_problem_beside_it(cli
     missing = client.patch(f"{PL}/returns/ret_nope/status", json={"status": "received"}, headers=bearer())
     assert missing.get_json()["error"]["details"]["field"] == "id"
     unknown = client.get(f"{PL}/nowhere", headers=bearer()).get_json()["error"]["details"]
-    assert unknown == {"issue": f"No such resource: GET {PL}/nowhere."}
+    assert unknown == {"issue": f"No such resource: GET {PL}/nowhere. This mock serves 3plship under {PL}."}
 
 
 @pytest.mark.parametrize("field", ["order_id", "reason", "items", "refund_amount"])

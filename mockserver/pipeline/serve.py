@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mockserver.contract.hints import unknown_path
 from mockserver.pipeline.context import Context
 from mockserver.pipeline.exchange import Answer, json_answer
 from mockserver.providers.face import METHOD_NOT_ALLOWED, NOT_FOUND, Call, Handler
@@ -19,7 +20,9 @@ class Serve:
         if op is None:
             allowed = face.contract.methods_at(ctx.relative) if req.path.startswith(face.contract.mock_prefix) else []
             if not allowed:
-                raise face.error(404, NOT_FOUND, f"No such resource: {req.method} {req.path}.")
+                prefix = face.contract.mock_prefix
+                raise face.error(404, NOT_FOUND, unknown_path(req.method, req.path, {face.name: prefix}, [
+                    prefix + op.path for op in face.contract.operations]))
             allowed = sorted({*allowed, *(["HEAD"] if "GET" in allowed else [])})
             raise face.error(405, METHOD_NOT_ALLOWED,
                              f"{req.method} is not allowed on {req.path}; allowed: {', '.join(allowed)}.",

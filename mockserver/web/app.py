@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
 from mockserver import process
 from mockserver.contract import Operation, contract, folders
 from mockserver.contract.errors import ProviderError, StoreUnavailable
+from mockserver.contract.hints import closest_path, unknown_path
 from mockserver.domain.clock import Clock
 from mockserver.domain.config import Config
 from mockserver.domain.mock import Mock
@@ -209,7 +210,15 @@ def _register_errors(app: Flask, pipeline: Pipeline) -> None:
         kind = kind_of(status)
         headers: dict[str, str] = {}
         if status == 404:
-            message = f"No such resource: {request.method} {request.path}."
+            # Under no provider, so in the control plane's JSON: where each provider is, and the closest path.
+            prefixes = {name: f.contract.mock_prefix for name, f in served(app).faces.items()}
+            templates = [rule.rule for rule in app.url_map.iter_rules()]
+            closest = closest_path(request.path, templates)
+            message = unknown_path(request.method, request.path, {**prefixes, "the control plane": "/__admin"},
+                                   templates)
+            detail = {"location": "path", "message": message, "prefixes": prefixes,
+                      **({"closest": closest} if closest else {})}
+            return _render(ProviderError(404, kind_of(404), message, [detail]))
         elif isinstance(error, MethodNotAllowed):
             allowed = sorted(error.valid_methods or [])
             headers["Allow"] = ", ".join(allowed)
