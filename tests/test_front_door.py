@@ -107,3 +107,16 @@ def test_make_run_says_where_the_command_is_and_the_banner_names_the_dashboard()
         server.stop()
     assert f"dashboard: {server.url}/__admin/" in server.output.splitlines()
     assert dashboard.status_code == 200 and "text/html" in dashboard.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("made", [
+    "node_modules/dredd/package.json", "package.json", "package-lock.json",  # npm install dredd@14.1.0
+    "site/index.html",  # make docs
+    "3plship.json", "client.yaml", "threeplship-client/pyproject.toml",  # the typed client's steps
+    "verify-3plship.xml", "verify-35up.xml", "traffic.har",  # the CI examples
+    "returns-mock.db", "returns-mock.db-requests",  # make run
+    ".hypothesis/examples/x",  # pytest --returns-mock-fuzz
+])
+def test_what_the_docs_steps_create_is_ignored_by_git(made: str) -> None:
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", made], cwd=ROOT, timeout=60)
+    assert ignored.returncode == 0, f"{made} would show as untracked after following the docs"
