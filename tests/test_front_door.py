@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -120,3 +121,31 @@ def test_make_run_says_where_the_command_is_and_the_banner_names_the_dashboard()
 def test_what_the_docs_steps_create_is_ignored_by_git(made: str) -> None:
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", made], cwd=ROOT, timeout=60)
     assert ignored.returncode == 0, f"{made} would show as untracked after following the docs"
+
+
+def _bench_all(tmp_path: Path, *scripts: str, gate: bool = False) -> subprocess.CompletedProcess[str]:
+    args = [f"--script={name}={sys.executable} {tmp_path / name}.py" for name in scripts]
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "all.py"), *args, *(["--gate"] if gate else [])],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_make_bench_runs_every_benchmark_and_says_each_target_met_or_missed(tmp_path: Path) -> None:
+    (tmp_path / "floor.py").write_text("print('PASS  3plship create >= 0.4 of the floor')\n"
+                                       "print('MISS  35up update >= 0.4 of the floor')\nraise SystemExit(1)\n")
+    (tmp_path / "shadow.py").write_text("print('proxy --shadow against the plain proxy, 8 connections, median')\n"
+                                        "print('  drift over 120 shadowed exchanges: 0 diverged')\n")
+    ran = _bench_all(tmp_path, "floor", "shadow")
+    assert ran.returncode == 0, ran.stdout  # a missed target is news, not a failure, unless GATE=1
+    summary = ran.stdout.split("== make bench: targets\n", 1)[1].splitlines()
+    assert summary[:3] == ["met     3plship create >= 0.4 of the floor", "MISSED  35up update >= 0.4 of the floor",
+                           "met     shadow: no drift over 120 shadowed exchanges at 8 connections (0 diverged)"]
+    assert "== shadow" in ran.stdout  # the second ran after the first missed
+    assert _bench_all(tmp_path, "floor", "shadow", gate=True).returncode == 1
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no wrk')\n")
+    broken = _bench_all(tmp_path, "broken", "shadow")
+    assert broken.returncode == 2 and "FAILED TO RUN  broken: exit 1" in broken.stdout
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "bench", "GATE=1"], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert "bench/all.py --gate" in dry.stdout
+    assert "--gate" not in subprocess.run(["make", "--no-print-directory", "-n", "bench"], capture_output=True,
+                                          text=True, timeout=60, cwd=ROOT).stdout
