@@ -14,12 +14,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamps: reinstall only when pyproject.toml changes (the install is editable, so code changes need none).
-$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+# Stamps: reinstall only when pyproject.toml or the version changes (the install is editable, so code
+# changes need none; the metadata's version is read at install time).
+$(VENV)/.run-installed: pyproject.toml mockserver/version.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.test-installed: pyproject.toml mockserver/version.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.run-installed
 

@@ -13,6 +13,8 @@ import pytest
 import requests
 from helpers import ROOT, UP35, Server, fixture, free_port
 
+from mockserver.version import __version__
+
 pytestmark = pytest.mark.system
 
 
@@ -21,6 +23,7 @@ def test_the_built_wheel_serves_from_its_own_contracts(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(wheels), str(ROOT)], check=True, timeout=300)
     (wheel,) = wheels.glob("returns_mock-*.whl")
+    assert wheel.name.startswith(f"returns_mock-{__version__}-")  # the metadata's version is version.py's
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                     str(wheel)], check=True, timeout=300)
