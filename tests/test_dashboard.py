@@ -198,3 +198,86 @@ def test_the_shadow_proxy_shows_its_drift_beside_the_journal(browser: webdriver.
     finally:
         proxy.stop()
         upstream.stop()
+
+
+LONG_KEY = "zl_test_" + "k" * 40
+"""An API key as long as real ones get: an account the dashboard shows in its narrowest columns."""
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+"""Where the width test keeps its screenshots (gitignored), to look at after a run."""
+
+MEASURE = """
+const out = [];
+for (const panel of document.querySelectorAll("main section")) {
+  if (panel.getClientRects().length === 0) continue;  // hidden (the drift panel off the proxy)
+  const p = panel.getBoundingClientRect(), cs = getComputedStyle(panel);
+  const left = p.left + parseFloat(cs.borderLeftWidth), right = p.right - parseFloat(cs.borderRightWidth);
+  if (p.right > window.innerWidth + 0.5) out.push([panel.id, "the panel", Math.round(p.width), window.innerWidth]);
+  for (const e of panel.querySelectorAll("*")) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.right > right + 0.5 || r.left < left - 0.5)
+      out.push([panel.id, e.tagName.toLowerCase() + (typeof e.className === "string" ? "." + e.className : ""),
+                Math.round(r.width), Math.round(right - left)]);
+  }
+}
+const lines = (cell) => {  // line boxes the cell's text takes (its ::before label is no text of its own)
+  const tops = [], walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const range = document.createRange(); range.selectNodeContents(node);
+    for (const r of range.getClientRects()) {
+      if (r.width > 0 && !tops.some(top => Math.abs(top - r.top) < 4)) tops.push(r.top);
+    }
+  }
+  return tops.length;
+};
+const cells = [];
+for (const [row, columns] of [["#journal tr.entry", {3: "account", 4: "request", 5: "status"}],
+                              ["#returns tr.return", {2: "account", 3: "id", 4: "status"}]]) {
+  for (const tr of document.querySelectorAll(row)) for (const [n, what] of Object.entries(columns)) {
+    const cell = tr.querySelector(`td:nth-child(${n})`);
+    const titles = [cell, ...cell.querySelectorAll("*")].map(e => e.getAttribute("title")).filter(Boolean);
+    cells.push({what, text: cell.textContent, lines: lines(cell), titles});
+  }
+}
+for (const segment of document.querySelectorAll(".request-line .seg")) {  // an opened entry's request line
+  cells.push({what: "segment", text: segment.textContent, lines: lines(segment), titles: [segment.title]});
+}
+return {overflow: out, page: document.documentElement.scrollWidth, viewport: window.innerWidth, cells};
+"""
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_no_element_is_wider_than_its_panel_at_1400_and_390_px(browser: webdriver.Chrome, seeded: Server,
+                                                               width: int) -> None:
+    """Element widths measured in Chromium, with an entry and a return closed and then open: nothing is
+    wider than its panel, the page never scrolls sideways, and ids, accounts, requests and statuses take
+    one line each (truncated, if they must be, with the whole value on hover and in what is copied)."""
+    long_path = f"{PL}/returns?order_id=ord_{'o' * 60}&status=initiated"
+    requests.get(seeded.url + long_path, headers=bearer(LONG_KEY), timeout=10)
+    created = requests.post(seeded.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
+                            headers=bearer(LONG_KEY), timeout=10).json()["data"]
+    requests.post(seeded.url + PL + "/webhooks", headers=bearer(LONG_KEY), timeout=10, json={
+        "url": f"http://127.0.0.1:9/{'hook' * 20}", "events": ["return.created"]})
+    browser.set_window_size(width, 1000)
+    login(browser, seeded)
+    wait(browser, "#returns tr.return")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for opened in (False, True):
+        if opened:  # the refused request and the long key's return, each opened in place
+            wait(browser, "#journal tr.violation")[0].click()
+            wait(browser, "#journal tr.detail pre.request-body")
+            browser.find_element(By.ID, "r-search").send_keys(created["id"])
+            wait(browser, "#returns tr.return", lambda found: len(found) == 1)[0].click()
+            wait(browser, "#returns svg.lifecycle")
+        found = browser.execute_script(MEASURE)
+        browser.save_screenshot(str(ARTIFACTS / f"dashboard-{width}px-{'open' if opened else 'closed'}.png"))
+        state = f"{width} px, {'an entry open' if opened else 'closed'}"
+        assert found["overflow"] == [], (state, found["overflow"][:10])
+        assert found["page"] <= found["viewport"], (state, "the page scrolls sideways")
+        for cell in found["cells"]:
+            assert cell["lines"] == 1, (state, "broken over lines", cell)
+            assert cell["titles"] and cell["titles"][0] == cell["text"].strip(), (state, "no whole value", cell)
+        assert opened == any(cell["what"] == "segment" for cell in found["cells"]), state
+        texts = {cell["text"] for cell in found["cells"]}
+        assert LONG_KEY in texts and created["id"] in texts and any("o" * 60 in t for t in texts)
