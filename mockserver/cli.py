@@ -256,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="POINTER", help="leave this JSON pointer out of the comparison (repeatable; * matches "
                                                "any one segment)")
 
-    show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document")
-    show.add_argument("provider", choices=names)
+    show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document, or the "
+                                                "control plane's (admin: the /__admin API)")
+    show.add_argument("provider", choices=[*names, "admin"])
     return parser
 
 

@@ -97,3 +97,50 @@ def test_the_readme_example_runs(clients: Path, capsys: pytest.CaptureFixture[st
                      "client-tests.md", "exec"), {})
     printed = capsys.readouterr().out.split()
     assert printed[0].startswith("ret_") and printed[1] == "1"
+
+
+@pytest.fixture
+def admin_client(tmp_path: Path) -> Iterator[Path]:
+    generate(tmp_path, "admin", "admin_client")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.split(".")[0] == "admin_client"]:
+            del sys.modules[name]
+
+
+def test_a_client_generated_from_the_control_planes_document_drives_the_mock(admin_client: Path) -> None:
+    """/__admin/openapi.json as WireMock's users use WireMock's: a typed client generated from it resets,
+    seeds, moves the clock, adds a fault and reads the journal, and its errors parse."""
+    admin = module("admin_client")
+    models = module("admin_client.models")
+    reset, seed, get_return = (module(f"admin_client.api.returns.{n}") for n in ("reset", "seed", "get_return"))
+    move_clock = module("admin_client.api.clock.move_clock")
+    add_faults, list_faults = (module(f"admin_client.api.faults.{n}") for n in ("add_faults", "list_faults"))
+    get_journal = module("admin_client.api.journal.get_journal")
+    with LiveMock() as server:
+        client = admin.Client(base_url=server.url + "/__admin")
+        seeded = seed.sync(client=client, body=models.Scenario.from_dict(fixture("scenarios/example.json")))
+        assert seeded.seeded == len(fixture("scenarios/example.json")["returns"])
+        moved = move_clock.sync(client=client, body=models.ClockRequest.from_dict({"advance": "P31D"}))
+        assert moved.mode.value in ("real", "frozen") and moved.now.year >= 2026  # typed: a datetime
+        expired = get_return.sync("35up", "1002", client=client, account="shop-a")
+        assert expired.status == "expired"  # the 35up return window passed on the mock's clock
+        refused = move_clock.sync_detailed(client=client, body=models.ClockRequest.from_dict({"advance": "P1Y"}))
+        assert refused.status_code == 422 and refused.parsed.error.code == "validation_error"
+        # A fault rule is one of three shapes (a status, a latency, a dropped connection): a union of models.
+        added = add_faults.sync(client=client, body=models.FaultRuleType0.from_dict(
+            {"provider": "3plship", "status": 503, "times": 1}))
+        assert [r.id for r in added.rules] == [r.id for r in list_faults.sync(client=client).rules]
+        import requests
+
+        failed = requests.get(server.base_urls["3plship"] + "/returns", timeout=10,
+                              headers={"Authorization": "Bearer zl_test_admin"})
+        assert failed.status_code == 503
+        journal = get_journal.sync(client=client, limit=1)
+        assert [(e.status, e.fault) for e in journal.entries] == [(503, f"status 503 ({added.rules[0].id})")]
+        cleared = reset.sync(client=client)
+        assert cleared.removed == seeded.seeded and cleared.provider is None
+        assert get_journal.sync(client=client).entries == []  # a full reset clears the journal

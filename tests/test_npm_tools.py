@@ -1,7 +1,7 @@
 """Tools from npm, pointed at the served OpenAPI documents as their own documentation says: Redocly and
-Spectral lint them clean; Dredd sends every operation's example request and gets the documented answer
-(tests/dredd/hooks.js: a seeded mock, fault rules for the documented 5xx and 429, a missing credential for
-401). npm fetches each tool once per venv."""
+Spectral lint them clean (the providers' and the control plane's, /__admin/openapi.json); Dredd sends every
+operation's example request and gets the documented answer (tests/dredd/hooks.js: a seeded mock, fault
+rules for the documented 5xx and 429, a missing credential for 401). npm fetches each tool once per venv."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def dredd() -> Path:
     return npm_tool("dredd", DREDD_VERSION, "dredd")
 
 
-@pytest.mark.parametrize("provider", ["35up", "3plship"])
+@pytest.mark.parametrize("provider", ["35up", "3plship", "admin"])
 def test_redocly_finds_no_error_and_no_warning_in_the_served_documents(provider: str, tmp_path: Path) -> None:
     redocly = npm_tool("@redocly/cli", REDOCLY_VERSION, "redocly")
     document = tmp_path / f"{provider}.json"
@@ -57,7 +57,7 @@ def test_redocly_finds_no_error_and_no_warning_in_the_served_documents(provider:
     assert result.returncode == 0 and report["totals"] == {"errors": 0, "warnings": 0, "ignored": 0}, report
 
 
-@pytest.mark.parametrize("provider", ["35up", "3plship"])
+@pytest.mark.parametrize("provider", ["35up", "3plship", "admin"])
 def test_spectral_finds_nothing_in_the_served_documents(provider: str, tmp_path: Path) -> None:
     """Spectral's OpenAPI ruleset, warnings and hints included (info-contact, operation tags, ...)."""
     spectral = npm_tool("@stoplight/spectral-cli", SPECTRAL_VERSION, "spectral")

@@ -39,6 +39,8 @@ from mockserver.store.journal import Journal
 from mockserver.version import __version__
 
 PREFIX = "/__admin"
+PUBLIC = frozenset({"admin.dashboard", "admin.openapi"})
+"""What answers without the admin token: the dashboard page and the control plane's OpenAPI document."""
 ADMIN_MAX_BODY = 256 * 1024 * 1024
 
 
@@ -119,7 +121,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
         given = request.headers.get("Authorization", "")
         if given.startswith("Bearer ") and same_secret(wire_bytes(given[7:].strip()), token):
             return
-        if request.endpoint == "admin.dashboard":  # the page holds no data: it asks for the token, then calls us
+        if request.endpoint in PUBLIC:  # no data: the page asks for the token, then calls us; the document
             return
         raise AdminError(401, "unauthorized", "The admin API needs Authorization: Bearer <admin token>.")
 
@@ -146,6 +148,10 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
     @admin.get("/violations")
     def violations() -> Response:
         return json_response(200, {"violations": [v.as_json() for v in journal.violations()]})
+
+    @admin.get("/openapi.json")
+    def openapi() -> Response:
+        return json_response(200, contract("admin").bundled_openapi())
 
     @admin.get("/")
     def dashboard() -> Response:
