@@ -8,7 +8,7 @@ PORT ?= 8080
 STORE ?= sqlite:returns-mock.db
 PYTEST_ARGS ?=
 
-.PHONY: run test check docs fuzz bench bench-postgres lint typecheck pytest clean
+.PHONY: run test check docs reference fuzz bench bench-postgres lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +29,19 @@ run: $(VENV)/.run-installed
 	$(BIN)/returns-mock serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(STORE),--store $(STORE))
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check mockserver tests bench
+	$(BIN)/ruff check mockserver tests bench tools
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.test-installed
-	$(BIN)/mypy mockserver tests bench
+	$(BIN)/mypy mockserver tests bench tools
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The reference pages written from the code (CLI, admin API, configuration, provider fidelity): a test fails
+# when they are stale.
+reference: $(VENV)/.test-installed
+	$(BIN)/python tools/reference.py
 
 # Strict: a broken link or anchor, or a page left out of the navigation, fails the build (and so make test).
 docs: $(VENV)/.test-installed

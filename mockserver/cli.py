@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", default=os.environ.get(STORE_ENV, "sqlite:returns-mock.db"),
                        help="'sqlite:PATH' (state survives restarts; default sqlite:returns-mock.db), 'memory', or "
                             "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB' (replicas sharing one database; the "
-                            f"postgres extra); also from ${STORE_ENV}, which keeps a password out of ps")
+                            f"postgres extra; a password may also come from $PGPASSWORD); also from ${STORE_ENV}, "
+                            "which keeps a password out of ps")
     serve.add_argument("--workers", type=up_to(256), default=None,
                        help="worker processes (default: one per CPU, two with a postgresql store; "
                             "1 with --store memory)")
