@@ -8,7 +8,7 @@ PORT ?= 8080
 STORE ?= sqlite:returns-mock.db
 PYTEST_ARGS ?=
 
-.PHONY: run test check docs reference fuzz bench bench-postgres lint typecheck pytest clean
+.PHONY: run test check docs reference timings fuzz bench bench-postgres lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ typecheck: $(VENV)/.test-installed
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Not part of make test: the README's durations, measured in a fresh clone of HEAD (make run's build, the
+# test extras, make check, make test), each with the machine's load beside it.
+timings:
+	$(PYTHON) tools/timings.py
 
 # The reference pages written from the code (CLI, admin API, configuration, provider fidelity): a test fails
 # when they are stale.

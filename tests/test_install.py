@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -85,6 +86,26 @@ def _the_install_guide_counts_this_venv(venv: Path) -> None:
     assert len(names) == int(claim.group(1)), sorted(names)
     size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
     assert abs(size - int(claim.group(2))) <= int(claim.group(2)) / 10, f"{size:.0f} MB"
+
+
+def _the_pytest_examples_pass_with_the_install_line_beside_them(venv: Path, wheel: Path, tmp_path: Path) -> None:
+    """The README's pytest example with the README's install line, then the client tests guide's three tests
+    (requests, httpx, aiohttp) with the guide's: each in this venv, which held the runtime dependencies alone."""
+    readme, guide = (ROOT / "README.md").read_text(), (ROOT / "docs" / "guides" / "client-tests.md").read_text()
+    for text, section in ((readme, "Client tests in pytest: no server needed"),
+                          (guide, "In your pytest suite: no server needed")):
+        body = text.split(section, 1)[1]
+        (line,) = set(re.findall(r"`(pip install '?/path/to/returns-mock[^`']*'? pytest)`", body.split("```", 1)[0]))
+        command = shlex.split(line.replace("/path/to/returns-mock", str(wheel)))
+        subprocess.run([str(venv / "bin" / "python"), "-m", *command[:2], "-q", *command[2:]], check=True,
+                       timeout=600)
+        (source,) = re.findall(r"```python\n(.*?)```", body, flags=re.S)[:1]
+        (tmp_path / "examples").mkdir(exist_ok=True)
+        (tmp_path / "examples" / "test_example.py").write_text(source)
+        ran = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "--returns-mock-strict", "examples"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+        assert ran.returncode == 0, (line, ran.stdout[-3000:])
 
 
 BAD_DATES = ["", "abc", "2026-02-30", "2026-13-01", "2026-01-05T25:00:00Z", "9999-99-99", "99999-01-01"]
@@ -181,6 +202,7 @@ def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=15)
+    _the_pytest_examples_pass_with_the_install_line_beside_them(venv, wheel, tmp_path)
     # And the shadow's offline form, `returns-mock drift`, from that venv alone.
     (tmp_path / "empty.har").write_text('{"log": {"version": "1.2", "entries": []}}')
     drift = subprocess.run([str(venv / "bin" / "returns-mock"), "drift", "empty.har"], cwd=tmp_path,
