@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Each test runs pytest in a subprocess (real processes: the system tier, out of make check's quick lane).
+pytestmark = pytest.mark.system
+
 CLIENTS = Path(__file__).parent / "fuzz_clients"
 
 
