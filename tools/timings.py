@@ -3,7 +3,8 @@
 In a fresh clone of this checkout's HEAD (in a temporary folder), each step runs in turn and is timed:
 `make run`'s first build of .venv (the runtime dependencies), the test extras `make test` adds, `make check`
 (the quick lane), then `make test`. The machine's load average is printed beside each figure: the README
-quotes the figures of a quiet machine and says how loaded the others were. Not part of make test (it runs
+quotes the figures of a quiet machine and says how loaded the others were; the CPU seconds each step used
+are printed too, which the machine's load does not change much. Not part of make test (it runs
 make test); nothing is written outside the temporary clone.
 
     python tools/timings.py [--skip-test]
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,13 @@ STEPS = [
 ]
 
 
+def _cpu() -> float:
+    """CPU seconds of every process this one has waited for, and of theirs: on a quiet machine, work that
+    runs one process at a time takes about this long."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-test", action="store_true", help="stop after make check")
@@ -38,15 +47,13 @@ def main() -> int:
         clone = Path(folder) / "returns-mock"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=300)
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL")}
-        results = []
         for name, command in steps:
-            before = os.getloadavg()[0]
+            before, used = os.getloadavg()[0], _cpu()
             started = time.monotonic()
             ran = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True)
-            took = time.monotonic() - started
-            results.append((name, took, before, os.getloadavg()[0], ran.returncode))
-            print(f"{took:8.0f} s  {name}  (load {before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-                  f"cores; exit {ran.returncode})", flush=True)
+            took, cpu = time.monotonic() - started, _cpu() - used
+            print(f"{took:8.0f} s  {name}  ({cpu:.0f} s of CPU; load {before:.1f} -> {os.getloadavg()[0]:.1f} "
+                  f"on {os.cpu_count()} cores; exit {ran.returncode})", flush=True)
             if ran.returncode != 0:
                 print(ran.stdout[-3000:] + ran.stderr[-3000:], file=sys.stderr)
                 return 1
