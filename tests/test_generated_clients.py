@@ -37,17 +37,22 @@ def generate(tmp_path: Path, provider: str, package: str) -> None:
     assert "Unable to process" not in generated.stdout and "Cannot parse" not in generated.stdout, generated.stdout
 
 
-@pytest.fixture
-def clients(tmp_path: Path) -> Iterator[Path]:
-    generate(tmp_path, "3plship", "threeplship_client")
-    generate(tmp_path, "35up", "up35_client")
+def importable(tmp_path: Path, packages: dict[str, str]) -> Iterator[Path]:
+    """Generate each document's client package (document: package) and make them importable for one test."""
+    for document, package in packages.items():
+        generate(tmp_path, document, package)
     sys.path.insert(0, str(tmp_path))
     try:
         yield tmp_path
     finally:
         sys.path.remove(str(tmp_path))
-        for name in [m for m in sys.modules if m.split(".")[0] in ("threeplship_client", "up35_client")]:
+        for name in [m for m in sys.modules if m.split(".")[0] in packages.values()]:
             del sys.modules[name]
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> Iterator[Path]:
+    yield from importable(tmp_path, {"3plship": "threeplship_client", "35up": "up35_client"})
 
 
 def module(name: str) -> Any:
@@ -101,14 +106,7 @@ def test_the_readme_example_runs(clients: Path, capsys: pytest.CaptureFixture[st
 
 @pytest.fixture
 def admin_client(tmp_path: Path) -> Iterator[Path]:
-    generate(tmp_path, "admin", "admin_client")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        for name in [m for m in sys.modules if m.split(".")[0] == "admin_client"]:
-            del sys.modules[name]
+    yield from importable(tmp_path, {"admin": "admin_client"})
 
 
 def test_a_client_generated_from_the_control_planes_document_drives_the_mock(admin_client: Path) -> None:
