@@ -124,7 +124,7 @@ def test_the_plain_schemathesis_examples_pass_with_every_check(tmp_path: Path) -
 
 
 def test_the_control_plane_curl_examples_work(tmp_path: Path) -> None:
-    (script,) = re.findall(r"```sh\n(.*?)```", section("Control plane (`/__admin`)"), flags=re.S)
+    (script,) = [b for b in doc_blocks("Control plane (`/__admin`)") if "/__admin/seed" in b]
     server = Server("--store", f"sqlite:{tmp_path / 'state.db'}").start()
     try:
         script = re.sub(r"^curl -s ", "curl -s -w ' %{http_code}\\n' ", script.replace("http://127.0.0.1:8080",
@@ -375,7 +375,7 @@ def test_the_front_door_command_and_first_request_work(tmp_path: Path) -> None:
 
 def test_the_front_door_pytest_example_passes(pytester: pytest.Pytester) -> None:
     (source,) = doc_blocks("Client tests in pytest: no server needed", "python")
-    pytester.makepyfile(test_front_door=source)
+    pytester.makepyfile(test_readme_first_example=source)
     pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-strict").assert_outcomes(passed=1)
 
 
