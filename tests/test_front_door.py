@@ -149,3 +149,17 @@ def test_make_bench_runs_every_benchmark_and_says_each_target_met_or_missed(tmp_
     assert "bench/all.py --gate" in dry.stdout
     assert "--gate" not in subprocess.run(["make", "--no-print-directory", "-n", "bench"], capture_output=True,
                                           text=True, timeout=60, cwd=ROOT).stdout
+
+
+def test_the_proxy_answers_a_path_under_no_provider_in_json_with_the_same_hint() -> None:
+    """The proxy's own routes are its providers' prefixes and /__admin: anything else was Flask's HTML page."""
+    from mockserver.proxy import ProxyConfig, create_proxy_app
+
+    proxy = create_proxy_app(ProxyConfig(upstreams={"3plship": "http://127.0.0.1:9/api/v1"})).test_client()
+    lost = proxy.get("/api/v1/returns")
+    assert lost.status_code == 404 and lost.is_json
+    (detail,) = lost.get_json()["error"]["details"]
+    assert detail["prefixes"] == {"3plship": PL} and detail["closest"] == f"{PL}/returns"
+    wrong = proxy.put("/__admin/health")
+    assert wrong.status_code == 405 and wrong.is_json and "GET" in wrong.headers["Allow"]
+    assert proxy.get("/__admin/journa").get_json()["error"]["details"][0]["closest"] == "/__admin/journal"

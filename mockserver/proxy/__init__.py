@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 
 from mockserver.contract import contract, masking
 from mockserver.domain.ids import IdGenerator
@@ -30,7 +31,7 @@ from mockserver.proxy.forward import Forward, Record, RefuseEscapes
 from mockserver.store.journal import MemoryJournal
 from mockserver.version import __version__
 from mockserver.web import door
-from mockserver.web.admin import AdminError, control_plane, json_response
+from mockserver.web.admin import AdminError, control_plane, json_response, outside_providers
 from mockserver.web.guard import BrowserGuard
 from mockserver.web.mirror import Mirror
 
@@ -78,6 +79,11 @@ def create_proxy_app(config: ProxyConfig) -> Flask:
         app.add_url_rule(prefix + "/<path:rest>", endpoint=f"{name}.forward", view_func=forward, methods=methods,
                          provide_automatic_options=False)
     _admin(app, state)
+    # A path under no provider (the real API's base path kept, a mistyped admin route): JSON with a hint.
+    prefixes = {name: contract(name).mock_prefix for name in config.upstreams}
+    paths = [prefix + op.path for name, prefix in prefixes.items() for op in contract(name).operations]
+    app.register_error_handler(HTTPException, lambda error: outside_providers(
+        error, prefixes, [*paths, *(rule.rule for rule in app.url_map.iter_rules())]))
     app.wsgi_app = BrowserGuard(app.wsgi_app, config.allowed_hosts)  # type: ignore[method-assign]
     return app
 

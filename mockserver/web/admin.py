@@ -12,14 +12,17 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mockserver.contract import Problem, contract, problems
 from mockserver.contract.errors import ProviderError
+from mockserver.contract.hints import closest_path, unknown_path
 from mockserver.domain.clock import (
     ControllableClock,
     StoreClock,
@@ -34,6 +37,7 @@ from mockserver.domain.faults import chaos_profile, chaos_profiles, rule_problem
 from mockserver.domain.mock import Mock
 from mockserver.domain.ratelimit import RatePolicy
 from mockserver.domain.seeding import ScenarioError
+from mockserver.providers.face import kind_of
 from mockserver.store import ReturnRecord
 from mockserver.store.journal import Journal
 from mockserver.version import __version__
@@ -84,6 +88,26 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     """A JSON answer of the web's own (the control plane, the index, errors outside a provider's path; the
     proxy's too)."""
     return Response(orjson.dumps(body), status, headers=headers, mimetype="application/json")
+
+
+def outside_providers(error: HTTPException, prefixes: Mapping[str, str], rules: Iterable[str]) -> Response:
+    """What a request under no provider's path answers, in the control plane's JSON since no provider's format
+    applies: a 404 names where each provider is served and the closest served path, a 405 the methods
+    allowed (the mock's app and the proxy's)."""
+    status, headers, details = error.code or 500, {}, []
+    message = error.description or error.name
+    if status == 404:
+        templates = list(rules)
+        closest = closest_path(request.path, templates)
+        message = unknown_path(request.method, request.path, {**prefixes, "the control plane": PREFIX}, templates)
+        details = [{"location": "path", "message": message, "prefixes": dict(prefixes),
+                    **({"closest": closest} if closest else {})}]
+    elif isinstance(error, MethodNotAllowed):
+        allowed = sorted(error.valid_methods or [])
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}."
+    return json_response(status, {"error": {"code": kind_of(status), "message": message, "details": details}},
+                         headers)
 
 
 def _record_json(record: ReturnRecord) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
 from mockserver import process
 from mockserver.contract import Operation, contract, folders
 from mockserver.contract.errors import ProviderError, StoreUnavailable
-from mockserver.contract.hints import closest_path, unknown_path
 from mockserver.domain.clock import Clock
 from mockserver.domain.config import Config
 from mockserver.domain.mock import Mock
@@ -44,7 +43,7 @@ from mockserver.store import Store
 from mockserver.store.sqlite_file import store_away
 from mockserver.version import __version__
 from mockserver.web import door
-from mockserver.web.admin import json_response
+from mockserver.web.admin import json_response, outside_providers
 from mockserver.web.admin import register as register_admin
 from mockserver.web.guard import BrowserGuard
 from mockserver.web.serving import BODY_TIMED_OUT
@@ -210,15 +209,8 @@ def _register_errors(app: Flask, pipeline: Pipeline) -> None:
         kind = kind_of(status)
         headers: dict[str, str] = {}
         if status == 404:
-            # Under no provider, so in the control plane's JSON: where each provider is, and the closest path.
-            prefixes = {name: f.contract.mock_prefix for name, f in served(app).faces.items()}
-            templates = [rule.rule for rule in app.url_map.iter_rules()]
-            closest = closest_path(request.path, templates)
-            message = unknown_path(request.method, request.path, {**prefixes, "the control plane": "/__admin"},
-                                   templates)
-            detail = {"location": "path", "message": message, "prefixes": prefixes,
-                      **({"closest": closest} if closest else {})}
-            return _render(ProviderError(404, kind_of(404), message, [detail]))
+            return outside_providers(error, {name: f.contract.mock_prefix for name, f in served(app).faces.items()},
+                                     [rule.rule for rule in app.url_map.iter_rules()])
         elif isinstance(error, MethodNotAllowed):
             allowed = sorted(error.valid_methods or [])
             headers["Allow"] = ", ".join(allowed)
