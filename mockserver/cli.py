@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import orjson
 
 from mockserver.contract import contract
+from mockserver.contract.drift import DRIFT_SIZE
 from mockserver.contract.errors import StoreError
 from mockserver.contract.masking import url as masked_url
 from mockserver.domain.config import ENV_VAR, Config
@@ -192,10 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         check.add_argument(f"--{credential.replace('_', '-')}", help=f"{', '.join(users) or 'no provider'}: {what}")
     check.add_argument("--max-examples", type=up_to(1_000_000), default=20, help="schemathesis examples per operation")
     check.add_argument("--seed", type=int, default=None, help="schemathesis seed, to repeat a run")
-    check.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML")
+    _ci_reports(check)
     check.add_argument("--compare-mock", action="store_true",
                        help="also apply the lifecycle scenarios' requests, in the same order, to a fresh local mock "
                             "and report every difference of its answers from the target's (as proxy --shadow)")
+    check.add_argument("--drift-ignore", dest="drift_ignore", action="append", default=[], type=_pointer,
+                       metavar="POINTER", help="with --compare-mock: leave this JSON pointer out of the comparison "
+                                               "(repeatable; * matches any one segment, e.g. /data/*/carrier)")
 
     har = commands.add_parser(
         "validate-har", help="check recorded traffic (HAR 1.2) against the contracts",
@@ -206,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "violations; 2: unusable file.")
     har.add_argument("file", help="a .har file exported by a browser, mitmproxy, Charles, Postman, schemathesis...")
     har.add_argument("--format", choices=("text", "json"), default="text")
+    _har_input(har)
+    _ci_reports(har)
 
     proxy = commands.add_parser(
         "proxy", help="a validating proxy in front of the real providers, with recording",
@@ -241,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--drift-ignore", dest="drift_ignore", action="append", default=[], type=_pointer,
                        metavar="POINTER", help="with --shadow: leave this JSON pointer out of the comparison "
                                                "(repeatable; * matches any one segment, e.g. /data/*/carrier)")
+    proxy.add_argument("--drift-size", type=up_to(2**40), default=None, metavar="BYTES",
+                       help="with --shadow: bytes of drift entries kept (their JSON; the oldest go first; long values "
+                            f"in them are cut, saying so; default {DRIFT_SIZE})")
 
     drift = commands.add_parser(
         "drift", help="replay a recording through a fresh mock and report where its answers differ",
@@ -256,11 +265,53 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--drift-ignore", dest="drift_ignore", action="append", default=[], type=_pointer,
                        metavar="POINTER", help="leave this JSON pointer out of the comparison (repeatable; * matches "
                                                "any one segment)")
+    _har_input(drift)
+    _ci_reports(drift)
 
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document, or the "
                                                 "control plane's (admin: the /__admin API)")
     show.add_argument("provider", choices=[*names, "admin"])
     return parser
+
+
+def _har_input(parser: argparse.ArgumentParser) -> None:
+    from mockserver.verify.har import HAR_LIMIT
+
+    parser.add_argument("--provider-host", dest="provider_hosts", action="append", default=[], type=_provider_host,
+                        metavar="HOST=PROVIDER",
+                        help="exchanges with HOST (a name, or name:port) belong to PROVIDER, e.g. "
+                             "sandbox.example.com=3plship (repeatable): for recordings made in front of another "
+                             "host than the provider's own (the proxy's own recordings say which provider)")
+    parser.add_argument("--max-file-bytes", type=up_to(2**40), default=HAR_LIMIT, metavar="N",
+                        help=f"refuse a file larger than N bytes (default {HAR_LIMIT})")
+
+
+def _ci_reports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--junit-xml", metavar="FILE", help="also write the findings as JUnit XML (a test case per "
+                                                            "operation)")
+    parser.add_argument("--sarif", metavar="FILE", help="also write the findings as SARIF 2.1.0, each at the line of "
+                                                        "the contract it breaks (code scanning)")
+    parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Path | None]:
+    """The report files asked for, each in a folder that exists (else one line and exit 2)."""
+    found: dict[str, Path | None] = {}
+    for name, flag in (("junit", "--junit-xml"), ("sarif", "--sarif"), ("markdown", "--markdown")):
+        given = getattr(args, name.replace("junit", "junit_xml"))
+        path = Path(given) if given else None
+        if path is not None and not path.resolve().parent.is_dir():
+            raise UsageError(f"{flag} {path}: folder {path.resolve().parent} does not exist")
+        found[name] = path
+    return found
+
+
+def _provider_host(text: str) -> tuple[str, str]:
+    host, equals, name = text.partition("=")
+    if not equals or name not in REGISTRY or not host or "/" in host:
+        raise argparse.ArgumentTypeError(f"expected HOST=PROVIDER with PROVIDER one of {', '.join(REGISTRY.names())}, "
+                                         f"got {text!r}")
+    return host.lower().strip("[]"), name
 
 
 def _pointer(text: str) -> str:
@@ -570,9 +621,11 @@ def run_proxy(args: argparse.Namespace) -> int:
     config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms,
                          max_answer_bytes=args.max_answer_bytes, strict=args.strict,
                          record=record, admin_token=args.admin_token, journal_size=args.journal_size,
-                         allowed_hosts=allowed_hosts, shadow=args.shadow, drift_ignore=tuple(args.drift_ignore))
-    if args.drift_ignore and not args.shadow:
-        raise UsageError("--drift-ignore: only with --shadow")
+                         allowed_hosts=allowed_hosts, shadow=args.shadow, drift_ignore=tuple(args.drift_ignore),
+                         drift_size=args.drift_size or DRIFT_SIZE)
+    for given, flag in ((args.drift_ignore, "--drift-ignore"), (args.drift_size, "--drift-size")):
+        if given and not args.shadow:
+            raise UsageError(f"{flag}: only with --shadow")
     os.environ[PROXY_ENV] = config.to_env()
     from granian import Granian
     from granian.constants import Interfaces
@@ -590,30 +643,35 @@ def run_proxy(args: argparse.Namespace) -> int:
 
 
 def validate_har(args: argparse.Namespace) -> int:
-
     from mockserver.verify.har import HarError
     from mockserver.verify.har import validate_har as run
+    from mockserver.verify.report import har_report
 
+    outputs = _outputs(args)
     try:
-        report = run(Path(args.file))
+        report = run(Path(args.file), dict(args.provider_hosts), args.max_file_bytes)
     except HarError as exc:
         raise UsageError(str(exc)) from None
     if args.format == "json":
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(report.summary())
+    har_report(f"returns-mock validate-har {args.file}", report).write(**outputs)
     return 0 if report.ok else 1
 
 
 def replay_drift(args: argparse.Namespace) -> int:
+    from mockserver.contract.drift import text_report
     from mockserver.domain.seeding import ScenarioError
     from mockserver.proxy.shadow import replay
     from mockserver.verify.har import HarError, load
+    from mockserver.verify.report import drift_report
 
+    outputs = _outputs(args)
     seed = _json_file(args.seed_file, "--seed-file", SEED_LIMIT) if args.seed_file else None
     try:
-        shadow = replay(load(Path(args.file)), {p.name: p for p in REGISTRY}, dict(args.har_accounts),
-                        args.drift_ignore, seed)
+        shadow = replay(load(Path(args.file), args.max_file_bytes), {p.name: p for p in REGISTRY},
+                        dict(args.har_accounts), args.drift_ignore, seed, dict(args.provider_hosts), args.file)
     except HarError as exc:
         raise UsageError(str(exc)) from None
     except ScenarioError as exc:
@@ -622,13 +680,8 @@ def replay_drift(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report, indent=2))
     else:
-        summary = report["summary"]
-        print(f"{args.file}: {summary['exchanges']} exchange(s) replayed, {summary['diverged']} with drift.")
-        for entry in shadow.log.entries():
-            print(f"{entry.method} {entry.path} ({entry.provider}, {entry.account}): "
-                  f"recorded {entry.upstream_status}, mock {entry.mock_status}")
-            for difference in entry.differences:
-                print(f"  {difference.describe('recorded')}")
+        print(text_report(args.file, report, "recorded", "replayed"))
+    drift_report(f"returns-mock drift {args.file}", shadow.log, "recorded").write(**outputs)
     return 1 if report["summary"]["diverged"] else 0
 
 
@@ -647,18 +700,18 @@ def verify(args: argparse.Namespace) -> int:
     if not all(getattr(args, name) for name in provider.credentials):
         needed = " and ".join(f"--{name.replace('_', '-')}" for name in provider.credentials)
         raise UsageError(f"--provider {provider.name} needs {needed}")
-    junit = Path(args.junit_xml) if args.junit_xml else None
-    if junit is not None and not junit.parent.is_dir():
-        raise UsageError(f"--junit-xml {junit}: folder {junit.parent} does not exist")
+    if args.drift_ignore and not args.compare_mock:
+        raise UsageError("--drift-ignore: only with --compare-mock")
+    outputs = _outputs(args)
     target = Target(args.provider, args.base_url,
                     Credentials(api_key=args.api_key, username=args.username, password=args.password))
     try:
-        report = run(target, max_examples=args.max_examples, seed=args.seed, compare_mock=args.compare_mock)
+        report = run(target, max_examples=args.max_examples, seed=args.seed, compare_mock=args.compare_mock,
+                     drift_ignore=tuple(args.drift_ignore))
     except TargetError as exc:
         raise UsageError(str(exc)) from None
     print(report.summary())
-    if junit is not None:
-        report.write_junit(junit)
+    report.write(**outputs)
     return 0 if report.ok else 1
 
 

@@ -71,6 +71,11 @@ def full_flow(base: str, order: str = "ord_shadow", order_35up: str = "1001") ->
     return statuses
 
 
+def summary(exchanges: int, diverged: int = 0, consequences: int = 0, uncompared: int = 0) -> dict[str, int]:
+    return {"exchanges": exchanges, "diverged": diverged, "root_causes": diverged - consequences,
+            "consequences": consequences, "uncompared": uncompared}
+
+
 def drift(proxy: Server) -> dict[str, Any]:
     answer: dict[str, Any] = requests.get(f"{proxy.url}/__admin/drift", timeout=10).json()
     return answer
@@ -87,7 +92,7 @@ def test_an_upstream_identical_to_the_mock_gives_no_drift_over_both_providers_fl
     try:
         statuses = full_flow(proxy.url)
         assert statuses == [201, 200, 200, 200, 200, 409, 201, 404, 201, 200, 200, 200, 409]
-        assert drift(proxy) == {"entries": [], "summary": {"exchanges": 13, "diverged": 0}}
+        assert drift(proxy) == {"entries": [], "summary": summary(13)}
         # 1,000 more requests: creates, reads, moves, refunds of many returns and accounts.
         session = requests.Session()
         pl = f"{proxy.url}/3plship/api/v1"
@@ -102,7 +107,7 @@ def test_an_upstream_identical_to_the_mock_gives_no_drift_over_both_providers_fl
             session.post(f"{pl}/returns/{return_id}/refund", headers=key, json={"amount": 1}, timeout=10)  # 409
             sent += 5
         report = drift(proxy)
-        assert report["summary"] == {"exchanges": 13 + sent, "diverged": 0}, report["entries"][:3]
+        assert report["summary"] == summary(13 + sent), report["entries"][:3]
         assert sent == 1000
     finally:
         proxy.stop()
@@ -140,7 +145,7 @@ def test_a_rate_limited_upstream_is_a_refusal_the_mock_does_not_make(upstream: S
                                   timeout=10).status_code for n in range(7)]
         assert statuses == [201] * 5 + [429] * 2
         report = drift(proxy)
-        assert report["summary"] == {"exchanges": 7, "diverged": 2}
+        assert report["summary"] == summary(7, 2)
         assert differences(report) == [("POST", "/3plship/api/v1/returns", "", "mock_accepts")] * 2
         assert all((e["upstream_status"], e["mock_status"]) == (429, 201) for e in report["entries"])
         assert report["entries"][0]["account"] == "zl_test_***adow"  # the key itself is never shown
@@ -223,14 +228,15 @@ def test_a_provider_that_drifts_is_named_field_by_field_and_nothing_else(fake_pr
         ])
         code = next(d for e in report["entries"] for d in e["differences"] if d["kind"] == "error_code")
         assert (code["upstream"], code["mock"]) == ("RETURN_NOT_FOUND", "NOT_FOUND")
-        assert report["summary"] == {"exchanges": 2, "diverged": 2}
+        assert report["summary"] == summary(2, 2)
         # The recording carries each entry's drift.
         entries = json.loads(har.read_text())["log"]["entries"]
         assert [len(e["_drift"]) for e in entries] == [4, 1]
-        missing = {"pointer": "/data/warehouse", "upstream": "WH-1", "mock": None, "kind": "missing"}
+        missing = {"pointer": "/data/warehouse", "upstream": "WH-1", "kind": "missing",  # no "mock": absent there
+                   "schema": "3plship/return.json#"}
         assert missing in entries[0]["_drift"]
         assert requests.delete(f"{proxy.url}/__admin/drift", timeout=10).status_code == 204
-        assert drift(proxy) == {"entries": [], "summary": {"exchanges": 0, "diverged": 0}}
+        assert drift(proxy) == {"entries": [], "summary": summary(0)}
     finally:
         proxy.stop()
 
@@ -266,7 +272,7 @@ def test_a_recording_replays_offline_with_the_same_report(upstream: Server, drif
         proxy.stop()
     run = cli("drift", str(har))
     assert run.returncode == (1 if drifted else 0), run.stdout + run.stderr
-    assert run.stdout.startswith(f"{har}: 13 exchange(s) replayed, {1 if drifted else 0} with drift.")
+    assert run.stdout.startswith(f"{har}: 13 exchange(s) replayed, {1 if drifted else 0} with drift ")
     if drifted:
         assert "value at /data/refund/expected_at: recorded '" in run.stdout
         report = json.loads(cli("drift", str(har), "--format", "json").stdout)
@@ -297,11 +303,12 @@ def test_verify_compare_mock_reports_each_difference_of_the_scenarios(upstream: 
 
 
 def test_a_difference_in_a_credential_shows_masked() -> None:
-    from mockserver.contract.drift import compare
+    from mockserver.contract.drift import Answered, compare
 
-    found = compare(200, {"data": {"api_key": "zl_live_upstreamsecret1", "settings": {"token": "t-up"}, "n": 1}},
-                    200, {"data": {"api_key": "zl_live_mocksecret22", "settings": {"token": "t-mock"}, "n": 2}},
-                    None)
+    found = compare(Answered(200, [], {"data": {"api_key": "zl_live_upstreamsecret1", "settings": {"token": "t-up"},
+                                                "n": 1}}),
+                    Answered(200, [], {"data": {"api_key": "zl_live_mocksecret22", "settings": {"token": "t-mock"},
+                                                "n": 2}}), None)
     shown = {d.pointer: (d.upstream, d.mock) for d in found}
     assert shown == {"/data/api_key": ("zl_live_REDACTED", "zl_live_REDACTED"),
                      "/data/settings/token": ("[REDACTED]", "[REDACTED]"), "/data/n": (1, 2)}
@@ -333,6 +340,6 @@ def test_the_mirror_sends_no_webhooks_of_its_own(upstream: Server) -> None:
             receiver.wait_for(1)
             time.sleep(1.5)  # the mirror's deliverer polls every 0.1 s: a second copy would be here by now
             assert len(receiver.received) == 1
-        assert drift(proxy)["summary"] == {"exchanges": 2, "diverged": 0}
+        assert drift(proxy)["summary"] == summary(2)
     finally:
         proxy.stop()

@@ -163,6 +163,32 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class DeclaredHeader:
+    """A response header an operation's answer declares (OpenAPI `headers`)."""
+
+    name: str
+    required: bool
+    schema: JSON
+    compare: str
+    """How the shadow compares it (`x-compare` on the header): `presence` (and type), `scheme` (an auth
+    challenge's scheme), else its value."""
+    where: str
+    """Where it is declared: openapi.json's URI and the JSON pointer to the header object."""
+
+
+@dataclass(frozen=True)
+class DeclaredResponse:
+    """What the contract says of one status of an operation: its body's validator, headers and media types."""
+
+    status: int
+    validator: Draft202012Validator | None
+    headers: tuple[DeclaredHeader, ...]
+    media_types: tuple[str, ...]
+    where: str
+    """openapi.json's URI and the JSON pointer to the response object (a shared one where it is a $ref)."""
+
+
+@dataclass(frozen=True)
 class Operation:
     """One operation of a provider's OpenAPI document, with its validators compiled."""
 
@@ -174,6 +200,9 @@ class Operation:
     body_validator: Draft202012Validator | None
     body_required: bool
     responses: dict[int, Draft202012Validator | None]
+    declared: dict[int, DeclaredResponse] = field(default_factory=dict)
+    where: str = ""
+    """openapi.json's URI and the JSON pointer to the operation object."""
 
     @property
     def label(self) -> str:
@@ -229,6 +258,7 @@ class Contract:
     base_uri: str
     registry: Registry[Any] = field(repr=False)
     _validators: dict[str, Draft202012Validator] = field(default_factory=dict, repr=False)
+    _inline: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def openapi(self) -> JSON:
@@ -266,10 +296,30 @@ class Contract:
             self._validators[name] = Validator(schema, registry=self.registry, format_checker=FORMAT_CHECKER)
         return self._validators[name]
 
-    def inline_validator(self, schema: JSON, where: str) -> Draft202012Validator:
-        """Validator for a schema written inside openapi.json; relative $refs resolve beside it."""
-        anchored = {**schema, "$id": f"{self.base_uri}{_slug(where)}.inline.json"}
+    def inline_validator(self, schema: JSON, where: str, source: str | None = None) -> Draft202012Validator:
+        """Validator for a schema written inside openapi.json; relative $refs resolve beside it. `source`:
+        the JSON pointer to it in openapi.json (what `source` answers for its URI)."""
+        uri = f"{self.base_uri}{_slug(where)}.inline.json"
+        if source is not None:
+            self._inline[uri] = source
+        anchored = {**schema, "$id": uri}
         return Validator(anchored, registry=self.registry, format_checker=FORMAT_CHECKER)
+
+    def source(self, where: str) -> tuple[str, str]:
+        """The contract file (relative to contracts/, e.g. `3plship/return.json`) and the JSON pointer in it
+        of a schema location (`https://returns-mock.local/contracts/3plship/return.json#/properties/id`);
+        a schema written inside openapi.json is found there."""
+        uri, _, pointer = where.partition("#")
+        if uri in self._inline:
+            return f"{self.provider}/openapi.json", self._inline[uri] + pointer
+        return uri.removeprefix(BASE_URI), pointer
+
+    def common_response(self, status: int) -> DeclaredResponse | None:
+        """What the contract says of `status` where no operation's answer does (a path or method it does not
+        have, a status its operation does not declare): the response every operation that declares the
+        status agrees on (the same body schema; the headers they all declare), else, for a failure, the
+        body schema every failure of the contract shares (its error envelope)."""
+        return _common_response(self.provider, status)
 
     def enum(self, name: str) -> list[str]:
         return list(self.documents[name]["enum"])
@@ -285,11 +335,18 @@ class Contract:
             node = target
         return node
 
-    def _schema_validator(self, schema: JSON, where: str) -> Draft202012Validator:
+    def _schema_validator(self, schema: JSON, where: str, source: str | None = None) -> Draft202012Validator:
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref in self.documents and len(schema) == 1:
             return self.validator(ref)
-        return self.inline_validator(schema, where)
+        return self.inline_validator(schema, where, source)
+
+    def _located(self, node: JSON, pointer: str) -> tuple[JSON, str]:
+        """`resolve`, with the JSON pointer (in openapi.json) of the node reached."""
+        while "$ref" in node and str(node["$ref"]).startswith("#/"):
+            pointer = str(node["$ref"])[1:]
+            node = self.resolve({"$ref": node["$ref"]})
+        return node, pointer
 
     @property
     def operations(self) -> list[Operation]:
@@ -340,13 +397,15 @@ def add_folder(name: str, folder: Traversable) -> None:
     if _EXTRA.get(name) == folder:
         return
     _EXTRA[name] = folder
-    for cached in (_documents, _registry, _fast_registry, contract, _operations, _path_patterns, _bundled):
+    for cached in (_documents, _registry, _fast_registry, contract, _operations, _path_patterns, _bundled,
+                   _common_response):
         cached.cache_clear()
 
 
 def remove_folder(name: str) -> None:
     if _EXTRA.pop(name, None) is not None:
-        for cached in (_documents, _registry, _fast_registry, contract, _operations, _path_patterns, _bundled):
+        for cached in (_documents, _registry, _fast_registry, contract, _operations, _path_patterns, _bundled,
+                       _common_response):
             cached.cache_clear()
 
 
@@ -420,12 +479,18 @@ def _operations(provider: str) -> list[Operation]:
                     body["content"]["application/json"]["schema"], f"{op_id}-body"
                 )
             responses: dict[int, Draft202012Validator | None] = {}
+            declared: dict[int, DeclaredResponse] = {}
+            op_pointer = f"/paths/{_escape(path)}/{method}"
             for code, response in op["responses"].items():
-                response = c.resolve(response)
+                response, pointer = c._located(response, f"{op_pointer}/responses/{code}")
                 content = response.get("content", {}).get("application/json")
                 responses[int(code)] = (
-                    c._schema_validator(content["schema"], f"{op_id}-{code}") if content else None
+                    c._schema_validator(content["schema"], f"{op_id}-{code}",
+                                        f"{pointer}/content/application~1json/schema") if content else None
                 )
+                declared[int(code)] = DeclaredResponse(
+                    int(code), responses[int(code)], _declared_headers(c, response, pointer),
+                    tuple(response.get("content", {})), f"{c.base_uri}openapi.json#{pointer}")
             operations.append(
                 Operation(
                     provider=provider,
@@ -436,9 +501,42 @@ def _operations(provider: str) -> list[Operation]:
                     body_validator=body_validator,
                     body_required=body_required,
                     responses=responses,
+                    declared=declared,
+                    where=f"{c.base_uri}openapi.json#{op_pointer}",
                 )
             )
     return operations
+
+
+def _escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def _declared_headers(c: Contract, response: JSON, pointer: str) -> tuple[DeclaredHeader, ...]:
+    found = []
+    for name, header in response.get("headers", {}).items():
+        header, where = c._located(header, f"{pointer}/headers/{_escape(name)}")
+        found.append(DeclaredHeader(name, bool(header.get("required", False)), header.get("schema", {}),
+                                    str(header.get("x-compare", "value")), f"{c.base_uri}openapi.json#{where}"))
+    return tuple(found)
+
+
+@cache
+def _common_response(provider: str, status: int) -> DeclaredResponse | None:
+    operations = _operations(provider)
+    declaring = [op.declared[status] for op in operations if status in op.declared]
+    ids = {str(d.validator.schema.get("$id")) if d.validator is not None else None for d in declaring}
+    if declaring and len(ids) == 1:
+        first = declaring[0]
+        names = set.intersection(*({h.name for h in d.headers} for d in declaring))
+        return dataclasses.replace(first, status=status, headers=tuple(h for h in first.headers if h.name in names))
+    if status < 400:
+        return None
+    failures = [d for op in operations for code, d in op.declared.items() if code >= 400 and d.validator is not None]
+    envelopes = {str(d.validator.schema.get("$id")) for d in failures if d.validator is not None}
+    if len(envelopes) != 1:
+        return None
+    return dataclasses.replace(failures[0], status=status, headers=())
 
 
 @cache

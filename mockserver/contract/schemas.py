@@ -5,7 +5,9 @@ branches and `allOf` properties, so that each part of an answer can be asked wha
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 from jsonschema import Draft202012Validator
 from referencing import Registry
@@ -130,3 +132,105 @@ def at(schema: JSON, resolver: Resolver[Any], value: Any, pointer: str) -> JSON:
         else:
             return {}
     return schema
+
+
+# --- a schema with the place it is written (drift: what a difference breaks) --------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """A schema, the scope its `$ref`s resolve in, and where it is written: the absolute URI of its file
+    (or inline document) and the JSON pointer to it (`https://.../3plship/return.json#/properties/id`)."""
+
+    schema: JSON
+    resolver: Resolver[Any]
+    where: str
+
+    def at(self, *segments: str | int) -> Place:
+        """A subschema of this one (no `$ref` followed), by its keywords' path."""
+        node: Any = self.schema
+        where = self.where
+        for segment in segments:
+            node = node[segment]
+            where += "/" + escape(str(segment))
+        return Place(node, self.resolver, where)
+
+
+ValidPlace = Callable[[Place, Any], bool]
+
+
+def place_of(validator: Draft202012Validator, registry: Registry[Any]) -> Place:
+    uri = str(validator.schema.get("$id", ""))
+    return Place(validator.schema, resolver_for(validator, registry), uri + "#")
+
+
+def followed(place: Place) -> Place:
+    """`resolved`, keeping track of where the schema reached is written."""
+    schema, resolver, where = place.schema, place.resolver, place.where
+    while isinstance(schema.get("$ref"), str):
+        ref = schema["$ref"]
+        found = resolver.lookup(ref)
+        rest = {k: v for k, v in schema.items() if k not in ANNOTATIONS}
+        target = urljoin(where.partition("#")[0], ref)
+        where = target if "#" in target else target + "#"
+        schema, resolver = ({**found.contents, **rest} if rest else found.contents), found.resolver
+    return Place(schema, resolver, where)
+
+
+def chosen(place: Place, value: Any, valid: ValidPlace | None = None) -> Place:
+    """The schema `value` is an instance of: `place` followed, merged with the anyOf/oneOf branch the value
+    takes (the only one that is not null, else the only one of its JSON type, else the first `valid`
+    accepts)."""
+    place = followed(place)
+    schema = place.schema
+    if value is None:
+        return place
+    candidates = [followed(place.at(keyword, i)) for keyword in ("anyOf", "oneOf")
+                  for i, b in enumerate(schema.get(keyword, [])) if isinstance(b, dict)]
+    candidates = [c for c in candidates if not is_null(c.schema)]
+    if len(candidates) > 1:
+        typed = [c for c in candidates if _typed_as(c.schema, value)]
+        candidates = typed if len(typed) == 1 or valid is None else [c for c in typed if valid(c, value)][:1]
+    if len(candidates) != 1:
+        return place
+    inner = candidates[0]
+    merged = {**{k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}, **inner.schema}
+    return Place(merged, inner.resolver, inner.where)
+
+
+def declared(place: Place) -> dict[str, Place]:
+    """An object schema's properties (its allOf branches' included), each where it is written."""
+    found = {name: place.at("properties", name) for name in place.schema.get("properties", {})}
+    for i, _ in enumerate(place.schema.get("allOf", [])):
+        for name, sub in declared(followed(place.at("allOf", i))).items():
+            found.setdefault(name, sub)
+    return found
+
+
+def located(place: Place, value: Any, pointer: str, valid: ValidPlace | None = None) -> Place:
+    """The schema of the part of `value` at `pointer`, and where it is written; its place with an empty
+    schema where the contract says nothing of that part."""
+    for segment in [*pointer.split("/")[1:], None]:
+        place = chosen(place, value, valid)
+        if segment is None:
+            return place
+        name = segment.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict) and name in value:
+            properties = declared(place)
+            if name not in properties:
+                return Place({}, place.resolver, place.where)
+            place, value = properties[name], value[name]
+        elif isinstance(value, list) and name.isdigit() and int(name) < len(value) \
+                and isinstance(place.schema.get("items"), dict):
+            place, value = place.at("items"), value[int(name)]
+        else:
+            return Place({}, place.resolver, place.where)
+    return place
+
+
+def identifier(place: Place) -> str | None:
+    """The name of the property an object schema marks `x-identifier` (a resource's identity), if any."""
+    for name, sub in declared(place).items():
+        if followed(sub).schema.get("x-identifier"):
+            return name
+    return None

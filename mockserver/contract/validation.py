@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from mockserver.contract import Operation, Problem, problems, unusable_text
+from mockserver.contract import BASE_URI, FORMAT_CHECKER, Operation, Problem, Validator, problems, unusable_text
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,18 @@ def on_side(side: str, problem: Problem) -> Problem:
                                field=problem.field or (problem.location if problem.location != "response" else ""))
 
 
-def check_response(op: Operation, status: int, content_type: str | None, body: bytes | None) -> list[Problem]:
-    """Every way an answer to `op` breaks the contract: an undocumented status, or its body."""
+def check_response(op: Operation, status: int, content_type: str | None, body: bytes | None,
+                   headers: Sequence[tuple[str, str]] | None = None) -> list[Problem]:
+    """Every way an answer to `op` breaks the contract: an undocumented status, a required header missing
+    or a header's value (when `headers` are given), or its body."""
     findings: list[Problem] = []
     if status not in op.responses:
         documented = ", ".join(str(code) for code in sorted(op.responses))
         findings.append(Problem("status", f"status {status} is not documented for {op.operation_id} "
                                           f"(documented: {documented})", "status", side="response"))
         return findings
+    if headers is not None:
+        findings += _headers(op, status, headers)
     validator = op.responses[status]
     parsed, bad = _json(body, content_type)
     if bad:
@@ -158,3 +162,30 @@ def check_response(op: Operation, status: int, content_type: str | None, body: b
         else:
             findings += [on_side("response", p) for p in problems(validator, parsed, "response")]
     return findings
+
+
+def _headers(op: Operation, status: int, headers: Sequence[tuple[str, str]]) -> list[Problem]:
+    given = {name.lower(): value for name, value in reversed(headers)}
+    found: list[Problem] = []
+    for header in op.declared[status].headers if status in op.declared else ():
+        value = given.get(header.name.lower())
+        where = header.where.removeprefix(BASE_URI)
+        if value is None:
+            if header.required:
+                found.append(Problem(header.name, f"the response header {header.name} is required (status {status})",
+                                     "header", schema=where, side="response"))
+            continue
+        for problem in problems(_header_validator(header.where, header.schema), value, "header", (header.name,)):
+            found.append(dataclasses.replace(problem, schema=where, side="response"))
+    return found
+
+
+_HEADER_VALIDATORS: dict[str, Any] = {}
+
+
+def _header_validator(where: str, schema: dict[str, Any]) -> Any:
+    validator = _HEADER_VALIDATORS.get(where)
+    if validator is None:
+        validator = _HEADER_VALIDATORS[where] = Validator({**schema, "$id": where.replace("#", "-header.json#")
+                                                          .partition("#")[0]}, format_checker=FORMAT_CHECKER)
+    return validator

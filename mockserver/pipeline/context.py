@@ -51,6 +51,8 @@ class Context:
     """Each way the request (or, behind the proxy, the upstream's answer) broke the contract."""
     drift: Any = None
     """What the shadow found comparing the upstream's answer with the mock's (mockserver.contract.drift)."""
+    forwarded: bool = False
+    """Behind the proxy: the answer is the upstream's (not one the proxy gave itself: a refusal, a 502)."""
     shown: tuple[bytes, bytes] | None = None
     """The request and answer bodies masked for showing, made once for the journal and the recording."""
     deferred_s: float = 0.0

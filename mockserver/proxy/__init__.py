@@ -56,7 +56,8 @@ class _Proxy:
         # The providers' faces, only to answer in their format (errors) and to name the account.
         self.faces: dict[str, Face[Any]] = {name: REGISTRY[name].face({}) for name in config.upstreams}
         self.journal = MemoryJournal(config.journal_size)
-        self.shadow = Mirror(config.drift_ignore, config.journal_size) if config.shadow else None
+        self.shadow = Mirror(config.drift_ignore, config.journal_size, max_bytes=config.drift_size) \
+            if config.shadow else None
         steps = [NameTheAccount(), RefuseEscapes(), CheckRequest("all" if config.strict else "none"),
                  RecordInJournal(self.journal, masked=True)]
         if config.record:
@@ -101,6 +102,7 @@ def _admin(app: Flask, state: _Proxy) -> None:
     @admin.get("/health")
     def health() -> Response:
         return json_response(200, {"status": "ok", "version": __version__, "mode": "proxy",
+                           "shadow": state.shadow is not None,
                            "upstreams": {name: masking.url(u) for name, u in state.config.upstreams.items()}})
 
     @admin.get("/drift")
@@ -109,7 +111,7 @@ def _admin(app: Flask, state: _Proxy) -> None:
 
     @admin.delete("/drift")
     def clear_drift() -> Response:
-        _shadow(state).log.clear()
+        _shadow(state).clear()
         return Response(status=204)
 
     app.register_blueprint(admin)

@@ -25,6 +25,8 @@ class ProxyConfig:
     """Also apply every exchange to a mock mirroring the upstream, and record where the answers differ."""
     drift_ignore: tuple[str, ...] = ()
     """JSON pointers (`*`: any one segment) the shadow's comparison leaves out, beside the contracts' noise."""
+    drift_size: int = 16 * 1024 * 1024
+    """Bytes of drift entries kept (their JSON); the oldest go first."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

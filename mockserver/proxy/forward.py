@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from mockserver.contract import masking
 from mockserver.contract.validation import check_response
@@ -19,7 +19,7 @@ from mockserver.pipeline import Answer, Context, Step
 from mockserver.pipeline.steps import shown
 from mockserver.providers.face import BAD_GATEWAY, BAD_REQUEST, GATEWAY_TIMEOUT
 from mockserver.proxy.config import ProxyConfig
-from mockserver.proxy.recording import HarRecorder
+from mockserver.proxy.recording import HarRecorder, account_fields, shown_account
 from mockserver.web.mirror import Mirror
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -79,12 +79,13 @@ class Forward:
         body = req.body()
         with self._turn(face.name, req.header("Authorization")):
             answer = self._exchange(ctx, masking.url(base), upstream_url(base, ctx), headers, body)
+            ctx.forwarded = True
             if self.shadow is not None:
-                account = masking.account_hint(ctx.account) if ctx.account and face.secret_accounts else ctx.account
-                ctx.drift = self.shadow.apply(face.name, ctx.op, req.method, req.path, req.query_string, headers,
-                                              body, answer.status, answer.data, account)
+                ctx.drift = self.shadow.apply(face.name, req.method, req.path, req.query_string, headers, body,
+                                              answer.status, answer.headers, answer.data,
+                                              shown_account(face, ctx.account))
         if ctx.op is not None:
-            ctx.violations += check_response(ctx.op, answer.status, answer.content_type, answer.data)
+            ctx.violations += check_response(ctx.op, answer.status, answer.content_type, answer.data, answer.headers)
         return answer
 
     def _exchange(self, ctx: Context, shown_url: str, url: str, headers: list[tuple[str, str]],
@@ -118,13 +119,15 @@ class Record(Step):
         request_body, response_body = shown(ctx, answer)
         drift = getattr(ctx.drift, "differences", None)
         self.recorder.add(
+            provider=face.name, base_path=urlsplit(self.upstreams[face.name]).path.rstrip("/"),
+            forwarded=ctx.forwarded, sequence=getattr(ctx.drift, "id", None),
+            accounts=account_fields(face, ctx.account),
             started=parse_instant(ctx.at), duration_ms=(time.perf_counter() - ctx.started) * 1000, method=req.method,
             url=upstream_url(self.upstreams[face.name], ctx), request_headers=forwarded_headers(ctx),
             request_body=request_body, request_size=len(ctx.body() or b""),
             query=parse_qsl(req.query_string, keep_blank_values=True), status=answer.status,
             reason=answer.reason or _REASONS.get(answer.status, ""), response_headers=answer.headers,
             response_body=response_body, response_size=len(answer.data),
-            account=None if face.secret_accounts else ctx.account,
             drift=None if drift is None else [d.as_json() for d in drift])
         return answer
 

@@ -162,6 +162,24 @@ class MemoryStore(Store):
                 self._due.pop(key, None)
             return removed
 
+    def forget(self, provider: str, account: str, id: str) -> None:
+        """Drop one return, or one webhook subscription and its deliveries (a mirror's bound: the shadow's)."""
+        with self._lock:
+            key = (provider, account)
+            if self._accounts.get(key, {}).pop(id, None) is not None and not self._accounts[key]:
+                del self._accounts[key]
+            if self._due.get(key, {}).pop(id, None) is not None and not self._due[key]:
+                del self._due[key]
+            if any(w.get("id") == id for _, w in self._webhooks):
+                self._webhooks = [(a, w) for a, w in self._webhooks if w.get("id") != id]
+                self._deliveries = [d for d in self._deliveries if d.webhook_id != id]
+
+    def forget_deliveries(self, keep: int) -> None:
+        """Keep the newest `keep` deliveries only (a store whose deliveries are never sent: a mirror's)."""
+        with self._lock:
+            if len(self._deliveries) > keep:
+                del self._deliveries[:len(self._deliveries) - keep]
+
     def get_setting(self, key: str) -> str | None:
         return self._settings.get(key)
 

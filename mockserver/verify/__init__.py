@@ -48,7 +48,8 @@ def probe(target: Target, timeout: float = 10.0) -> None:
 
 
 def verify(target: Target, *, max_examples: int = 20, seed: int | None = None,
-           scenarios: bool = True, fuzz: bool = True, compare_mock: bool = False) -> Report:
+           scenarios: bool = True, fuzz: bool = True, compare_mock: bool = False,
+           drift_ignore: tuple[str, ...] = ()) -> Report:
     probe(target)
     report = Report(f"returns-mock verify: {target.provider} at {target.base_url}")
     if fuzz:
@@ -58,5 +59,5 @@ def verify(target: Target, *, max_examples: int = 20, seed: int | None = None,
                            report, max_examples=max_examples, seed=seed)
     if scenarios:
         run_scenarios(target.provider, target.entry.scenarios(), target.base_url, target.auth_headers, report,
-                      compare_mock=compare_mock)
+                      compare_mock=compare_mock, drift_ignore=drift_ignore)
     return report

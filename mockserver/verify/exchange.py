@@ -21,6 +21,8 @@ class Exchange:
     status: int
     response_content_type: str | None
     response_body: bytes | None
+    response_headers: list[tuple[str, str]] | None = None
+    """None: not known (then the headers the contract declares are not checked)."""
 
 
 def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[Problem]]:
@@ -29,7 +31,8 @@ def check_exchange(provider: str, exchange: Exchange) -> tuple[str | None, list[
                                  exchange.request_content_type, exchange.request_body)
     if op is None:
         return None, findings
-    findings += check_response(op, exchange.status, exchange.response_content_type, exchange.response_body)
+    findings += check_response(op, exchange.status, exchange.response_content_type, exchange.response_body,
+                               exchange.response_headers)
     return op.operation_id, findings
 
 

@@ -16,7 +16,7 @@ import requests
 
 from mockserver.providers.provider import Scenario
 from mockserver.verify.exchange import Exchange, check_exchange
-from mockserver.verify.report import Failure, Report
+from mockserver.verify.report import Failure, Report, drift_line
 from mockserver.web.mirror import Mirror
 
 
@@ -70,10 +70,11 @@ class Client:
             query={k: str(v) for k, v in (params or {}).items()},
             request_content_type=request.headers.get("Content-Type"), request_body=body,
             status=response.status_code, response_content_type=response.headers.get("Content-Type"),
-            response_body=response.content)
+            response_body=response.content, response_headers=list(response.headers.items()))
         self.checks += 1
         if self.mirror is not None:
-            self._compare(exchange, request, list(request.headers.items()), urlsplit(response.url).query)
+            self._compare(exchange, request, list(request.headers.items()), urlsplit(response.url).query,
+                          list(response.headers.items()))
         _, findings = check_exchange(self.provider, exchange)
         response_findings = [f for f in findings if f.side == "response"]
         if response_findings:
@@ -83,19 +84,19 @@ class Client:
         return response
 
     def _compare(self, exchange: Exchange, request: requests.PreparedRequest, headers: list[tuple[str, str]],
-                 query: str) -> None:
+                 query: str, answer_headers: list[tuple[str, str]]) -> None:
         """The same request applied to the local mock; each difference of its answer is a violation."""
         assert self.mirror is not None and self.report is not None
         c = self.mirror.mock.providers[self.provider].contract
-        found = c.match(exchange.method, exchange.path)
-        entry = self.mirror.apply(self.provider, found[0] if found else None, exchange.method,
-                                  c.mock_prefix + exchange.path, query, headers,
-                                  exchange.request_body or b"", exchange.status, exchange.response_body or b"", None)
+        entry = self.mirror.apply(self.provider, exchange.method, c.mock_prefix + exchange.path, query, headers,
+                                  exchange.request_body or b"", exchange.status, answer_headers,
+                                  exchange.response_body or b"", None)
+        follows = f" (follows from exchange #{entry.cause})" if entry.cause is not None else ""
         for difference in entry.differences:
             where = difference.pointer or "status"
             self.report.add(Failure("compare-mock", self.scenario, difference.kind,
-                                      f"{where} in {exchange.method} {exchange.path}: {difference.values('target')}",
-                                      curl(request)))
+                                    f"{where} in {exchange.method} {exchange.path}: {difference.values('target')}"
+                                    f"{follows}", curl(request), difference.schema))
 
     def expect(self, response: requests.Response, status: int, why: str) -> Any:
         self.checks += 1
@@ -111,10 +112,12 @@ class Client:
 
 
 def run_scenarios(provider: str, scenarios: list[Scenario], base_url: str, auth_headers: dict[str, str],
-                  report: Report, timeout: float = 10.0, compare_mock: bool = False) -> None:
+                  report: Report, timeout: float = 10.0, compare_mock: bool = False,
+                  drift_ignore: tuple[str, ...] = ()) -> None:
     """Each scenario against the target; with `compare_mock`, each request also applied, in the same order,
-    to one fresh local mock, and every difference of its answers reported (suite `compare-mock`)."""
-    mirror = Mirror() if compare_mock else None
+    to one fresh local mock, and every difference of its answers reported (suite `compare-mock`), with a line
+    saying what was compared."""
+    mirror = Mirror(drift_ignore) if compare_mock else None
     for scenario in scenarios:
         name = scenario.__name__
         client = Client(provider, base_url, auth_headers, timeout, mirror, report, name)
@@ -125,3 +128,5 @@ def run_scenarios(provider: str, scenarios: list[Scenario], base_url: str, auth_
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             report.add(Failure("scenario", name, "unusable_response", f"{type(exc).__name__}: {exc}"))
         report.ran("scenario", name, client.checks)
+    if mirror is not None:
+        report.notes.append(drift_line(mirror.log.summary(), "target"))

@@ -7,70 +7,203 @@ value of the upstream's answer is queued in the mock's id generator, so a 3plshi
 answered with `ret_abc` creates `ret_abc` in the mock too (a 35up return's id is its order id already),
 and later requests address the same return in both. Requests are applied one at a time, in the order
 the upstream answered them.
+
+A write the mock did not answer as the upstream did (a create refused, another status reached) leaves the
+resource in another state in each: it is a root cause, and every later difference on that resource says so
+(`cause`). The mirror keeps as many resources as its bound (the proxy's --journal-size); the oldest go
+first, with their drift entries. An account that lost a resource that way is then compared where that
+cannot matter only: its lists, and answers where one side found nothing (404) or a conflict (409) the
+other did not, are counted as not compared rather than reported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from mockserver.contract import Contract, Operation, schemas
-from mockserver.contract.drift import MISSING, DriftEntry, DriftLog, compare
+from mockserver.contract import Contract, DeclaredResponse, schemas
+from mockserver.contract.drift import (
+    DRIFT_SIZE,
+    Answered,
+    DriftEntry,
+    DriftLog,
+    Expected,
+    compare,
+    parsed,
+)
 from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web.app import create_app, mock_of, served
 from mockserver.web.direct import call
 
+READS = frozenset({"GET", "HEAD"})
+
+Resource = tuple[str, str, str]
+"""(provider, account, identifier): a return or a subscription in the mirror."""
+
 
 class Mirror:
-    def __init__(self, ignore: Sequence[str] = (), size: int = 1000, clock: str = "real") -> None:
+    def __init__(self, ignore: Sequence[str] = (), size: int = 1000, clock: str = "real",
+                 max_bytes: int = DRIFT_SIZE) -> None:
         # Its journal is not shown (what it answers is compared, not kept), and it sends no webhooks: the
         # provider sends them.
-        self.app = create_app(Config(journal_size=1, clock=clock, send_webhooks=False), store=MemoryStore())
+        self.store = MemoryStore()
+        self.app = create_app(Config(journal_size=1, clock=clock, send_webhooks=False), store=self.store)
         self.mock = mock_of(self.app)
         self.faces = served(self.app).faces
         self.ignore = tuple(ignore)
-        self.log = DriftLog(size)
+        self.size = max(size, 1)
+        self.log = DriftLog(self.size, max_bytes)
         self._lock = threading.Lock()
+        self._sequence = 0
+        self._resources: OrderedDict[Resource, None] = OrderedDict()
+        """The resources the mirror holds, oldest first (at most `size`)."""
+        self._roots: OrderedDict[Resource, int] = OrderedDict()
+        """Resources whose state went its own way in the mock, and the entry where it did."""
+        self._unfollowed: OrderedDict[Resource, None] = OrderedDict()
+        """Resources of forgetful accounts the mock made anew: their exchanges are not compared."""
+        self._forgetful = _Seen()
+        """Accounts that lost resources to the bound."""
 
-    def apply(self, provider: str, op: Operation | None, method: str, path: str, query: str,
-              headers: list[tuple[str, str]], body: bytes, upstream_status: int, upstream_body: bytes,
+    def apply(self, provider: str, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
+              upstream_status: int, upstream_headers: Sequence[tuple[str, str]], upstream_body: bytes,
               account: str | None) -> DriftEntry:
-        """Apply the request the upstream answered to the mirror, and record how the answers differ."""
+        """Apply the request the upstream answered to the mirror, and record how the answers differ (or that
+        they could not be compared: `compared`). `path` is under the mock's prefix; `account` is the
+        account as reports show it."""
         c = self.mock.providers[provider].contract
-        upstream = _parsed(upstream_body)
-        validator = op.responses.get(upstream_status) if op is not None else None
+        relative = path[len(c.mock_prefix):] or "/"
+        found = c.match("GET" if method == "HEAD" else method, relative)
+        op, values = found if found is not None else (None, {})
+        upstream = Answered(upstream_status, upstream_headers, parsed(upstream_body))
+        declared = op.declared.get(upstream_status) if op is not None else None
+        if declared is None:
+            declared = c.common_response(upstream_status)
+        write = method not in READS
         # Ids are minted by writes only; a read's answer (a page of returns) is not searched for them.
-        minting = method not in ("GET", "HEAD") and 200 <= upstream_status < 300
-        adopted = _identifiers(validator, c, upstream) if minting else []
+        adopted = _identifiers(declared, c, upstream.body) if write and 200 <= upstream_status < 300 else []
+        owner = self.faces[provider].rate_key(next((v for k, v in headers if k.lower() == "authorization"), None))
         with self._lock:
+            self._sequence += 1
+            sequence = self._sequence
             self.mock.ids.adopt(adopted)
             try:
-                mock_status, _, mock_body = call(self.app, method, path, query, headers, body)
+                status, mock_headers, mock_body = call(self.app, method, path, query, headers, body)
             finally:
                 self.mock.ids.adopt([])
-        differences = compare(upstream_status, upstream, mock_status, _parsed(mock_body),
-                              (validator, c.registry) if validator is not None else None, self.ignore)
-        entry = DriftEntry(provider, method, path, account, upstream_status, mock_status, tuple(differences))
-        self.log.record(entry)
-        return entry
+            mock = Answered(status, mock_headers, parsed(mock_body))
+            answered = {*values.values(), *adopted}
+            if write:
+                answered |= set(_identifiers(declared, c, mock.body))
+            keys = [(provider, owner or "", r) for r in sorted(answered) if isinstance(r, str)]
+            if self._uncompared(provider, owner or "", op is not None and not values and not write, upstream, mock,
+                                keys):
+                if write and 200 <= mock.status < 300:
+                    for key in keys:
+                        _bounded(self._unfollowed, key, None, self.size)
+                entry = DriftEntry(sequence, provider, method, path, account, upstream_status, status, (),
+                                   op.operation_id if op is not None else None, compared=False)
+                self.log.record(entry)
+                self._keep(provider, owner or "", declared, c, mock, write)
+                return entry
+            differences = compare(upstream, mock, Expected(c, declared, op.where + "/responses" if op is not None
+                                                           else f"{c.base_uri}openapi.json#/paths"),
+                                  self.ignore, _sent(body))
+            keys += [(provider, owner or "", d.resource) for d in differences
+                     if d.resource is not None and d.resource not in answered]
+            causes = [self._roots[key] for key in keys if key in self._roots]
+            cause = min(causes) if causes else None
+            entry = DriftEntry(sequence, provider, method, path, account, upstream_status, status, tuple(differences),
+                               op.operation_id if op is not None else None, cause,
+                               tuple(_name(key) for key in keys))
+            if cause is None and write and any(d.kind != "header" for d in differences):
+                for key in keys:  # the mock's state of these resources went its own way here
+                    _bounded(self._roots, key, sequence, self.size)
+            self.log.record(entry)
+            self._keep(provider, owner or "", declared, c, mock, write)
+            return entry
+
+    def _uncompared(self, provider: str, owner: str, collection: bool, upstream: Answered, mock: Answered,
+                    keys: list[Resource]) -> bool:
+        """Whether the exchange may differ only because the mirror forgot what it was about."""
+        if any(key in self._unfollowed for key in keys):
+            return True
+        if (provider, owner) not in self._forgetful:
+            return False
+        statuses = {upstream.status, mock.status}
+        return collection or (len(statuses) == 2 and bool(statuses & {404, 409}))
+
+    def _keep(self, provider: str, owner: str, declared: DeclaredResponse | None, c: Contract, mock: Answered,
+              write: bool) -> None:
+        """Remember what the mock made; beyond the bound, forget the oldest, and its drift entries with it."""
+        if write and 200 <= mock.status < 300:
+            for identifier in _identifiers(declared, c, mock.body):
+                key = (provider, owner, identifier)
+                self._resources[key] = None
+                self._resources.move_to_end(key)
+        while len(self._resources) > self.size:
+            key, _ = self._resources.popitem(last=False)
+            self.store.forget(*key)
+            self.log.forget([_name(key)])
+            self._roots.pop(key, None)
+            self._forgetful.add(key[:2])
+        self.store.forget_deliveries(self.size)  # never sent: the provider sends its own
+
+    def clear(self) -> None:
+        """Forget the drift found so far (DELETE /__admin/drift): the entries and the root causes they name."""
+        with self._lock:
+            self.log.clear()
+            self._roots.clear()
 
 
-def _parsed(body: bytes) -> Any:
-    if not body:
-        return MISSING
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace")
+def _bounded(table: OrderedDict[Resource, Any], key: Resource, value: Any, size: int) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > size:
+        table.popitem(last=False)
 
 
-def _identifiers(validator: Any, c: Contract, body: Any) -> list[str]:
-    if validator is None or body is MISSING:
+def _name(key: Resource) -> str:
+    return "\0".join(key)
+
+
+def _sent(body: bytes) -> Any:
+    value = parsed(body)
+    return value if isinstance(value, (dict, list)) else None
+
+
+def _identifiers(declared: DeclaredResponse | None, c: Contract, body: Any) -> list[str]:
+    if declared is None or declared.validator is None or not isinstance(body, (dict, list)):
         return []
-    resolver = schemas.resolver_for(validator, c.registry)
-    return [value for schema, value in schemas.parts(validator.schema, resolver, body)
-            if schema.get("x-identifier") and isinstance(value, str)]
+    resolver = schemas.resolver_for(declared.validator, c.registry)
+    try:
+        return [value for schema, value in schemas.parts(declared.validator.schema, resolver, body)
+                if schema.get("x-identifier") and isinstance(value, str)]
+    except RecursionError:  # a body nested deeper than any contract: it names no resource
+        return []
+
+
+class _Seen:
+    """A set in fixed memory that may say yes for a member never added (a Bloom filter of 2^20 bits): the
+    accounts the mirror forgot resources of. A wrong yes leaves an exchange uncompared; it reports nothing."""
+
+    BITS = 1 << 20
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS // 8)
+
+    def _spots(self, key: tuple[str, str]) -> list[int]:
+        digest = hashlib.blake2b("\0".join(key).encode("utf-8", "surrogatepass"), digest_size=12).digest()
+        return [int.from_bytes(digest[i:i + 4], "big") % self.BITS for i in (0, 4, 8)]
+
+    def add(self, key: tuple[str, str]) -> None:
+        for spot in self._spots(key):
+            self._bits[spot >> 3] |= 1 << (spot & 7)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple):
+            return False
+        return all(self._bits[spot >> 3] & (1 << (spot & 7)) for spot in self._spots(key))
