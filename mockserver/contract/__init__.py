@@ -170,8 +170,8 @@ class DeclaredHeader:
     required: bool
     schema: JSON
     compare: str
-    """How the shadow compares it (`x-compare` on the header): `presence` (and type), `scheme` (an auth
-    challenge's scheme), else its value."""
+    """How the shadow compares it (`x-compare` on the header): `presence`, `scheme` (an auth challenge's
+    scheme), `methods` (a method list, as a set), else its value."""
     where: str
     """Where it is declared: openapi.json's URI and the JSON pointer to the header object."""
 

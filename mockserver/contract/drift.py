@@ -10,8 +10,10 @@ the same items in another order one `order` difference.
 
 What is not, by default (the contracts say which, through `$ref`, `items`, `anyOf`/`oneOf` and `allOf`):
 identifiers (`x-identifier`: ids the mock could not adopt), fields marked `x-compare: presence` (request
-ids, human-readable messages at any depth, secrets: presence and type only), headers by their own
-`x-compare` (`presence`, `scheme`: an auth challenge's scheme, `tokens`: a list such as Allow, as a set), and
+ids, human-readable messages at any depth, secrets: presence and type only), fields marked `x-compare:
+when-present` (what the mock adds beside a provider's documented shape: compared where both answers have
+them), headers by their own `x-compare` (`presence`, `scheme`: an auth challenge's scheme, `methods`: a
+method list such as Allow, as a set, HEAD going with GET), and
 timestamps (`format: date-time`), which count as equal within `TIMESTAMP_TOLERANCE` (stamped at the request,
 a second apart) but not beyond it (a refund expected two days later is a difference). `ignore` adds JSON
 pointers, with `*` for any one segment (`/data/*/carrier`).
@@ -184,9 +186,14 @@ def _same_header(mode: str, a: str, b: str) -> bool:
         return True
     if mode == "scheme":
         return a.strip().split(" ", 1)[0].lower() == b.strip().split(" ", 1)[0].lower()
-    if mode == "tokens":
-        return {t.strip().lower() for t in a.split(",")} == {t.strip().lower() for t in b.split(",")}
+    if mode == "methods":  # a method list (Allow), as a set; HEAD goes with GET (RFC 9110, 9.3.2)
+        return _methods(a) == _methods(b)
     return a == b
+
+
+def _methods(value: str) -> set[str]:
+    found = {t.strip().upper() for t in value.split(",") if t.strip()}
+    return found | {"HEAD"} if "GET" in found else found
 
 
 # --- the body --------------------------------------------------------------------------------------------
@@ -251,6 +258,8 @@ class _Walk:
             return
         if upstream is MISSING or mock is MISSING:
             place = self._schema(pointer, "upstream" if mock is MISSING else "mock")
+            if place is not None and place.schema.get("x-compare") == "when-present":
+                return
             yield Difference(pointer, upstream, mock, "missing" if mock is MISSING else "extra", self._where(place),
                              resource)
             return
@@ -259,7 +268,17 @@ class _Walk:
             yield Difference(pointer, upstream, mock, "type", self._where(place), resource)
             return
         if upstream == mock:
-            return
+            if isinstance(upstream, (dict, list)):
+                if _spelled(upstream) == _spelled(mock):
+                    return  # else the same values, a number spelled otherwise inside (2 and 2.0): see below
+            elif type(upstream) is type(mock):
+                return
+            else:  # 2 and 2.0: the same number, another type only where the contract says integer
+                place = self._schema(pointer)
+                kinds = place.schema.get("type") if place is not None else None
+                if "integer" in (kinds if isinstance(kinds, list) else [kinds]):
+                    yield Difference(pointer, upstream, mock, "type", self._where(place), resource)
+                return
         if isinstance(upstream, dict):
             resource = self._resource(upstream, mock, pointer) or resource
             for name in [*upstream, *(k for k in mock if k not in upstream)]:
@@ -342,6 +361,10 @@ def _sent_key(fields: list[str]) -> Callable[[Any], Hashable | None]:
     def key(item: Any) -> Hashable | None:
         return ("sent", *(_hashable(item.get(f, MISSING)) for f in fields)) if isinstance(item, dict) else None
     return key
+
+
+def _spelled(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _named(key: Hashable | None) -> str | None:

@@ -83,7 +83,7 @@ class Forward:
             if self.shadow is not None:
                 ctx.drift = self.shadow.apply(face.name, req.method, req.path, req.query_string, headers, body,
                                               answer.status, answer.headers, answer.data,
-                                              shown_account(face, ctx.account))
+                                              shown_account(face, ctx.account), parse_instant(ctx.at))
         if ctx.op is not None:
             ctx.violations += check_response(ctx.op, answer.status, answer.content_type, answer.data, answer.headers)
         return answer

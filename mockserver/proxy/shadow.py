@@ -46,16 +46,13 @@ def replay(entries: list[Any], providers: Mapping[str, Provider], accounts: Mapp
     replayed = [r for _, r in found if not r.answered_by_proxy]
     if all(r.sequence is not None for r in replayed):
         replayed.sort(key=lambda r: r.sequence or 0)
-    shadow = Mirror(ignore, size=max(len(replayed), 1), clock="frozen")
-    clock: Any = shadow.mock.clock
+    shadow = Mirror(ignore, size=max(len(replayed), 1))
     first = next((r.started for r in replayed if r.started is not None), None)
     if first is not None:
-        clock.set(first)
+        shadow.clock.set(first)
     if seed is not None:
         shadow.mock.seed(seed)
     for recorded in replayed:
-        if recorded.started is not None and recorded.started > clock.now():  # the instant the provider answered;
-            clock.set(recorded.started)  # never backwards: what the mock decided stays decided
         provider = providers[recorded.provider]
         face = shadow.faces[provider.name]
         authorization, shown = _credentials(recorded, provider, face, accounts.get(provider.name))
@@ -64,7 +61,7 @@ def replay(entries: list[Any], providers: Mapping[str, Provider], accounts: Mapp
             headers.append(("Authorization", authorization))
         shadow.apply(provider.name, recorded.method, provider.mock_prefix + unquote(recorded.path), recorded.query,
                      headers, recorded.request_body or b"", recorded.status, recorded.response_headers,
-                     recorded.response_body or b"", shown)
+                     recorded.response_body or b"", shown, recorded.started)
     return shadow
 
 

@@ -22,11 +22,13 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from mockserver.contract import Contract, DeclaredResponse, schemas
 from mockserver.contract.drift import (
     DRIFT_SIZE,
+    REFUSALS,
     Answered,
     DriftEntry,
     DriftLog,
@@ -41,18 +43,23 @@ from mockserver.web.direct import call
 
 READS = frozenset({"GET", "HEAD"})
 
+MIRROR_SEED = 37
+"""The mirror mints the ids it does not adopt from this seed: a recording replays to the same ids."""
+
 Resource = tuple[str, str, str]
 """(provider, account, identifier): a return or a subscription in the mirror."""
 
 
 class Mirror:
-    def __init__(self, ignore: Sequence[str] = (), size: int = 1000, clock: str = "real",
-                 max_bytes: int = DRIFT_SIZE) -> None:
+    def __init__(self, ignore: Sequence[str] = (), size: int = 1000, max_bytes: int = DRIFT_SIZE) -> None:
         # Its journal is not shown (what it answers is compared, not kept), and it sends no webhooks: the
-        # provider sends them.
+        # provider sends them. Its clock is moved to each exchange's instant and its ids are seeded, so that
+        # the same exchanges give the same answers live and replayed from a recording.
         self.store = MemoryStore()
-        self.app = create_app(Config(journal_size=1, clock=clock, send_webhooks=False), store=self.store)
+        self.app = create_app(Config(journal_size=1, clock="frozen", seed=MIRROR_SEED, send_webhooks=False),
+                              store=self.store)
         self.mock = mock_of(self.app)
+        self.clock: Any = self.mock.clock
         self.faces = served(self.app).faces
         self.ignore = tuple(ignore)
         self.size = max(size, 1)
@@ -67,13 +74,16 @@ class Mirror:
         """Resources of forgetful accounts the mock made anew: their exchanges are not compared."""
         self._forgetful = _Seen()
         """Accounts that lost resources to the bound."""
+        self._members: OrderedDict[tuple[str, str], int] = OrderedDict()
+        """Accounts whose resources differ in number (a create one side refused), and the entry where they did."""
 
     def apply(self, provider: str, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
               upstream_status: int, upstream_headers: Sequence[tuple[str, str]], upstream_body: bytes,
-              account: str | None) -> DriftEntry:
+              account: str | None, at: datetime | None = None) -> DriftEntry:
         """Apply the request the upstream answered to the mirror, and record how the answers differ (or that
         they could not be compared: `compared`). `path` is under the mock's prefix; `account` is the
-        account as reports show it."""
+        account as reports show it; `at`: the instant the request was made (now, if not given): the mock
+        answers at it, or at the last one if it is earlier (what the mock decided stays decided)."""
         c = self.mock.providers[provider].contract
         relative = path[len(c.mock_prefix):] or "/"
         found = c.match("GET" if method == "HEAD" else method, relative)
@@ -83,31 +93,39 @@ class Mirror:
         if declared is None:
             declared = c.common_response(upstream_status)
         write = method not in READS
-        # Ids are minted by writes only; a read's answer (a page of returns) is not searched for them.
-        adopted = _identifiers(declared, c, upstream.body) if write and 200 <= upstream_status < 300 else []
+        # Ids are minted by writes only; a read's answer (a page of returns) is not searched for them. A success
+        # the operation does not declare (200 for a 201) is read as the one it declares.
+        minted = declared
+        if minted is None and op is not None:
+            minted = next((d for code, d in sorted(op.declared.items()) if 200 <= code < 300), None)
+        adopted = _identifiers(minted, c, upstream.body) if write and 200 <= upstream_status < 300 else []
         owner = self.faces[provider].rate_key(next((v for k, v in headers if k.lower() == "authorization"), None))
         with self._lock:
             self._sequence += 1
             sequence = self._sequence
+            moment = at or datetime.now(UTC)
+            if sequence == 1 or moment > self.clock.now():
+                self.clock.set(moment)
             self.mock.ids.adopt(adopted)
             try:
                 status, mock_headers, mock_body = call(self.app, method, path, query, headers, body)
             finally:
                 self.mock.ids.adopt([])
             mock = Answered(status, mock_headers, parsed(mock_body))
-            answered = {*values.values(), *adopted}
-            if write:
-                answered |= set(_identifiers(declared, c, mock.body))
+            ours = (op.declared.get(status) if op is not None else None) or c.common_response(status)
+            made = _identifiers(ours, c, mock.body) if write and 200 <= status < 300 else []
+            answered = {*values.values(), *adopted, *made}
             keys = [(provider, owner or "", r) for r in sorted(answered) if isinstance(r, str)]
-            if self._uncompared(provider, owner or "", op is not None and not values and not write, upstream, mock,
-                                keys):
+            owned = (provider, owner or "")
+            collection = op is not None and not values and not write
+            if self._uncompared(provider, owner or "", collection, upstream, mock, keys):
                 if write and 200 <= mock.status < 300:
                     for key in keys:
                         _bounded(self._unfollowed, key, None, self.size)
                 entry = DriftEntry(sequence, provider, method, path, account, upstream_status, status, (),
                                    op.operation_id if op is not None else None, compared=False)
                 self.log.record(entry)
-                self._keep(provider, owner or "", declared, c, mock, write)
+                self._keep(owned, made)
                 return entry
             differences = compare(upstream, mock, Expected(c, declared, op.where + "/responses" if op is not None
                                                            else f"{c.base_uri}openapi.json#/paths"),
@@ -115,15 +133,22 @@ class Mirror:
             keys += [(provider, owner or "", d.resource) for d in differences
                      if d.resource is not None and d.resource not in answered]
             causes = [self._roots[key] for key in keys if key in self._roots]
+            if collection and differences and owned in self._members:
+                causes.append(self._members[owned])
             cause = min(causes) if causes else None
             entry = DriftEntry(sequence, provider, method, path, account, upstream_status, status, tuple(differences),
                                op.operation_id if op is not None else None, cause,
                                tuple(_name(key) for key in keys))
-            if cause is None and write and any(d.kind != "header" for d in differences):
-                for key in keys:  # the mock's state of these resources went its own way here
+            changed = 200 <= upstream_status < 300 or 200 <= status < 300
+            if cause is None and write and changed and any(d.kind != "header" for d in differences):
+                for key in keys:  # a write one side made and the other did not, or made otherwise: from here
+                    # the resource's state in the mock went its own way
                     _bounded(self._roots, key, sequence, self.size)
+                if not values and any(d.kind in REFUSALS for d in differences):  # a resource made on one side
+                    self._members.setdefault(owned, sequence)  # only: the account's lists differ from here
+                    _trim(self._members, self.size)
             self.log.record(entry)
-            self._keep(provider, owner or "", declared, c, mock, write)
+            self._keep(owned, made)
             return entry
 
     def _uncompared(self, provider: str, owner: str, collection: bool, upstream: Answered, mock: Answered,
@@ -136,14 +161,12 @@ class Mirror:
         statuses = {upstream.status, mock.status}
         return collection or (len(statuses) == 2 and bool(statuses & {404, 409}))
 
-    def _keep(self, provider: str, owner: str, declared: DeclaredResponse | None, c: Contract, mock: Answered,
-              write: bool) -> None:
+    def _keep(self, account: tuple[str, str], made: list[str]) -> None:
         """Remember what the mock made; beyond the bound, forget the oldest, and its drift entries with it."""
-        if write and 200 <= mock.status < 300:
-            for identifier in _identifiers(declared, c, mock.body):
-                key = (provider, owner, identifier)
-                self._resources[key] = None
-                self._resources.move_to_end(key)
+        for identifier in made:
+            key = (*account, identifier)
+            self._resources[key] = None
+            self._resources.move_to_end(key)
         while len(self._resources) > self.size:
             key, _ = self._resources.popitem(last=False)
             self.store.forget(*key)
@@ -157,11 +180,17 @@ class Mirror:
         with self._lock:
             self.log.clear()
             self._roots.clear()
+            self._members.clear()
 
 
 def _bounded(table: OrderedDict[Resource, Any], key: Resource, value: Any, size: int) -> None:
     table[key] = value
     table.move_to_end(key)
+    while len(table) > size:
+        table.popitem(last=False)
+
+
+def _trim(table: OrderedDict[Any, Any], size: int) -> None:
     while len(table) > size:
         table.popitem(last=False)
 
