@@ -133,6 +133,27 @@ def test_a_deviation_is_found_where_it_is_and_nowhere_else(measured: tuple[Runs,
         assert not unlisted, f"false alarm at root #{index} {STEPS[index].label}: {unlisted}"
 
 
+FOLLOWING = [name for name in DEVIATIONS if VARIATIONS[name]["consequence_indices"]
+             and all(f["kind"] in ("mock_refuses", "mock_accepts") for f in VARIATIONS[name]["expected_findings"])]
+"""Deviations where one side made a change the other refused: the mirror cannot follow from there."""
+
+
+@pytest.mark.parametrize("name", FOLLOWING)
+def test_what_follows_from_a_refusal_says_so(measured: tuple[Runs, dict[str, Any], dict[str, Any]],
+                                             name: str) -> None:
+    """Each later difference on what the refused change was about names the root entry as its cause, and the
+    summary counts it as a consequence, not as a root cause of its own."""
+    runs, live, _ = measured
+    run = runs[name]
+    (root,) = {f["index"] for f in VARIATIONS[name]["expected_findings"]}
+    entries = {e["id"] - run.start: e for e in live["entries"] if e["id"] in run}
+    assert entries[root]["cause"] is None
+    later = {i: e["cause"] for i, e in entries.items() if i != root}
+    assert later, "nothing followed from the refusal"
+    assert set(later) <= set(VARIATIONS[name]["consequence_indices"])
+    assert set(later.values()) == {entries[root]["id"]}
+
+
 def test_offline_replay_of_the_recording_equals_the_live_report(
         measured: tuple[Runs, dict[str, Any], dict[str, Any]]) -> None:
     _, live, offline = measured

@@ -42,6 +42,7 @@ from mockserver.web.app import create_app, mock_of, served
 from mockserver.web.direct import call
 
 READS = frozenset({"GET", "HEAD"})
+CREDENTIALS_REFUSED = frozenset({401, 403})
 
 MIRROR_SEED = 37
 """The mirror mints the ids it does not adopt from this seed: a recording replays to the same ids."""
@@ -76,6 +77,8 @@ class Mirror:
         """Accounts that lost resources to the bound."""
         self._members: OrderedDict[tuple[str, str], int] = OrderedDict()
         """Accounts whose resources differ in number (a create one side refused), and the entry where they did."""
+        self._refused: OrderedDict[tuple[str, str], int] = OrderedDict()
+        """Accounts whose credentials the upstream refused and the mock took, and the entry where it did."""
 
     def apply(self, provider: str, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
               upstream_status: int, upstream_headers: Sequence[tuple[str, str]], upstream_body: bytes,
@@ -135,6 +138,8 @@ class Mirror:
             causes = [self._roots[key] for key in keys if key in self._roots]
             if collection and differences and owned in self._members:
                 causes.append(self._members[owned])
+            if differences and owned in self._refused:
+                causes.append(self._refused[owned])
             cause = min(causes) if causes else None
             entry = DriftEntry(sequence, provider, method, path, account, upstream_status, status, tuple(differences),
                                op.operation_id if op is not None else None, cause,
@@ -147,6 +152,10 @@ class Mirror:
                 if not values and any(d.kind in REFUSALS for d in differences):  # a resource made on one side
                     self._members.setdefault(owned, sequence)  # only: the account's lists differ from here
                     _trim(self._members, self.size)
+            if cause is None and owner is not None and upstream_status in CREDENTIALS_REFUSED \
+                    and status not in CREDENTIALS_REFUSED:  # the provider refuses the account the mock serves
+                self._refused.setdefault(owned, sequence)
+                _trim(self._refused, self.size)
             self.log.record(entry)
             self._keep(owned, made)
             return entry
@@ -181,6 +190,7 @@ class Mirror:
             self.log.clear()
             self._roots.clear()
             self._members.clear()
+            self._refused.clear()
 
 
 def _bounded(table: OrderedDict[Resource, Any], key: Resource, value: Any, size: int) -> None:
