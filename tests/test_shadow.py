@@ -19,6 +19,7 @@ import requests
 from helpers import Server, basic, bearer, cli
 from werkzeug.serving import make_server
 
+from mockserver.contract import masking
 from mockserver.domain.config import Config
 from mockserver.store import MemoryStore
 from mockserver.web import create_app
@@ -293,11 +294,20 @@ def test_verify_compare_mock_reports_each_difference_of_the_scenarios(upstream: 
     run = cli("verify", "--provider", "3plship", "--base-url", f"{upstream.url}/3plship/api/v1",
               "--api-key", "zl_test_compare", "--max-examples", "1", "--compare-mock", timeout=300)
     assert run.returncode == (1 if drifted else 0), run.stdout + run.stderr
+    compared = re.search(r"^  compared with a local mock: (\d+) exchange\(s\), (\d+) with differences", run.stdout,
+                         re.M)
+    assert compared is not None, run.stdout  # said whether or not anything differs
+    assert int(compared.group(1)) > 10 and int(compared.group(2)) == (1 if drifted else 0)
     if drifted:
         assert "1 violation:" in run.stdout
         assert "[compare-mock] pl_status_flow_and_refund — value: /data/refund/expected_at in POST /returns/ret_" \
                in run.stdout
         assert "/refund: target '" in run.stdout
+        ignored = cli("verify", "--provider", "3plship", "--base-url", f"{upstream.url}/3plship/api/v1",
+                      "--api-key", "zl_test_compare", "--max-examples", "1", "--compare-mock",
+                      "--drift-ignore", "/data/refund/expected_at", timeout=300)
+        assert ignored.returncode == 0, ignored.stdout
+        assert re.search(r"^  compared with a local mock: \d+ exchange\(s\), 0 with differences", ignored.stdout, re.M)
     else:
         assert "No violations." in run.stdout
 
@@ -343,3 +353,169 @@ def test_the_mirror_sends_no_webhooks_of_its_own(upstream: Server) -> None:
         assert drift(proxy)["summary"] == summary(2)
     finally:
         proxy.stop()
+
+
+# --- offline: whatever the upstream's host, each account its own, refused credentials refused -----------
+
+
+@pytest.fixture
+def fake_real_provider() -> Iterator[Any]:
+    """The independent fake provider (tests/independent): 3plship under /api/v1 and 35up under /v1, as the
+    real hosts have them, on a loopback port: a sandbox, for the recording."""
+    import sys
+
+    from helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "tests" / "independent" / "fake_provider"))
+    import fake_provider
+
+    server = fake_provider.serve_in_thread(fake_provider.make_app())
+    yield server
+    server.stop()
+
+
+def test_a_recording_made_in_front_of_a_sandbox_replays_by_the_provider_it_names(fake_real_provider: Any,
+                                                                                  tmp_path: Path) -> None:
+    har = tmp_path / "sandbox.har"
+    proxy = Server("--3plship-upstream", fake_real_provider.base_3plship, "--35up-upstream", fake_real_provider.base_35up,
+                   "--shadow", "--record", str(har), command="proxy").start()
+    try:
+        pl, up = f"{proxy.url}/3plship/api/v1", f"{proxy.url}/35up/v1"
+        for key in ("zl_test_sandbox_one", "zl_test_sandbox_two", "zl_live_sandbox_three"):  # one return each
+            requests.post(f"{pl}/returns", headers=bearer(key), json=RETURN, timeout=10)
+            requests.get(f"{pl}/returns", headers=bearer(key), timeout=10)  # each sees its own only
+        requests.post(f"{pl}/returns", headers=bearer("zl_prod_nokey"), json=RETURN, timeout=10)  # refused: 401
+        requests.post(f"{pl}/returns", json=RETURN, timeout=10)  # no credentials: 401
+        for user in ("shop-a", "shop-b"):
+            requests.post(f"{up}/returns", auth=(user, "pw"), timeout=10, json={
+                "orderId": "1001", "items": [{"itemId": "i1", "sku": "shop/sku-1", "quantity": 1}]})
+        live = drift(proxy)
+    finally:
+        proxy.stop()
+    assert live["summary"] == summary(10), live["entries"][:2]
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert {e["_provider"] for e in entries} == {"3plship", "35up"}
+    assert entries[0]["request"]["url"].startswith(fake_real_provider.base_3plship)  # not one of the real hosts
+    assert len({e.get("_account_id") for e in entries if e["_provider"] == "3plship"} - {None}) == 3
+    assert "zl_test_sandbox_one" not in har.read_text()  # an identity, never the key
+    run = cli("drift", str(har), "--format", "json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout) == live
+    # The same 3plship traffic as another tool records it: the credentials as sent, nothing that names the
+    # provider. Its host says nothing, until told.
+    keys = {masking.account_hint(k): k for k in ("zl_test_sandbox_one", "zl_test_sandbox_two", "zl_live_sandbox_three")}
+    entries = [e for e in entries if e["_provider"] == "3plship"]
+    for entry in entries:
+        if "_account_hint" in entry:
+            entry["request"]["headers"] = [{"name": "Authorization", "value": f"Bearer {keys[entry['_account_hint']]}"},
+                                           *(h for h in entry["request"]["headers"] if h["name"] != "Authorization")]
+        for name in [k for k in entry if k.startswith("_")]:
+            del entry[name]
+    foreign = tmp_path / "foreign.har"
+    foreign.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
+    run = cli("drift", str(foreign))
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and "belongs to a known provider" in run.stderr and "--provider-host" in run.stderr
+    port = fake_real_provider.port
+    run = cli("drift", str(foreign), "--provider-host", f"127.0.0.1:{port}=3plship", "--format", "json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["summary"] == summary(8)
+
+
+def test_a_header_the_contract_requires_is_compared_and_its_absence_is_a_violation(tmp_path: Path) -> None:
+    import sys
+
+    from helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "tests" / "independent" / "fake_provider"))
+    import fake_provider
+
+    upstream = fake_provider.serve_in_thread(fake_provider.make_app(deviation="header_3pl_ratelimit_missing_on_errors"))
+    proxy = Server("--3plship-upstream", upstream.base_3plship, "--shadow", command="proxy").start()
+    try:
+        pl = f"{proxy.url}/3plship/api/v1"
+        assert requests.patch(f"{pl}/returns/ret_nothere/status", headers=KEY, json={"status": "received"},
+                              timeout=10).status_code == 404
+        report = drift(proxy)
+        violations = requests.get(f"{proxy.url}/__admin/violations", timeout=10).json()["violations"]
+    finally:
+        proxy.stop()
+        upstream.stop()
+    assert [(d["pointer"], d["kind"], "upstream" in d) for e in report["entries"] for d in e["differences"]] == [
+        ("X-RateLimit-Limit", "header", False), ("X-RateLimit-Remaining", "header", False),
+        ("X-RateLimit-Reset", "header", False)]
+    assert {(v["field"], v["source"]) for v in violations} == {
+        ("X-RateLimit-Limit", "response"), ("X-RateLimit-Remaining", "response"), ("X-RateLimit-Reset", "response")}
+    assert all(v["schema"].startswith("3plship/openapi.json#/components/headers/") for v in violations)
+
+
+def test_the_shadow_keeps_its_bounds_and_delete_frees_the_drift(fake_provider: str) -> None:
+    proxy = shadow_proxy(fake_provider, "--journal-size", "5", "--drift-size", "20000")
+    try:
+        pl = f"{proxy.url}/3plship/api/v1"
+        for n in range(12):  # each create drifts (warehouse, request_id): kept while its return is
+            requests.post(f"{pl}/returns", headers=KEY, json={**RETURN, "order_id": f"ord_{n}"}, timeout=10)
+        report = drift(proxy)
+        assert report["summary"]["diverged"] == 12
+        assert [e["id"] for e in report["entries"]] == list(range(8, 13))
+        assert len(json.dumps(report["entries"])) <= 20000
+        assert requests.delete(f"{proxy.url}/__admin/drift", timeout=10).status_code == 204
+        assert drift(proxy) == {"entries": [], "summary": summary(0)}
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"startedDateTime": "9999-12-31T23:59:59.999Z"}, "log.entries[0].startedDateTime: '9999-12-31T23:59:59.999Z'"),
+    ({"_account": 123}, "log.entries[0]._account must be a string, not int"),
+    ({"request": {"method": "POST", "url": "http://[::1/"}}, "log.entries[0].request.url: 'http://[::1/' is not a URL"),
+    ({"request": {"method": "POST", "url": "https://app.3plship.com/api/v1/returns", "headers": [{"name": 1}]}},
+     "log.entries[0].request.headers[0] must be an object with a string name and value"),
+    ({"_provider": "acme"}, "log.entries[0]._provider: 'acme' is not a provider"),
+])
+def test_an_unusable_entry_is_one_line_naming_it_and_exit_2(tmp_path: Path, entry: dict[str, Any],
+                                                            message: str) -> None:
+    base: dict[str, Any] = {"startedDateTime": "2026-01-05T10:00:00.000Z",
+                            "request": {"method": "POST", "url": "https://app.3plship.com/api/v1/returns",
+                                        "headers": [], "postData": {"mimeType": "application/json", "text": "{}"}},
+                            "response": {"status": 422, "headers": [], "content": {"text": "{}"}}}
+    path = tmp_path / "hostile.har"
+    path.write_text(json.dumps({"log": {"entries": [{**base, **entry}]}}))
+    for command in ("drift", "validate-har"):
+        run = cli(command, str(path))
+        assert run.returncode == 2, (command, run.stdout, run.stderr)
+        assert run.stderr.count("\n") == 1 and message in run.stderr, (command, run.stderr)
+
+
+def test_a_recording_nested_too_deeply_is_one_line_and_exit_2_and_a_deep_body_is_compared_as_it_is(
+        tmp_path: Path) -> None:
+    deep = tmp_path / "deep.har"
+    deep.write_text('{"log": {"entries": [' + "[" * 50_000 + "]" * 50_000 + "]}}")
+    body = tmp_path / "body.har"
+    nested = "[" * 50_000 + "]" * 50_000
+    body.write_text(json.dumps({"log": {"entries": [{
+        "request": {"method": "POST", "url": "https://app.3plship.com/api/v1/returns",
+                    "headers": [{"name": "Authorization", "value": "Bearer zl_test_deep_body"}],
+                    "postData": {"mimeType": "application/json", "text": nested}},
+        "response": {"status": 400, "headers": [], "content": {"mimeType": "application/json", "text": nested}}}]}}))
+    for command in ("drift", "validate-har"):
+        run = cli(command, str(deep))
+        assert (run.returncode, run.stderr.count("\n")) == (2, 1) and "nested too deeply" in run.stderr, run.stderr
+        run = cli(command, str(body))
+        assert run.returncode in (0, 1) and "Traceback" not in run.stderr, run.stderr
+
+
+def test_files_that_cannot_be_read_whole_are_refused_with_one_line(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.har"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.har"
+    big.write_text(json.dumps({"log": {"entries": []}}) + " " * 2000)
+    for command in ("drift", "validate-har"):
+        for args, message in (([str(fifo)], "is a FIFO; give a regular file"),
+                              (["/dev/zero"], "is a device; give a regular file"),
+                              ([str(big), "--max-file-bytes", "1000"], "more than the limit of 1000 (--max-file-bytes)")):
+            run = cli(command, *args, timeout=30)
+            assert (run.returncode, run.stderr.count("\n")) == (2, 1), (command, args, run.stderr)
+            assert message in run.stderr

@@ -208,12 +208,13 @@ def declared(place: Place) -> dict[str, Place]:
 
 
 def located(place: Place, value: Any, pointer: str, valid: ValidPlace | None = None) -> Place:
-    """The schema of the part of `value` at `pointer`, and where it is written; its place with an empty
-    schema where the contract says nothing of that part."""
+    """The schema of the part of `value` at `pointer` (its `$ref`s followed), and where it is declared; its
+    parent's place with an empty schema where the contract says nothing of that part."""
     for segment in [*pointer.split("/")[1:], None]:
+        declared_at = place.where
         place = chosen(place, value, valid)
-        if segment is None:
-            return place
+        if segment is None:  # where the part is declared (a property), not the file its $ref leads to
+            return Place(place.schema, place.resolver, declared_at if pointer else place.where)
         name = segment.replace("~1", "/").replace("~0", "~")
         if isinstance(value, dict) and name in value:
             properties = declared(place)

@@ -132,6 +132,8 @@ def _json(body: bytes | None, content_type: str | None) -> tuple[object, Problem
         return json.loads(body.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError) as exc:
         return None, Problem("", f"body is not valid JSON: {exc}", side="response")
+    except RecursionError:
+        return None, Problem("", "body is nested too deeply to be checked", side="response")
 
 
 def on_side(side: str, problem: Problem) -> Problem:

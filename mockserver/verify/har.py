@@ -164,7 +164,7 @@ def load(path: Path, limit: int = HAR_LIMIT) -> list[Any]:
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        reason = "it is nested too deeply" if "recursion" in str(exc).lower() else str(exc)
+        reason = "it is nested too deeply" if "depth limit" in str(exc) or "recursion" in str(exc) else str(exc)
         raise HarError(f"{path} is not JSON: {reason}") from None
     log = document.get("log") if isinstance(document, dict) else None
     entries = log.get("entries") if isinstance(log, dict) else None

@@ -242,9 +242,9 @@ def line_of(text: str, pointer: str) -> int:
     """The line (from 1) where the value at a JSON pointer starts in a JSON text; where the pointer leaves the
     document, the line of the deepest part of it that is there."""
     decoder = json.JSONDecoder()
-    i = _blank(text, 0)
+    found = _blank(text, 0)
     for raw in pointer.split("/")[1:] if pointer else []:
-        segment = raw.replace("~1", "/").replace("~0", "~")
+        segment, i = raw.replace("~1", "/").replace("~0", "~"), found
         if text.startswith("{", i):
             i = _blank(text, i + 1)
             while i < len(text) and text[i] != "}":
@@ -255,7 +255,7 @@ def line_of(text: str, pointer: str) -> int:
                 i = _next(text, decoder, value)
             else:
                 break
-            i = value
+            found = value
         elif text.startswith("[", i) and segment.isdigit():
             i = _blank(text, i + 1)
             for _ in range(int(segment)):
@@ -264,9 +264,10 @@ def line_of(text: str, pointer: str) -> int:
                 i = _next(text, decoder, i)
             if i >= len(text) or text[i] == "]":
                 break
+            found = i
         else:
             break
-    return text.count("\n", 0, i) + 1
+    return text.count("\n", 0, found) + 1
 
 
 def _blank(text: str, i: int) -> int:
