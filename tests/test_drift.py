@@ -79,8 +79,9 @@ def test_a_list_with_one_return_more_is_one_extra_item_and_its_count() -> None:
                                                                            "total_pages": 1, "has_more": False}},
                                   "data": []}))
     item = {"id": "ret_a", "order_id": "o1", "status": "initiated", "reason": "defective",
-            "items": [{"sku": "S", "quantity": 1}], "return_shipping": None, "refund_amount": 1, "refund_shipping": False,
-            "restocking_fee": 0, "refund_status": "pending", "refund": None, "customer_email": None,
+            "items": [{"sku": "S", "quantity": 1}], "return_shipping": None, "refund_amount": 1,
+            "refund_shipping": False, "restocking_fee": 0, "refund_status": "pending", "refund": None,
+            "customer_email": None,
             "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z"}
     theirs = copy.deepcopy(page)
     theirs["data"] = [{**item, "id": "ret_new"}, {**item, "id": "ret_b"}, item]

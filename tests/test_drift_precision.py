@@ -15,7 +15,6 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,7 +88,8 @@ def findings(report: dict[str, Any], run: range) -> dict[int, list[tuple[str, st
     found: dict[int, list[tuple[str, str]]] = {}
     for entry in report["entries"]:
         if entry["id"] in run:
-            found.setdefault(entry["id"] - run.start, []).extend((d["pointer"], d["kind"]) for d in entry["differences"])
+            found.setdefault(entry["id"] - run.start, []).extend(
+                (d["pointer"], d["kind"]) for d in entry["differences"])
     return found
 
 

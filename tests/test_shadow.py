@@ -377,8 +377,8 @@ def fake_real_provider() -> Iterator[Any]:
 def test_a_recording_made_in_front_of_a_sandbox_replays_by_the_provider_it_names(fake_real_provider: Any,
                                                                                   tmp_path: Path) -> None:
     har = tmp_path / "sandbox.har"
-    proxy = Server("--3plship-upstream", fake_real_provider.base_3plship, "--35up-upstream", fake_real_provider.base_35up,
-                   "--shadow", "--record", str(har), command="proxy").start()
+    proxy = Server("--3plship-upstream", fake_real_provider.base_3plship, "--35up-upstream",
+                   fake_real_provider.base_35up, "--shadow", "--record", str(har), command="proxy").start()
     try:
         pl, up = f"{proxy.url}/3plship/api/v1", f"{proxy.url}/35up/v1"
         for key in ("zl_test_sandbox_one", "zl_test_sandbox_two", "zl_live_sandbox_three"):  # one return each
@@ -415,7 +415,8 @@ def test_a_recording_made_in_front_of_a_sandbox_replays_by_the_provider_it_names
     foreign.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
     run = cli("drift", str(foreign))
     assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr.count("\n") == 1 and "belongs to a known provider" in run.stderr and "--provider-host" in run.stderr
+    assert run.stderr.count("\n") == 1 and "belongs to a known provider" in run.stderr
+    assert "--provider-host" in run.stderr
     port = fake_real_provider.port
     run = cli("drift", str(foreign), "--provider-host", f"127.0.0.1:{port}=3plship", "--format", "json")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -515,7 +516,8 @@ def test_files_that_cannot_be_read_whole_are_refused_with_one_line(tmp_path: Pat
     for command in ("drift", "validate-har"):
         for args, message in (([str(fifo)], "is a FIFO; give a regular file"),
                               (["/dev/zero"], "is a device; give a regular file"),
-                              ([str(big), "--max-file-bytes", "1000"], "more than the limit of 1000 (--max-file-bytes)")):
+                              ([str(big), "--max-file-bytes", "1000"],
+                               "more than the limit of 1000 (--max-file-bytes)")):
             run = cli(command, *args, timeout=30)
             assert (run.returncode, run.stderr.count("\n")) == (2, 1), (command, args, run.stderr)
             assert message in run.stderr
