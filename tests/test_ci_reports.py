@@ -65,7 +65,7 @@ def test_drift_writes_junit_sarif_and_markdown(drifted: Path, tmp_path: Path) ->
     cases = {c.get("name"): c for c in ET.parse(tmp_path / "r.xml").getroot().iter("testcase")}
     assert {"3plship createReturn", "3plship listReturns", "3plship updateReturnStatus", "3plship processRefund",
             "3plship createWebhook", "35up createReturn", "35up updateReturn"} <= set(cases)
-    (failure,) = [c.find("failure") for c in cases.values() if c.find("failure") is not None]
+    (failure,) = [f for f in (c.find("failure") for c in cases.values()) if f is not None]
     assert failure.get("type") == "value" and "/data/refund/expected_at" in (failure.get("message") or "")
     (result,) = check_sarif(tmp_path / "r.sarif")
     assert result["ruleId"] == "drift/value"

@@ -125,9 +125,9 @@ def test_declared_headers_are_compared_by_the_contracts_rule() -> None:
 
 def test_a_change_the_mock_refused_is_the_root_cause_of_what_follows_on_that_return() -> None:
     mirror = Mirror()
-    created = {"success": True, "data": {**RETURN, "id": "ret_upstream1", "items": [{"sku": "PROD-001", "quantity": 0}],
-                                         "status": "initiated"},
-               "meta": {"request_id": "req_1", "timestamp": "2026-01-05T10:00:00.000Z"}}
+    data = {**RETURN, "id": "ret_upstream1", "items": [{"sku": "PROD-001", "quantity": 0}], "status": "initiated"}
+    created: dict[str, Any] = {"success": True, "data": data,
+                               "meta": {"request_id": "req_1", "timestamp": "2026-01-05T10:00:00.000Z"}}
     body = orjson.dumps({**RETURN, "items": [{"sku": "PROD-001", "quantity": 0}]})  # the mock refuses quantity 0
     root = mirror.apply("3plship", "POST", f"{PL}/returns", "", KEY, body, 201, [], orjson.dumps(created), "k")
     assert [d.kind for d in root.differences] == ["mock_refuses"]
