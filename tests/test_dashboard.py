@@ -288,3 +288,68 @@ def test_no_element_is_wider_than_its_panel_at_1400_and_390_px(browser: webdrive
         texts = {cell["text"] for cell in found["cells"]}
         assert LONG_KEY in texts and created["id"] in texts and any("o" * 60 in t for t in texts)
         assert browser.find_elements(By.CSS_SELECTOR, "#deliveries tr.delivery"), state
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """A browser whose network requests can be read back (Chrome's performance log)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def admin_calls(browser: webdriver.Chrome, server: Server) -> list[str]:
+    """The /__admin paths the page asked for, once it has polled twice after drawing."""
+    import json
+
+    seen: list[str] = []
+
+    def polled(b: webdriver.Chrome) -> bool:
+        for record in b.get_log("performance"):
+            message = json.loads(record["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                url = message["params"]["request"]["url"]
+                if url.startswith(server.url + "/__admin/") and not url.endswith("/__admin/"):
+                    seen.append(url[len(server.url) + len("/__admin"):].split("?")[0])
+        return seen.count("/health") >= 3
+
+    WebDriverWait(browser, 15).until(polled)
+    return seen
+
+
+def test_the_mock_s_dashboard_never_asks_for_drift(watched: webdriver.Chrome, seeded: Server) -> None:
+    login(watched, seeded)
+    calls = admin_calls(watched, seeded)
+    assert "/drift" not in calls and {"/journal", "/returns", "/faults"} <= set(calls)
+    assert not [e for e in watched.get_log("browser") if "/__admin/" in e["message"] and "(Unauthorized)" not in
+                e["message"]]  # before the token is given, the health check's 401 asks for it
+    assert "hidden" in (watched.find_element(By.ID, "drift-section").get_attribute("class") or "")
+
+
+@pytest.mark.parametrize("shadow", [False, True], ids=["proxy", "shadow proxy"])
+def test_the_proxy_s_dashboard_shows_only_what_the_proxy_has(watched: webdriver.Chrome, shadow: bool) -> None:
+    upstream = Server("--store", "memory").start()
+    proxy = Server("--3plship-upstream", f"{upstream.url}/3plship/api/v1", "--admin-token", "dash",
+                   *(["--shadow"] if shadow else []), command="proxy").start()
+    try:
+        requests.post(f"{proxy.url}/3plship/api/v1/returns", headers=bearer("zl_test_dash"),
+                      json=fixture("3plship/create-return.request.json"), timeout=10)
+        login(watched, proxy)
+        calls = set(admin_calls(watched, proxy))
+        assert calls == {"/health", "/journal", *(["/drift"] if shadow else [])}
+        assert not [e for e in watched.get_log("browser") if "/__admin/" in e["message"] and "(Unauthorized)" not in
+                    e["message"]]
+        for hidden in ("clock", "clock-controls", "returns-section", "faults-section", "webhooks-section",
+                       *([] if shadow else ["drift-section"])):
+            assert "hidden" in (watched.find_element(By.ID, hidden).get_attribute("class") or ""), hidden
+    finally:
+        proxy.stop()
+        upstream.stop()

@@ -1,6 +1,6 @@
 """The shadow in front of the mock itself: every difference it reports would be a false alarm.
 
-The README's curl flows and schemathesis (every check, both providers, two accounts each, so its negative
+The documentation's curl flows and schemathesis (every check, both providers, two accounts each, so its negative
 and auth checks send refused credentials too) go through `returns-mock proxy --shadow --record` in front
 of `returns-mock serve`: the live report is empty, and `returns-mock drift` on the proxy's own recording
 gives the same report."""
@@ -8,16 +8,13 @@ gives the same report."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import requests
-from helpers import PL, ROOT, UP35, Server, cli
-
-README = (ROOT / "README.md").read_text()
+from helpers import PL, UP35, Server, cli, doc_blocks
 
 RUNS = [
     ("3plship", PL, ["-H", "Authorization: Bearer zl_test_twin_first"]),
@@ -28,8 +25,7 @@ RUNS = [
 
 
 def curl_flow(section: str, base: str, tmp_path: Path) -> None:
-    text = README.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
-    (script,) = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    (script,) = doc_blocks(section)
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8080", base)],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
