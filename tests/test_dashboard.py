@@ -306,6 +306,11 @@ def watched(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
+def logged(browser: webdriver.Chrome, kind: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = browser.get_log(kind)  # type: ignore[no-untyped-call]
+    return entries
+
+
 def admin_calls(browser: webdriver.Chrome, server: Server) -> list[str]:
     """The /__admin paths the page asked for, once it has polled twice after drawing."""
     import json
@@ -313,7 +318,7 @@ def admin_calls(browser: webdriver.Chrome, server: Server) -> list[str]:
     seen: list[str] = []
 
     def polled(b: webdriver.Chrome) -> bool:
-        for record in b.get_log("performance"):
+        for record in logged(b, "performance"):
             message = json.loads(record["message"])["message"]
             if message["method"] == "Network.requestWillBeSent":
                 url = message["params"]["request"]["url"]
@@ -329,7 +334,7 @@ def test_the_mock_s_dashboard_never_asks_for_drift(watched: webdriver.Chrome, se
     login(watched, seeded)
     calls = admin_calls(watched, seeded)
     assert "/drift" not in calls and {"/journal", "/returns", "/faults"} <= set(calls)
-    assert not [e for e in watched.get_log("browser") if "/__admin/" in e["message"] and "(Unauthorized)" not in
+    assert not [e for e in logged(watched, "browser") if "/__admin/" in e["message"] and "(Unauthorized)" not in
                 e["message"]]  # before the token is given, the health check's 401 asks for it
     assert "hidden" in (watched.find_element(By.ID, "drift-section").get_attribute("class") or "")
 
@@ -345,7 +350,7 @@ def test_the_proxy_s_dashboard_shows_only_what_the_proxy_has(watched: webdriver.
         login(watched, proxy)
         calls = set(admin_calls(watched, proxy))
         assert calls == {"/health", "/journal", *(["/drift"] if shadow else [])}
-        assert not [e for e in watched.get_log("browser") if "/__admin/" in e["message"] and "(Unauthorized)" not in
+        assert not [e for e in logged(watched, "browser") if "/__admin/" in e["message"] and "(Unauthorized)" not in
                     e["message"]]
         for hidden in ("clock", "clock-controls", "returns-section", "faults-section", "webhooks-section",
                        *([] if shadow else ["drift-section"])):
