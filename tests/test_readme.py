@@ -247,8 +247,8 @@ def test_the_shadow_proxy_example_gives_the_report_shown(tmp_path: Path) -> None
             requests.post(f"{front.url}{UP35}/returns", auth=auth, timeout=10, json={
                 "orderId": "42346434",
                 "items": [{"itemId": "412412", "sku": "vendor_id/FEI60XX114014XXAPIP80", "quantity": 2}]})
-            requests.patch(f"{front.url}{UP35}/returns/42346434", auth=auth, json={"status": "customer_shipped"},
-                           timeout=10)
+            for status in ("customer_shipped", "seller_received"):
+                requests.patch(f"{front.url}{UP35}/returns/42346434", auth=auth, json={"status": status}, timeout=10)
             result = _bash(curl.replace("127.0.0.1:8090", f"127.0.0.1:{front.port}"), tmp_path, _path_env())
             report = json.loads(result.stdout)
             assert _drift_shape(report) == _drift_shape(json.loads(shown))
@@ -261,6 +261,8 @@ def test_the_shadow_proxy_example_gives_the_report_shown(tmp_path: Path) -> None
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
     assert "value at /data/refund/expected_at: recorded '" in replayed.stdout
     assert "mock_refuses at (status): recorded 200, mock 409" in replayed.stdout
+    assert "  #7 PATCH /35up/v1/returns/42346434 (35up, my-shop, follows from #6): recorded 200, mock 409" \
+        in replayed.stdout
 
 
 INTEGRATION = '''
@@ -401,7 +403,8 @@ def test_the_front_door_shadow_proxy_lines_report_drift(tmp_path: Path) -> None:
             front.stop()
     finally:
         upstream.stop()
-    assert json.loads(result.stdout)["summary"] == {"exchanges": 1, "diverged": 0}, result.stdout
+    assert json.loads(result.stdout)["summary"] == {"exchanges": 1, "diverged": 0, "root_causes": 0,
+                                                    "consequences": 0, "uncompared": 0}, result.stdout
     assert json.loads((tmp_path / "traffic.har").read_text())["log"]["entries"]
 
 
