@@ -351,25 +351,14 @@ TOKEN_LIMIT = 4096
 
 
 def read_file(path: str, flag: str, limit: int) -> bytes:
-    """A file a flag names, read whole: a regular file of at most `limit` bytes, or one line and exit 2.
-    Opened without blocking, so that a FIFO (nobody writing) or a device is refused rather than read for
-    ever (/dev/zero until memory runs out)."""
-    import stat
+    """A file a flag names, read whole: a regular file of at most `limit` bytes, or one line and exit 2 (a FIFO
+    or a device is refused rather than read for ever)."""
+    from mockserver.domain.files import FileRefused, read_regular
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "a directory" if stat.S_ISDIR(found.st_mode) \
-                else "a device" if stat.S_ISCHR(found.st_mode) or stat.S_ISBLK(found.st_mode) else "not a regular file"
-            raise UsageError(f"{flag} {path}: {kind}; give a regular file")
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise UsageError(f"{flag} {path}: larger than {limit} bytes")
-    return data
+        return read_regular(path, limit)
+    except FileRefused as exc:
+        raise UsageError(f"{flag} {path}: {exc}") from None
 
 
 def _json_file(path: str, flag: str, limit: int) -> Any:

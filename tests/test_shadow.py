@@ -514,10 +514,10 @@ def test_files_that_cannot_be_read_whole_are_refused_with_one_line(tmp_path: Pat
     big = tmp_path / "big.har"
     big.write_text(json.dumps({"log": {"entries": []}}) + " " * 2000)
     for command in ("drift", "validate-har"):
-        for args, message in (([str(fifo)], "is a FIFO; give a regular file"),
-                              (["/dev/zero"], "is a device; give a regular file"),
+        for args, message in (([str(fifo)], ": a FIFO; give a regular file"),
+                              (["/dev/zero"], ": a device; give a regular file"),
                               ([str(big), "--max-file-bytes", "1000"],
-                               "more than the limit of 1000 (--max-file-bytes)")):
+                               "larger than 1000 bytes (--max-file-bytes)")):
             run = cli(command, *args, timeout=30)
             assert (run.returncode, run.stderr.count("\n")) == (2, 1), (command, args, run.stderr)
             assert message in run.stderr

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +17,7 @@ import orjson
 
 from mockserver.contract import Violation
 from mockserver.domain.clock import in_range, parse_instant
+from mockserver.domain.files import FileRefused, read_regular
 from mockserver.providers.registry import REGISTRY
 from mockserver.verify.exchange import Exchange, check_exchange
 
@@ -135,27 +134,13 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 def read(path: Path, limit: int = HAR_LIMIT) -> bytes:
-    """A file read whole: a regular file of at most `limit` bytes, else HarError. Opened without blocking,
-    so that a FIFO (nobody writing) or a device (/dev/zero) is refused rather than read for ever."""
+    """A file read whole: a regular file of at most `limit` bytes (a FIFO or a device is refused rather than read
+    for ever), else HarError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise HarError(f"cannot read {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "a directory" if stat.S_ISDIR(found.st_mode) \
-                else "a device" if stat.S_ISCHR(found.st_mode) or stat.S_ISBLK(found.st_mode) else "not a regular file"
-            raise HarError(f"{path} is {kind}; give a regular file")
-        if found.st_size > limit:
-            raise HarError(f"{path} has {found.st_size} bytes, more than the limit of {limit} (--max-file-bytes)")
-        try:
-            data = fh.read(limit + 1)
-        except OSError as exc:
-            raise HarError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise HarError(f"{path} has more than {limit} bytes (--max-file-bytes)")
-    return data
+        return read_regular(path, limit)
+    except FileRefused as exc:
+        raise HarError(f"cannot read {path}: {exc}" + (" (--max-file-bytes)" if "larger than" in str(exc) else "")) \
+            from None
 
 
 def load(path: Path, limit: int = HAR_LIMIT) -> list[Any]:
