@@ -73,7 +73,7 @@ def measure(duration: int, rounds: int, connections: int) -> None:
         plain_rps, shadow_rps = statistics.median(p for p, _ in pairs), statistics.median(s for _, s in pairs)
         added_ms = connections * (1 / shadow_rps - 1 / plain_rps) * 1000
         print(f"  {name}: {ratio:.2f} of the plain proxy's requests/s ({shadow_rps:.0f} vs {plain_rps:.0f}), "
-              f"+{added_ms:.2f} ms per exchange")
+              f"{added_ms:+.2f} ms per exchange")
     print(f"  drift over {drift['exchanges']} shadowed exchanges: {drift['diverged']} diverged, "
           f"{drift['uncompared']} not compared")
 

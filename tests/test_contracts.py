@@ -324,16 +324,22 @@ def test_the_webhooks_section_documents_every_event_type() -> None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_comparison_annotations_are_used_as_the_readme_says(provider: str) -> None:
     """`x-identifier` (an id the shadow adopts and the variation never changes) marks one required string
-    property of a resource; `x-compare` only ever says `presence`."""
+    property of a resource; `x-compare` says `presence` or, for a field the contract does not require,
+    `when-present`; on a response header, `presence`, `scheme` or `methods`."""
     c = contract(provider)
     identified = 0
     for name in c.schema_files:
         for node in walk(c.schema(name)):
+            for prop, sub in node.get("properties", {}).items() if isinstance(node.get("properties"), dict) else []:
+                if isinstance(sub, dict) and sub.get("x-compare") == "when-present":
+                    assert prop not in node.get("required", []), (name, prop)
             if "x-compare" in node:
-                assert node["x-compare"] == "presence", (name, node)
+                assert node["x-compare"] in ("presence", "when-present"), (name, node)
             for prop, sub in node.get("properties", {}).items() if isinstance(node.get("properties"), dict) else []:
                 if isinstance(sub, dict) and sub.get("x-identifier"):
                     assert sub["x-identifier"] is True and sub.get("type") == "string", (name, prop)
                     assert prop in node.get("required", []), (name, prop)
                     identified += 1
     assert identified >= 1
+    headers = [h for op in c.operations for d in op.declared.values() for h in d.headers]
+    assert headers and {h.compare for h in headers} <= {"presence", "scheme", "methods"}
