@@ -541,8 +541,9 @@ class DriftLog:
                         self._drop(entry_id)
 
     def entries(self) -> list[DriftEntry]:
+        """The entries kept, in the order of their exchanges."""
         with self._lock:
-            return [entry for entry, _ in self._entries.values()]
+            return [entry for _, (entry, _) in sorted(self._entries.items())]
 
     @property
     def held_bytes(self) -> int:
@@ -555,7 +556,8 @@ class DriftLog:
 
     def as_json(self) -> dict[str, Any]:
         with self._lock:
-            return {"entries": [e.as_json() for e, _ in self._entries.values()], "summary": self.summary()}
+            return {"entries": [e.as_json() for _, (e, _) in sorted(self._entries.items())],
+                    "summary": self.summary()}
 
     def clear(self) -> None:
         with self._lock:

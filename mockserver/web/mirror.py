@@ -130,9 +130,12 @@ class Mirror:
                 self.log.record(entry)
                 self._keep(owned, made)
                 return entry
-            differences = compare(upstream, mock, Expected(c, declared, op.where + "/responses" if op is not None
-                                                           else f"{c.base_uri}openapi.json#/paths"),
-                                  self.ignore, _sent(body))
+        # The comparison (what costs: the schema walks) runs beside other accounts' exchanges; one account's
+        # come one at a time (the proxy's turns), so what it finds about that account is kept in order.
+        differences = compare(upstream, mock, Expected(c, declared, op.where + "/responses" if op is not None
+                                                       else f"{c.base_uri}openapi.json#/paths"),
+                              self.ignore, _sent(body))
+        with self._lock:
             keys += [(provider, owner or "", d.resource) for d in differences
                      if d.resource is not None and d.resource not in answered]
             causes = [self._roots[key] for key in keys if key in self._roots]
