@@ -203,8 +203,8 @@ def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=15)
     _the_pytest_examples_pass_with_the_install_line_beside_them(venv, wheel, tmp_path)
-    # And the shadow's offline form, `returns-mock drift`, from that venv alone.
-    (tmp_path / "empty.har").write_text('{"log": {"version": "1.2", "entries": []}}')
-    drift = subprocess.run([str(venv / "bin" / "returns-mock"), "drift", "empty.har"], cwd=tmp_path,
+    # And the shadow's offline form, `returns-mock drift`, from that venv alone, on the proxy's recording (the
+    # upstream varies its answers: drift or none, both are a report).
+    drift = subprocess.run([str(venv / "bin" / "returns-mock"), "drift", "traffic.har"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
-    assert drift.returncode == 0 and "0 exchange(s) replayed, 0 with drift" in drift.stdout, drift.stderr
+    assert drift.returncode in (0, 1) and "traffic.har: 1 exchange(s) replayed, " in drift.stdout, drift.stderr

@@ -129,7 +129,6 @@ class Report:
             "runs": [{
                 "tool": {"driver": {
                     "name": "returns-mock", "version": __version__, "semanticVersion": __version__,
-                    "informationUri": "https://github.com/returns-mock/returns-mock",
                     "rules": [{"id": f"{suite}/{check}", "name": f"{suite}-{check}".replace("_", "-"),
                                "shortDescription": {"text": _RULES.get(check, f"{suite}: {check}")}}
                               for suite, check in rules]}},
