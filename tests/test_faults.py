@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -248,3 +250,50 @@ def test_chaos_heavy_is_a_reproducible_mix_with_deterministic(tmp_path: Path) ->
     assert runs[0] == runs[1]
     assert {"200", "429", "503", "dropped"} <= set(runs[0])
     assert runs[0].count("200") > 90
+
+
+def _raw_post(port: int, path: str, body: bytes, authorization: str) -> bytes:
+    """A request over a raw socket, and every byte the server sent before it closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                received += chunk
+    return received
+
+
+@pytest.mark.system
+def test_answers_made_before_authentication_are_journaled_under_the_credentials_account(tmp_path: Path) -> None:
+    """A fault's status, the rate limit's 429 and a dropped connection are what someone debugging an account
+    looks for: `?account=` finds each, `?status=0` finds the drop, and a dropped 35up answer starts as a
+    35up answer does (its bare resource), not in 3plship's envelope."""
+    server = Server("--store", f"sqlite:{tmp_path / 's.db'}", "--rate-limit", "1/minute").start()
+    try:
+        url = server.url
+        requests.post(url + "/__admin/faults", timeout=10, json=[
+            {"provider": "35up", "account": "shop-a", "status": 503, "times": 1},
+            {"provider": "35up", "account": "shop-b", "method": "POST", "drop_connection": True, "times": 1}])
+        up35 = fixture("35up/create-return.request.json")
+        assert requests.post(url + UP35 + "/returns", json=up35, headers=basic("shop-a"), timeout=10).status_code == 503
+        assert requests.get(url + PL + "/returns", headers=bearer("zl_test_limited"), timeout=10).status_code == 200
+        assert requests.get(url + PL + "/returns", headers=bearer("zl_test_limited"), timeout=10).status_code == 429
+        dropped = _raw_post(server.port, UP35 + "/returns", json.dumps(up35).encode(), basic("shop-b")["Authorization"])
+        head, _, sent = dropped.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 201") and sent == b'{"id":', dropped  # then the connection breaks
+
+        def journal(**query: str) -> list[dict[str, Any]]:
+            answer = requests.get(url + "/__admin/journal", params=query, timeout=10)
+            assert answer.status_code == 200, answer.text
+            return list(answer.json()["entries"])
+
+        assert [(e["status"], e["fault"]) for e in journal(account="shop-a")] == [(503, "status 503 (f1)")]
+        assert sorted(e["status"] for e in journal(account="zl_test_limited")) == [200, 429]  # workers batch apart
+        drops = journal(status="0")
+        assert [(e["account"], e["method"], e["fault"]) for e in drops] == [("shop-b", "POST", "drop_connection (f2)")]
+        assert drops[0]["response_body"] == '{"id":'  # what the client got before the connection broke
+        assert journal(account="shop-b") == drops
+        assert requests.get(url + "/__admin/journal?status=42", timeout=10).status_code == 422
+    finally:
+        server.stop()

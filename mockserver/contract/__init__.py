@@ -335,6 +335,16 @@ class Contract:
             node = target
         return node
 
+    def first_member(self, schema: JSON) -> str | None:
+        """The member an object of `schema` is written with first (its first property), following `$ref`s to
+        this provider's files; None if it names no properties."""
+        seen = 0
+        while "properties" not in schema and isinstance(schema.get("$ref"), str) and seen < 8:
+            schema = self.documents.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
+            seen += 1
+        properties = schema.get("properties")
+        return next(iter(properties), None) if isinstance(properties, dict) else None
+
     def _schema_validator(self, schema: JSON, where: str, source: str | None = None) -> Draft202012Validator:
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref in self.documents and len(schema) == 1:

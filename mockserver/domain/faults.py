@@ -220,7 +220,15 @@ def _matches(rule: dict[str, Any], provider: str, method: str, path: str, accoun
             and path.startswith(rule.get("path", "")) and (rule.get("account") in (None, account)))
 
 
-def dropped_body() -> Iterator[bytes]:
-    """Start an answer and break off: the client sees the connection drop mid-response."""
-    yield b'{"success": '
-    raise ConnectionDropped("connection dropped by a fault rule")
+class DroppedBody:
+    """An answer's body that starts and breaks off: the client sees the connection drop mid-response.
+    `start`: what is sent first (how the provider's answer would begin)."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start: bytes) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.start
+        raise ConnectionDropped("connection dropped by a fault rule")

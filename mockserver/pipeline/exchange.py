@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from mockserver.contract import Operation
+from mockserver.domain.faults import DroppedBody
 
 
 class Headers(Protocol):
@@ -70,7 +71,7 @@ class Request:
 class Answer:
     status: int
     body: bytes | Iterable[bytes] = b""
-    """Bytes, or (a dropped-connection fault only) chunks that break off."""
+    """Bytes, or chunks (a dropped connection's, which break off: DroppedBody)."""
     headers: list[tuple[str, str]] = field(default_factory=list)
     reason: str = ""
     """The reason phrase, where an upstream gave one."""
@@ -83,7 +84,10 @@ class Answer:
 
     @property
     def data(self) -> bytes:
-        return self.body if isinstance(self.body, bytes) else b""
+        """The body; of a dropped answer, what was sent before it broke off."""
+        if isinstance(self.body, bytes):
+            return self.body
+        return self.body.start if isinstance(self.body, DroppedBody) else b""
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()

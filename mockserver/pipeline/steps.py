@@ -17,7 +17,7 @@ from mockserver import process
 from mockserver.contract import Problem, Violation, masking, problems
 from mockserver.contract.errors import ProviderError
 from mockserver.contract.validation import Refusal, check_request
-from mockserver.domain.faults import Faults, dropped_body
+from mockserver.domain.faults import DroppedBody, Faults
 from mockserver.domain.ratelimit import RateLimiter
 from mockserver.domain.variation import Varying
 from mockserver.pipeline.context import Context
@@ -52,7 +52,6 @@ class RefuseLateBodies(Step):
         if not ctx.request.timed_out:
             return None
         message = "The request body did not arrive in time; send it whole, promptly."
-        ctx.account = ctx.caller  # journaled under the account its credentials name
         ctx.unmetered = True
         raise ctx.face.error(408, REQUEST_TIMEOUT, message, [{"location": "body", "message": message}],
                              {"Connection": "close"})
@@ -92,8 +91,10 @@ class InjectFaults(Step):
         ctx.fault = outcome.label
         if outcome.latency_ms:
             ctx.delay(outcome.latency_ms)
-        if outcome.drop:
-            return Answer(200, dropped_body(), [("Content-Type", "application/json"), ("Content-Length", "4096")])
+        if outcome.drop:  # the answer begins as the provider's would (its status, its first member), then breaks off
+            status, start = face.answer_start(ctx.op)
+            headers = [("Content-Type", "application/json"), ("Content-Length", "4096")]
+            return Answer(status, DroppedBody(start), headers)
         if outcome.status is not None:
             ctx.unmetered = True  # answered by the fault: counted nowhere, yet its answer carries the headers
             raise made_up_error(ctx, face, outcome.status, f"Injected fault: {outcome.label}.")
@@ -246,7 +247,9 @@ class RecordInJournal(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         face, req = ctx.face, ctx.request
-        account = ctx.account
+        # Answered before authentication (a fault, the rate limit, a varied status, a late body): the account
+        # its credentials name all the same, so that filtering the journal by account finds them.
+        account = ctx.account if ctx.account is not None else ctx.caller
         status = 0 if answer.dropped else answer.status  # only a dropped-connection fault: the client got no status
         if self.masked:
             request_body, response_body = shown(ctx, answer)

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from mockserver.contract import Contract
+import orjson
+
+from mockserver.contract import Contract, Operation
 from mockserver.contract.errors import ProviderError
 from mockserver.domain.backend import Backend
 
@@ -74,6 +76,18 @@ class Face(ABC, Generic[B]):
             return self.authenticate(authorization)
         except ProviderError:
             return None
+
+    def answer_start(self, op: Operation | None) -> tuple[int, bytes]:
+        """The status and the first bytes of this provider's answer to `op` (its success; without an operation,
+        its 404 error), as the contract writes it: what a dropped connection sends before it breaks off."""
+        if op is None:
+            status, schema = 404, self.contract.schema("error.json")
+        else:
+            status = min((s for s in op.responses if 200 <= s < 300), default=200)
+            validator = op.responses.get(status)
+            schema = validator.schema if validator is not None else {}
+        member = self.contract.first_member(schema)
+        return status, b"{" + (orjson.dumps(member) + b":" if member is not None else b"")
 
     @abstractmethod
     def handlers(self, backend: B) -> dict[str, Handler]:

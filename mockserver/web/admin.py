@@ -84,6 +84,17 @@ def _int_query(name: str, low: int, high: int) -> int | None:
     return int(raw)
 
 
+def _status_query() -> int | None:
+    """A journal entry's status: an HTTP status, or 0 (a fault rule dropped the connection: no answer)."""
+    raw = request.args.get("status")
+    if raw == "0":
+        return 0
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) == 3 and 100 <= int(raw) <= 599):
+        message = "status must be an HTTP status from 100 to 599, or 0 (a dropped connection: no answer)"
+        raise AdminError(422, "validation_error", message + ".", [Problem("status", message, "query").as_detail()])
+    return int(raw) if raw is not None else None
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer of the web's own (the control plane, the index, errors outside a provider's path; the
     proxy's too)."""
@@ -160,7 +171,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
     @admin.get("/journal")
     def list_journal() -> Response:
         entries = journal.entries(provider=_query("provider", providers), account=_query("account"),
-                                  path=_query("path"), status=_int_query("status", 100, 599),
+                                  path=_query("path"), status=_status_query(),
                                   limit=_int_query("limit", 1, 100000))
         return json_response(200, {"size": journal.size, "entries": [e.as_json() for e in entries]})
 
