@@ -362,8 +362,10 @@ def read_file(path: str, flag: str, limit: int) -> bytes:
 
 
 def _json_file(path: str, flag: str, limit: int) -> Any:
+    from mockserver.contract import json_text
+
     try:
-        return json.loads(read_file(path, flag, limit))
+        return json_text.loads(read_file(path, flag, limit))
     except (ValueError, RecursionError) as exc:
         raise UsageError(f"{flag} {path}: not JSON: {exc}") from None
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 from flask.testing import FlaskClient
-from helpers import PL, UP35, Server, bearer, cli, fixture
+from helpers import PL, UP35, Server, bearer, cli, fixture, free_port
 
 from mockserver.domain.config import Config
 from mockserver.web import create_app
@@ -190,3 +190,41 @@ def test_a_full_disk_is_a_503_and_nothing_is_half_written(tmp_path: Path, monkey
     assert _json(answer)["success"] is False
     monkeypatch.undo()
     assert _json(client.get(f"{PL}/returns", headers=bearer()))["meta"]["pagination"]["total"] == 0
+
+
+NAN_SCENARIO = ('{"returns": [{"provider": "3plship", "account": "zl_test_nan", "status": "initiated", "return": '
+                '{"order_id": "o1", "reason": "defective", "items": [{"sku": "S", "quantity": 1}], '
+                '"refund_amount": NaN}}]}')
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("number", ["NaN", "-Infinity", "1e400"])
+def test_nan_and_infinite_numbers_are_refused_wherever_json_is_read(tmp_path: Path, number: str) -> None:
+    """A schema's bounds let NaN through (every comparison with it is false): a fault rule with
+    "probability": NaN was stored and never fired, a seeded refund_amount NaN was answered as null. Every
+    reader of JSON refuses them, naming the number: the control plane, files given at start, recordings."""
+    server = Server("--store", f"sqlite:{tmp_path / 's.db'}").start()
+    try:
+        admin = {"Content-Type": "application/json"}
+        for path, body in (("/__admin/faults", '{"status": 500, "probability": NaN}'.replace("NaN", number)),
+                           ("/__admin/seed", NAN_SCENARIO.replace("NaN", number))):
+            answer = requests.post(server.url + path, data=body, headers=admin, timeout=10)
+            assert answer.status_code == 400, (path, answer.text)
+            assert number in answer.json()["error"]["message"]
+        assert requests.get(server.url + "/__admin/faults", timeout=10).json()["rules"] == []
+        assert requests.get(server.url + "/__admin/returns", timeout=10).json()["returns"] == []
+        created = requests.post(server.url + PL + "/returns", headers={**bearer(), **admin}, timeout=10,
+                                data=json.dumps(fixture("3plship/create-return.request.json"))[:-1]
+                                + f', "refund_shipping": {number}}}')
+        assert created.status_code == 400 and number in created.json()["error"]["message"]
+    finally:
+        server.stop()
+    (tmp_path / "faults.json").write_text('[{"status": 503, "probability": NaN}]'.replace("NaN", number))
+    (tmp_path / "scenario.json").write_text(NAN_SCENARIO.replace("NaN", number))
+    har = {"log": {"version": "1.2", "entries": []}}
+    (tmp_path / "rec.har").write_text(json.dumps(har)[:-2] + ', "x": ' + number + "}}")
+    for args in (["serve", "--faults", str(tmp_path / "faults.json")],
+                 ["serve", "--seed-file", str(tmp_path / "scenario.json")],
+                 ["validate-har", str(tmp_path / "rec.har")], ["drift", str(tmp_path / "rec.har")]):
+        ran = cli(*args, "--port", str(free_port())) if args[0] == "serve" else cli(*args)
+        assert ran.returncode == 2 and ran.stderr.count("\n") == 1 and number in ran.stderr, (args, ran.stderr)

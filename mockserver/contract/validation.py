@@ -7,14 +7,22 @@ the raw body.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from mockserver.contract import BASE_URI, FORMAT_CHECKER, Operation, Problem, Validator, problems, unusable_text
+from mockserver.contract import (
+    BASE_URI,
+    FORMAT_CHECKER,
+    Operation,
+    Problem,
+    Validator,
+    json_text,
+    problems,
+    unusable_text,
+)
 
 
 @dataclass(frozen=True)
@@ -102,13 +110,9 @@ def _body(op: Operation, content_type: str | None, raw: bytes) -> tuple[Any, Ref
     return body, (invalid(found) if found else None)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_json(raw: bytes) -> tuple[Any, str | None]:
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant), None
+        return json_text.loads(raw.decode("utf-8")), None
     except UnicodeDecodeError as exc:
         return None, f"the body is not valid UTF-8 (byte {exc.start})"
     except RecursionError:
@@ -129,7 +133,7 @@ def _json(body: bytes | None, content_type: str | None) -> tuple[object, Problem
         return None, Problem("Content-Type", f"Content-Type is {mimetype or 'missing'}, not application/json",
                              "header", side="response")
     try:
-        return json.loads(body.decode("utf-8")), None
+        return json_text.loads(body.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError) as exc:
         return None, Problem("", f"body is not valid JSON: {exc}", side="response")
     except RecursionError:

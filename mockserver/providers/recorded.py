@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mockserver.contract import Contract, problems
+from mockserver.contract import Contract, json_text, problems
 from mockserver.providers.provider import Provider
 
 
@@ -46,7 +46,7 @@ def scenario_from_har(document: Any, providers: Mapping[str, Provider], accounts
             continue
         name = found[0]
         try:
-            body = json.loads(text or "null")
+            body = json_text.loads(text or "null")
         except ValueError:
             continue
         provider = providers[name]

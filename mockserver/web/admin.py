@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,7 +19,7 @@ import orjson
 from flask import Blueprint, Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from mockserver.contract import Problem, contract, problems
+from mockserver.contract import Problem, contract, json_text, problems
 from mockserver.contract.errors import ProviderError
 from mockserver.contract.hints import closest_path, unknown_path
 from mockserver.domain.clock import (
@@ -57,7 +56,7 @@ class AdminError(Exception):
 
 def _body(schema: str) -> Any:
     try:
-        body = json.loads(request.get_data() or b"null")
+        body = json_text.loads(request.get_data() or b"null")
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise AdminError(400, "bad_request", f"Request body is not valid JSON: {exc}.") from None
     found = problems(contract("admin").validator(schema), body)
