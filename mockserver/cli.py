@@ -21,6 +21,7 @@ from mockserver.contract.masking import url as masked_url
 from mockserver.domain.config import ENV_VAR, Config
 from mockserver.domain.flags import positive, up_to
 from mockserver.domain.ratelimit import RatePolicy
+from mockserver.flag_files import UsageError, check_writable, read_file
 from mockserver.providers.registry import REGISTRY
 from mockserver.store import open_store, shown
 from mockserver.version import __version__
@@ -42,10 +43,6 @@ def server_options(header_timeout_ms: int = 10_000) -> dict[str, Any]:
 
 TOKEN_ENV = "RETURNS_MOCK_ADMIN_TOKEN"
 STORE_ENV = "RETURNS_MOCK_STORE"
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -295,14 +292,11 @@ def _ci_reports(parser: argparse.ArgumentParser) -> None:
 
 
 def _outputs(args: argparse.Namespace) -> dict[str, Path | None]:
-    """The report files asked for, each in a folder that exists (else one line and exit 2)."""
+    """The report files asked for, each one this user can write (else one line and exit 2, before the run)."""
     found: dict[str, Path | None] = {}
     for name, flag in (("junit", "--junit-xml"), ("sarif", "--sarif"), ("markdown", "--markdown")):
         given = getattr(args, name.replace("junit", "junit_xml"))
-        path = Path(given) if given else None
-        if path is not None and not path.resolve().parent.is_dir():
-            raise UsageError(f"{flag} {path}: folder {path.resolve().parent} does not exist")
-        found[name] = path
+        found[name] = Path(check_writable(given, flag)) if given else None
     return found
 
 
@@ -348,17 +342,6 @@ def main(argv: list[str] | None = None) -> int:
 SEED_LIMIT = 256 * 1024 * 1024  # as the control plane's own body limit for POST /__admin/seed
 FAULTS_LIMIT = 16 * 1024 * 1024
 TOKEN_LIMIT = 4096
-
-
-def read_file(path: str, flag: str, limit: int) -> bytes:
-    """A file a flag names, read whole: a regular file of at most `limit` bytes, or one line and exit 2 (a FIFO
-    or a device is refused rather than read for ever)."""
-    from mockserver.domain.files import FileRefused, read_regular
-
-    try:
-        return read_regular(path, limit)
-    except FileRefused as exc:
-        raise UsageError(f"{flag} {path}: {exc}") from None
 
 
 def _json_file(path: str, flag: str, limit: int) -> Any:
@@ -445,8 +428,12 @@ def _seed_file(path: str | None, accounts: list[tuple[str, str]]) -> str | None:
         scenario = scenario_from_har(document, {p.name: p for p in REGISTRY}, dict(accounts), locate)
     except RecordingError as exc:
         raise UsageError(f"--seed-file {path}: {exc}") from None
-    with tempfile.NamedTemporaryFile("w", prefix="returns-mock-seed-", suffix=".json", delete=False) as fh:
-        json.dump(scenario, fh)
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="returns-mock-seed-", suffix=".json", delete=False) as fh:
+            json.dump(scenario, fh)
+    except OSError as exc:
+        raise UsageError(f"--seed-file {path}: cannot write the scenario it shows to {tempfile.gettempdir()} "
+                         f"({exc.strerror}): set TMPDIR to a writable folder") from None
     import atexit
 
     atexit.register(os.unlink, fh.name)  # the workers read it as they start; the server outlives them
@@ -509,7 +496,7 @@ def _admin_token(args: argparse.Namespace) -> str | None:
     if args.admin_token is not None and args.admin_token_file is not None:
         raise UsageError("give --admin-token or --admin-token-file, not both")
     if args.admin_token_file is not None:
-        raw = read_file(args.admin_token_file, "--admin-token-file", TOKEN_LIMIT)
+        raw = read_file(args.admin_token_file, "--admin-token-file", TOKEN_LIMIT, secret=True)
         try:
             token = raw.decode("utf-8").splitlines()[0].strip() if raw.strip() else ""
         except UnicodeDecodeError:
@@ -603,12 +590,7 @@ def run_proxy(args: argparse.Namespace) -> int:
     if not upstreams:
         raise UsageError("give at least one upstream: " + ", ".join(f"--{p.name}-upstream URL" for p in REGISTRY))
     address, allowed_hosts = _bind(args, "the journal holds live traffic")
-    record = None
-    if args.record is not None:
-        path = Path(args.record).resolve()
-        if not path.parent.is_dir():
-            raise UsageError(f"--record {args.record}: folder {path.parent} does not exist")
-        record = str(path)
+    record = check_writable(args.record, "--record") if args.record is not None else None
     config = ProxyConfig(upstreams=upstreams, timeout_ms=args.upstream_timeout_ms,
                          max_answer_bytes=args.max_answer_bytes, strict=args.strict,
                          record=record, admin_token=args.admin_token, journal_size=args.journal_size,

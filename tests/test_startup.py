@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import PL, UP35, Server, bearer, cli, fixture
+from helpers import PL, UP35, Server, bearer, cli, fixture, free_port
 from pg import PASSWORD, Cluster
 from test_reliability import _kill_tree
 
@@ -112,7 +112,7 @@ def test_a_fifo_a_device_or_an_oversized_file_is_refused_without_hanging(tmp_pat
      "log.entries[0].response.status"),
     ([{"request": {"url": "http://h/x"}, "response": {"status": 200}},
       {"request": {"url": "http://h/3plship/api/v1/returns"}, "response": {"status": 1e400}}],
-     "log.entries[1].response.status"),
+     "1e400 is not a finite number"),  # not JSON at all: refused as the file is read
     ([{"request": {}, "response": {"status": 200}}], "log.entries[0].request.url"),
 ])
 def test_a_malformed_har_seed_names_the_entry(tmp_path: Path, entries: list[object], where: str) -> None:
@@ -124,6 +124,7 @@ def test_a_malformed_har_seed_names_the_entry(tmp_path: Path, entries: list[obje
 def test_the_admin_token_from_a_file_or_the_environment(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("file-t0ken\n")
+    token_file.chmod(0o600)
     server = Server("--store", "memory", "--admin-token-file", str(token_file)).start()
     try:
         assert requests.get(server.url + "/__admin/journal", timeout=10).status_code == 401
@@ -142,6 +143,7 @@ def test_the_admin_token_from_a_file_or_the_environment(tmp_path: Path) -> None:
         server.stop()
     empty = tmp_path / "empty"
     empty.write_text("\n")
+    empty.chmod(0o600)
     _one_line_exit_2("--admin-token-file", str(empty), expect="empty")
     _one_line_exit_2("--admin-token", "x", "--admin-token-file", str(token_file), expect="not both")
     _one_line_exit_2("--admin-token", "tök", expect="printable ASCII")
@@ -247,5 +249,69 @@ def test_a_bound_host_name_is_answered_under_its_own_name() -> None:
         server.start()
         assert requests.get(f"{server.url}/", headers={"Host": f"{name}:{server.port}"}, timeout=10).status_code == 200
         assert requests.get(f"{server.url}/", headers={"Host": "other.example"}, timeout=10).status_code == 403
+    finally:
+        server.stop()
+
+
+def _refused(*args: str, expect: str) -> None:
+    """`returns-mock ARGS` (serve and proxy on a free port) stops at once: one line, exit code 2."""
+    command = [*args, "--port", str(free_port())] if args[0] in ("serve", "proxy") else list(args)
+    ran = cli(*command, timeout=30)
+    assert ran.returncode == 2, (args, ran.returncode, ran.stderr[-2000:])
+    assert ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr, ran.stderr
+    assert expect in ran.stderr, ran.stderr
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in (root passes mode checks: a sysfs folder refuses it)."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    return locked
+
+
+def test_every_path_flag_given_a_directory_a_fifo_or_an_unwritable_path_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Every flag of every command that names a file: read ones (a directory, a FIFO with no writer) and
+    written ones (a directory, a FIFO, a missing folder, a folder this user cannot write). A traceback
+    (exit 1) before, or a proxy whose worker hung opening a FIFO."""
+    folder, fifo = tmp_path / "folder", tmp_path / "fifo"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    (tmp_path / "rec.har").write_text(json.dumps({"log": {"version": "1.2", "entries": []}}))
+    proxy = ("proxy", "--3plship-upstream", "http://127.0.0.1:9")
+    verify = ("verify", "--provider", "3plship", "--base-url", "http://127.0.0.1:9", "--api-key", "zl_test_a")
+    for flag in ("--seed-file", "--faults", "--admin-token-file"):
+        _refused("serve", "--store", "memory", flag, str(folder), expect=f"{flag} {folder}: a directory")
+    _refused(*proxy, "--admin-token-file", str(folder), expect="a directory")
+    for name in ("validate-har", "drift"):
+        _refused(name, str(folder), expect="a directory")
+        _refused(name, str(fifo), expect="a FIFO")
+    _refused("drift", str(tmp_path / "rec.har"), "--seed-file", str(folder), expect="a directory")
+    writers: list[tuple[tuple[str, ...], str]] = [(proxy, "--record"), (verify, "--junit-xml")]
+    for command, flag in writers:
+        _refused(*command, flag, str(folder), expect=f"{flag} {folder}: a directory")
+        _refused(*command, flag, str(fifo), expect="a FIFO")
+        _refused(*command, flag, str(tmp_path / "missing" / "out"), expect="does not exist")
+        _refused(*command, flag, str(_unwritable(tmp_path) / "out"), expect="cannot write it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder", *(["locked"] if os.geteuid() else []),
+                                                           "rec.har"]  # nothing left behind
+
+
+def test_an_admin_token_file_others_can_read_or_change_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """Anyone on the machine could read the token (or set it to one they know) and drive /__admin: refused,
+    as ssh refuses such a key, naming chmod 600; a file its group may read (given on purpose) is accepted."""
+    token = tmp_path / "token"
+    token.write_text("file-t0ken\n")
+    for mode in (0o644, 0o604, 0o620, 0o602):
+        token.chmod(mode)
+        _refused("serve", "--store", "memory", "--admin-token-file", str(token), expect=f"chmod 600 {token}")
+        _refused("proxy", "--3plship-upstream", "http://127.0.0.1:9", "--admin-token-file", str(token),
+                 expect="chmod 600")
+    token.chmod(0o640)
+    server = Server("--store", "memory", "--admin-token-file", str(token)).start()
+    try:
+        answer = requests.get(server.url + "/__admin/journal", headers=bearer("file-t0ken"), timeout=10)
+        assert answer.status_code == 200
     finally:
         server.stop()

@@ -18,12 +18,13 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise FileRefused(str(exc.strerror)) from None
+    found = os.fstat(fd)  # before fdopen, which raises on a directory (a traceback, not a refusal)
+    if not stat.S_ISREG(found.st_mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "a directory" if stat.S_ISDIR(found.st_mode) \
+            else "a device" if stat.S_ISCHR(found.st_mode) or stat.S_ISBLK(found.st_mode) else "not a regular file"
+        raise FileRefused(f"{kind}; give a regular file")
     with os.fdopen(fd, "rb") as fh:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "a directory" if stat.S_ISDIR(found.st_mode) \
-                else "a device" if stat.S_ISCHR(found.st_mode) or stat.S_ISBLK(found.st_mode) else "not a regular file"
-            raise FileRefused(f"{kind}; give a regular file")
         if found.st_size > limit:  # refused before anything is read (a 2 GB recording)
             raise FileRefused(f"larger than {limit} bytes")
         try:
