@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -315,3 +316,40 @@ def test_an_admin_token_file_others_can_read_or_change_is_refused_with_the_fix(t
         assert answer.status_code == 200
     finally:
         server.stop()
+
+
+def test_a_password_is_masked_as_a_whole_in_every_form_of_store_string(postgres_cluster: Cluster) -> None:
+    """A one-letter password was masked wherever its letter appeared (`c***nnecti***n failed`, `database
+    "n***db"`); a key=value string was echoed with its password; a password with an unencoded `@` or `/`
+    left a piece of itself in the message (libpq cuts it there and names the rest as the host or port)."""
+    postgres_cluster.sql("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shorty') THEN "
+                         "CREATE ROLE shorty LOGIN PASSWORD 'o'; END IF; END $$;")
+    host = f"127.0.0.1:{postgres_cluster.port}"
+    for store, secrets, expect in (
+            (f"postgresql://shorty:o@{host}/nodb", [], 'connection failed: connection to server at "127.0.0.1"'),
+            (f"postgresql://shorty:o@{host}/nodb", [], 'database "nodb" does not exist'),
+            (f"postgresql://mock@{host}/postgres?password=o", [], 'authentication failed for user "mock"'),
+            (f"host=127.0.0.1 port={postgres_cluster.port} user=mock password={PASSWORD} dbname=postgres",
+             [PASSWORD], "password=***"),
+            ("host=db.internal password='wrong s3cret' dbname=x", ["wrong s3cret", "s3cret"], "password=***"),
+            (f"postgresql://mock:pa@ss@{host}/x", ["ss@", "pa@ss"], "postgresql://mock:***@127.0.0.1"),
+            (f"postgresql://mock:pa/ss@{host}/x", ["'pa'", "pa/ss"], "postgresql://mock:***@127.0.0.1")):
+        ran = cli("serve", "--store", store, "--port", str(free_port()))
+        assert ran.returncode == 2 and ran.stderr.count("\n") == 1, ran.stderr
+        assert expect in ran.stderr and not any(secret in ran.stderr for secret in secrets), ran.stderr
+        assert re.search(r"[A-Za-z]\*\*\*|\*\*\*[A-Za-z]", ran.stderr) is None, ran.stderr  # never inside a word
+
+
+def test_the_index_and_health_name_the_store_by_its_masked_url(postgres_url: str, tmp_path: Path) -> None:
+    """The README promised `postgresql://user:***@host:port/db` where `/` and /__admin/health said only
+    "postgresql"; the dashboard shows what health says."""
+    db = tmp_path / "state.db"
+    masked = postgres_url.replace(f":{PASSWORD}@", ":***@")
+    for store, shown in ((postgres_url, masked), (f"sqlite:{db}", f"sqlite:{db}")):
+        server = Server("--store", store, "--workers", "1").start()
+        try:
+            for path in ("/", "/__admin/health"):
+                answer = requests.get(server.url + path, timeout=10).json()
+                assert answer["store"] == shown and answer["engine"] == store.split(":")[0], answer
+        finally:
+            server.stop()

@@ -39,8 +39,9 @@ def validate_store_url(url: str) -> None:
             raise StoreError(f"unusable store URL {shown(url)!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DB")
         return
     if not url.startswith("sqlite:") or not url[len("sqlite:"):]:
+        hint = " (a libpq key=value string is written as a URL: its keys as ?key=value)" if "=" in url else ""
         raise StoreError(f"unknown store {shown(url)!r}: use 'memory', 'sqlite:PATH' or "
-                         "'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB'")
+                         f"'postgresql://USER[:PASSWORD]@HOST[:PORT]/DB'{hint}")
 
 
 def open_store(url: str) -> Store:

@@ -237,6 +237,8 @@ class Store(ReturnStore, DeliveryQueue, RateCounters, Settings):
     """An engine: every capability above, over one place (a process's memory, a file, a database)."""
 
     engine: str
+    shown: str
+    """The store as it may be shown (`/`, `/__admin/health`, banners): its string, any password masked."""
     shared: bool
     """Whether other processes see this store (False: each worker would have a store of its own)."""
     replicated = False

@@ -64,6 +64,7 @@ class _MemoryTransaction(Transaction):
 
 class MemoryStore(Store):
     engine = "memory"
+    shown = "memory"
     shared = False
 
     def journal(self, size: int, *, workers: int = 1) -> Journal:

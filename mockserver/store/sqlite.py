@@ -128,6 +128,7 @@ class SqliteStore(SqliteFile, Store):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path)
+        self.shown = f"sqlite:{path}"
         self._rate = SharedRateCounters(self.path.with_name(self.path.name + "-rate"))
         try:
             conn = self.connection()

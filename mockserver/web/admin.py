@@ -202,7 +202,8 @@ def register(app: Flask, state: Mock) -> None:
     @admin.get("/health")
     def health() -> Response:
         state.store.check()
-        return json_response(200, {"status": "ok", "version": __version__, "store": state.store.engine,
+        return json_response(200, {"status": "ok", "version": __version__, "store": state.store.shown,
+                                   "engine": state.store.engine,
                                    "pid": os.getpid(), "clock": clock_json(_clock(state))})
 
     @admin.post("/reset")

@@ -100,7 +100,8 @@ class WebMock:
             return json_response(200, {
                 "service": "returns-mock",
                 "version": __version__,
-                "store": mock.store.engine,
+                "store": mock.store.shown,
+                "engine": mock.store.engine,
                 "providers": {
                     name: {"base_url": face.contract.mock_prefix, "openapi": f"/{name}/openapi.json"}
                     for name, face in self.faces.items()
