@@ -353,3 +353,27 @@ def test_the_index_and_health_name_the_store_by_its_masked_url(postgres_url: str
                 assert answer["store"] == shown and answer["engine"] == store.split(":")[0], answer
         finally:
             server.stop()
+
+
+def test_the_store_and_journal_files_are_private_to_their_owner(tmp_path: Path) -> None:
+    """The journal holds API keys (a 3plship account is its key) and answers with `whsec_` secrets; the store
+    holds the subscriptions: every file of a SQLite store (-wal, -shm, -rate, -lock, -requests and the
+    journal's own) is created 0600, whatever the umask lets through (0644 before)."""
+    old = os.umask(0o022)
+    try:
+        server = Server("--store", f"sqlite:{tmp_path / 'state.db'}", "--workers", "2").start()
+    finally:
+        os.umask(old)
+    try:
+        subscribed = requests.post(server.url + PL + "/webhooks", headers=bearer(), timeout=10,
+                                   json={"url": "http://127.0.0.1:9/hook", "events": ["return.created"]})
+        assert subscribed.json()["data"]["secret"].startswith("whsec_")
+        assert requests.post(server.url + PL + "/returns", json=fixture("3plship/create-return.request.json"),
+                             headers=bearer(), timeout=10).status_code == 201
+        assert "whsec_" in requests.get(server.url + "/__admin/journal", timeout=10).text
+        modes = {path.name: oct(path.stat().st_mode & 0o777) for path in tmp_path.iterdir()}  # while it runs
+    finally:
+        server.stop()
+    assert {"state.db", "state.db-wal", "state.db-shm", "state.db-rate", "state.db-lock", "state.db-requests",
+            "state.db-requests-wal"} <= set(modes), modes
+    assert set(modes.values()) == {"0o600"}, modes

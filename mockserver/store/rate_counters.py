@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mockserver import process
 from mockserver.store.base import Window
+from mockserver.store.sqlite_file import PRIVATE
 
 MAGIC = b"returns-mock rate counters 1\n"
 HEADER = 64
@@ -125,7 +126,7 @@ class SharedRateCounters:
             self._map.close()  # the parent's, inherited by this forked worker
             os.close(self._fd)
             self._map = None
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:

@@ -19,6 +19,10 @@ from mockserver.contract.errors import StoreUnavailable
 from mockserver.store.background import Every
 
 BUSY_TIMEOUT_MS = 30_000
+PRIVATE = 0o600
+"""The mode of every file the store makes: the journal holds API keys (a 3plship account is its key) and
+webhook secrets, the store the subscriptions' `whsec_` secrets. SQLite gives a database's -wal and -shm
+files the database file's own mode."""
 
 
 class WriteLock:
@@ -38,7 +42,7 @@ class WriteLock:
         self._thread_lock.acquire()
         try:
             if self._pid != process.pid():  # a forked worker needs its own open file for its own lock
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, PRIVATE)
                 self._pid = process.pid()
             if self._depth == 0:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -144,6 +148,7 @@ class SqliteFile:
                 raise sqlite3.OperationalError("it is a directory")
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             if self._identity is None:
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE))  # made here, not 0644 by SQLite
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             else:  # opened before: never create it again (a deleted file would come back empty, tables and all gone)
                 self.check()
