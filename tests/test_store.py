@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mockserver.contract.errors import DuplicateReturn, StoreError
+from mockserver.contract.errors import DuplicateReturn, StoreError, StoreUnavailable
 from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, Window, open_store, rate_counters
 
 
@@ -323,35 +323,111 @@ def test_a_rate_counter_file_this_version_cannot_read_is_started_afresh(foreign:
     rate_file.write_bytes(foreign)
     store = SqliteStore(tmp_path / "s.db")
     try:
-        assert rate_file.read_bytes() == rate_counters.MAGIC + bytes(rate_counters.SIZE - len(rate_counters.MAGIC))
+        data = rate_file.read_bytes()
+        assert data.startswith(rate_counters.MAGIC) and len(data) == rate_counters.SIZE
+        assert data[rate_counters.HEADER:] == bytes(rate_counters.SIZE - rate_counters.HEADER)
         assert store.count_request("k", 1, 0.0, None) == (0, 1, True)
         assert store.count_request("k", 1, 0.0, None) == (0, 2, True)
     finally:
         store.close()
 
 
-def test_rate_counters_give_up_the_stalest_key_when_a_probe_window_is_full(
+MINUTE = 60_000
+
+
+def _minute(key: str, limit: int | None = None, bucket: int = 29_000_000) -> Window:
+    """One request of `key` in the per-minute window of bucket `bucket` (a minute of 2025), as the rate
+    limiter counts it."""
+    return Window(f"{key}|60", bucket, 0.5, limit, MINUTE)
+
+
+def _unkeyed_home(key: str) -> int:
+    """The slot a key's count lived in before the hash was keyed (blake2b of the key, mod 8192 slots)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(f"{key}|60".encode(), digest_size=16).digest()[:8], "little") % 8192
+
+
+@pytest.mark.parametrize("crowd", ["12,000 ordinary keys", "33 keys crafted to share its slot"])
+def test_sqlite_rate_counts_never_forget_a_key_inside_its_window(tmp_path: Path, crowd: str) -> None:
+    """A victim's five requests of its 5/minute, then a crowd of other keys in the same minute: its sixth is
+    still refused. Before, more keys than slots, or keys whose hash shared its home slot (blake2b of the key,
+    unkeyed: anyone could find 33), gave its slot away and its count with it."""
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        assert [store.count_requests([_minute("victim", 5)])[1] for _ in range(6)] == [True] * 5 + [False]
+        if crowd.startswith("12,000"):
+            # Past 8,192 keys each new one took its home slot from whoever held it: any 12,000 keys took the
+            # victim's with a chance of 1 - (1 - 1/8192) ** 3808, 37 %; these ones did, on e98ac54.
+            others = [f"zl_test_shop{n}" for n in range(12_000)]
+        else:
+            home, others, n = _unkeyed_home("victim"), [], 0
+            while len(others) < 33:
+                n += 1
+                if _unkeyed_home(f"zl_test_{n}") == home:
+                    others.append(f"zl_test_{n}")
+        for key in others:
+            assert store.count_requests([_minute(key, 5)]) == ([(0, 1)], True)
+        assert store.count_requests([_minute("victim", 5)]) == ([(0, 5)], False)  # still full: refused
+        assert store.count_requests([_minute(others[0], 5)]) == ([(0, 2)], True)  # and the crowd counted too
+    finally:
+        store.close()
+
+
+def test_rate_counters_grow_rather_than_forget_and_reuse_slots_whose_window_ended(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four slots: a fifth key inside the window doubles the table (every count kept); keys
+    whose windows ended give their slots to new keys without growing it; past MOST_SLOTS a new key is
+    refused (503) rather than another forgotten."""
     monkeypatch.setattr(rate_counters, "SLOTS", 4)
-    monkeypatch.setattr(rate_counters, "PROBES", 4)
+    monkeypatch.setattr(rate_counters, "PROBES", 8)  # every slot, whatever the homes the file's hash key gives
+    monkeypatch.setattr(rate_counters, "MOST_SLOTS", 8)
     monkeypatch.setattr(rate_counters, "SIZE", rate_counters.HEADER + 4 * rate_counters.SLOT.size)
     counters = rate_counters.SharedRateCounters(tmp_path / "small-rate")
 
-    def count(key: str, bucket: int) -> tuple[int, int, bool]:
-        (counts,), admitted = counters.count([Window(key, bucket, 0.0, None)])
-        return *counts, admitted
+    def count(key: str, bucket: int = 10) -> tuple[int, int]:
+        (counts,), _ = counters.count([Window(key, bucket, 0.0, None, MINUTE)])
+        return counts
+
+    def slots() -> int:
+        return int.from_bytes((tmp_path / "small-rate").read_bytes()[40:48], "little")
 
     try:
-        for bucket, key in enumerate("abcd", start=10):
-            assert count(key, bucket) == (0, 1, True)
-        assert count("a", 14) == (0, 1, True)  # its own slot, its old counts faded
-        assert count("e", 14) == (0, 1, True)  # takes the slot of "b", now the stalest
-        assert count("d", 14) == (1, 1, True)  # 13 is 14's previous bucket: kept
-        assert count("a", 14) == (0, 2, True)
-        assert count("e", 14) == (0, 2, True)
-        assert count("b", 12) == (0, 1, True)  # its count of bucket 11 went with its slot
+        assert [count(key) for key in "abcd"] == [(0, 1)] * 4 and slots() == 4
+        assert count("e") == (0, 1) and slots() == 8  # grown: nothing given up
+        assert [count(key) for key in "abcde"] == [(0, 2)] * 5
+        assert [count(key, 20) for key in "vwxyz"] == [(0, 1)] * 5 and slots() == 8  # a..e ended: reused
+        assert [count(key, 20) for key in "fgh"] == [(0, 1)] * 3
+        with pytest.raises(StoreUnavailable, match="as many as they can"):
+            count("i", 20)
+        assert [count(key, 20) for key in "vwxyzfgh"] == [(0, 2)] * 8  # the full table forgot nobody
     finally:
         counters.close()
+
+
+GROW_IN_A_PROCESS = """
+import sys
+from mockserver.store import SqliteStore, Window
+store = SqliteStore(sys.argv[1])
+for n in range(20_000):
+    store.count_requests([Window(f"k{n}|60", 29_000_000, 0.5, None, 60_000)])
+store.close()
+"""
+
+
+@pytest.mark.system
+def test_a_table_grown_by_one_process_is_the_table_of_every_other(tmp_path: Path) -> None:
+    """Workers share the counters: one that grows the table (20,000 keys in one minute) leaves the others'
+    counts where they find them, on the new table."""
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        assert store.count_requests([_minute("victim")]) == ([(0, 1)], True)
+        subprocess.run([sys.executable, "-c", GROW_IN_A_PROCESS, str(tmp_path / "s.db")], check=True, timeout=120)
+        assert (tmp_path / "s.db-rate").stat().st_size > rate_counters.SIZE
+        assert store.count_requests([_minute("victim")]) == ([(0, 2)], True)
+        assert store.count_requests([_minute("k19999")]) == ([(0, 2)], True)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("beside", ["s.db-rate", "s.db-lock"])

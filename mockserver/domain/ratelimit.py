@@ -140,8 +140,8 @@ class RateLimiter:
         # A limit of 0 admits nothing, so the store counts nothing and answers the counts as they are.
         counts, admitted = self.counters.count_requests([
             Window(f"{key}|{window.seconds}", bucket, overlap,
-                   (window.limit if policy.enforce else None) if count else 0)
-            for window, _, bucket, _, overlap in placed])
+                   (window.limit if policy.enforce else None) if count else 0, window_ms)
+            for window, window_ms, bucket, _, overlap in placed])
         if not count:
             admitted = True
         decisions = []

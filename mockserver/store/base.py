@@ -192,6 +192,9 @@ class Window:
     bucket: int
     overlap: float
     limit: int | None
+    period_ms: int = 0
+    """The length of a bucket (ms on the mock's clock), so that a store may tell when a key's counts stop
+    mattering; 0: never (a store keeps them until a reset)."""
 
 
 class RateCounters(ABC):
