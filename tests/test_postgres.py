@@ -328,8 +328,8 @@ def test_the_app_in_process_on_postgres(postgres_url: str) -> None:
 def test_the_nul_stand_in_sent_in_a_field_comes_back_as_sent(postgres_url: str) -> None:
     """U+F0000 is what a NUL is stored as in a text column; inside a return's JSON it is just a character.
     A list, a refund's settling and the control plane's list answer it as sent (a list answered a raw NUL
-    inside its JSON, invalid, before the JSON columns bypassed the stand-in). The order id's own column
-    still reads it as a NUL: the stand-in's price, as for ids and accounts."""
+    inside its JSON, invalid, before the JSON columns bypassed the stand-in), and so does the order id's own
+    column (it read back as a NUL before the stand-in itself was escaped)."""
     app = create_app(Config(), store=open_store(postgres_url))
     app.testing = True
     client = app.test_client()
@@ -343,7 +343,37 @@ def test_the_nul_stand_in_sent_in_a_field_comes_back_as_sent(postgres_url: str) 
     listed = json.loads(client.get(PL + "/returns", headers=bearer()).get_data())["data"]
     assert [(r["order_id"], r["refund_status"]) for r in listed] == [(odd, "completed")]
     admin = json.loads(client.get("/__admin/returns").get_data())["returns"]
-    assert [r["resource"]["order_id"] for r in admin] == [odd]
+    assert [(r["order_id"], r["resource"]["order_id"]) for r in admin] == [(odd, odd)]
+    mock_of(app).close()
+    mock_of(app).store.close()
+
+
+def test_private_use_characters_are_themselves_and_a_nul_finds_only_a_nul(postgres_url: str) -> None:
+    """The NUL's stand-in (U+F0000) and the characters that escape it are stored as pairs that cannot match
+    across each other: `/__admin/returns` showed a stored U+F0000 as a NUL and `?q=%00` found it. Equality,
+    search and the journal's path prefix all see the texts as sent."""
+    app = create_app(Config(), store=open_store(postgres_url))
+    app.testing = True
+    client = app.test_client()
+    orders = ["a\U000f0000b", "a\x00b", "a\U000f0004\U000f0001b", "a\U000f0001\U000f0004b"]
+    for order in orders:
+        assert client.post(PL + "/returns", json={**CREATE, "order_id": order}, headers=bearer()).status_code == 201
+    admin = json.loads(client.get("/__admin/returns").get_data())["returns"]
+    assert sorted(r["order_id"] for r in admin) == sorted(orders)
+    for search, found in (("\x00", ["a\x00b"]), ("\U000f0000", ["a\U000f0000b"]),
+                          ("\U000f0001", orders[2:]), ("\U000f0004\U000f0001", [orders[2]]),
+                          ("\U000f0001\U000f0004", [orders[3]]), ("a", orders)):
+        page = json.loads(client.get("/__admin/returns", query_string={"q": search, "limit": 10}).get_data())
+        assert sorted(r["order_id"] for r in page["returns"]) == sorted(found) and page["total"] == len(found), search
+    for order in orders:
+        listed = json.loads(client.get(PL + "/returns", query_string={"order_id": order}, headers=bearer()).get_data())
+        assert [r["order_id"] for r in listed["data"]] == [order]
+    odd_path = f"{PL}/returns/ret_\U000f0000x/status"
+    assert client.patch(odd_path, json={"status": "received"}, headers=bearer()).status_code == 404
+    mock_of(app).journal.entries()  # the batches written
+    prefix = f"{PL}/returns/ret_\U000f0000"
+    journal = json.loads(client.get("/__admin/journal", query_string={"path": prefix}).get_data())
+    assert [e["path"] for e in journal["entries"]] == [odd_path]
     mock_of(app).close()
     mock_of(app).store.close()
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from mockserver.contract import Violation
 from mockserver.store.journal import Entry, with_id
-from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Statement, Step, run, run_all
+from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Statement, Step, run, run_all, stored
 from mockserver.store.sqlite_journal import BatchedJournal, decode, encode
 
 INSERT = Statement("INSERT INTO journal (provider, account, path, status, has_violations, entry) "
@@ -63,7 +63,7 @@ class PostgresJournal(BatchedJournal):
                 args.append(value)
         if path is not None:
             where.append("left(path, %s)=%s")
-            args += [len(path), path]
+            args += [len(stored(path)), path]  # its length as stored: an escaped character is two
         self._settle()
         with self._store.connected() as conn:
             rows = conn.execute(

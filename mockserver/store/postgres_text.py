@@ -1,8 +1,8 @@
 """Text that PostgreSQL cannot hold, held all the same: a NUL (U+0000) in an id, an account or a path.
 
 PostgreSQL's text types refuse U+0000, while SQLite and memory keep it and the contracts allow it. So
-on every connection of the PostgreSQL store, a NUL in a text parameter is stored as U+F0000 (the first
-code point of a private-use plane, which no client sends in practice) and read back as U+0000.
+on every connection of the PostgreSQL store, text parameters are written as `postgres_wire.stored` writes
+them (a NUL as U+F0000, which itself and its escapes are written as pairs) and read back as they were.
 """
 
 from __future__ import annotations
@@ -11,29 +11,29 @@ from typing import Any
 
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown, TextBinaryLoader, TextLoader
 
-from mockserver.store.postgres_wire import NUL, STAND_IN
+from mockserver.store.postgres_wire import loaded, stored
 
 
 class _Dumper(StrDumperUnknown):
     def dump(self, obj: str) -> Any:
-        return super().dump(obj.replace(NUL, STAND_IN) if NUL in obj else obj)
+        return super().dump(stored(obj))
 
 
 class _BinaryDumper(StrBinaryDumper):
     def dump(self, obj: str) -> Any:
-        return super().dump(obj.replace(NUL, STAND_IN) if NUL in obj else obj)
+        return super().dump(stored(obj))
 
 
 class _Loader(TextLoader):
     def load(self, data: Any) -> Any:
         text: Any = super().load(data)
-        return text.replace(STAND_IN, NUL) if STAND_IN in text else text
+        return loaded(text)
 
 
 class _BinaryLoader(TextBinaryLoader):
     def load(self, data: Any) -> Any:
         text: Any = super().load(data)
-        return text.replace(STAND_IN, NUL) if STAND_IN in text else text
+        return loaded(text)
 
 
 def nul_safe(conn: Any) -> None:

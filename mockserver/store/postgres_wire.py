@@ -7,8 +7,8 @@ of it the kernel's. Every request makes one to four of them, and the journal one
 20 ms, so these are the PostgreSQL store's hot path; the rest of the store (the control plane, webhook
 deliveries, migrations) keeps psycopg's cursors.
 
-Text that PostgreSQL cannot hold is held as `postgres_text` holds it: a NUL becomes U+F0000 on the way in
-and U+0000 on the way out (JSON columns never carry a raw NUL: orjson escapes it).
+Text that PostgreSQL cannot hold is held all the same (`stored`, `loaded`; JSON columns never carry a raw
+NUL: orjson escapes it).
 """
 
 from __future__ import annotations
@@ -25,7 +25,31 @@ with contextlib.suppress(ImportError):  # the `postgres` extra: without it the s
 
 NUL = "\x00"
 STAND_IN = "\U000f0000"
-"""What a NUL is stored as (the first code point of a private-use plane, which no client sends in practice)."""
+"""What a NUL is stored as (the first code point of a private-use plane, as releases before this one did)."""
+_LEADS, _TAILS = "\U000f0001\U000f0002\U000f0003", "\U000f0004\U000f0005"
+_PAIRS = [lead + tail for lead in _LEADS for tail in _TAILS]
+_ESCAPED = STAND_IN + _LEADS + _TAILS
+"""The stand-in and the escapes' own characters, each stored as a pair: a lead, then a tail."""
+_STORE = str.maketrans({NUL: STAND_IN, **dict(zip(_ESCAPED, _PAIRS, strict=True))})
+_LOAD = {STAND_IN: NUL, **dict(zip(_PAIRS, _ESCAPED, strict=True))}
+_CODED = re.compile(f"[{_LEADS}][{_TAILS}]|{STAND_IN}")
+_PLANE = STAND_IN.encode()[:3]
+"""What the UTF-8 of every character above begins with (so a column without one is decoded as it is)."""
+
+
+def stored(value: str) -> str:
+    """Text as a PostgreSQL text column holds it: a NUL as U+F0000, and U+F0000 to U+F0005 each as a pair of
+    U+F0001-3 then U+F0004-5. No pair's tail can begin a pair nor its lead end one, so a match of one stored
+    text inside another (strpos, a prefix) is a match of the texts themselves: a stored U+F0000 reads back as
+    itself, not as a NUL, and searching for a NUL does not find it."""
+    if value.isascii():
+        return value.replace(NUL, STAND_IN) if NUL in value else value
+    return value.translate(_STORE)
+
+
+def loaded(value: str) -> str:
+    """Text read from a PostgreSQL text column (`stored` undone)."""
+    return _CODED.sub(lambda m: _LOAD[m.group(0)], value) if not value.isascii() else value
 
 Row = tuple[bytes | None, ...]
 Params = Sequence[Any]
@@ -56,7 +80,7 @@ def encoded(value: Any) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return (value.replace(NUL, STAND_IN) if NUL in value else value).encode()
+        return stored(value).encode()
     if isinstance(value, bytes):
         return value
     if isinstance(value, bool):
@@ -68,8 +92,7 @@ def text(value: bytes | None) -> str:
     """A text column's value (the columns read this way are NOT NULL)."""
     if value is None:
         return ""
-    decoded = value.decode()
-    return decoded.replace(STAND_IN, NUL) if STAND_IN in decoded else decoded
+    return loaded(value.decode()) if _PLANE in value else value.decode()
 
 
 def run(conn: Any, statement: Statement, params: Params = ()) -> list[Row]:
