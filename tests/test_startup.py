@@ -268,7 +268,7 @@ def _unwritable(tmp_path: Path) -> Path:
     if os.geteuid() == 0:
         return Path("/sys")
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
+    locked.mkdir(mode=0o555, exist_ok=True)
     return locked
 
 
@@ -284,6 +284,10 @@ def test_every_path_flag_given_a_directory_a_fifo_or_an_unwritable_path_is_one_l
     verify = ("verify", "--provider", "3plship", "--base-url", "http://127.0.0.1:9", "--api-key", "zl_test_a")
     for flag in ("--seed-file", "--faults", "--admin-token-file"):
         _refused("serve", "--store", "memory", flag, str(folder), expect=f"{flag} {folder}: a directory")
+    _refused("serve", "--store", f"sqlite:{folder}", expect="it is a directory")
+    _refused("serve", "--store", f"sqlite:{fifo}", expect="it is not a regular file")
+    _refused("serve", "--store", f"sqlite:{tmp_path / 'missing' / 's.db'}", expect="No such file or directory")
+    _refused("serve", "--store", f"sqlite:{_unwritable(tmp_path) / 's.db'}", expect="cannot use")
     _refused(*proxy, "--admin-token-file", str(folder), expect="a directory")
     for name in ("validate-har", "drift"):
         _refused(name, str(folder), expect="a directory")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -144,8 +145,13 @@ class SqliteFile:
         """This thread's connection (a forked worker opens its own)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != process.pid():
-            if self.path.is_dir():
-                raise sqlite3.OperationalError("it is a directory")
+            try:
+                mode: int | None = os.stat(self.path).st_mode
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and not stat.S_ISREG(mode):  # a FIFO or a device is no database either
+                kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+                raise sqlite3.OperationalError(f"it is {kind}")
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             if self._identity is None:
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE))  # made here, not 0644 by SQLite
