@@ -45,8 +45,8 @@ def admin_return(client: FlaskClient, provider: str, rid: str, account: str | No
 
 def test_health(admin: FlaskClient) -> None:
     body = admin.get("/__admin/health").get_json()
-    assert body == {"status": "ok", "version": __version__, "store": "memory", "pid": os.getpid(),
-                    "clock": {"now": "2026-01-05T10:00:00.000Z", "mode": "frozen"}}
+    assert body == {"status": "ok", "version": __version__, "store": "memory", "engine": "memory",
+                    "pid": os.getpid(), "clock": {"now": "2026-01-05T10:00:00.000Z", "mode": "frozen"}}
 
 
 def test_seed_preloads_returns_in_any_state_for_any_account(admin: FlaskClient) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from helpers import PL, UP35, WORKER, Server, basic, bearer, cli, fixture
 from pg import PASSWORD, Cluster
 from test_store import insert_six_and_one, record, totals_follow_moves_and_resets
 
+from mockserver.contract.errors import StoreUnavailable
 from mockserver.domain.config import Config
-from mockserver.store import open_store
+from mockserver.store import MemoryStore, Window, open_store
 from mockserver.store.base import Delivery
 from mockserver.store.postgres import MIGRATIONS
 from mockserver.web import create_app, mock_of
@@ -246,7 +248,7 @@ def test_the_database_going_away_is_a_prompt_503_and_the_replica_recovers(postgr
             started = time.monotonic()
             down = requests.get(server.url + PL + "/returns", headers=bearer(), timeout=30)
             assert time.monotonic() - started < 15
-            assert down.status_code == 503 and down.json()["success"] is False
+            assert down.status_code == 503 and down.json()["success"] is False, down.text
             assert down.json()["error"]["code"] == "SERVICE_UNAVAILABLE" and PASSWORD not in down.text
             admin = requests.get(server.url + "/__admin/returns", timeout=30)
             assert admin.status_code == 503 and admin.json()["error"]["code"] == "service_unavailable"
@@ -262,6 +264,27 @@ def test_the_database_going_away_is_a_prompt_503_and_the_replica_recovers(postgr
     finally:
         (output,) = stop([server])
     assert "Traceback" not in output and PASSWORD not in output
+
+
+class _DatabaseGoneMidRequest(MemoryStore):
+    """What a replica sees when the database stops between handing out a pooled connection and using it:
+    the request's first statement fails, and so does the confirmation of its settings after it."""
+
+    def count_requests(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
+        raise StoreUnavailable("the database cannot be reached")
+
+    def confirm_settings(self) -> None:
+        raise StoreUnavailable("the database cannot be reached")
+
+
+def test_a_store_gone_mid_request_is_a_503_in_the_providers_format() -> None:
+    """The 503 the request's statement earned stood until the settings' confirmation failed after it, and
+    that failure escaped the pipeline: answered in the control plane's format (the going-away test above
+    saw it under load, when the pool handed out a connection the database had just closed)."""
+    client = create_app(Config(), store=_DatabaseGoneMidRequest()).test_client()
+    answer = client.get(PL + "/returns", headers=bearer())
+    assert answer.status_code == 503 and answer.get_json()["success"] is False, answer.get_data()
+    assert answer.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE" and answer.headers["Retry-After"] == "1"
 
 
 def test_the_password_never_shows(postgres_url: str) -> None:

@@ -154,7 +154,10 @@ class SqliteFile:
                 raise sqlite3.OperationalError(f"it is {kind}")
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             if self._identity is None:
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE))  # made here, not 0644 by SQLite
+                try:  # made here, not 0644 by SQLite
+                    os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE))
+                except OSError as exc:
+                    raise sqlite3.OperationalError(f"unable to open database file ({exc.strerror})") from None
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             else:  # opened before: never create it again (a deleted file would come back empty, tables and all gone)
                 self.check()
