@@ -33,8 +33,6 @@ _ESCAPED = STAND_IN + _LEADS + _TAILS
 _STORE = str.maketrans({NUL: STAND_IN, **dict(zip(_ESCAPED, _PAIRS, strict=True))})
 _LOAD = {STAND_IN: NUL, **dict(zip(_PAIRS, _ESCAPED, strict=True))}
 _CODED = re.compile(f"[{_LEADS}][{_TAILS}]|{STAND_IN}")
-_PLANE = STAND_IN.encode()[:3]
-"""What the UTF-8 of every character above begins with (so a column without one is decoded as it is)."""
 
 
 def stored(value: str) -> str:
@@ -92,7 +90,7 @@ def text(value: bytes | None) -> str:
     """A text column's value (the columns read this way are NOT NULL)."""
     if value is None:
         return ""
-    return loaded(value.decode()) if _PLANE in value else value.decode()
+    return loaded(value.decode())
 
 
 def run(conn: Any, statement: Statement, params: Params = ()) -> list[Row]:

@@ -37,7 +37,7 @@ HEADER = 64
 SLOT = struct.Struct("<16sqqqq")
 """Key digest, the bucket last counted in, its count, the count of the bucket before it, and the instant
 (ms on the mock's clock) from which none of those counts matters any more."""
-CHANGES = struct.Struct("<q")
+CHANGES = COUNT = struct.Struct("<q")
 CHANGES_AT = 32
 """Where the header keeps the settings' change counter (after MAGIC)."""
 SLOTS_AT = 40
@@ -71,25 +71,24 @@ class SharedRateCounters:
 
     def count(self, windows: Sequence[Window]) -> tuple[list[tuple[int, int]], bool]:
         """See Store.count_requests."""
-        # A lower bound of now: no slot is given up before its counts stopped mattering.
-        now = max((w.bucket * w.period_ms for w in windows if w.period_ms), default=0)
         with self._lock:
             counters = self._open()
+            digests = []
+            for window in windows:
+                keyed = self._hash.copy()  # the hash's key processed once, not per key
+                keyed.update(window.key.encode())
+                digests.append(keyed.digest())
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                counters = self._current()
-                digests = []
-                for window in windows:
-                    keyed = self._hash.copy()  # the hash's key processed once, not per key
-                    keyed.update(window.key.encode())
-                    digests.append(keyed.digest())
+                if COUNT.unpack_from(counters, SLOTS_AT)[0] != self._slots:  # another process grew the table
+                    counters = self._remap(COUNT.unpack_from(counters, SLOTS_AT)[0])
                 slots = []
                 grown = False
                 for window, digest in zip(windows, digests, strict=True):
-                    offset = self._slot(digest, now)
+                    offset = self._slot(digest, windows)
                     while offset < 0:
-                        counters, grown = self._grow(now), True
-                        offset = self._slot(digest, now)
+                        counters, grown = self._grow(_now(windows)), True
+                        offset = self._slot(digest, windows)
                     found, last, current, previous, _ = SLOT.unpack_from(counters, offset)
                     if found != digest:  # new: taken now, so that another window of this request cannot take it
                         previous = current = 0
@@ -100,27 +99,27 @@ class SharedRateCounters:
                         previous, current = current, 0
                     slots.append((offset, previous, current))
                 if grown:  # for a later window: the earlier ones moved with the rest
-                    slots = [(self._slot(digest, now), previous, current)
+                    slots = [(self._slot(digest, windows), previous, current)
                              for digest, (_, previous, current) in zip(digests, slots, strict=True)]
                 admitted = all(w.limit is None or previous * w.overlap + current < w.limit
                                for w, (_, previous, current) in zip(windows, slots, strict=True))
                 counts = []
                 for window, digest, (offset, previous, current) in zip(windows, digests, slots, strict=True):
                     current += 1 if admitted else 0
-                    SLOT.pack_into(counters, offset, digest, window.bucket, current, previous, _until(window))
+                    until = (window.bucket + 2) * window.period_ms if window.period_ms else FOREVER
+                    SLOT.pack_into(counters, offset, digest, window.bucket, current, previous, until)
                     counts.append((previous, current))
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return counts, admitted
 
-    def _slot(self, digest: bytes, now: int) -> int:
+    def _slot(self, digest: bytes, windows: Sequence[Window]) -> int:
         """The offset of the slot of `digest`: its own, else the first one whose counts no longer matter (or
         an empty one); -1 if its probe window has none."""
-        counters = self._map
+        counters, slots = self._map, self._slots
         assert counters is not None
-        slots = self._slots
         home = int.from_bytes(digest[:8], "little") % slots
-        free = -1
+        free, now = -1, -1
         for probe in range(PROBES):
             offset = HEADER + (home + probe) % slots * SLOT.size
             found, _, _, _, until = SLOT.unpack_from(counters, offset)
@@ -128,8 +127,11 @@ class SharedRateCounters:
                 return offset
             if found == EMPTY:  # a key is never placed past an empty slot: it is not further on
                 return free if free >= 0 else offset
-            if free < 0 and until <= now:
-                free = offset
+            if free < 0:
+                if now < 0:
+                    now = _now(windows)
+                if until <= now:
+                    free = offset
         return free
 
     def _grow(self, now: int) -> mmap.mmap:
@@ -151,7 +153,7 @@ class SharedRateCounters:
             if all(self._place(raw) for raw in kept):
                 break
             slots *= 2
-        struct.pack_into("<q", counters, SLOTS_AT, slots)
+        COUNT.pack_into(counters, SLOTS_AT, slots)
         return counters
 
     def _place(self, raw: bytes) -> bool:
@@ -165,13 +167,6 @@ class SharedRateCounters:
                 counters[offset:offset + SLOT.size] = raw
                 return True
         return False
-
-    def _current(self) -> mmap.mmap:
-        """This process's mapping, remapped if another process grew the table (the flock is held)."""
-        counters = self._map
-        assert counters is not None
-        slots = struct.unpack_from("<q", counters, SLOTS_AT)[0]
-        return counters if slots == self._slots else self._remap(slots)
 
     def _remap(self, slots: int) -> mmap.mmap:
         if self._map is not None:
@@ -207,10 +202,10 @@ class SharedRateCounters:
 
     def clear(self) -> None:
         with self._lock:
-            self._open()
+            counters = self._open()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                counters = self._current()
+                counters = self._remap(COUNT.unpack_from(counters, SLOTS_AT)[0])  # as another process left it
                 counters[HEADER:HEADER + self._slots * SLOT.size] = bytes(self._slots * SLOT.size)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -253,6 +248,12 @@ class SharedRateCounters:
             raise
         self._map, self._fd, self._pid, self._slots = counters, fd, process.pid(), slots
         return counters
+
+
+def _now(windows: Sequence[Window]) -> int:
+    """A lower bound of now, from the buckets a request is counted in: no slot is given up before its counts
+    stopped mattering."""
+    return max((w.bucket * w.period_ms for w in windows if w.period_ms), default=0)
 
 
 def _until(window: Window) -> int:
