@@ -293,7 +293,9 @@ def test_every_path_flag_given_a_directory_a_fifo_or_an_unwritable_path_is_one_l
         _refused(name, str(folder), expect="a directory")
         _refused(name, str(fifo), expect="a FIFO")
     _refused("drift", str(tmp_path / "rec.har"), "--seed-file", str(folder), expect="a directory")
-    writers: list[tuple[tuple[str, ...], str]] = [(proxy, "--record"), (verify, "--junit-xml")]
+    har, drift = ("validate-har", str(tmp_path / "rec.har")), ("drift", str(tmp_path / "rec.har"))
+    writers: list[tuple[tuple[str, ...], str]] = [(proxy, "--record"), (verify, "--junit-xml"), (verify, "--sarif"),
+                                                  (har, "--markdown"), (drift, "--sarif")]
     for command, flag in writers:
         _refused(*command, flag, str(folder), expect=f"{flag} {folder}: a directory")
         _refused(*command, flag, str(fifo), expect="a FIFO")
