@@ -1,9 +1,12 @@
-"""Fuzzing the client: a test that uses `returns_mock` run again and again with varied answers.
+"""Fuzzing the client: a test that uses `returns_mock` run again and again, each time from scratch, with
+varied answers and state.
 
-Each run is a fresh in-process mock whose answers vary within the contract (mockserver.domain.variation), every
-draw taken from hypothesis, so that a failing run shrinks to the fewest, simplest variations that still
-break the test. The failure then names them (`POST /3plship/api/v1/returns -> 201:
-/data/return_shipping/tracking_url: null`) and the seed that replays the run.
+Each run is a fresh in-process mock (and, under pytest, fresh function-scoped fixtures) whose answers vary
+within the contract (mockserver.domain.variation), every draw taken from hypothesis, so that a failing run
+shrinks to the fewest, simplest variations that still break the test. The failure then names them (`POST
+/3plship/api/v1/returns -> 201: /data/return_shipping/tracking_url: null`) and the seed that replays the
+run; if the smallest failing run varied nothing, the test is run once more unvaried, and the note says
+whether it fails that way too.
 
 Run by the pytest plugin (`pytest --returns-mock-fuzz=N`, `@pytest.mark.returns_mock(fuzz=N)`); needs
 hypothesis and hypothesis-jsonschema (`pip install returns-mock[fuzz]`).
@@ -14,17 +17,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from mockserver.domain.variation import Chooser, Variation
+from mockserver.store.journal import Entry
 
-if TYPE_CHECKING:
-    from mockserver.inprocess import mock_providers
-
+Run = Callable[[Variation | None], None]
+"""One run of the test from scratch: its answers varied by the variation (None: as the rules give them)."""
 
 
 class HypothesisChooser(Chooser):
@@ -35,13 +37,17 @@ class HypothesisChooser(Chooser):
         self.data = data
 
     def _index(self, n: int, keep: float) -> int:
-        drawn = self.data.draw(st.integers(0, 99))
-        kept = round(keep * 100)
-        return 0 if drawn < kept else 1 + (drawn - kept) % (n - 1)
+        # Two draws, each shrinking towards the simpler answer: kept as the rules gave it, else option 1.
+        if self.data.draw(st.integers(0, 99)) < round(keep * 100):
+            return 0
+        return self.data.draw(st.integers(1, n - 1))
 
     def _text(self, min_size: int, max_size: int) -> str:
         text: str = self.data.draw(_strings(min_size, max_size))
         return text
+
+    def _integer(self, low: int, high: int) -> int:
+        return self.data.draw(st.integers(low, high))
 
 
 @cache
@@ -54,10 +60,17 @@ def new_seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
-def fuzz(test: Callable[[], object], handle: mock_providers, examples: int, replay_seed: int,
-         replay: str) -> None:
-    """Run `test` up to `examples` times, each on a fresh `handle` varying its answers; on a failure,
-    raise it from the smallest varied run found, noting what was varied and how to replay it."""
+def varied(journal: list[Entry]) -> list[str]:
+    """What a run's answers drew, one line per variation, under the request it was drawn for."""
+    return [f"  {e.method} {e.path} -> {e.status or 'no answer'}: {what}" for e in journal for what in e.varied]
+
+
+def fuzz(run: Run, drawn: Callable[[], list[str]], examples: int, replay_seed: int, replay: str) -> None:
+    """Run `run` up to `examples` times, each from scratch with its own variation; on a failure, raise it
+    from the smallest varied run found, noting what that run drew (`drawn`, read after it) and how to
+    replay it."""
+
+    runs = [0, 0]  # runs made, and the one that failed first
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=False, report_multiple_bugs=False,
               verbosity=Verbosity.quiet,
@@ -65,15 +78,34 @@ def fuzz(test: Callable[[], object], handle: mock_providers, examples: int, repl
     @seed(replay_seed)
     @given(st.data())
     def varied_run(data: st.DataObject) -> None:
-        handle.restart(Variation(HypothesisChooser(data)))
-        test()
+        runs[0] += 1
+        try:
+            run(Variation(HypothesisChooser(data)))
+        except Exception:
+            runs[1] = runs[1] or runs[0]
+            raise
 
     try:
         varied_run()
     except Exception as failure:
-        varied = [f"  {e.method} {e.path} -> {e.status or 'dropped'}: {what}"
-                  for e in handle.journal for what in e.varied]
-        lines = "\n".join(varied) if varied else "  (nothing: the test fails on the answers as the rules give them)"
-        failure.add_note(f"returns-mock fuzz: the smallest varied answers found that break this test:\n{lines}\n"
-                         f"replay: {replay} --returns-mock-fuzz-seed={replay_seed}")
+        lines = drawn()
+        if lines:
+            note = "returns-mock fuzz: the smallest varied answers found that break this test:\n" + "\n".join(lines)
+        else:
+            note = _unvaried(run)
+        failure.add_note(f"{note}\nreplay: {replay} --returns-mock-fuzz-seed={replay_seed}\n"
+                         f"runs: the first failure was run {runs[1]} (of up to {examples}); "
+                         f"{runs[0] - runs[1]} more shrank it")
         raise
+
+
+def _unvaried(run: Run) -> str:
+    """The note for a failing run that drew nothing: whether the test fails unvaried as well."""
+    try:
+        run(None)
+    except Exception as unvaried:
+        return (f"returns-mock fuzz: nothing was varied: the test fails on the answers as the rules give them "
+                f"(run unvaried, it fails too: {type(unvaried).__name__})")
+    return ("returns-mock fuzz: the failing run varied nothing, yet the test passes when run again unvaried: it "
+            "depends on something else that changes from run to run (the time, randomness, state kept outside "
+            "its function-scoped fixtures)")

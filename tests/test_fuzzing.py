@@ -87,3 +87,119 @@ def test_a_bad_fuzz_flag_is_one_line_and_exit_2() -> None:
     run = run_pytest("naive.py", "--returns-mock-fuzz=lots")
     assert run.returncode == 4, run  # pytest's own exit code for a usage error
     assert "--returns-mock-fuzz: expected a whole number, got 'lots'" in run.stderr
+
+
+# --- each run from scratch (issue 41, item 1) -----------------------------------------------------
+
+SHOP = '''
+import pytest, requests
+
+BASE = "https://app.3plship.com/api/v1"
+KEY = {"Authorization": "Bearer zl_test_runs"}
+RETURN = {"order_id": "ord_runs", "reason": "defective", "items": [{"sku": "PROD-001", "quantity": 1}],
+          "refund_amount": 20.0}
+
+
+def send(method, path, **kwargs):
+    for _ in range(10):
+        answer = requests.request(method, BASE + path, headers=KEY, timeout=10, **kwargs)
+        if answer.status_code not in (429, 500, 503):
+            return answer
+    answer.raise_for_status()
+
+
+@pytest.fixture
+def synced():
+    """The shop's own list of what it synced: empty at the start of every test."""
+    return []
+'''
+
+
+def test_a_function_scoped_fixture_is_fresh_in_every_run(pytester: pytest.Pytester) -> None:
+    """On e98ac54 the list kept the first run's entries: the second run failed, noted as failing unvaried."""
+    pytester.makepyfile(test_shop=SHOP + '''
+def test_sync(returns_mock, synced):
+    assert synced == []
+    synced.append(send("POST", "/returns", json=RETURN).json()["data"]["id"])
+    assert len(synced) == 1
+
+
+def test_naive_sync(returns_mock, synced):
+    assert synced == []
+    synced.append(send("POST", "/returns", json=RETURN).json()["data"]["refund"])
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-fuzz=50", "--returns-mock-fuzz-seed=2")
+    result.assert_outcomes(passed=1, failed=1)
+    report = failures(str(result.stdout))["test_naive_sync"]
+    varied = report.split("break this test:\n", 1)[1].split("\nE       replay:", 1)[0]
+    assert varied.strip() == "E         POST /3plship/api/v1/returns -> 201: /data/refund: absent", report
+
+
+def test_fixtures_are_torn_down_and_set_up_again_around_every_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_setup=SHOP + '''
+EVENTS = []
+
+
+@pytest.fixture
+def database(tmp_path):
+    EVENTS.append(("setup", tmp_path))
+    yield tmp_path
+    EVENTS.append(("teardown", tmp_path))
+
+
+@pytest.fixture
+def shop(database, returns_mock):
+    return {"db": database, "mock": returns_mock}
+
+
+class TestShop:
+    def test_method(self, shop):
+        assert not hasattr(self, "seen"), "the instance of a previous run"
+        self.seen = True
+        assert shop["mock"].journal == []
+        send("POST", "/returns", json=RETURN)
+
+
+def test_after():
+    kinds = [kind for kind, _ in EVENTS]
+    assert kinds == ["setup", "teardown"] * (len(kinds) // 2) and len(kinds) >= 20, kinds
+    paths = [path for _, path in EVENTS]
+    assert len(set(paths)) == len(paths) // 2  # a fresh tmp_path each run
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--returns-mock-fuzz=10",
+                                "--returns-mock-fuzz-seed=4")
+    result.assert_outcomes(passed=2)
+
+
+def test_the_nothing_note_only_when_the_test_fails_unvaried(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_unvaried=SHOP + '''
+def test_always_fails(returns_mock):
+    send("POST", "/returns", json=RETURN)
+    assert False, "the test's own mistake"
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-fuzz=10", "--returns-mock-fuzz-seed=4")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*returns-mock fuzz: nothing was varied: the test fails on the answers as the "
+                                 "rules give them (run unvaried, it fails too: AssertionError)*"])
+
+
+def test_an_async_test_no_plugin_runs_is_refused_with_the_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_async=SHOP + '''
+async def test_coroutine(returns_mock):
+    pass
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-fuzz=5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*returns-mock fuzz cannot run test_async.py::test_coroutine from scratch for every "
+                                 "run: it is a coroutine, and no plugin ran it*"])
+
+
+def test_strict_mode_checks_every_fuzzed_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_strict=SHOP + '''
+def test_bad_body(returns_mock):
+    send("POST", "/returns", json={**RETURN, "reason": "broken"})
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-fuzz=5", "--returns-mock-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*returns-mock strict: the code under test sent 1 request(s) that break the "
+                                 "contract:*"])
