@@ -15,7 +15,8 @@ import time
 import requests
 
 from mockserver import mock_providers
-from mockserver.fuzzing import fuzz
+from mockserver.domain.variation import Variation
+from mockserver.fuzzing import fuzz, varied
 
 KEY = {"Authorization": "Bearer zl_test_bench"}
 BASE = "https://app.3plship.com/api/v1"
@@ -45,14 +46,18 @@ def main() -> None:
     floors, fuzzed = [], []
     with mock_providers() as handle:
         create_and_read()  # warm: contracts compiled, routes built
+
+        def run(variation: Variation | None) -> None:
+            handle.restart(variation)
+            create_and_read()
+
         for round_ in range(args.rounds):
             started = time.perf_counter()
             for _ in range(args.examples):
-                handle.restart(None)
-                create_and_read()
+                run(None)
             floors.append(time.perf_counter() - started)
             started = time.perf_counter()
-            fuzz(create_and_read, handle, args.examples, round_, "bench/fuzz.py")
+            fuzz(run, lambda: varied(handle.journal), args.examples, round_, "bench/fuzz.py")
             fuzzed.append(time.perf_counter() - started)
     floor, cost = statistics.median(floors), statistics.median(fuzzed)
     print(f"create-and-read test, {args.examples} runs, median of {args.rounds} alternating rounds:")

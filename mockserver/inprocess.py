@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 import re
 from collections.abc import Callable
 from contextlib import ContextDecorator
@@ -28,20 +29,21 @@ from flask import Flask
 from mockserver.contract import Violation
 from mockserver.domain.clock import Clock
 from mockserver.domain.config import Config
-from mockserver.domain.faults import ConnectionDropped
+from mockserver.domain.faults import ConnectionDropped, NoAnswerInTime
 from mockserver.domain.mock import Mock
 from mockserver.domain.variation import SeededChooser, Variation
 from mockserver.interception import (
     AiohttpInterception,
     DroppedConnection,
     HttpxInterception,
+    LateAnswer,
     ProviderHostGuard,
     available,
 )
 from mockserver.store import MemoryStore
 from mockserver.store.journal import Entry
 from mockserver.web import create_app, mock_of
-from mockserver.web.direct import wsgi_environ
+from mockserver.web.direct import CLIENT_TIMEOUT, wsgi_environ
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -203,16 +205,23 @@ class mock_providers(MockHandle, ContextDecorator):
 
     def _dispatch(self, provider: str, request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
         body = request.body.encode() if isinstance(request.body, str) else request.body
+        timeout = _read_timeout(getattr(request, "req_kwargs", {}).get("timeout"))
         try:
             status, headers, content = self._handle(provider, str(request.method), str(request.url),
-                                                    list(request.headers.items()), body or b"")
+                                                    list(request.headers.items()), body or b"", timeout)
         except DroppedConnection:
             raise requests.ConnectionError(f"{request.method} {request.url}: connection dropped (fault rule)") from None
+        except LateAnswer:
+            host = urlsplit(str(request.url)).hostname
+            raise requests.exceptions.ReadTimeout(
+                f"HTTPSConnectionPool(host={host!r}, port=443): Read timed out. (read timeout={timeout:g})",
+                request=request) from None
         return status, {k: v for k, v in headers if k.lower() != "content-length"}, content
 
     def _handle(self, provider: str, method: str, url: str, headers: list[tuple[str, str]],
-                body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        """One request to a provider's real base URL, answered by the app (every client comes here)."""
+                body: bytes, timeout_s: float = math.inf) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request to a provider's real base URL, answered by the app (every client comes here), its
+        client waiting `timeout_s` for the answer (LateAnswer: it got none in time)."""
         parts = urlsplit(url)
         entry = self.state.providers[provider]
         base_path = urlsplit(entry.contract.real_base_url or "").path
@@ -223,17 +232,29 @@ class mock_providers(MockHandle, ContextDecorator):
             answer[:] = [int(status.split(" ", 1)[0]), response_headers]
             return None
 
-        chunks = self.app(wsgi_environ(method, parts.scheme, parts.netloc, path, parts.query, headers, body),
-                          start_response)
+        environ = wsgi_environ(method, parts.scheme, parts.netloc, path, parts.query, headers, body)
+        environ[CLIENT_TIMEOUT] = timeout_s
+        chunks = self.app(environ, start_response)
         try:
             content = b"".join(chunks)
         except ConnectionDropped:
             raise DroppedConnection(f"{method} {url}") from None
+        except NoAnswerInTime:
+            raise LateAnswer(f"{method} {url}") from None
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
         return answer[0], answer[1], content
+
+
+def _read_timeout(timeout: Any) -> float:
+    """How long a `requests` call waits for its answer: timeout=, as a number, a (connect, read) pair or
+    urllib3's Timeout; inf when it set none."""
+    if isinstance(timeout, tuple):
+        timeout = timeout[1] if len(timeout) > 1 else timeout[0]
+    read = getattr(timeout, "read_timeout", timeout)  # urllib3.Timeout
+    return float(read) if isinstance(read, (int, float)) and not isinstance(read, bool) else math.inf
 
 
 class _Unrecorded(responses.CallList):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import socket
 from collections.abc import Callable
@@ -19,14 +20,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
-Dispatch = Callable[[str, str, str, list[tuple[str, str]], bytes], Answer]
-"""(provider, method, url, headers, body) -> (status, headers, body); raises DroppedConnection."""
+Dispatch = Callable[[str, str, str, list[tuple[str, str]], bytes, float], Answer]
+"""(provider, method, url, headers, body, the client's read timeout in seconds) -> (status, headers, body);
+raises DroppedConnection or LateAnswer."""
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class DroppedConnection(Exception):
     """A fault rule dropped the connection: each client raises its own connection error for it."""
+
+
+class LateAnswer(Exception):
+    """The answer came later than the client's read timeout: each client raises its own timeout error."""
 
 
 def available(module: str) -> bool:
@@ -52,11 +58,15 @@ class HttpxInterception:
         self._router = router
 
     def _answer(self, provider: str, request: Any, dispatch: Dispatch) -> Any:
+        read = (request.extensions.get("timeout") or {}).get("read")
         try:
             status, headers, body = dispatch(provider, request.method, str(request.url),
-                                             list(request.headers.multi_items()), request.read())
+                                             list(request.headers.multi_items()), request.read(),
+                                             math.inf if read is None else float(read))
         except DroppedConnection:
             raise self._httpx.RemoteProtocolError("connection dropped (fault rule)", request=request) from None
+        except LateAnswer:
+            raise self._httpx.ReadTimeout("The read operation timed out", request=request) from None
         return self._httpx.Response(status, headers=headers, content=body)
 
     def start(self) -> None:
@@ -75,7 +85,16 @@ class AiohttpInterception:
         through = [f"http://{host}" for host in ("127.0.0.1", "localhost", "[::1]")]
         if isinstance(passthrough, list):
             through += passthrough
-        self._mock = aioresponses(passthrough=through, passthrough_unmatched=passthrough is True)
+
+        class WithSessionTimeout(aioresponses):
+            """aioresponses hands a callback the call's arguments only: the session's own timeout too."""
+
+            async def _request_mock(self, orig_self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+                if kwargs.get("timeout") in (None, aiohttp.helpers.sentinel):
+                    kwargs["timeout"] = orig_self.timeout
+                return await super()._request_mock(orig_self, method, url, *args, **kwargs)
+
+        self._mock = WithSessionTimeout(passthrough=through, passthrough_unmatched=passthrough is True)
         self._bases = bases
         self._dispatch = dispatch
         self._result = CallbackResult
@@ -101,11 +120,20 @@ class AiohttpInterception:
         if auth is not None and "Authorization" not in headers:
             headers["Authorization"] = auth.encode()
         target = url.update_query(kwargs["params"]) if kwargs.get("params") else url
+        timeout = kwargs.get("timeout")
+        if isinstance(timeout, (int, float)):
+            timeout = self._aiohttp.ClientTimeout(total=timeout)
+        total, read = getattr(timeout, "total", None), getattr(timeout, "sock_read", None)
+        waits = [float(t) for t in (total, read) if t is not None]
         try:
             status, answer_headers, content = self._dispatch(provider, method, str(target), list(headers.items()),
-                                                             body)
+                                                             body, min(waits, default=math.inf))
         except DroppedConnection:
             raise self._aiohttp.ServerDisconnectedError("connection dropped (fault rule)") from None
+        except LateAnswer:
+            if read is not None and (total is None or read <= total):
+                raise self._aiohttp.SocketTimeoutError("Timeout on reading data from socket") from None
+            raise TimeoutError() from None  # aiohttp's total timeout: asyncio.TimeoutError
         kept = {k: v for k, v in answer_headers if k.lower() != "content-length"}
         return self._result(status=status, body=content, headers=kept,
                             content_type=kept.get("Content-Type", "application/json"))

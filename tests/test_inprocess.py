@@ -314,3 +314,80 @@ def test_the_in_process_mock_and_the_real_server_work_in_one_test() -> None:
         in_process = requests.get(PL_REAL + "/returns", headers=CLIENT_KEY, timeout=10)
         assert in_process.json()["data"] == []  # a separate mock
         assert len(mock.journal) == 1 and len(server.journal) == 1
+
+
+# --- the client's own timeout (issue 41, item 4) ----------------------------------------------------
+
+
+def slow(mock: mock_providers, ms: int) -> None:
+    mock.state.faults.replace([{"latency_ms": ms}])
+
+
+def test_requests_times_out_in_process_as_against_a_real_server() -> None:
+    """On e98ac54 the in-process mock ignored the timeout: a 100 ms timeout against a 300 ms latency
+    answered 201."""
+    body = fixture("3plship/create-return.minimal.request.json")
+    with mock_providers() as mock:
+        slow(mock, 300)
+        with pytest.raises(requests.exceptions.ReadTimeout, match=r"read timeout=0.1\)"):
+            requests.post(f"{PL}/returns", json=body, headers=KEY, timeout=0.1)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(f"{PL}/returns", json=body, headers=KEY, timeout=(3.05, 0.1))
+        assert mock.journal[-1].status == 0  # no answer: the client gave up first
+        assert requests.post(f"{PL}/returns", json=body, headers=KEY, timeout=(0.1, 2)).status_code == 201
+        assert requests.post(f"{PL}/returns", json=body, headers=KEY).status_code == 201  # no timeout: it waits
+        mock.state.faults.replace([])
+        assert len(requests.get(f"{PL}/returns", headers=KEY, timeout=5).json()["data"]) == 2
+
+
+def test_httpx_times_out_in_process() -> None:
+    import httpx
+
+    body = fixture("3plship/create-return.minimal.request.json")
+    with mock_providers() as mock:
+        slow(mock, 300)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{PL}/returns", json=body, headers=KEY, timeout=0.1)
+        with httpx.Client(timeout=httpx.Timeout(5, read=0.1)) as client, pytest.raises(httpx.ReadTimeout):
+            client.post(f"{PL}/returns", json=body, headers=KEY)
+        assert httpx.post(f"{PL}/returns", json=body, headers=KEY, timeout=2).status_code == 201
+
+
+def test_aiohttp_times_out_in_process_per_request_and_per_session() -> None:
+    import asyncio
+
+    import aiohttp
+
+    body = fixture("3plship/create-return.minimal.request.json")
+
+    async def post(session_timeout: aiohttp.ClientTimeout | None, **kwargs: Any) -> int:
+        session = aiohttp.ClientSession(timeout=session_timeout) if session_timeout else aiohttp.ClientSession()
+        async with session, session.post(f"{PL}/returns", json=body, headers=KEY, **kwargs) as answer:
+            return answer.status
+
+    with mock_providers() as mock:
+        slow(mock, 300)
+        with pytest.raises(aiohttp.SocketTimeoutError):
+            asyncio.run(post(None, timeout=aiohttp.ClientTimeout(sock_read=0.1)))
+        with pytest.raises(asyncio.TimeoutError):
+            asyncio.run(post(aiohttp.ClientTimeout(total=0.1)))
+        assert asyncio.run(post(aiohttp.ClientTimeout(total=2))) == 201
+
+
+def test_varied_latencies_time_out_a_short_timeout_and_never_one_past_the_ceiling() -> None:
+    body = fixture("3plship/create-return.minimal.request.json")
+    timed_out, drawn_longer = 0, 0
+    for seed in range(1, 31):
+        with mock_providers(vary=seed) as mock:
+            for _ in range(3):
+                try:
+                    requests.post(f"{PL}/returns", json=body, headers=KEY, timeout=0.05)
+                except requests.exceptions.ReadTimeout:
+                    timed_out += 1
+                    assert mock.journal[-1].varied[0].endswith(
+                        "longer than the client's read timeout (50 ms): no answer in time")
+                drawn = [int(v.split()[1]) for v in mock.journal[-1].varied if v.startswith("latency: ")]
+                drawn_longer += bool(drawn) and drawn[0] > 50
+                answer = requests.post(f"{PL}/returns", json=body, headers=KEY, timeout=(3.05, 10))
+                assert answer.status_code in (201, 429, 500, 503)  # 10 s is past the documented 5 s ceiling
+    assert timed_out == drawn_longer >= 1

@@ -203,6 +203,9 @@ class Operation:
     declared: dict[int, DeclaredResponse] = field(default_factory=dict)
     where: str = ""
     """openapi.json's URI and the JSON pointer to the operation object."""
+    page: JSON | None = None
+    """`x-page`: the answer is one page of resources (where they are, the query parameter bounding the
+    page, where its has-more flag is)."""
 
     @property
     def label(self) -> str:
@@ -272,6 +275,12 @@ class Contract:
     def mock_prefix(self) -> str:
         """The mock's own base path: the first `servers` entry of the OpenAPI document."""
         return str(self.openapi["servers"][0]["url"]).rstrip("/")
+
+    @property
+    def latency_ceiling_ms(self) -> int | None:
+        """The longest an answer of this API is taken to take (`info.x-latency.max_ms`), if the contract says."""
+        latency = self.openapi.get("info", {}).get("x-latency")
+        return int(latency["max_ms"]) if isinstance(latency, dict) else None
 
     @property
     def real_base_url(self) -> str | None:
@@ -513,6 +522,7 @@ def _operations(provider: str) -> list[Operation]:
                     responses=responses,
                     declared=declared,
                     where=f"{c.base_uri}openapi.json#{op_pointer}",
+                    page=op.get("x-page"),
                 )
             )
     return operations
@@ -631,6 +641,15 @@ def _fast(validator: Draft202012Validator) -> Any:
         if key:
             _FAST[key] = fast
     return fast
+
+
+def valid(validator: Draft202012Validator, instance: Any) -> bool:
+    """Whether `instance` keeps the schema: jsonschema-rs's answer, the Python validator's where it cannot
+    give one (the same verdict `problems` reaches, without describing anything)."""
+    try:
+        return bool(_fast(validator).is_valid(instance))
+    except ValueError:
+        return bool(validator.is_valid(instance))
 
 
 def problems(validator: Draft202012Validator, instance: Any, location: str = "body",

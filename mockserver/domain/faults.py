@@ -25,6 +25,11 @@ class ConnectionDropped(Exception):
     """Raised while a dropped-connection answer is being sent, so the server aborts the connection."""
 
 
+class NoAnswerInTime(Exception):
+    """Raised while an answer later than the client's own read timeout is being sent (the in-process
+    mocks, which know it): each client library raises its own timeout error for it."""
+
+
 @dataclass
 class Outcome:
     latency_ms: int = 0
@@ -232,3 +237,9 @@ class DroppedBody:
     def __iter__(self) -> Iterator[bytes]:
         yield self.start
         raise ConnectionDropped("connection dropped by a fault rule")
+
+
+def late_body(latency_ms: float, timeout_s: float) -> Iterator[bytes]:
+    """An answer that comes later than the client waits: nothing arrives in time."""
+    raise NoAnswerInTime(f"no answer within the client's read timeout ({timeout_s:g} s): it took {latency_ms:g} ms")
+    yield b""  # a generator: raised when the answer is read, after the journal kept the request

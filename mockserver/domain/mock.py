@@ -20,6 +20,7 @@ from mockserver.domain.config import Config
 from mockserver.domain.faults import KEY as FAULTS_KEY
 from mockserver.domain.faults import Faults
 from mockserver.domain.ids import IdGenerator
+from mockserver.domain.portal import Portal
 from mockserver.domain.ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
 from mockserver.domain.seeding import build, seed
 from mockserver.domain.variation import Varying
@@ -55,6 +56,8 @@ class Mock:
         self.backends: dict[str, Backend] = {
             name: entry.backend(Services(self.store, self.clock, self.ids, policy, config.options(name)))
             for name, entry in self.providers.items()}
+        self.portal = Portal(self.store, self.backends, self.clock)
+        """Returns the client did not make, drawn while answers vary."""
         for backend in self.backends.values():
             backend.start()
         if config.seed_file and not self.store.shared:  # a shared store was seeded once, before the workers

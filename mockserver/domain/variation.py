@@ -1,26 +1,34 @@
-"""Answers that vary within the contract: the same request answered another valid way.
+"""Answers that vary within the contract: the same request answered another way the provider could.
 
 Given the answer a provider's rules produced, a `Variation` draws another one the contract also allows
 and that stays consistent with the state and the request:
 
-- what may vary is read from the answer's schema: a nullable field becomes null, an optional one is left
-  out, a free string (no pattern, format or enum) goes to its length bounds or to other scripts, a number
-  (not an integer: those are counts) is written as an integer or a decimal or goes to its bounds;
-- what stays: identifiers (`x-identifier` in the contracts), constants, enumerations (statuses),
-  booleans, integers, patterned strings (ids, timestamps, URLs) and every field the client sent;
+- what a request put there is state and stays: every field the client sent, and every field the
+  contract marks `x-from-request` (whoever's request it was: the client's, a scenario's, the portal's),
+  whose number may only change its form (`10` or `10.0`); identifiers (`x-identifier`), constants,
+  enumerations (statuses), booleans, integers and patterned strings (ids, timestamps, URLs) stay too;
+- what the provider's rules derived may vary as the contract lets it: a nullable field becomes null, an
+  optional one is left out, a free string goes to its length bounds or to other scripts, a number changes
+  its form; the answer keeps the contract's cross-field rules (`if`/`then` in the schemas): a change that
+  would break one is not made;
 - a resource (an object with an `x-identifier` property) is varied once per field and state: a later
   answer showing the same return shows the same varied fields until the provider's rules change them;
 - before the provider's rules run, a request may draw one of its operation's documented errors (429
-  with Retry-After, 500, 503) instead, which then changes nothing, and a short latency.
+  with Retry-After, 500, 503) instead, which then changes nothing, and a latency (`latency_ms`), up to
+  the client's own timeout and beyond where the door knows it, else up to the provider's documented
+  ceiling (`x-latency` in its OpenAPI document);
+- the state itself may vary: mockserver.domain.portal draws returns the client did not make.
 
 The draws come from a `Chooser`: `SeededChooser` (serve --vary SEED, POST /__admin/vary) or the
 hypothesis one of `mockserver.fuzzing`, whose draws shrink towards "as the rules gave it" (index 0).
 Every candidate is checked against its field's schema, and the varied answer against the whole
-response schema; an answer that would not validate is sent as the rules gave it.
+response schema; a change that would not validate is not made.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import random
 import threading
@@ -34,7 +42,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing._core import Resolver
 
-from mockserver.contract import FORMAT_CHECKER, schemas
+from mockserver.contract import FORMAT_CHECKER, schemas, valid
 from mockserver.store import Settings
 
 JSON = dict[str, Any]
@@ -43,7 +51,12 @@ KEY = "vary"
 
 VARIED_ERRORS = (503, 500, 429)
 """The documented errors a varied request may draw instead of its answer."""
-LATENCIES_MS = (5, 20, 60)
+SHORT_LATENCIES_MS = (5, 20, 60)
+"""Latencies any varied request may draw (slept for real, in-process too)."""
+LATENCY_LEVELS_MS = (250, 1000)
+"""Longer latencies drawn over HTTP, where the client's timeout is unknown, below the ceiling."""
+LATENCY_CEILING_MS = 5000
+"""The longest latency drawn when the provider's contract names none (`x-latency`)."""
 ERROR_ODDS = 0.15
 LATENCY_ODDS = 0.2
 KEEP_ODDS = 0.5
@@ -54,6 +67,10 @@ OTHER_SCRIPTS = "ÀéøßĀłŒДжЯΩλπאשعربي中文字日本語한국�
 """Characters of other scripts (and outside the BMP) for seeded draws of free strings."""
 LONG_STRING = 256
 """The length of a free string drawn at its upper bound when the contract gives none."""
+FROM_REQUEST = "x-from-request"
+"""The contract's mark on a field of a resource that a request put there (its value is state)."""
+SHOWN_TEXT = 60
+"""How many characters of a drawn string a note shows."""
 
 
 class _Absent:
@@ -72,10 +89,40 @@ class Change:
     value: Any
 
     def describe(self) -> str:
-        if self.value is ABSENT:
-            return f"{self.pointer}: absent"
-        text = orjson.dumps(self.value).decode()
-        return f"{self.pointer}: {text if len(text) <= 80 else text[:77] + '...'}"
+        return f"{self.pointer}: {shown(self.value)}"
+
+
+def shown(value: Any) -> str:
+    """A drawn value as a note shows it: JSON-like, what cannot be seen escaped (`"\\x80"`, `"\\u200b"`),
+    and its type named, so that `""`, `"\\u200b"`, `10` and `10.0` read differently."""
+    if value is ABSENT:
+        return "absent"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        quoted = value[:SHOWN_TEXT].replace("\\", "\\\\").replace('"', '\\"')
+        text = escaped(quoted) + ("..." if len(value) > SHOWN_TEXT else "")
+        return f'"{text}" (string of {len(value)} character{"" if len(value) == 1 else "s"})'
+    if isinstance(value, int):
+        return f"{value} (integer)"
+    if isinstance(value, float):
+        return f"{orjson.dumps(value).decode()} (number with a decimal point)"
+    text = orjson.dumps(value).decode()
+    text = escaped(text if len(text) <= 80 else text[:77] + "...")
+    return f"{text} ({'array' if isinstance(value, list) else 'object'})"
+
+
+def escaped(text: str) -> str:
+    """`text` with what cannot be seen written as an escape: controls (`\\x80`), format characters (the
+    zero-width `\\u200b`, the bidi `\\u202e`), separators other than the space, unassigned code points."""
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class Chooser(ABC):
@@ -94,11 +141,26 @@ class Chooser(ABC):
     def text(self, key: Hashable | None, min_size: int, max_size: int) -> str:
         return self._remembered(key, lambda: self._text(min_size, max_size))  # type: ignore[no-any-return]
 
+    def integer(self, key: Hashable | None, low: int, high: int) -> int:
+        """A whole number from low to high (shrinking towards low)."""
+        if low >= high:
+            return low
+        return self._remembered(key, lambda: self._integer(low, high))  # type: ignore[no-any-return]
+
     def keep(self, key: Hashable) -> None:
         """Remember `key` as not varied (a field the client sent: a later read shows it as sent)."""
         with self._lock:
             self._forget_if_full()
             self._memory[key] = 0
+
+    def seen(self, key: Hashable) -> bool:
+        """Whether `key` was drawn (or kept) before; remembered from now on either way."""
+        with self._lock:
+            if key in self._memory:
+                return True
+            self._forget_if_full()
+            self._memory[key] = 0
+            return False
 
     def _remembered(self, key: Hashable | None, draw: Callable[[], Any]) -> Any:
         if key is None:
@@ -123,6 +185,10 @@ class Chooser(ABC):
     def _text(self, min_size: int, max_size: int) -> str:
         """A string of min_size to max_size characters, in other scripts than the answer's."""
 
+    @abstractmethod
+    def _integer(self, low: int, high: int) -> int:
+        """A whole number from low to high."""
+
 
 class SeededChooser(Chooser):
     """Draws from one seeded sequence per process: the same seed and the same requests, in the same
@@ -142,6 +208,10 @@ class SeededChooser(Chooser):
             size = self._rng.randint(min_size, max_size) if min_size < max_size else min_size
             return "".join(self._rng.choice(OTHER_SCRIPTS) for _ in range(size))
 
+    def _integer(self, low: int, high: int) -> int:
+        with self._lock:
+            return self._rng.randint(low, high)
+
 
 @dataclass
 class Walk:
@@ -151,11 +221,15 @@ class Walk:
     sent: frozenset[tuple[str, ...]]
     """The key paths (array indices as "*") of every part of the request body the client sent."""
     changes: list[Change]
+    texts_only: bool = False
+    """Vary only the provider's own words (strings marked `x-compare: presence`: a message): an error."""
 
 
 class Variation:
-    def __init__(self, chooser: Chooser) -> None:
+    def __init__(self, chooser: Chooser, latency_ceiling_ms: int | None = None) -> None:
         self.chooser = chooser
+        self.latency_ceiling_ms = latency_ceiling_ms
+        """The longest latency drawn (None: each provider's documented ceiling)."""
 
     # --- before the rules: an error or a latency -------------------------------------------------
 
@@ -167,25 +241,52 @@ class Variation:
         drawn = self.chooser.index(None, len(statuses) + 1, keep=1 - ERROR_ODDS)
         return statuses[drawn - 1] if drawn else None
 
-    def latency_ms(self) -> int:
-        drawn = self.chooser.index(None, len(LATENCIES_MS) + 1, keep=1 - LATENCY_ODDS)
-        return LATENCIES_MS[drawn - 1] if drawn else 0
+    def latency_ms(self, ceiling_ms: int, timeout_ms: float | None = None) -> int:
+        """A latency for this answer (0: none). With the client's own read timeout known (`timeout_ms`, in
+        process; `inf` for none), one just under it and, when it is shorter than the ceiling, one beyond
+        it; else levels up to the ceiling: the provider may be as slow as its documented ceiling, never
+        slower."""
+        ceiling = self.latency_ceiling_ms if self.latency_ceiling_ms is not None else ceiling_ms
+        if timeout_ms is None:
+            longer = [*(ms for ms in LATENCY_LEVELS_MS if ms < ceiling), ceiling]
+        else:
+            longer = [int(min(timeout_ms, ceiling) * 0.9), int(min(ceiling, timeout_ms * 2))]
+        levels = sorted({ms for ms in (*SHORT_LATENCIES_MS, *longer) if 0 < ms <= ceiling})
+        drawn = self.chooser.index(None, len(levels) + 1, keep=1 - LATENCY_ODDS)
+        return levels[drawn - 1] if drawn else 0
 
     # --- after the rules: the answer -------------------------------------------------------------
 
     def answer(self, validator: Draft202012Validator, registry: Registry[Any], body: Any,
-               request_body: Any) -> tuple[Any, list[Change]]:
-        """`body` varied within `validator`'s schema, and what was varied; unvaried if the result would
-        not validate."""
+               request_body: Any, *, error: bool = False) -> tuple[Any, list[Change]]:
+        """`body` varied within `validator`'s schema, and what was varied. A change that would break the
+        schema (a cross-field rule: `refund: null` while the refund is processing) is not made. An error
+        the rules gave (`error`) varies only in the provider's own words: its messages."""
         schema: JSON = validator.schema
         resolver = schemas.resolver_for(validator, registry)
-        walk = Walk(self.chooser, frozenset(_key_paths(request_body, ())), [])
+        walk = Walk(self.chooser, frozenset(_key_paths(request_body, ())), [], texts_only=error)
         varied = self._node(walk, schema, resolver, body, (), "", None)
-        if not walk.changes:
-            return body, []
-        if not validator.is_valid(varied):
-            return body, []
-        return varied, walk.changes
+        changes = walk.changes
+        while changes and not valid(validator, varied):
+            broken = [_pointer(error.absolute_path) for error in validator.iter_errors(varied)]
+            kept = [c for c in changes if not any(_related(c.pointer, p) for p in broken)]
+            if len(kept) == len(changes):  # nothing to blame: the answer as the rules gave it
+                return body, []
+            changes = kept
+            varied = _applied(body, changes)
+        return (varied, changes) if changes else (body, [])
+
+    def more_pages(self, body: Any, page: JSON, size: Any) -> tuple[Any, Change] | None:
+        """On a full last page (as many resources as the page size, and the flag saying none follows), maybe
+        the flag saying more may follow, as an API that does not count ahead says it (the operation's
+        `x-page`): the next page is then empty. The answer with it, and the change; None: unchanged."""
+        items, flag = _at(body, page["items"]), _at(body, page["has_more"])
+        if flag is not False or not isinstance(items, list) or not isinstance(size, int) or len(items) != size:
+            return None
+        if not self.chooser.index(None, 2):
+            return None
+        change = Change(page["has_more"], True)
+        return _applied(body, [change]), change
 
     def _node(self, walk: Walk, schema: JSON, resolver: Resolver[Any], value: Any, path: tuple[str, ...],
               pointer: str, resource: tuple[Any, str] | None) -> Any:
@@ -226,6 +327,9 @@ class Variation:
                 walk.changes.append(Change(child_pointer, drawn))
                 out[name] = drawn
                 continue
+            if isinstance(item, list) and _from_request(sub, resolver):
+                out[name] = item  # a request's list (a return's items) is state, all of it
+                continue
             out[name] = self._node(walk, sub, resolver, item, child_path, child_pointer, child_resource)
         return out
 
@@ -238,27 +342,50 @@ class Variation:
             if key is not None:
                 walk.chooser.keep(key)
             return value
+        leaf = _leaf_schema(resolved, inner, value)
+        if walk.texts_only:  # an error: only the provider's own words
+            if leaf is None or not isinstance(value, str) or not _own_words(schema, resolver):
+                return value
+            worded = _text_bounds(leaf, value)
+            drawn = walk.chooser.index(key, len(worded) + 1)
+            return _text(walk.chooser, key, leaf, worded[drawn - 1], value) if drawn else value
+        if _from_request(schema, resolver):  # state: only a number's form may change (the same number)
+            forms = list(_forms(value)) if leaf is not None else []
+            return forms[0] if forms and walk.chooser.index(key, 2) else value
         options: list[Any] = []
         if optional:
             options.append(ABSENT)
         if value is not None and schemas.nullable(resolved, inner):
             options.append(None)
-        leaf = _leaf_schema(resolved, inner, value)
         texts: list[tuple[int, int]] = []
         if leaf is not None:
             if isinstance(value, str):
                 texts = _text_bounds(leaf, value)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                options += [v for v in _numbers(leaf, value) if _valid(leaf, v)]
+                options += list(_forms(value))
         drawn = walk.chooser.index(key, len(options) + len(texts) + 1)
         if drawn == 0:
             return value
         if drawn <= len(options):
             return options[drawn - 1]
         assert leaf is not None
-        low, high = texts[drawn - len(options) - 1]
-        text = walk.chooser.text(None if key is None else (*key, "text", low, high), low, high)
-        return text if _valid(leaf, text) else value
+        return _text(walk.chooser, key, leaf, texts[drawn - len(options) - 1], value)
+
+
+def _text(chooser: Chooser, key: tuple[Any, ...] | None, leaf: JSON, bounds: tuple[int, int], value: str) -> str:
+    low, high = bounds
+    text = chooser.text(None if key is None else (*key, "text", low, high), low, high)
+    return text if _valid(leaf, text) else value
+
+
+def _from_request(schema: JSON, resolver: Resolver[Any]) -> bool:
+    return FROM_REQUEST in schema or FROM_REQUEST in schemas.resolved(schema, resolver)[0]
+
+
+def _own_words(schema: JSON, resolver: Resolver[Any]) -> bool:
+    """A string whose words are the provider's own choice: only its presence is the contract's."""
+    return "presence" in (schema.get("x-compare"), schemas.resolved(schema, resolver)[0].get("x-compare"))
+
 
 def _leaf_schema(schema: JSON, resolver: Resolver[Any], value: Any) -> JSON | None:
     """The schema a string or number value may vary within, or None if it must stay as it is."""
@@ -278,7 +405,12 @@ def _leaf_schema(schema: JSON, resolver: Resolver[Any], value: Any) -> JSON | No
 def _valid(leaf: JSON, value: Any) -> bool:
     """Whether a candidate keeps its field's schema (a leaf: a string or a number without references;
     the whole varied answer is checked against the whole schema again)."""
-    return bool(Draft202012Validator(leaf, format_checker=FORMAT_CHECKER).is_valid(value))
+    return bool(_leaf_validator(orjson.dumps(leaf, option=orjson.OPT_SORT_KEYS)).is_valid(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _leaf_validator(leaf: bytes) -> Draft202012Validator:
+    return Draft202012Validator(orjson.loads(leaf), format_checker=FORMAT_CHECKER)
 
 
 def _text_bounds(schema: JSON, value: str) -> list[tuple[int, int]]:
@@ -289,14 +421,14 @@ def _text_bounds(schema: JSON, value: str) -> list[tuple[int, int]]:
     return sorted({(low, low), (high, high), (len(value), len(value))})
 
 
-def _numbers(schema: JSON, value: float) -> Iterator[float]:
+def _forms(value: Any) -> Iterator[float]:
+    """The same number written the other way: `10` as `10.0`, and `10.0` as `10`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
     if isinstance(value, float) and value.is_integer():
         yield int(value)
     elif isinstance(value, int):
         yield float(value)
-    for bound in ("minimum", "maximum"):
-        if bound in schema and schema[bound] != value:
-            yield schema[bound]
 
 
 # --- the answer's paths ------------------------------------------------------------------------
@@ -333,6 +465,49 @@ def _state(value: Any) -> Hashable:
     return json.dumps(value)
 
 
+def _pointer(path: Iterator[Any] | Collection[Any]) -> str:
+    return "".join(f"/{schemas.escape(str(part))}" for part in path)
+
+
+def _related(change: str, broken: str) -> bool:
+    """Whether a change at one pointer can be what broke a rule reported at another (the same part, a
+    part of it, or the object holding it)."""
+    return change == broken or change.startswith(broken + "/") or broken.startswith(change + "/")
+
+
+def _parts(pointer: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+
+
+def _at(body: Any, pointer: str) -> Any:
+    """The part of `body` at `pointer`, or ABSENT."""
+    for part in _parts(pointer):
+        if isinstance(body, dict) and part in body:
+            body = body[part]
+        elif isinstance(body, list) and part.isdigit() and int(part) < len(body):
+            body = body[int(part)]
+        else:
+            return ABSENT
+    return body
+
+
+def _applied(body: Any, changes: list[Change]) -> Any:
+    """`body` with `changes` made (each at a pointer whose parent the body has)."""
+    out = copy.deepcopy(body)
+    for change in changes:
+        *parents, last = _parts(change.pointer)
+        target = out
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if change.value is ABSENT:
+            del target[last]
+        elif isinstance(target, list):
+            target[int(last)] = change.value
+        else:
+            target[last] = change.value
+    return out
+
+
 class Varying:
     """Whether this mock varies its answers, and with which draws: the store setting (shared by workers
     and replicas, set by serve --vary and POST /__admin/vary), or a variation used in-process."""
@@ -353,8 +528,10 @@ class Varying:
         if raw is None:
             return None
         if self._seeded is None or self._seeded[0] != raw:
-            seed = json.loads(raw)["seed"]
-            self._seeded = (raw, Variation(SeededChooser(int(seed))) if seed is not None else None)
+            setting = json.loads(raw)
+            seed = setting["seed"]
+            self._seeded = (raw, Variation(SeededChooser(int(seed)), setting.get("latency_max_ms"))
+                            if seed is not None else None)
         return self._seeded[1]
 
     def seed(self) -> int | None:
@@ -362,7 +539,15 @@ class Varying:
         seed = None if raw is None else json.loads(raw)["seed"]
         return None if seed is None else int(seed)
 
-    def set(self, seed: int | None) -> None:
+    def latency_max_ms(self) -> int | None:
+        """The longest latency a seeded variation draws, if set (else each provider's documented ceiling)."""
+        raw = self._settings.get_setting(KEY)
+        value = None if raw is None else json.loads(raw).get("latency_max_ms")
+        return None if value is None else int(value)
+
+    def set(self, seed: int | None, latency_max_ms: int | None = None) -> None:
         """Vary with draws from `seed` from now on, its sequence (and what it remembers) started over in
-        every process; None: stop varying."""
-        self._settings.set_setting(KEY, json.dumps({"seed": seed, "started": random.getrandbits(64)}))
+        every process, latencies at most `latency_max_ms` (None: each provider's documented ceiling);
+        seed None: stop varying."""
+        self._settings.set_setting(KEY, json.dumps({"seed": seed, "latency_max_ms": latency_max_ms,
+                                                    "started": random.getrandbits(64)}))

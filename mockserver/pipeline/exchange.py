@@ -56,6 +56,9 @@ class Request:
     """The server gave up waiting for the body: answered 408."""
     defers_delays: bool = False
     """The server sleeps a latency itself after the answer is made (Answer.deferred_s), holding no thread."""
+    client_timeout_s: float | None = None
+    """The client's own read timeout, where the door knows it (in-process: `inf` when it set none); a
+    latency beyond it is answered as the client sees it: no answer in time. None over HTTP (unknown)."""
     _body: bytes | None = None
 
     def body(self) -> bytes:

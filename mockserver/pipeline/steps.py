@@ -17,9 +17,10 @@ from mockserver import process
 from mockserver.contract import Problem, Violation, masking, problems
 from mockserver.contract.errors import ProviderError, StoreUnavailable
 from mockserver.contract.validation import Refusal, check_request
-from mockserver.domain.faults import DroppedBody, Faults
+from mockserver.domain.faults import DroppedBody, Faults, late_body
+from mockserver.domain.portal import Portal
 from mockserver.domain.ratelimit import RateLimiter
-from mockserver.domain.variation import Varying
+from mockserver.domain.variation import LATENCY_CEILING_MS, SHORT_LATENCIES_MS, Varying
 from mockserver.pipeline.context import Context
 from mockserver.pipeline.exchange import Answer
 from mockserver.pipeline.run import ContractViolation, Step
@@ -96,6 +97,10 @@ class InjectFaults(Step):
             return None
         ctx.fault = outcome.label
         if outcome.latency_ms:
+            timeout = ctx.request.client_timeout_s
+            if timeout is not None and outcome.latency_ms > timeout * 1000:
+                time.sleep(timeout)  # the client waits as long as it said, then gives up
+                return late_answer(outcome.latency_ms, timeout)
             ctx.delay(outcome.latency_ms)
         if outcome.drop:  # the answer begins as the provider's would (its status, its first member), then breaks off
             status, start = face.answer_start(ctx.op)
@@ -142,9 +147,18 @@ class LimitRate(Step):
         return answer
 
 
+def late_answer(latency_ms: float, timeout_s: float) -> Answer:
+    """What a client whose read timeout passed first gets: nothing (its library raises its timeout error)."""
+    return Answer(200, late_body(latency_ms, timeout_s), [("Content-Type", "application/json")])
+
+
 class Vary(Step):
     """While the mock varies its answers (mockserver.domain.variation): before the rules, maybe a latency and
-    one of the operation's documented errors instead of its answer; after them, the answer varied."""
+    one of the operation's documented errors instead of its answer; after them, the answer varied.
+
+    A latency is drawn up to the provider's documented ceiling. Over HTTP it is slept for real; in-process,
+    where the door knows the client's read timeout, one beyond it is answered as the client sees it (no
+    answer in time, before the provider acted) and a long one within it is not waited for in full."""
 
     def __init__(self, varying: Varying) -> None:
         self.varying = varying
@@ -157,10 +171,16 @@ class Vary(Step):
         if variation is None:
             return None
         ctx.variation = variation
-        latency = variation.latency_ms()
+        timeout = ctx.request.client_timeout_s
+        ceiling = face.contract.latency_ceiling_ms or LATENCY_CEILING_MS
+        latency = variation.latency_ms(ceiling, None if timeout is None else timeout * 1000)
+        if latency and timeout is not None and latency > timeout * 1000:
+            ctx.varied.append(f"latency: {latency} ms, longer than the client's read timeout "
+                              f"({timeout * 1000:g} ms): no answer in time")
+            return late_answer(latency, timeout)
         if latency:
             ctx.varied.append(f"latency: {latency} ms")
-            ctx.delay(latency)
+            ctx.delay(latency if timeout is None else min(latency, max(SHORT_LATENCIES_MS)))
         status = variation.error(op.responses)
         if status is not None:
             ctx.varied.append(f"status: {status}")
@@ -169,7 +189,7 @@ class Vary(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         variation, face, op = ctx.variation, ctx.face, ctx.op
-        if variation is None or op is None or ctx.fault or not 200 <= answer.status < 300:
+        if variation is None or op is None or ctx.fault or ctx.made_up or not 200 <= answer.status < 500:
             return answer
         validator = op.responses.get(answer.status)
         if validator is None or answer.dropped:
@@ -178,11 +198,33 @@ class Vary(Step):
             sent = orjson.loads(ctx.body() or b"null")
         except orjson.JSONDecodeError:
             sent = None
-        body, changes = variation.answer(validator, face.contract.registry, orjson.loads(answer.data), sent)
+        body, changes = variation.answer(validator, face.contract.registry, orjson.loads(answer.data), sent,
+                                         error=answer.status >= 300)
+        if op.page is not None and ctx.checked is not None:
+            more = variation.more_pages(body, op.page, ctx.checked.query.get(op.page["size"]))
+            if more is not None:
+                body, changes = more[0], [*changes, more[1]]
         if changes:
             answer.body = orjson.dumps(body)
             ctx.varied += [change.describe() for change in changes]
         return answer
+
+
+class VaryState(Step):
+    """While the mock varies its answers: the first page of an account's returns a client asks for may find
+    returns there it did not make (mockserver.domain.portal), stored before the page is read."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+
+    def before(self, ctx: Context) -> Answer | None:
+        op, checked = ctx.op, ctx.checked
+        if ctx.variation is None or op is None or op.page is None or checked is None or ctx.account is None:
+            return None
+        size = checked.query.get(op.page["size"])
+        if isinstance(size, int):
+            ctx.varied += self.portal.draw(ctx.variation.chooser, ctx.face.name, ctx.account, size)
+        return None
 
 
 class Authenticate(Step):
@@ -298,7 +340,7 @@ class SelfCheck(Step):
 
     def after(self, ctx: Context, answer: Answer) -> Answer:
         face, op = ctx.face, ctx.op
-        if ctx.fault:
+        if ctx.fault or answer.dropped:
             return answer
         status = answer.status
         where = f"{ctx.request.method} {ctx.request.path} -> {status}"

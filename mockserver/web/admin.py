@@ -338,15 +338,19 @@ def register(app: Flask, state: Mock) -> None:
         state.faults.remove()
         return Response(status=204)
 
+    def varying() -> dict[str, Any]:
+        latency = state.varying.latency_max_ms()
+        return {"seed": state.varying.seed(), **({"latency_max_ms": latency} if latency is not None else {})}
+
     @admin.get("/vary")
     def vary() -> Response:
-        return json_response(200, {"seed": state.varying.seed()})
+        return json_response(200, varying())
 
     @admin.post("/vary")
     def set_vary() -> Response:
-        seed = _body("vary-request.json")["seed"]
-        state.varying.set(seed)
-        return json_response(200, {"seed": seed})
+        body = _body("vary-request.json")
+        state.varying.set(body["seed"], body.get("latency_max_ms"))
+        return json_response(200, varying())
 
     @admin.delete("/vary")
     def stop_vary() -> Response:

@@ -36,6 +36,7 @@ from mockserver.pipeline.steps import (
     SelfCheck,
     UseStore,
     Vary,
+    VaryState,
 )
 from mockserver.providers.face import Face, kind_of
 from mockserver.providers.registry import REGISTRY, build_mock
@@ -142,7 +143,7 @@ class WebMock:
 def default_steps(mock: Mock, self_check_failures: list[str]) -> list[Step]:
     steps: list[Step] = [RefuseLateBodies(), UseStore(mock.store), InjectFaults(mock.faults),
                          LimitRate(mock.rate_limiter), Vary(mock.varying), Authenticate(), CheckRequest("first"),
-                         RecordInJournal(mock.journal)]
+                         VaryState(mock.portal), RecordInJournal(mock.journal)]
     if mock.config.workers > 1 or mock.store.shared:  # several processes may answer: say which one did
         steps.append(NameTheWorker())
     if mock.config.self_check:

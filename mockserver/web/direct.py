@@ -10,7 +10,11 @@ from urllib.parse import unquote_to_bytes
 
 from flask import Flask
 
-__all__ = ["call", "wsgi_environ"]
+__all__ = ["CLIENT_TIMEOUT", "call", "wsgi_environ"]
+
+CLIENT_TIMEOUT = "returns_mock.client_timeout"
+"""Set in the WSGI environ by a door that knows the client's read timeout (the in-process mocks), in
+seconds (`inf`: none): a latency beyond it is answered as that client would see it (Request.client_timeout_s)."""
 
 
 def call(app: Flask, method: str, path: str, query: str, headers: list[tuple[str, str]],

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from mockserver.contract import Operation
 from mockserver.pipeline import Answer, BodyRefused, Pipeline
 from mockserver.pipeline import Request as PipelineRequest
+from mockserver.web.direct import CLIENT_TIMEOUT
 from mockserver.web.serving import BODY_TIMED_OUT, DEFERRED_DELAY
 
 
@@ -36,7 +37,8 @@ def run(pipeline: Pipeline, req: Request, route: tuple[Operation, dict[str, Any]
     answer = pipeline.run(PipelineRequest(
         method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"), args=req.args,
         headers=req.headers, content_type=req.content_type, remote_addr=req.remote_addr, read_body=_reader(req),
-        route=route, timed_out=bool(environ.get(BODY_TIMED_OUT)), defers_delays=DEFERRED_DELAY in environ))
+        route=route, timed_out=bool(environ.get(BODY_TIMED_OUT)), defers_delays=DEFERRED_DELAY in environ,
+        client_timeout_s=environ.get(CLIENT_TIMEOUT)))
     if answer.deferred_s:
         environ[DEFERRED_DELAY] += answer.deferred_s
     return response(answer)
