@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "contract; a failure is shrunk to the smallest varied answers that break it")
     group.addoption("--returns-mock-fuzz-seed", type=_count, default=None, metavar="SEED",
                     help="the seed of a fuzzed run, to replay it (a failure names it)")
+    group.addoption("--returns-mock-fuzz-shrink-seconds", type=_count, default=None, metavar="S",
+                    help="shrink a fuzzed failure for at most S seconds (default 30; 0: report the first "
+                         "failing run as it was)")
 
 
 def _count(text: str) -> int:
@@ -100,14 +103,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     pyfuncitem.stash[FUZZED] = True
     try:
-        from mockserver.fuzzing import fuzz, new_seed, varied
+        from mockserver.fuzzing import SHRINK_SECONDS, fuzz, new_seed, varied
     except ImportError as missing:
         pytest.fail(f"returns-mock fuzz needs hypothesis and hypothesis-jsonschema ({missing}): "
                     "pip install 'returns-mock[fuzz]'", pytrace=False)
     runs = _Runs(pyfuncitem, varied)
     seed = pyfuncitem.config.getoption("returns_mock_fuzz_seed")
+    shrink = pyfuncitem.config.getoption("returns_mock_fuzz_shrink_seconds")
     replay = f"pytest '{pyfuncitem.nodeid}' --returns-mock-fuzz={examples}"
-    fuzz(runs.run, runs.drawn, examples, new_seed() if seed is None else seed, replay)
+    fuzz(runs.run, runs.drawn, examples, new_seed() if seed is None else seed, replay,
+         SHRINK_SECONDS if shrink is None else shrink)
     return True
 
 

@@ -41,7 +41,7 @@ def test_the_python_example_runs() -> None:
 
 
 def test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed(tmp_path: Path) -> None:
-    text = section("Fuzz the client: answers that vary within the contract")
+    text = section("A first fuzzed test")
     (source,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     (command,) = blocks_in(text, "sh")
     (shown,) = re.findall(r"```\n(E .*?)```", text, flags=re.S)

@@ -70,19 +70,21 @@ def instance(chooser: Chooser, schema: JSON, resolver: Resolver[Any], given: JSO
 
 
 def _pick(chooser: Chooser, n: int) -> int:
-    """One of n options, each as likely (the first where hypothesis shrinks)."""
-    return chooser.index(None, n, keep=1 / n) if n > 1 else 0
+    """One of n options, each as likely (the first where hypothesis shrinks): one draw."""
+    return chooser.integer(None, 0, n - 1)
 
 
 def _object(chooser: Chooser, schema: JSON, resolver: Resolver[Any], given: JSON) -> JSON:
     properties, required = schemas.properties(schema, resolver)
+    optional = [name for name in properties if name not in required and name not in given]
+    present = chooser.integer(None, 0, 2 ** len(optional) - 1)  # which optional members: one draw, 0 for none
     out: JSON = {}
     for name, sub in properties.items():
         if name in given:
             out[name] = given[name]
         elif name in required:
             out[name] = instance(chooser, sub, resolver)
-        elif _pick(chooser, 2):
+        elif present >> optional.index(name) & 1:
             with contextlib.suppress(Undrawable):  # an optional member it cannot make (an id of a form): left out
                 out[name] = instance(chooser, sub, resolver)
     return out
@@ -132,6 +134,7 @@ def _number(chooser: Chooser, schema: JSON) -> float | int:
         unit = Decimal(1).scaleb(-int(schema.get("x-decimal-places", DECIMAL_PLACES)))
     low, high = _bounds(schema, unit)
     value = Decimal(chooser.integer(None, low, high)) * unit
-    if value == value.to_integral_value() and _pick(chooser, 2):
+    as_integer = _pick(chooser, 2)  # drawn whatever the value, so that a smaller value shifts no later draw
+    if value == value.to_integral_value() and as_integer:
         return int(value)  # a whole amount, written as an integer
     return float(value)

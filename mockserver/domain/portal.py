@@ -4,8 +4,8 @@ already, drawn within the provider's seed schema (contracts/<provider>/seed-retu
 request could hold, and the status and refund to leave it in) and built by the provider's own rules, so
 every page, its `meta.pagination` and every later read agree with them.
 
-How many is drawn too: one, two, as many as fill the page the client asked for, or one more than that
-(so that a second page exists): a page is where a client's paging assumptions break. The first DRAWN
+How many is drawn too: one, as many as fill the page the client asked for, or one more than that (so
+that a second page exists): a page is where a client's paging assumptions break. The first DRAWN
 returns are drawn whole; the others, there to fill a page, are the simplest return the seed schema allows
 (each draw at its first option), so that a failure shrinks fast and its note stays short.
 """
@@ -49,17 +49,20 @@ class Portal:
         if chooser.seen(("portal", provider, account)):
             return []
         own = self.store.page(provider, account, status=None, order_id=None, offset=0, limit=1).total
-        counts = sorted({1, 2, max(1, page_size - own), page_size - own + 1})
+        counts = sorted({1, max(1, page_size - own), page_size - own + 1})
         drawn = chooser.index(None, len(counts) + 1)
         if not drawn:
             return []
         count = counts[drawn - 1]
-        made = [m for m in (self._one(chooser if n < DRAWN else SIMPLEST, backend, provider, account)
+        made = [m for m in (chooser.group(lambda drawing: self._one(drawing, backend, provider, account))
+                            if n < DRAWN else self._one(SIMPLEST, backend, provider, account)
                             for n in range(count)) if m is not None]
         try:
             seed(self.store, [record for record, _ in made])
         except ScenarioError:  # an id taken meanwhile: nothing of it was stored
             return []
+        for record, _ in made[DRAWN:]:
+            chooser.plain(record.id)
         notes = [f"state: a return made in the provider's portal: {_shown(record, item)}"
                  for record, item in made[:DRAWN]]
         if len(made) > DRAWN:

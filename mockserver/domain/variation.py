@@ -35,7 +35,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -46,6 +46,7 @@ from mockserver.contract import FORMAT_CHECKER, schemas, valid
 from mockserver.store import Settings
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 KEY = "vary"
 """The store setting holding {"seed": N} while a server varies its answers."""
 
@@ -53,6 +54,8 @@ VARIED_ERRORS = (503, 500, 429)
 """The documented errors a varied request may draw instead of its answer."""
 SHORT_LATENCIES_MS = (5, 20, 60)
 """Latencies any varied request may draw (slept for real, in-process too)."""
+IN_PROCESS_SLEEP_MS = 20
+"""How much of a varied latency the in-process mocks wait for real."""
 LATENCY_LEVELS_MS = (250, 1000)
 """Longer latencies drawn over HTTP, where the client's timeout is unknown, below the ceiling."""
 LATENCY_CEILING_MS = 5000
@@ -61,6 +64,8 @@ ERROR_ODDS = 0.15
 LATENCY_ODDS = 0.2
 KEEP_ODDS = 0.5
 """The chance that a field, or a request, is left as the rules gave it (seeded draws)."""
+FULL_PAGE_KEEP_ODDS = 0.2
+"""The chance that a full last page says, as the rules do, that nothing follows (else: more may)."""
 MEMORY = 100_000
 """Resource fields remembered per process; beyond it the memory starts over (bounded, as the journal)."""
 OTHER_SCRIPTS = "ÀéøßĀłŒДжЯΩλπאשعربي中文字日本語한국어ไทยदेवनागरी🙂🚚📦"
@@ -147,11 +152,23 @@ class Chooser(ABC):
             return low
         return self._remembered(key, lambda: self._integer(low, high))  # type: ignore[no-any-return]
 
+    def group(self, make: Callable[[Chooser], T]) -> T:
+        """`make`'s draws as one unit (what hypothesis shrinks, or deletes, whole)."""
+        return make(self)
+
     def keep(self, key: Hashable) -> None:
         """Remember `key` as not varied (a field the client sent: a later read shows it as sent)."""
         with self._lock:
             self._forget_if_full()
             self._memory[key] = 0
+
+    def plain(self, identity: Any) -> None:
+        """Answer the resource with this identifier as the rules give it, always (a return there only to fill
+        a page: its variations would be draws a failure has to shrink away, and no one reads them)."""
+        self.keep(("plain", identity))
+
+    def is_plain(self, identity: Any) -> bool:
+        return ("plain", identity) in self._memory
 
     def seen(self, key: Hashable) -> bool:
         """Whether `key` was drawn (or kept) before; remembered from now on either way."""
@@ -283,7 +300,7 @@ class Variation:
         items, flag = _at(body, page["items"]), _at(body, page["has_more"])
         if flag is not False or not isinstance(items, list) or not isinstance(size, int) or len(items) != size:
             return None
-        if not self.chooser.index(None, 2):
+        if not self.chooser.index(None, 2, keep=FULL_PAGE_KEEP_ODDS):
             return None
         change = Change(page["has_more"], True)
         return _applied(body, [change]), change
@@ -309,6 +326,8 @@ class Variation:
         identifier = next((name for name, sub in properties.items()
                            if name in value and schemas.resolved(sub, resolver)[0].get("x-identifier")), None)
         if identifier is not None:  # a resource: its fields are remembered under its identity
+            if walk.chooser.is_plain(value[identifier]):
+                return value
             resource = ((schema.get("$id") or schema.get("title"), value[identifier]), "")
         out: dict[str, Any] = {}
         for name, item in value.items():

@@ -20,7 +20,7 @@ from mockserver.contract.validation import Refusal, check_request
 from mockserver.domain.faults import DroppedBody, Faults, late_body
 from mockserver.domain.portal import Portal
 from mockserver.domain.ratelimit import RateLimiter
-from mockserver.domain.variation import LATENCY_CEILING_MS, SHORT_LATENCIES_MS, Varying
+from mockserver.domain.variation import IN_PROCESS_SLEEP_MS, LATENCY_CEILING_MS, Varying
 from mockserver.pipeline.context import Context
 from mockserver.pipeline.exchange import Answer
 from mockserver.pipeline.run import ContractViolation, Step
@@ -158,7 +158,8 @@ class Vary(Step):
 
     A latency is drawn up to the provider's documented ceiling. Over HTTP it is slept for real; in-process,
     where the door knows the client's read timeout, one beyond it is answered as the client sees it (no
-    answer in time, before the provider acted) and a long one within it is not waited for in full."""
+    answer in time, before the provider acted) and one within it is waited for IN_PROCESS_SLEEP_MS at most
+    (enough to vary the order of a client's concurrent requests; no fuzzed run waits seconds)."""
 
     def __init__(self, varying: Varying) -> None:
         self.varying = varying
@@ -180,7 +181,7 @@ class Vary(Step):
             return late_answer(latency, timeout)
         if latency:
             ctx.varied.append(f"latency: {latency} ms")
-            ctx.delay(latency if timeout is None else min(latency, max(SHORT_LATENCIES_MS)))
+            ctx.delay(latency if timeout is None else min(latency, IN_PROCESS_SLEEP_MS))
         status = variation.error(op.responses)
         if status is not None:
             ctx.varied.append(f"status: {status}")

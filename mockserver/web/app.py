@@ -10,12 +10,14 @@ index and the OpenAPI documents are plain Flask views.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestTimeout
+from werkzeug.routing import Rule
 
 from mockserver import process
 from mockserver.contract import Operation, contract, folders
@@ -151,12 +153,27 @@ def default_steps(mock: Mock, self_check_failures: list[str]) -> list[Step]:
     return steps
 
 
+class _Rule(Rule):
+    """A route whose URL builders (werkzeug compiles two Python functions per route when it is added, used
+    only by url_for) are compiled at their first use: most of a new app's cost, paid by every fuzzed run's
+    fresh mock, for builders the mock never calls."""
+
+    def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
+        def build(rule: Rule, **values: Any) -> tuple[str, str]:
+            compiled = Rule._compile_builder(rule, append_unknown).__get__(rule, None)
+            setattr(rule, "_build_unknown" if append_unknown else "_build", compiled)
+            return compiled(**values)  # type: ignore[no-any-return]
+
+        return build
+
+
 def create_app(mock: Mock | Config | None = None, *, store: Store | None = None,
                clock: Clock | None = None) -> Flask:
     """A Flask app serving `mock`; given a Config (or nothing), a Mock of every registered provider."""
     if not isinstance(mock, Mock):
         mock = build_mock(mock, store=store, clock=clock)
     app = Flask("mockserver")
+    app.url_rule_class = _Rule
     WebMock(mock).init_app(app)
     return app
 
