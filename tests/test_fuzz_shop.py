@@ -20,6 +20,9 @@ import pytest
 import requests
 from helpers import Server
 
+# pytest in subprocesses, and a server: the system tier.
+pytestmark = pytest.mark.system
+
 SHOP = Path(__file__).parent / "independent" / "shop"
 sys.path.insert(0, str(SHOP))
 
