@@ -123,6 +123,8 @@ class mock_providers(MockHandle, ContextDecorator):
 
     def __enter__(self) -> mock_providers:
         self.app = create_app(self._config, store=MemoryStore(), clock=self._clock)
+        self.notes: list[str] = []
+        """What a fuzzed run drew beside the answers (the webhook deliveries), for its failure note."""
         if self._vary is not None:
             self.state.varying.use(Variation(SeededChooser(self._vary)))
         # What exists now (the test process, the contracts, the app) is left out of garbage collection

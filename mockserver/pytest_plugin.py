@@ -28,6 +28,7 @@ import pytest
 # The machinery (Flask, the contracts, the HTTP mocking libraries) is imported by the fixtures that need it,
 # not when pytest loads this plugin: installing returns-mock must not slow down every pytest run.
 if TYPE_CHECKING:
+    from mockserver.consumer import Webhooks
     from mockserver.domain.variation import Variation
     from mockserver.inprocess import mock_providers
     from mockserver.live import LiveMock
@@ -157,8 +158,10 @@ class _Runs:
             self._teardown()
 
     def drawn(self) -> list[str]:
-        """What the last run's answers drew (a run that failed included)."""
-        return self.varied(self.handle.journal) if self.handle is not None else []
+        """What the last run's answers and webhook deliveries drew (a run that failed included)."""
+        if self.handle is None:
+            return []
+        return [*self.varied(self.handle.journal), *getattr(self.handle, "notes", [])]
 
     def _teardown(self) -> None:
         """Tear down every function-scoped fixture (dependents first), as pytest does after a test, and
@@ -192,6 +195,16 @@ def returns_mock(request: pytest.FixtureRequest) -> Iterator[mock_providers]:
         if variation is not None:  # a fuzzed run: from its first request on, fixtures' own included
             mock.state.varying.use(variation)
         yield mock
+
+
+@pytest.fixture
+def returns_mock_webhooks(returns_mock: mock_providers) -> Webhooks:
+    """The provider's webhooks for one test (mockserver.consumer): `.secret` for the shop's consumer, `.create`
+    to make returns move (their events queued), `.deliver(handler=|wsgi=|asgi=|url=)` to deliver them;
+    under --returns-mock-fuzz, varied, duplicated, delayed and retried."""
+    from mockserver.consumer import Webhooks
+
+    return Webhooks(returns_mock.state, returns_mock.notes)
 
 
 @pytest.fixture

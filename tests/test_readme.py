@@ -431,6 +431,8 @@ RUN_BY = {
         "test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed",
     "docs/guides/client-fuzzing.md: pytest --returns-mock-fuzz=50 tests/test_tracking.py":
         "test_the_client_fuzzing_example_fails_as_shown_and_passes_once_fixed",
+    "docs/guides/client-fuzzing.md: def test_each_refund_is_booked_once(returns_mock_webhooks)":
+        "tests/test_fuzz_consumer.py::test_the_guides_consumer_example_passes_fuzzed_runs",
     "docs/guides/ci-contract-checks.md: returns-mock verify --provider 3plship --base-url https://":
         "test_the_sandbox_verify_commands_pass_against_the_mock_standing_in_for_the_sandbox",
     "docs/guides/ci-contract-checks.md: schemathesis run ":

@@ -24,10 +24,14 @@ def resolver_for(validator: Draft202012Validator, registry: Registry[Any]) -> Re
 
 
 def resolved(schema: JSON, resolver: Resolver[Any]) -> tuple[JSON, Resolver[Any]]:
-    """The schema a `$ref` points to (its siblings kept unless they are annotations), in its own scope."""
+    """The schema a `$ref` points to (its siblings kept unless they are annotations), in its own scope. A
+    sibling `required` adds to the target's (both apply: a webhook event's data is a return that also
+    requires `object`)."""
     while isinstance(schema.get("$ref"), str):
         found = resolver.lookup(schema["$ref"])
         rest = {k: v for k, v in schema.items() if k not in ANNOTATIONS}
+        if "required" in rest and "required" in found.contents:
+            rest["required"] = list(dict.fromkeys([*found.contents["required"], *rest["required"]]))
         schema, resolver = {**found.contents, **rest} if rest else found.contents, found.resolver
     return schema, resolver
 

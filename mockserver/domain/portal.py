@@ -12,6 +12,7 @@ returns are drawn whole; the others, there to fill a page, are the simplest retu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,9 +55,9 @@ class Portal:
         if not drawn:
             return []
         count = counts[drawn - 1]
+        simplest = self._one(SIMPLEST, backend, provider, account) if count > DRAWN else None
         made = [m for m in (chooser.group(lambda drawing: self._one(drawing, backend, provider, account))
-                            if n < DRAWN else self._one(SIMPLEST, backend, provider, account)
-                            for n in range(count)) if m is not None]
+                            if n < DRAWN else self._again(simplest, backend) for n in range(count)) if m is not None]
         try:
             seed(self.store, [record for record, _ in made])
         except ScenarioError:  # an id taken meanwhile: nothing of it was stored
@@ -86,6 +87,15 @@ class Portal:
             except ProviderError:  # its rules refuse this state (a refund larger than refundable)
                 continue
         return None
+
+
+    def _again(self, made: tuple[ReturnRecord, dict[str, Any]] | None,
+               backend: Backend) -> tuple[ReturnRecord, dict[str, Any]] | None:
+        """Another return like one made already (from its drawn item: a return of its own)."""
+        if made is None:
+            return None
+        item = copy.deepcopy(made[1])
+        return backend.seed_record(item, self.clock.now()), item
 
 
 class _Simplest(Chooser):
