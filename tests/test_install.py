@@ -175,12 +175,13 @@ def test_runtime_dependencies_alone_check_the_contracts(tmp_path: Path) -> None:
                                 "refund_amount": 10})
         journal = requests.get(f"http://127.0.0.1:{port}/__admin/journal", timeout=5).json()["entries"]
         assert any(v.startswith("/data/") for e in journal for v in e["varied"]), journal[-1]
-        # The proxy (its pipeline, upstream client, recording and shadow) from that venv alone, in front of it.
+        # The proxy (its pipeline, upstream client, recording and shadow) from that venv alone, in front of it:
+        # it waits longer than the varied upstream's 5 s ceiling (its own default, 5 s, would answer 504).
         front_port = free_port()
         front = subprocess.Popen([str(venv / "bin" / "returns-mock"), "proxy", "--port", str(front_port),
                                   "--3plship-upstream", f"http://127.0.0.1:{port}/3plship/api/v1", "--shadow",
-                                  "--record", "traffic.har"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT)
+                                  "--upstream-timeout-ms", "12000", "--record", "traffic.har"], cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
             while True:
