@@ -7,12 +7,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from mockserver.contract.errors import DuplicateReturn, StoreError, StoreUnavailable
-from mockserver.store import MemoryStore, Page, ReturnRecord, SqliteStore, Store, Window, open_store, rate_counters
+from mockserver.store import (
+    Delivery,
+    MemoryStore,
+    Page,
+    ReturnRecord,
+    SqliteStore,
+    Store,
+    Window,
+    open_store,
+    rate_counters,
+)
 
 
 def record(id: str, account: str = "acct", status: str = "initiated", order_id: str = "o1",
@@ -115,6 +126,116 @@ def test_due_finds_only_this_accounts_due_records(store: Store) -> None:
             page = store.page("3plship", "acct", status=status, order_id=order_id, offset=0, limit=2, due_by=due_by)
             assert page.due is due, (due_by, status, order_id)
             assert page.total == (0 if status == "gone" else 3)
+
+
+def test_due_any_finds_every_accounts_due_records_earliest_first_and_reads_are_kept(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert(record("late", due_at=200))
+        tx.insert(record("early", account="b", due_at=100))
+        tx.insert(record("none"))
+        tx.insert(record("later", account="c", due_at=300))
+    assert store.has_due_any(100) and not store.has_due_any(99)
+    with store.transaction() as tx:
+        found = tx.due_any(250, 10)
+        assert [(r.account, r.id) for r in found] == [("b", "early"), ("acct", "late")]
+        assert [r.id for r in tx.due_any(250, 1)] == ["early"]
+        found[0].reads, found[0].due_at = 3, None
+        tx.update(found[0])
+    assert not store.has_due("3plship", "b", 10**12)
+    stored = store.get("3plship", "b", "early")
+    assert stored is not None and stored.reads == 3
+
+
+def delivery(id: str, webhook: str = "wh_1", **fields: Any) -> Delivery:
+    return Delivery(id=id, webhook_id=webhook, account="acct", event_id=f"evt_{id}", event_type="return.created",
+                    url="http://127.0.0.1:9/x", secret="whsec_x", body=b"{}", next_at=fields.pop("next_at", 0),
+                    **fields)
+
+
+def test_a_subscription_has_one_attempt_in_flight_and_its_deliveries_go_in_queue_order(store: Store) -> None:
+    with store.transaction() as tx:
+        for id_, webhook in (("a1", "wh_a"), ("b1", "wh_b"), ("a2", "wh_a"), ("a3", "wh_a")):
+            tx.add_delivery(delivery(id_, webhook))
+    claimed = store.claim_delivery(1000, 500)
+    assert claimed is not None and claimed.id == "a1"
+    second = store.claim_delivery(1000, 500)
+    assert second is not None and second.id == "b1"  # wh_a has one in flight: its next waits
+    assert store.claim_delivery(1000, 500) is None
+    second.status = "delivered"
+    store.save_delivery(second)
+    claimed.status, claimed.next_at = "pending", 5000  # a retry, due later: the next one goes first
+    store.save_delivery(claimed)
+    third = store.claim_delivery(1001, 500)
+    assert third is not None and third.id == "a2"
+    assert store.claim_delivery(1200, 500) is None  # a2 is in flight until its lease runs out (1501)
+    again = store.claim_delivery(1502, 500)  # an attempt that never ended (its lease ran out) is made again
+    assert again is not None and again.id == "a2"
+
+
+def test_held_deliveries_are_grouped_released_by_the_clock_and_requeued_in_order(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_delivery(delivery("first", status="held", next_at=100, group="wh_1|ret_1", rank=0.0))
+        tx.add_delivery(delivery("plain"))
+        tx.add_delivery(delivery("second", status="held", next_at=100, group="wh_1|ret_1", rank=-1.0))
+        tx.add_delivery(delivery("later", "wh_2", status="held", next_at=900))
+        assert [d.id for d in tx.held("wh_1|ret_1")] == ["first", "second"]
+    assert store.has_held(100) and not store.has_held(99)
+    released = store.release_held(100, 2000, lambda held: sorted(held, key=lambda d: d.rank))
+    assert [d.id for d in released] == ["second", "first"] and {d.status for d in released} == {"pending"}
+    assert [d.id for d in store.deliveries(status="pending")] == ["plain", "second", "first"]
+    assert [d.id for d in store.deliveries(status="held")] == ["later"]
+    order = []
+    while (claimed := store.claim_delivery(3000, 10)) is not None:
+        order.append(claimed.id)
+        claimed.status = "delivered"
+        store.save_delivery(claimed)
+    assert order == ["plain", "second", "first"]
+    found = store.delivery("later")
+    assert found is not None and found.as_json()["held_until"] == "1970-01-01T00:00:00.900Z"
+    assert store.delivery("nope") is None
+
+
+def test_an_accounts_subscriptions_are_counted(store: Store) -> None:
+    with store.transaction() as tx:
+        for n in range(3):
+            tx.add_webhook("acct", {"id": f"wh_{n}", "url": "http://x", "events": [], "active": True})
+        tx.add_webhook("other", {"id": "wh_9", "url": "http://x", "events": [], "active": True})
+    with store.transaction() as tx:
+        assert tx.webhook_count("acct") == 3 and tx.webhook_count("other") == 1 and tx.webhook_count("none") == 0
+
+
+def test_a_sqlite_file_from_before_the_scheduler_gets_its_columns(tmp_path: Path) -> None:
+    """A file made by e98ac54's schema (no reads, no deliveries' subscription column) opens, and its pending
+    delivery is claimed by subscription."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE returns (seq INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL,
+                account TEXT NOT NULL, id TEXT NOT NULL, order_id TEXT NOT NULL, status TEXT NOT NULL, due_at INTEGER,
+                version INTEGER NOT NULL, resource TEXT NOT NULL, history TEXT NOT NULL,
+                UNIQUE (provider, account, id));
+            CREATE TABLE deliveries (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                account TEXT NOT NULL, status TEXT NOT NULL, next_at INTEGER NOT NULL,
+                lease_until INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);""")
+        conn.execute("INSERT INTO returns (provider, account, id, order_id, status, due_at, version, resource, history)"
+                     " VALUES ('3plship', 'acct', 'r1', 'o1', 'initiated', 5, 1, '{}', '[]')")
+        old = delivery("d1", "wh_old")
+        conn.execute("INSERT INTO deliveries (id, account, status, next_at, data) VALUES (?, ?, 'pending', 0, ?)",
+                     (old.id, old.account, old.encode()))
+    store = SqliteStore(path)
+    try:
+        assert store.has_due_any(5)
+        stored = store.get("3plship", "acct", "r1")
+        assert stored is not None and stored.reads == 0
+        claimed = store.claim_delivery(10, 100)
+        assert claimed is not None and claimed.webhook_id == "wh_old"
+        with store.transaction() as tx:
+            tx.add_delivery(delivery("d2", "wh_old"))
+        assert store.claim_delivery(10, 100) is None  # the old row's subscription is known: one in flight
+    finally:
+        store.close()
 
 
 def test_reset_narrows_by_provider_and_account(store: Store) -> None:

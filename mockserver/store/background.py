@@ -38,6 +38,10 @@ class Every:
                 self._wake = threading.Event()
                 threading.Thread(target=self._run, name=self.name, daemon=True).start()
 
+    def forget(self, member: Any) -> None:
+        with self._lock:
+            self._members.discard(member)
+
     def wake(self) -> None:
         self._wake.set()
 

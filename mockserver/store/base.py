@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,8 +22,10 @@ class ReturnRecord:
     """A stored return.
 
     `resource` is the return exactly as its provider answers it; `history` is every status it has been
-    in ({status, at, ...}); `due_at` (epoch milliseconds) is when its next time-based transition falls
-    due, so that due returns are found by an indexed query instead of a scan.
+    in ({status, at, ...}); `due_at` (epoch milliseconds on the mock's clock) is when its next time-based
+    move (the provider's own: an expiry, a refund's completion, an autopilot move) falls due, so that due
+    returns are found by an indexed query instead of a scan; `reads` counts the provider reads that showed
+    it since its status last changed (an autopilot move may wait for them).
     """
 
     provider: str
@@ -35,12 +38,13 @@ class ReturnRecord:
     due_at: int | None = None
     version: int = 0
     seq: int = 0
+    reads: int = 0
 
     def copy(self) -> ReturnRecord:
         # A JSON round trip: the record is JSON data, and this is several times faster than deepcopy.
         return ReturnRecord(self.provider, self.account, self.id, self.order_id, self.status,
                             orjson.loads(orjson.dumps(self.resource)), orjson.loads(orjson.dumps(self.history)),
-                            self.due_at, self.version, self.seq)
+                            self.due_at, self.version, self.seq, self.reads)
 
 
 @dataclass
@@ -56,16 +60,31 @@ class Delivery:
     secret: str
     body: bytes
     status: str = "pending"
-    """pending (waiting for its next attempt), delivered, failed (out of attempts) or blocked (host not allowed)."""
+    """pending (waiting for its next attempt), held (a delivery fault holds it until the mock's clock passes
+    `next_at`), delivered, failed (out of attempts) or blocked (a target the mock may not call)."""
     attempts: list[dict[str, Any]] = field(default_factory=list)
     next_at: int = 0
-    """Real time (epoch ms) of the next attempt."""
+    """Pending: the real time (epoch ms) of its next attempt. Held: the moment on the mock's clock (epoch ms)
+    it is released at."""
     created_at: str = ""
+    fault: str = ""
+    """What shaped this delivery, if anything did: the delivery fault rule (duplicate, delay, out of order,
+    replay) or the control plane (a redelivery)."""
+    group: str = ""
+    """Held out of order: the subscription and resource whose events are released together, reordered."""
+    rank: float = 0.0
+    """Held out of order: its place in its group's release order (lowest first)."""
+    replay_after_ms: int = 0
+    """Once acknowledged, the same event is delivered again this long after, on the mock's clock (0: never)."""
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["body"] = self.body.decode("utf-8")
-        del data["secret"]
+        for internal in ("secret", "rank", "replay_after_ms"):
+            del data[internal]
+        if self.status == "held":  # next_at is a moment of the mock's clock: said as the clock says it
+            moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=self.next_at)
+            data["held_until"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return data
 
     def encode(self) -> str:
@@ -117,6 +136,24 @@ class Transaction(ABC):
     @abstractmethod
     def add_delivery(self, delivery: Delivery) -> None: ...
 
+    @abstractmethod
+    def due_any(self, now_ms: int, limit: int) -> list[ReturnRecord]:
+        """Returns of any provider and account whose next time-based move is due at `now_ms`, earliest first, at
+        most `limit`; on an engine shared by several servers, ones another transaction is settling are skipped."""
+
+    @abstractmethod
+    def webhook_count(self, account: str) -> int:
+        """How many webhook subscriptions the account has; until the transaction ends, no other one adds any."""
+
+    @abstractmethod
+    def held(self, group: str) -> list[Delivery]:
+        """The held deliveries of an out-of-order group (Delivery.group), in the order they were queued."""
+
+    @abstractmethod
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        """Queue these deliveries (new ones, or held ones released) at the end of the queue, in this order, as
+        they are now: due deliveries are claimed in the order they were queued."""
+
 
 class ReturnStore(ABC):
     """Where returns live, per provider and account, with the write transaction that changes them."""
@@ -141,6 +178,10 @@ class ReturnStore(ABC):
 
     @abstractmethod
     def has_due(self, provider: str, account: str, now_ms: int) -> bool: ...
+
+    @abstractmethod
+    def has_due_any(self, now_ms: int) -> bool:
+        """Whether any return of any provider and account has a time-based move due at `now_ms`."""
 
     @abstractmethod
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
@@ -170,7 +211,23 @@ class DeliveryQueue(ABC):
     @abstractmethod
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         """A pending delivery whose attempt is due, leased to the caller for `lease_ms` (other workers
-        skip it meanwhile); None if there is none."""
+        skip it meanwhile); None if there is none. One subscription has one attempt in flight at a time,
+        whatever the process: a delivery of a subscription with a leased one is not claimed, and a
+        subscription's deliveries are claimed in the order they are due (then queued)."""
+
+    @abstractmethod
+    def release_held(self, clock_ms: int, now_ms: int,
+                     order: Callable[[list[Delivery]], list[Delivery]]) -> list[Delivery]:
+        """Atomically: every held delivery whose moment on the mock's clock has come (`next_at <= clock_ms`)
+        becomes pending, due at real time `now_ms`, and is queued again in the order `order` gives them;
+        answers them."""
+
+    @abstractmethod
+    def has_held(self, clock_ms: int) -> bool:
+        """Whether a held delivery is due for release at `clock_ms` on the mock's clock."""
+
+    @abstractmethod
+    def delivery(self, delivery_id: str) -> Delivery | None: ...
 
     @abstractmethod
     def save_delivery(self, delivery: Delivery) -> None:

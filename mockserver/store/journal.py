@@ -35,6 +35,9 @@ class Entry:
     """The fault rule that answered or delayed this request, if any."""
     varied: tuple[str, ...] = ()
     """What a varied answer changed (serve --vary, fuzzed tests): `pointer: value`, a latency, a status."""
+    origin: str = "client"
+    """Who acted: `client` (a request), or `provider` (a move the provider made on its own when the mock's
+    clock passed it: method MOVE, the return's path, {from, to, by} and the return after the move)."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)

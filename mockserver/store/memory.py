@@ -24,6 +24,7 @@ class _MemoryTransaction(Transaction):
         self.writes: dict[Key, ReturnRecord] = {}
         self.new_webhooks: list[tuple[str, dict[str, Any]]] = []
         self.new_deliveries: list[Delivery] = []
+        self.requeued: list[Delivery] = []
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         record = self.writes.get((provider, account, id)) or self._store._find(provider, account, id)
@@ -60,6 +61,21 @@ class _MemoryTransaction(Transaction):
 
     def add_delivery(self, delivery: Delivery) -> None:
         self.new_deliveries.append(copy.deepcopy(delivery))
+
+    def due_any(self, now_ms: int, limit: int) -> list[ReturnRecord]:
+        found = sorted(((at, self._store._accounts[key][id_].seq, key, id_) for key, due in self._store._due.items()
+                        for id_, at in due.items() if at <= now_ms))
+        return [self._store._accounts[key][id_].copy() for _, _, key, id_ in found[:limit]]
+
+    def webhook_count(self, account: str) -> int:
+        return sum(1 for a, _ in self._store._webhooks + self.new_webhooks if a == account)
+
+    def held(self, group: str) -> list[Delivery]:
+        return [copy.deepcopy(d) for d in self._store._deliveries + self.new_deliveries
+                if d.group == group and d.status == "held"]
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        self.requeued += [copy.deepcopy(d) for d in deliveries]
 
 
 class MemoryStore(Store):
@@ -101,6 +117,7 @@ class MemoryStore(Store):
                     due[id_] = record.due_at
             self._webhooks.extend(tx.new_webhooks)
             self._deliveries.extend(tx.new_deliveries)
+            self._requeue(tx.requeued)
 
     def _find(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         return self._accounts.get((provider, account), {}).get(id)
@@ -118,6 +135,10 @@ class MemoryStore(Store):
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
         with self._lock:
             return any(at <= now_ms for at in self._due.get((provider, account), {}).values())
+
+    def has_due_any(self, now_ms: int) -> bool:
+        with self._lock:
+            return any(at <= now_ms for due in self._due.values() for at in due.values())
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
              offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
@@ -209,12 +230,36 @@ class MemoryStore(Store):
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         with self._lock:
-            for delivery in sorted(self._deliveries, key=lambda d: d.next_at):
+            in_flight = {d.webhook_id for d in self._deliveries
+                         if d.status == "pending" and self._leases.get(d.id, 0) >= now_ms}
+            for delivery in self._deliveries:  # in the order they were queued
                 if delivery.status == "pending" and delivery.next_at <= now_ms and \
-                        self._leases.get(delivery.id, 0) < now_ms:
+                        delivery.webhook_id not in in_flight and self._leases.get(delivery.id, 0) < now_ms:
                     self._leases[delivery.id] = now_ms + lease_ms
                     return copy.deepcopy(delivery)
             return None
+
+    def release_held(self, clock_ms: int, now_ms: int,
+                     order: Callable[[list[Delivery]], list[Delivery]]) -> list[Delivery]:
+        with self._lock:
+            released = order([copy.deepcopy(d) for d in self._deliveries
+                              if d.status == "held" and d.next_at <= clock_ms])
+            for delivery in released:
+                delivery.status, delivery.next_at = "pending", now_ms
+            self._requeue(released)
+            return released
+
+    def _requeue(self, deliveries: list[Delivery]) -> None:
+        moved = {d.id for d in deliveries}
+        self._deliveries = [d for d in self._deliveries if d.id not in moved] + [copy.deepcopy(d) for d in deliveries]
+
+    def has_held(self, clock_ms: int) -> bool:
+        with self._lock:
+            return any(d.status == "held" and d.next_at <= clock_ms for d in self._deliveries)
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        with self._lock:
+            return next((copy.deepcopy(d) for d in self._deliveries if d.id == delivery_id), None)
 
     def save_delivery(self, delivery: Delivery) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ from mockserver.store.journal import Journal
 from mockserver.store.postgres_journal import PostgresJournal
 from mockserver.store.postgres_settings import VERSION, HeldSettings
 from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Row, Statement, Step, run, run_all, text
-from mockserver.store.sql import COLUMNS, SqlTransaction
+from mockserver.store.sql import COLUMNS, SqlTransaction, delivery_params
 from mockserver.store.urls import masked, shown
 
 try:  # the `postgres` extra
@@ -227,11 +227,28 @@ MIGRATIONS: list[str] = [
             FROM rate_hit(hit_keys, hit_buckets, hit_overlaps, hit_limits) AS r;
     END $$;
     """,
+    # 6: the provider's own moves found across accounts when the clock passes them (the scheduler); reads
+    # counted for autopilot moves that wait for them; deliveries by subscription (one attempt in flight
+    # each) and by out-of-order group.
+    """
+    ALTER TABLE returns ADD COLUMN IF NOT EXISTS reads INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS returns_due_any ON returns (due_at, seq) WHERE due_at IS NOT NULL;
+    ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS webhook_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS grp TEXT;
+    UPDATE deliveries SET webhook_id = coalesce(data::json->>'webhook_id', '') WHERE webhook_id = '';
+    CREATE INDEX IF NOT EXISTS deliveries_in_flight ON deliveries (webhook_id, status, lease_until);
+    CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries (grp) WHERE grp IS NOT NULL;
+    """,
 ]
 """Each release appends; a database is brought from its version to the last, one step at a time."""
 
 MIGRATION_LOCK = 7262_0001
 """The advisory lock replicas starting at once take, so that one of them migrates and the others wait."""
+DELIVERY_LOCK = 7262_0002
+"""The advisory lock a claim or a release of deliveries takes: one at a time across replicas, so that a
+subscription never has two attempts in flight and a released group is claimed in its order."""
+WEBHOOK_LOCK = 7262_0003
+"""The advisory lock (with the account's hash) a transaction counting an account's subscriptions takes."""
 
 
 class _PostgresTransaction(SqlTransaction):
@@ -243,6 +260,9 @@ class _PostgresTransaction(SqlTransaction):
     PLACEHOLDER = "%s"
     # Locked: a transaction reads returns to change them, and a concurrent one must wait its turn.
     DUE = SqlTransaction.DUE + " FOR UPDATE"
+    # Several replicas settle at once: each takes the due returns no other is settling.
+    DUE_ANY = SqlTransaction.DUE_ANY + " FOR UPDATE SKIP LOCKED"
+    HELD = SqlTransaction.HELD + " FOR UPDATE"
     WEBHOOKS = SqlTransaction.WEBHOOKS.replace("rowid", "seq")
 
     def __init__(self, conn: Any, settings: HeldSettings) -> None:
@@ -305,6 +325,20 @@ class _PostgresTransaction(SqlTransaction):
     def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
         return [_record(r) for r in self._send(DUE, (provider, account, now_ms))]
 
+    def due_any(self, now_ms: int, limit: int) -> list[ReturnRecord]:
+        return [_record(r) for r in self._send(DUE_ANY, (now_ms, limit))]
+
+    def webhook_count(self, account: str) -> int:
+        self._send(WEBHOOK_LOCKED, (WEBHOOK_LOCK, account))
+        return int(self._send(WEBHOOK_COUNT, (account,))[0][0] or 0)
+
+    def held(self, group: str) -> list[Delivery]:
+        return [Delivery.decode(text(r[0])) for r in self._send(HELD, (group,))]
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self._queued += [(DROP_DELIVERY, (delivery.id,)), (ADD_DELIVERY, delivery_params(delivery))]
+
     def insert(self, record: ReturnRecord) -> ReturnRecord:
         inserted = _inserted(record, self._send(INSERT, _insert_params(record)))
         self.inserted += 1
@@ -312,14 +346,14 @@ class _PostgresTransaction(SqlTransaction):
 
     def update(self, record: ReturnRecord) -> ReturnRecord:
         self._queued.append((UPDATE, (record.status, record.order_id, record.due_at, orjson.dumps(record.resource),
-                                      orjson.dumps(record.history), record.provider, record.account, record.id)))
+                                      orjson.dumps(record.history), record.reads, record.provider, record.account,
+                                      record.id)))
         stored = record.copy()
         stored.version += 1
         return stored
 
     def add_delivery(self, delivery: Delivery) -> None:
-        self._queued.append((ADD_DELIVERY, (delivery.id, delivery.account, delivery.status, delivery.next_at,
-                                            delivery.encode())))
+        self._queued.append((ADD_DELIVERY, delivery_params(delivery)))
 
 
 GET = Statement(f"SELECT {COLUMNS} FROM returns WHERE provider=%s AND account=%s AND id=%s")
@@ -329,7 +363,23 @@ INSERT = Statement("INSERT INTO returns (provider, account, id, order_id, status
                    " RETURNING seq")
 UPDATE = Statement(_PostgresTransaction.UPDATE)
 DUE = Statement(_PostgresTransaction.DUE)
+DUE_ANY = Statement(_PostgresTransaction.DUE_ANY)
 ADD_DELIVERY = Statement(_PostgresTransaction.ADD_DELIVERY)
+HELD = Statement(_PostgresTransaction.HELD)
+DROP_DELIVERY = Statement(_PostgresTransaction.DROP_DELIVERY)
+UPDATE_DELIVERY = Statement("UPDATE deliveries SET status=%s, next_at=%s, lease_until=0, grp=%s, data=%s WHERE id=%s")
+WEBHOOK_COUNT = Statement(_PostgresTransaction.WEBHOOK_COUNT)
+WEBHOOK_LOCKED = Statement("SELECT 1 FROM (SELECT pg_advisory_xact_lock(%s, hashtext(%s))) AS locked")
+HAS_DUE_ANY = Statement("SELECT 1 FROM returns WHERE due_at IS NOT NULL AND due_at <= %s LIMIT 1")
+CLAIM = Statement(
+    "UPDATE deliveries SET lease_until=%s WHERE seq = (SELECT d.seq FROM deliveries AS d WHERE d.status='pending'"
+    " AND d.next_at <= %s AND d.lease_until < %s AND NOT EXISTS (SELECT 1 FROM deliveries AS o WHERE"
+    " o.webhook_id = d.webhook_id AND o.status='pending' AND o.lease_until >= %s) ORDER BY d.seq LIMIT 1)"
+    " RETURNING data")
+ANY_DUE_DELIVERY = Statement("SELECT 1 FROM deliveries WHERE status='pending' AND next_at <= %s AND lease_until < %s"
+                             " LIMIT 1")
+DELIVERY_LOCKED = Statement("SELECT 1 FROM (SELECT pg_advisory_xact_lock(%s)) AS locked")
+HELD_DUE = Statement("SELECT data FROM deliveries WHERE status='held' AND next_at <= %s ORDER BY seq FOR UPDATE")
 INSERT_AT = Statement(  # the same insert, made only while the settings are at the version given last
     "WITH latest AS (SELECT v FROM settings_version), added AS (INSERT INTO returns (provider, account, id,"
     " order_id, status, due_at, version, resource, history) SELECT %s::text, %s::text, %s::text, %s::text,"
@@ -361,12 +411,12 @@ def _statement(sql: str) -> Statement:
 
 
 def _record(row: Row) -> ReturnRecord:
-    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
+    seq, provider, account, id_, order_id, status, due_at, version, resource, history, reads = row
     return ReturnRecord(provider=text(provider), account=text(account), id=text(id_),
                         order_id=text(order_id), status=text(status),
                         resource=orjson.loads(resource or b"null"), history=orjson.loads(history or b"null"),
                         due_at=None if due_at is None else int(due_at), version=int(version or 0),
-                        seq=int(seq or 0))
+                        seq=int(seq or 0), reads=int(reads or 0))
 
 
 def _insert_params(record: ReturnRecord) -> tuple[Any, ...]:
@@ -549,6 +599,10 @@ class PostgresStore(Store):
     def has_due(self, provider: str, account: str, now_ms: int) -> bool:
         return bool(self._read(HAS_DUE, (provider, account, now_ms)))
 
+    def has_due_any(self, now_ms: int) -> bool:
+        with self._connection() as conn:
+            return bool(run(conn, HAS_DUE_ANY, (now_ms,)))
+
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
              offset: int, limit: int, created: tuple[str | None, str | None] | None = None,
              due_by: int | None = None) -> Page:
@@ -653,16 +707,37 @@ class PostgresStore(Store):
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         with self._connection() as conn:
-            row = conn.execute(
-                "UPDATE deliveries SET lease_until=%s WHERE seq = (SELECT seq FROM deliveries WHERE status='pending'"
-                " AND next_at <= %s AND lease_until < %s ORDER BY next_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                " RETURNING data", (now_ms + lease_ms, now_ms, now_ms)).fetchone()
+            if not run(conn, ANY_DUE_DELIVERY, (now_ms, now_ms)):  # the idle poll: one round trip
+                return None
+            _, _, rows, _ = run_all(conn, [(BEGIN, ()), (DELIVERY_LOCKED, (DELIVERY_LOCK,)),
+                                           (CLAIM, (now_ms + lease_ms, now_ms, now_ms, now_ms)), (COMMIT, ())])
+        return Delivery.decode(text(rows[0][0])) if rows else None
+
+    def release_held(self, clock_ms: int, now_ms: int,
+                     order: Callable[[list[Delivery]], list[Delivery]]) -> list[Delivery]:
+        with self.transaction() as tx:
+            assert isinstance(tx, _PostgresTransaction)
+            tx._send(DELIVERY_LOCKED, (DELIVERY_LOCK,))
+            released = order([Delivery.decode(text(r[0])) for r in tx._send(HELD_DUE, (clock_ms,))])
+            for delivery in released:
+                delivery.status, delivery.next_at = "pending", now_ms
+            tx.requeue(released)
+        return released
+
+    def has_held(self, clock_ms: int) -> bool:
+        with self._connection() as conn:
+            return conn.execute("SELECT 1 FROM deliveries WHERE status='held' AND next_at <= %s LIMIT 1",
+                                (clock_ms,)).fetchone() is not None
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT data FROM deliveries WHERE id=%s", (delivery_id,)).fetchone()
         return Delivery.decode(row[0]) if row is not None else None
 
     def save_delivery(self, delivery: Delivery) -> None:
         with self._connection() as conn:
-            conn.execute("UPDATE deliveries SET status=%s, next_at=%s, lease_until=0, data=%s WHERE id=%s",
-                         (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
+            run(conn, UPDATE_DELIVERY, (delivery.status, delivery.next_at, delivery.group or None, delivery.encode(),
+                                        delivery.id))
 
     def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
         where, args = "TRUE", []

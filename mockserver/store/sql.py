@@ -11,28 +11,40 @@ import orjson
 
 from mockserver.store.base import Delivery, ReturnRecord, Transaction
 
-COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history"
+COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history, reads"
 
-_STATEMENTS = ("UPDATE", "DUE", "ADD_WEBHOOK", "WEBHOOKS", "ADD_DELIVERY")
+_STATEMENTS = ("UPDATE", "DUE", "DUE_ANY", "ADD_WEBHOOK", "WEBHOOKS", "WEBHOOK_COUNT", "ADD_DELIVERY", "HELD",
+               "DROP_DELIVERY")
 
 
 def to_record(row: Sequence[Any]) -> ReturnRecord:
-    seq, provider, account, id_, order_id, status, due_at, version, resource, history = row
+    seq, provider, account, id_, order_id, status, due_at, version, resource, history, reads = row
     return ReturnRecord(provider=provider, account=account, id=id_, order_id=order_id, status=status,
                         resource=orjson.loads(resource), history=orjson.loads(history), due_at=due_at,
-                        version=version, seq=seq)
+                        version=version, seq=seq, reads=reads)
+
+
+def delivery_params(delivery: Delivery) -> tuple[Any, ...]:
+    """A delivery's row (ADD_DELIVERY's parameters): its columns, then the whole of it as JSON."""
+    return (delivery.id, delivery.account, delivery.webhook_id, delivery.group or None, delivery.status,
+            delivery.next_at, delivery.encode())
 
 
 class SqlTransaction(Transaction):
     PLACEHOLDER: ClassVar[str] = "?"
     UPDATE: ClassVar[str] = ("UPDATE returns SET status=?, order_id=?, due_at=?, version=version+1, resource=?,"
-                             " history=? WHERE provider=? AND account=? AND id=?")
+                             " history=?, reads=? WHERE provider=? AND account=? AND id=?")
     DUE: ClassVar[str] = (f"SELECT {COLUMNS} FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL"
                           " AND due_at <= ? ORDER BY seq")
+    DUE_ANY: ClassVar[str] = (f"SELECT {COLUMNS} FROM returns WHERE due_at IS NOT NULL AND due_at <= ?"
+                              " ORDER BY due_at, seq LIMIT ?")
     ADD_WEBHOOK: ClassVar[str] = "INSERT INTO webhooks (id, account, data) VALUES (?, ?, ?)"
     WEBHOOKS: ClassVar[str] = "SELECT data FROM webhooks WHERE account=? ORDER BY rowid"
-    ADD_DELIVERY: ClassVar[str] = ("INSERT INTO deliveries (id, account, status, next_at, data)"
-                                   " VALUES (?, ?, ?, ?, ?)")
+    WEBHOOK_COUNT: ClassVar[str] = "SELECT COUNT(*) FROM webhooks WHERE account=?"
+    ADD_DELIVERY: ClassVar[str] = ("INSERT INTO deliveries (id, account, webhook_id, grp, status, next_at, data)"
+                                   " VALUES (?, ?, ?, ?, ?, ?, ?)")
+    HELD: ClassVar[str] = "SELECT data FROM deliveries WHERE grp=? AND status='held' ORDER BY seq"
+    DROP_DELIVERY: ClassVar[str] = "DELETE FROM deliveries WHERE id=?"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -50,13 +62,27 @@ class SqlTransaction(Transaction):
         self._moving(record)
         self._conn.execute(self.UPDATE, (record.status, record.order_id, record.due_at,
                                          orjson.dumps(record.resource).decode(), orjson.dumps(record.history).decode(),
-                                         record.provider, record.account, record.id))
+                                         record.reads, record.provider, record.account, record.id))
         stored = record.copy()
         stored.version += 1
         return stored
 
     def due(self, provider: str, account: str, now_ms: int) -> list[ReturnRecord]:
         return [to_record(r) for r in self._conn.execute(self.DUE, (provider, account, now_ms)).fetchall()]
+
+    def due_any(self, now_ms: int, limit: int) -> list[ReturnRecord]:
+        return [to_record(r) for r in self._conn.execute(self.DUE_ANY, (now_ms, limit)).fetchall()]
+
+    def webhook_count(self, account: str) -> int:
+        return int(self._conn.execute(self.WEBHOOK_COUNT, (account,)).fetchone()[0])
+
+    def held(self, group: str) -> list[Delivery]:
+        return [Delivery.decode(r[0]) for r in self._conn.execute(self.HELD, (group,)).fetchall()]
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self._conn.execute(self.DROP_DELIVERY, (delivery.id,))
+            self._conn.execute(self.ADD_DELIVERY, delivery_params(delivery))
 
     def add_webhook(self, account: str, webhook: dict[str, Any]) -> None:
         self._conn.execute(self.ADD_WEBHOOK, (webhook["id"], account, orjson.dumps(webhook).decode()))
@@ -65,5 +91,4 @@ class SqlTransaction(Transaction):
         return [orjson.loads(r[0]) for r in self._conn.execute(self.WEBHOOKS, (account,)).fetchall()]
 
     def add_delivery(self, delivery: Delivery) -> None:
-        self._conn.execute(self.ADD_DELIVERY, (delivery.id, delivery.account, delivery.status, delivery.next_at,
-                                               delivery.encode()))
+        self._conn.execute(self.ADD_DELIVERY, delivery_params(delivery))

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS returns (
     version  INTEGER NOT NULL,
     resource TEXT NOT NULL,
     history  TEXT NOT NULL,
+    reads    INTEGER NOT NULL DEFAULT 0,
     UNIQUE (provider, account, id)
 );
 CREATE INDEX IF NOT EXISTS returns_by_account ON returns (provider, account, seq);
@@ -63,10 +64,34 @@ CREATE TABLE IF NOT EXISTS deliveries (
     status      TEXT NOT NULL,
     next_at     INTEGER NOT NULL,
     lease_until INTEGER NOT NULL DEFAULT 0,
-    data        TEXT NOT NULL
+    data        TEXT NOT NULL,
+    webhook_id  TEXT NOT NULL DEFAULT '',
+    grp         TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 """
+
+LATER = """
+CREATE INDEX IF NOT EXISTS returns_due_any ON returns (due_at, seq) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_in_flight ON deliveries (webhook_id, status, lease_until);
+CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries (grp) WHERE grp IS NOT NULL;
+"""
+"""What a file made before the columns above existed gets once they are added (_add_columns)."""
+
+ADDED_COLUMNS = {
+    "returns": [("reads", "INTEGER NOT NULL DEFAULT 0")],
+    "deliveries": [("webhook_id", "TEXT NOT NULL DEFAULT ''"), ("grp", "TEXT")],
+}
+"""Columns later releases added: a file from before gets them (ALTER TABLE), the deliveries' subscriptions
+read from the JSON each row holds."""
+
+CLAIM = """
+SELECT id, data FROM deliveries AS d WHERE status='pending' AND next_at <= ? AND lease_until < ?
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS o WHERE o.webhook_id = d.webhook_id AND o.status='pending'
+                  AND o.lease_until >= ?)
+  ORDER BY seq LIMIT 1
+"""
+"""The next due delivery of a subscription with no attempt in flight anywhere (a lease not run out)."""
 
 
 class _SqliteTransaction(SqlTransaction):
@@ -133,6 +158,8 @@ class SqliteStore(SqliteFile, Store):
         try:
             conn = self.connection()
             conn.executescript(SCHEMA)
+            self._add_columns(conn)
+            conn.executescript(LATER)
             conn.execute("PRAGMA quick_check").fetchone()
             with self.transaction():  # a file from before return_counts existed
                 if conn.execute("SELECT 1 FROM return_counts LIMIT 1").fetchone() is None:
@@ -141,6 +168,15 @@ class SqliteStore(SqliteFile, Store):
             self._rate.open()
         except (sqlite3.Error, OSError, ValueError) as exc:  # OSError, ValueError: the -lock or -rate file
             raise StoreError(f"cannot use {self.path}: {exc}") from exc
+
+    def _add_columns(self, conn: sqlite3.Connection) -> None:
+        with self.transaction():
+            for table, columns in ADDED_COLUMNS.items():
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+                for name, kind in columns:
+                    if name not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            conn.execute("UPDATE deliveries SET webhook_id=json_extract(data, '$.webhook_id') WHERE webhook_id=''")
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         return _InTransaction(self)
@@ -152,6 +188,11 @@ class SqliteStore(SqliteFile, Store):
         row = self.connection().execute(
             "SELECT 1 FROM returns WHERE provider=? AND account=? AND due_at IS NOT NULL AND due_at <= ?"
             " LIMIT 1", (provider, account, now_ms)).fetchone()
+        return row is not None
+
+    def has_due_any(self, now_ms: int) -> bool:
+        row = self.connection().execute(
+            "SELECT 1 FROM returns WHERE due_at IS NOT NULL AND due_at <= ? LIMIT 1", (now_ms,)).fetchone()
         return row is not None
 
     def page(self, provider: str, account: str, *, status: str | None, order_id: str | None,
@@ -237,17 +278,35 @@ class SqliteStore(SqliteFile, Store):
 
     def claim_delivery(self, now_ms: int, lease_ms: int) -> Delivery | None:
         with self.writing() as conn:
-            row = conn.execute("SELECT id, data FROM deliveries WHERE status='pending' AND next_at <= ? "
-                               "AND lease_until < ? ORDER BY next_at LIMIT 1", (now_ms, now_ms)).fetchone()
+            row = conn.execute(CLAIM, (now_ms, now_ms, now_ms)).fetchone()
             if row is not None:
                 conn.execute("UPDATE deliveries SET lease_until=? WHERE id=?", (now_ms + lease_ms, row[0]))
         return Delivery.decode(row[1]) if row is not None else None
 
+    def release_held(self, clock_ms: int, now_ms: int,
+                     order: Callable[[list[Delivery]], list[Delivery]]) -> list[Delivery]:
+        with self.transaction() as tx:
+            rows = self.connection().execute("SELECT data FROM deliveries WHERE status='held' AND next_at <= ?"
+                                             " ORDER BY seq", (clock_ms,)).fetchall()
+            released = order([Delivery.decode(r[0]) for r in rows])
+            for delivery in released:
+                delivery.status, delivery.next_at = "pending", now_ms
+            tx.requeue(released)
+        return released
+
+    def has_held(self, clock_ms: int) -> bool:
+        return self.connection().execute("SELECT 1 FROM deliveries WHERE status='held' AND next_at <= ? LIMIT 1",
+                                         (clock_ms,)).fetchone() is not None
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        row = self.connection().execute("SELECT data FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        return Delivery.decode(row[0]) if row is not None else None
+
     def save_delivery(self, delivery: Delivery) -> None:
         with self.write_lock:
             self.connection().execute(
-                "UPDATE deliveries SET status=?, next_at=?, lease_until=0, data=? WHERE id=?",
-                (delivery.status, delivery.next_at, delivery.encode(), delivery.id))
+                "UPDATE deliveries SET status=?, next_at=?, lease_until=0, grp=?, data=? WHERE id=?",
+                (delivery.status, delivery.next_at, delivery.group or None, delivery.encode(), delivery.id))
 
     def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
         where, args = ["1=1"], []
