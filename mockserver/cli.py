@@ -164,7 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a mix of latency, 429s, 5xx and dropped connections (contracts/admin/chaos.json); "
                             "reproducible with --deterministic")
     serve.add_argument("--allow-webhook-host", dest="webhook_hosts", action="append", default=[], metavar="HOST",
-                       help="also deliver webhooks to HOST (repeatable); by default only loopback hosts")
+                       help="also deliver webhooks to HOST (repeatable); by default only loopback hosts, and none "
+                            "when the mock listens beyond loopback")
+    serve.add_argument("--webhook-subscriptions-per-account", type=up_to(100_000), default=20, metavar="N",
+                       help="webhook subscriptions one account may hold; the next is refused with 409 (default 20)")
+    serve.add_argument("--webhook-faults", metavar="FILE",
+                       help="webhook delivery fault rules to start with (contracts/admin/webhook-fault-rule.json; "
+                            "one rule or a list): duplicates, out-of-order, delayed and replayed deliveries")
+    serve.add_argument("--webhook-chaos", choices=("light", "heavy"),
+                       help="a mix of duplicated, reordered, delayed and replayed webhook deliveries "
+                            "(contracts/admin/webhook-chaos.json); reproducible with --deterministic")
+    serve.add_argument("--autopilot", action="append", default=[], metavar="FILE|PRESET",
+                       help="the provider's own moves on the mock's clock: a schedule file "
+                            "(contracts/admin/autopilot-file.json) or a preset of a provider's contract, e.g. "
+                            "warehouse (3plship: received 3 business days after creation, inspected 1 later); "
+                            "repeatable")
     serve.add_argument("--webhook-attempts", type=up_to(100), default=6, help="delivery attempts per event (6)")
     serve.add_argument("--webhook-backoff-ms", type=up_to(86_400_000), default=1000,
                        help="wait before the first retry, doubling after each (1000)")
@@ -265,6 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
     _har_input(drift)
     _ci_reports(drift)
 
+    trigger = commands.add_parser(
+        "trigger", help="send a webhook event built from a return a running mock holds",
+        description="Ask a running mock (POST /__admin/webhooks/trigger) to send EVENT built from the stored return "
+                    "RETURN as the provider's own move would, to its account's subscriptions, through the delivery "
+                    "faults. Prints the deliveries queued. Exit 0: queued; 1: the mock refused (its error printed); "
+                    "2: a bad flag, or no mock at --url.")
+    trigger.add_argument("event", help="e.g. return.received")
+    trigger.add_argument("return_id", metavar="RETURN", help="the return's id")
+    trigger.add_argument("--url", type=_url, default="http://127.0.0.1:8080", help="the mock (default "
+                                                                                    "http://127.0.0.1:8080)")
+    trigger.add_argument("--account", help="the return's account, where several hold a return with this id")
+    trigger.add_argument("--provider", help="the provider, where several hold a return with this id")
+    trigger.add_argument("--override", type=_json_object, metavar="JSON",
+                         help="merged into the event (JSON merge patch), then checked against its schema, e.g. "
+                              "'{\"data\": {\"notes\": null}}'")
+    trigger.add_argument("--admin-token", metavar="TOKEN", help=f"the mock's admin token (or ${TOKEN_ENV})")
+    trigger.add_argument("--admin-token-file", metavar="FILE", help="the mock's admin token, read from FILE")
+
     show = commands.add_parser("openapi", help="print a provider's self-contained OpenAPI document, or the "
                                                 "control plane's (admin: the /__admin API)")
     show.add_argument("provider", choices=[*names, "admin"])
@@ -308,6 +340,16 @@ def _provider_host(text: str) -> tuple[str, str]:
     return host.lower().strip("[]"), name
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def _pointer(text: str) -> str:
     if not text.startswith("/"):
         raise argparse.ArgumentTypeError(f"expected a JSON pointer such as /data/carrier, got {text!r}")
@@ -328,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_proxy(args)
         if args.command == "drift":
             return replay_drift(args)
+        if args.command == "trigger":
+            return send_trigger(args)
         if args.command == "openapi":
             sys.stdout.write(orjson.dumps(contract(args.provider).bundled_openapi(),
                                           option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -370,16 +414,63 @@ def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | 
     return rules or None
 
 
+def _webhook_fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
+    from mockserver.contract import contract, problems
+    from mockserver.domain.delivery_faults import chaos_profile, rule_problems
+    from mockserver.domain.events import Events
+
+    rules: list[dict[str, Any]] = []
+    if path is not None:
+        loaded = _json_file(path, "--webhook-faults", FAULTS_LIMIT)
+        sent = [event for p in REGISTRY if p.contract.openapi.get("webhooks") for event in Events(p.name).sent()]
+        found = problems(contract("admin").validator("webhook-faults-request.json"), loaded) or \
+            rule_problems(loaded, sent)
+        if found:
+            raise UsageError(f"--webhook-faults {path}: {found[0].message}")
+        rules += loaded if isinstance(loaded, list) else [loaded]
+    if chaos is not None:
+        rules += chaos_profile(chaos)
+    return rules or None
+
+
+def _autopilot(given: list[str]) -> list[dict[str, Any]] | None:
+    """Each --autopilot: a schedule file (one or a list), or a preset of a provider's contract by name
+    (PRESET, or PROVIDER:PRESET). Checked fully when the store is prepared."""
+    from mockserver.contract import contract, problems
+    from mockserver.domain.autopilot import named
+
+    schedules: list[dict[str, Any]] = []
+    for value in given:
+        if not os.path.exists(value):
+            try:
+                schedules += named(value)
+            except ValueError as exc:
+                raise UsageError(f"--autopilot {value}: not a file, and {exc}") from None
+            continue
+        loaded = _json_file(value, "--autopilot", FAULTS_LIMIT)
+        found = problems(contract("admin").validator("autopilot-file.json"), loaded)
+        if found:
+            raise UsageError(f"--autopilot {value}: {found[0].message}")
+        schedules += named(loaded)
+    return schedules or None
+
+
 def _prepare(store: Any, config: Config, explicit: set[str]) -> list[str]:
     """Start the store fresh (clock, rate policy, fault rules), and check (and for a shared store, apply)
     the seed file, before any worker starts. On a store that replicas share, only the settings named in
     `explicit` (given as flags on this start) are set: starting a replica never resets the others' clock,
     faults or rate policy. Answers what was set."""
+    from mockserver.domain.mock import Refused
     from mockserver.providers.registry import build_mock
 
-    mock = build_mock(dataclasses.replace(config, seed_file=None), store=store)
+    try:
+        mock = build_mock(dataclasses.replace(config, seed_file=None), store=store)
+    except Refused as exc:
+        raise UsageError(f"--autopilot: {exc.message}") from None
     try:
         return _start_fresh(mock, config, explicit)
+    except Refused as exc:
+        raise UsageError(f"--autopilot: {exc.message}") from None
     finally:
         mock.close()  # the workers deliver webhooks, not this process
         store.close()
@@ -534,6 +625,8 @@ def serve(args: argparse.Namespace) -> int:
     address, allowed_hosts = _bind(args, "anyone who can reach it could reset, seed or move the clock of this "
                                          "mock through /__admin")
     faults = _fault_rules(args.faults, args.chaos)
+    webhook_faults = _webhook_fault_rules(args.webhook_faults, args.webhook_chaos)
+    autopilot = _autopilot(args.autopilot)
     rate_limit = ",".join(args.rate_limit) if args.rate_limit else None
     if rate_limit is not None:
         try:
@@ -552,10 +645,14 @@ def serve(args: argparse.Namespace) -> int:
                     faults=faults, allow_webhook_hosts=tuple(args.webhook_hosts),
                     webhook_attempts=args.webhook_attempts, webhook_backoff_ms=args.webhook_backoff_ms,
                     webhook_timeout_ms=args.webhook_timeout_ms, workers=workers,
-                    allowed_hosts=allowed_hosts, seed_file=_seed_file(args.seed_file, args.har_accounts))
+                    allowed_hosts=allowed_hosts, seed_file=_seed_file(args.seed_file, args.har_accounts),
+                    exposed=allowed_hosts is None, webhook_faults=webhook_faults, autopilot=autopilot,
+                    webhook_subscriptions_per_account=args.webhook_subscriptions_per_account)
     explicit = {name for name, given in (("clock", args.clock is not None or args.deterministic is not None),
                                          ("rate_limit", rate_limit is not None),
-                                         ("faults", faults is not None)) if given}
+                                         ("faults", faults is not None),
+                                         ("webhook_faults", webhook_faults is not None),
+                                         ("autopilot", autopilot is not None)) if given}
     try:
         settings = _prepare(store, config, explicit)
     except StoreError as exc:  # e.g. the database went away between opening and preparing it
@@ -613,6 +710,30 @@ def run_proxy(args: argparse.Namespace) -> int:
     Granian("mockserver.proxy:app_from_env", factory=True, address=address, port=args.port,
             interface=Interfaces.WSGI, workers=1, blocking_threads=PROXY_THREADS, log_access=False).serve()
     return 0
+
+
+def send_trigger(args: argparse.Namespace) -> int:
+    import requests
+
+    token = _admin_token(args)
+    body = {"event": args.event, "return": args.return_id,
+            **{name: getattr(args, name) for name in ("account", "provider", "override") if getattr(args, name)}}
+    try:
+        answer = requests.post(args.url.rstrip("/") + "/__admin/webhooks/trigger", json=body, timeout=30,
+                               headers={"Authorization": f"Bearer {token}"} if token else {})
+    except requests.RequestException as exc:
+        raise UsageError(f"--url {masked_url(args.url)}: no mock answered ({type(exc).__name__})") from None
+    try:
+        shown = answer.json()
+    except ValueError:
+        raise UsageError(f"--url {masked_url(args.url)}: not a returns-mock ({answer.status_code})") from None
+    if answer.status_code == 202:
+        print(json.dumps(shown, indent=2))
+        return 0
+    error = shown.get("error", {}) if isinstance(shown, dict) else {}
+    print(f"returns-mock trigger: {answer.status_code} {error.get('code', '')}: {error.get('message', shown)}",
+          file=sys.stderr)
+    return 1
 
 
 def validate_har(args: argparse.Namespace) -> int:

@@ -13,12 +13,14 @@ the app (one code path with the server), with a fresh in-memory store per contex
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import math
 import re
 from collections.abc import Callable
 from contextlib import ContextDecorator
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ import responses
 from flask import Flask
 
 from mockserver.contract import Violation
+from mockserver.domain.autopilot import named
 from mockserver.domain.clock import Clock
 from mockserver.domain.config import Config
 from mockserver.domain.faults import ConnectionDropped, NoAnswerInTime
@@ -79,6 +82,11 @@ class MockHandle:
     def clock(self) -> Clock:
         return self.state.clock
 
+    def advance(self, duration: str | timedelta) -> None:
+        """Move the mock's clock forward (P3D, PT1H, or a timedelta) and make what fell due at once: the
+        provider's own moves (expiry, refunds, the autopilot's) and the webhooks they send."""
+        self.state.advance(duration)
+
     @property
     def journal(self) -> list[Entry]:
         """Every request and response, oldest first (bounded: Config.journal_size)."""
@@ -112,9 +120,12 @@ class mock_providers(MockHandle, ContextDecorator):
     """
 
     def __init__(self, *, passthrough: bool | list[str] = False, config: Config | None = None,
-                 clock: Clock | None = None, vary: int | None = None) -> None:
+                 clock: Clock | None = None, vary: int | None = None,
+                 autopilot: str | dict[str, Any] | list[dict[str, Any]] | None = None) -> None:
         self._passthrough = passthrough
         self._config = config or Config()
+        if autopilot is not None:  # the provider's own moves: schedules, or a preset's name (e.g. warehouse)
+            self._config = dataclasses.replace(self._config, autopilot=named(autopilot))
         self._clock = clock
         self._vary = vary
         """Vary every answer within the contract, reproducibly from this seed (as serve --vary)."""

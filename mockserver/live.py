@@ -6,11 +6,13 @@ standalone server (`returns-mock serve`) uses granian instead.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
 from werkzeug.serving import make_server
 
+from mockserver.domain.autopilot import named
 from mockserver.domain.clock import Clock
 from mockserver.domain.config import Config
 from mockserver.inprocess import MockHandle
@@ -47,8 +49,13 @@ class ThreadedServer:
 class LiveMock(MockHandle):
     """The mock served over real HTTP: `.url`, and each provider's base URL."""
 
-    def __init__(self, config: Config | None = None, clock: Clock | None = None) -> None:
-        self.app = create_app(config or Config(), store=MemoryStore(), clock=clock)
+    def __init__(self, config: Config | None = None, clock: Clock | None = None,
+                 autopilot: str | dict[str, Any] | list[dict[str, Any]] | None = None) -> None:
+        """`autopilot`: schedules of the provider's own moves, or a preset's name (mockserver.domain.autopilot)."""
+        config = config or Config()
+        if autopilot is not None:
+            config = dataclasses.replace(config, autopilot=named(autopilot))
+        self.app = create_app(config, store=MemoryStore(), clock=clock)
         self._server = ThreadedServer(self.app)
         self.url = self._server.url
         self._base_urls = {name: self.url + entry.contract.mock_prefix for name, entry in self.state.providers.items()}

@@ -8,8 +8,9 @@ Options: `--returns-mock-strict` or ini `returns_mock_strict = true`: a test fai
 test sent a request that breaks the contract. `--returns-mock-fuzz=N`: each test that uses `returns_mock`
 runs up to N times, with answers that vary within the contract, and a failure is shrunk to the smallest
 varied answers that still break it (mockserver.fuzzing; `--returns-mock-fuzz-seed=S` replays a run).
-`@pytest.mark.returns_mock(config=Config(...), passthrough=..., clock=..., fuzz=N)` configures either
-fixture for one test.
+`@pytest.mark.returns_mock(config=Config(...), passthrough=..., clock=..., fuzz=N, autopilot=...)` configures
+either fixture for one test (`autopilot`: the provider's own moves, schedules or a preset such as "warehouse";
+`.advance("P3D")` on either fixture moves the clock and makes what fell due).
 
 Each fuzzed run starts from scratch, as a hypothesis `@given` test needs: the test's function-scoped
 fixtures (`returns_mock` and every other one: a shop's database, a list, `tmp_path`) are torn down and set
@@ -65,8 +66,8 @@ def _count(text: str) -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "returns_mock(config=None, passthrough=False, clock=None, fuzz=0): "
-                                       "configure the returns_mock / returns_mock_server fixtures")
+    config.addinivalue_line("markers", "returns_mock(config=None, passthrough=False, clock=None, fuzz=0, "
+                                       "autopilot=None): configure the returns_mock / returns_mock_server fixtures")
 
 
 def _strict(config: pytest.Config) -> bool:

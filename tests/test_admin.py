@@ -112,9 +112,8 @@ def test_a_scenario_clashing_with_stored_state_stores_nothing(admin: FlaskClient
 
 def test_clock_moves_and_35up_expiry_follows_just_before_and_after_the_deadline(admin: FlaskClient) -> None:
     seed(admin)
-    response = admin.post("/__admin/clock", json={"advance": "P30D"})
-    assert response.get_json() == {"now": "2026-02-04T10:00:00.000Z", "mode": "frozen"}
-    admin.post("/__admin/clock", json={"advance": "-PT0.001S"})
+    response = admin.post("/__admin/clock", json={"advance": "P29DT23H59M59.999S"})
+    assert response.get_json() == {"now": "2026-02-04T09:59:59.999Z", "mode": "frozen"}
     assert admin_return(admin, "35up", "1002")["status"] == "awaiting_return"
     admin.post("/__admin/clock", json={"advance": "PT0.001S"})
     expired = admin_return(admin, "35up", "1002")

@@ -16,11 +16,20 @@ from typing import Any, Protocol
 
 from mockserver.contract import Contract
 from mockserver.contract.errors import ProviderError
-from mockserver.domain.clock import Clock
+from mockserver.domain.autopilot import Autopilot, ProviderMove, Step, presets_of
+from mockserver.domain.clock import Clock, from_millis, parse_instant, to_millis
+from mockserver.domain.delivery_faults import DeliveryFaults
 from mockserver.domain.ids import IdGenerator
 from mockserver.domain.lifecycle import Lifecycle
-from mockserver.domain.webhooks import DeliveryPolicy
+from mockserver.domain.webhooks import DeliveryPolicy, Webhooks
 from mockserver.store import ReturnRecord, ReturnStore, Store, Transaction
+
+Moved = Callable[[list[ProviderMove]], None]
+"""Told of the moves the provider made on its own, once they are committed (the mock journals them)."""
+
+
+def _ignored(moves: list[ProviderMove]) -> None:
+    pass
 
 
 class Backend:
@@ -43,6 +52,24 @@ class Backend:
         the return as the provider answers it."""
         raise NotImplementedError(f"{self.name} returns cannot be moved from the control plane")
 
+    def settle_in(self, tx: Transaction, record: ReturnRecord, now: datetime) -> list[ProviderMove]:
+        """Make, in `tx`, the moves of `record` that are due at `now` (the caller stores it); its `due_at` set
+        to its next. A provider without moves of its own has none: nothing stays due."""
+        record.due_at = None
+        return []
+
+    def presets(self) -> dict[str, Any]:
+        """Autopilot schedules the provider's contract names (its lifecycle.json's autopilot.presets)."""
+        return {}
+
+    webhooks: Webhooks | None = None
+    """The provider's webhooks, if it sends any."""
+
+    @property
+    def counts_reads(self) -> bool:
+        """Whether a client can read a return (so an autopilot move may wait for reads)."""
+        return False
+
     def start(self) -> None:
         """Resume background work left from before a restart (e.g. webhook deliveries still pending)."""
 
@@ -54,14 +81,31 @@ Change = Callable[[Transaction, ReturnRecord, datetime], ProviderError | None]
 """A change to a stored return, made in its transaction at a moment: None, or the provider's refusal."""
 
 
+@dataclass(frozen=True)
+class Due:
+    """A move of a return that falls due at a moment of the mock's clock: the provider's own rule's (`step`
+    None: an expiry, a refund's completion) or an autopilot step's."""
+
+    at: int
+    to: str
+    step: Step | None
+    cause: str
+
+
 class LifecycleBackend(Backend):
     """A provider whose returns move through a status graph and through moves the clock makes (an expiry,
-    a refund's business days): what the two providers' backends do alike, each giving its own rules."""
+    a refund's business days, the autopilot's): what the two providers' backends do alike, each giving its
+    own rules. A move the provider makes on its own happens at the moment it fell due (its history says
+    so), through the same path as a client's move, and is journaled as the provider's (`on_moves`)."""
 
     provider: str
     lifecycle: Lifecycle
     store: ReturnStore
     clock: Clock
+    autopilot: Autopilot | None = None
+    on_moves: Moved = staticmethod(_ignored)
+    MAX_CHAIN = 100
+    """Moves made for one return at one settling at most (a schedule cannot loop: each move changes status)."""
 
     def get_record(self, account: str, return_id: str) -> ReturnRecord:
         """The stored return with its time-based moves applied (and saved) as of the clock."""
@@ -70,9 +114,86 @@ class LifecycleBackend(Backend):
     def _enter(self, record: ReturnRecord, status: str, at: datetime) -> None:
         raise NotImplementedError
 
-    def _settle(self, record: ReturnRecord, now: datetime) -> bool:
-        """Apply the moves whose time has come; whether any was."""
+    def _own_due(self, record: ReturnRecord) -> Due | None:
+        """The provider's own time rule for the record as it is (an expiry, a refund's completion), if any."""
+        return None
+
+    def _make_own(self, tx: Transaction, record: ReturnRecord, due: Due) -> None:
+        """Apply the provider's own rule at its due moment."""
         raise NotImplementedError
+
+    def _moved(self, tx: Transaction, record: ReturnRecord, status: str, at: datetime) -> None:
+        """One status move through the lifecycle (already allowed), with what the provider does on it (its
+        events, queued in `tx`): a client's move and an autopilot move alike."""
+        self._enter(record, status, at)
+
+    # --- the provider's own moves ------------------------------------------------------------------
+
+    def presets(self) -> dict[str, Any]:
+        return presets_of(self.provider)
+
+    def steps(self, account: str) -> tuple[Step, ...]:
+        return self.autopilot.steps(self.provider, account) if self.autopilot is not None else ()
+
+    def next_due(self, record: ReturnRecord) -> Due | None:
+        """The record's next time-based move: its own rule's or a timed autopilot step's, whichever is first."""
+        found = self._own_due(record)
+        entered: int | None = None
+        for step in self.steps(record.account):
+            if step.timed and step.applies(self.lifecycle, record.status):
+                entered = entered if entered is not None else entered_at(record)
+                at = step.due(entered)
+                if found is None or at < found.at:
+                    found = Due(at, step.to, step, step.describe())
+        return found
+
+    def plan(self, record: ReturnRecord) -> None:
+        """Set the record's `due_at` to its next time-based move's moment (None: nothing will move it)."""
+        due = self.next_due(record)
+        record.due_at = due.at if due is not None else None
+
+    def settle_in(self, tx: Transaction, record: ReturnRecord, now: datetime) -> list[ProviderMove]:
+        made: list[ProviderMove] = []
+        now_ms = to_millis(now)
+        for _ in range(self.MAX_CHAIN):
+            due = self.next_due(record)
+            if due is None or due.at > now_ms:
+                break
+            made.append(self._make(tx, record, due))
+        self.plan(record)
+        return made
+
+    def _make(self, tx: Transaction, record: ReturnRecord, due: Due) -> ProviderMove:
+        source = record.status
+        if due.step is None:
+            self._make_own(tx, record, due)
+        else:
+            self._moved(tx, record, due.to, from_millis(due.at))
+        return ProviderMove(self.provider, record.account, record.id, source, record.status, due.at, due.cause,
+                            record.resource)
+
+    def count_reads(self, account: str, return_ids: list[str]) -> None:
+        """The client read these returns (a page showed them): each counts one more read, and an autopilot
+        step waiting for that many reads is made now, after the read (the next read shows it)."""
+        reading = [step for step in self.steps(account) if step.after_reads is not None]
+        if not reading or not return_ids:
+            return
+        now = self.clock.now()
+        made: list[ProviderMove] = []
+        with self.store.transaction() as tx:
+            for return_id in return_ids:
+                record = tx.get(self.provider, account, return_id)
+                if record is None or not any(step.applies(self.lifecycle, record.status) for step in reading):
+                    continue
+                made += self.settle_in(tx, record, now)
+                record.reads += 1
+                step = next((s for s in reading if s.applies(self.lifecycle, record.status)
+                             and record.reads >= (s.after_reads or 0)), None)
+                if step is not None:
+                    made.append(self._make(tx, record, Due(to_millis(now), step.to, step, step.describe())))
+                    made += self.settle_in(tx, record, now)
+                tx.update(record)
+        self.on_moves(made)
 
     def _refuse(self, current: str, target: str) -> ProviderError:
         raise NotImplementedError
@@ -104,13 +225,41 @@ class LifecycleBackend(Backend):
             record = tx.get(self.provider, account, return_id)
             if record is None:
                 raise self._not_found(return_id)
-            moved = self._settle(record, now)
+            due_before = record.due_at
+            made = self.settle_in(tx, record, now)
             refusal = change(tx, record, now)
-            if moved or refusal is None:
+            if refusal is None:
+                self.plan(record)
+            if made or refusal is None or record.due_at != due_before:
                 tx.update(record)
+        self.on_moves(made)
         if refusal is not None:
             raise refusal
         return record.resource
+
+    def settle_stored(self, account: str, return_id: str, now: datetime) -> ReturnRecord | None:
+        """The stored return with the moves due at `now` made (and saved), or None if there is none."""
+        with self.store.transaction() as tx:
+            record = tx.get(self.provider, account, return_id)
+            if record is None:
+                return None
+            due_before = record.due_at
+            made = self.settle_in(tx, record, now)
+            if made or record.due_at != due_before:
+                tx.update(record)
+        self.on_moves(made)
+        return record
+
+
+def entered_at(record: ReturnRecord) -> int:
+    """When the record entered its status (epoch ms on the mock's clock): the first of its latest run of
+    history entries in that status (a refund's start adds one in the same status)."""
+    at: str | None = None
+    for entry in reversed(record.history):
+        if entry.get("status") != record.status:
+            break
+        at = entry["at"]
+    return to_millis(parse_instant(at)) if at is not None else 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +272,10 @@ class Services:
     delivery_policy: DeliveryPolicy
     options: Mapping[str, Any] = field(default_factory=dict)
     """This provider's entry of Config.providers (what its own command-line flags set)."""
+    autopilot: Autopilot | None = None
+    delivery_faults: DeliveryFaults | None = None
+    on_moves: Moved = _ignored
+    """Told of the moves the provider made on its own (the mock journals them)."""
 
 
 class ProviderEntry(Protocol):

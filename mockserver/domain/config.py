@@ -43,6 +43,17 @@ class Config:
     """Fault rules (contracts/admin/fault-rule.json) a new store starts with: --faults FILE and --chaos."""
     allow_webhook_hosts: tuple[str, ...] = ()
     """Hosts webhooks may be delivered to besides loopback ones."""
+    exposed: bool = False
+    """The server listens beyond loopback (serve --host 0.0.0.0): loopback webhook targets are blocked too,
+    unless named in allow_webhook_hosts."""
+    webhook_subscriptions_per_account: int = 20
+    """Webhook subscriptions one account may hold (serve --webhook-subscriptions-per-account)."""
+    webhook_faults: list[dict[str, Any]] | None = None
+    """Delivery fault rules (contracts/admin/webhook-fault-rule.json) a new store starts with: serve
+    --webhook-faults FILE and --webhook-chaos."""
+    autopilot: list[dict[str, Any]] | None = None
+    """Autopilot schedules (contracts/admin/autopilot-request.json) a new store starts with: serve --autopilot,
+    the pytest marker's autopilot=."""
     webhook_attempts: int = 6
     webhook_backoff_ms: int = 1000
     """Wait before the first retry of a webhook delivery; it doubles for each next one."""

@@ -91,14 +91,16 @@ def chaos_profiles() -> list[str]:
     return sorted(contract("admin").documents["chaos.json"]["profiles"])
 
 
-class Faults:
-    def __init__(self, store: Settings, rng: random.Random) -> None:
+class Rules:
+    """Rules kept in the store's settings under `key` (every worker and replica sees them), each with an id
+    never given before in this store (`prefix` and a counter under `id_key`), `times` counted down atomically."""
+
+    def __init__(self, store: Settings, key: str, id_key: str, prefix: str) -> None:
         self.store = store
-        self.rng = rng
-        self._lock = threading.Lock()
+        self.key, self.id_key, self.prefix = key, id_key, prefix
 
     def _set(self) -> str | None:
-        raw = self.store.get_setting(KEY)
+        raw = self.store.get_setting(self.key)
         return raw if raw and raw != "[]" else None
 
     def rules(self) -> list[dict[str, Any]]:
@@ -108,8 +110,8 @@ class Faults:
 
     def replace(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
         start = self._take_ids(len(rules))
-        numbered = [{**rule, "id": f"f{start + n}"} for n, rule in enumerate(rules)]
-        self.store.set_setting(KEY, json.dumps(numbered))
+        numbered = [{**rule, "id": f"{self.prefix}{start + n}"} for n, rule in enumerate(rules)]
+        self.store.set_setting(self.key, json.dumps(numbered))
         return numbered
 
     def add(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -118,10 +120,10 @@ class Faults:
 
         def change(raw: str | None) -> str:
             current = json.loads(raw) if raw else []
-            added[:] = [{**rule, "id": f"f{start + n}"} for n, rule in enumerate(rules)]
+            added[:] = [{**rule, "id": f"{self.prefix}{start + n}"} for n, rule in enumerate(rules)]
             return json.dumps(current + added)
 
-        self.store.update_setting(KEY, change)
+        self.store.update_setting(self.key, change)
         return added
 
     def _take_ids(self, count: int) -> int:
@@ -134,7 +136,7 @@ class Faults:
             taken[:] = [last + 1]
             return str(last + count)
 
-        self.store.update_setting(ID_KEY, change)
+        self.store.update_setting(self.id_key, change)
         return taken[0]
 
     def remove(self, rule_id: str | None = None) -> int:
@@ -147,8 +149,36 @@ class Faults:
             removed = len(current) - len(kept)
             return json.dumps(kept)
 
-        self.store.update_setting(KEY, change)
+        self.store.update_setting(self.key, change)
         return removed
+
+    def spend(self, rule_ids: list[str]) -> set[str]:
+        """Atomically: count down each of these rules that has `times` left (a rule without `times` always
+        applies); a rule whose `times` ran out is dropped. Answers the rules that apply."""
+        applied: set[str] = set()
+
+        def change(raw: str | None) -> str:
+            applied.clear()
+            current = json.loads(raw) if raw else []
+            for rule in current:
+                if rule["id"] not in rule_ids:
+                    continue
+                if "times" not in rule:
+                    applied.add(rule["id"])
+                elif rule["times"] > 0:
+                    rule["times"] -= 1
+                    applied.add(rule["id"])
+            return json.dumps([rule for rule in current if rule.get("times", 1) > 0])
+
+        self.store.update_setting(self.key, change)
+        return applied
+
+
+class Faults(Rules):
+    def __init__(self, store: Settings, rng: random.Random) -> None:
+        super().__init__(store, KEY, ID_KEY, "f")
+        self.rng = rng
+        self._lock = threading.Lock()
 
     def armed(self) -> bool:
         """Whether any rule is set (asked first on every request: most have none, and need no parsing)."""
@@ -212,7 +242,7 @@ class Faults:
                     break
             return json.dumps([rule for rule in current if rule.get("times", 1) > 0])
 
-        self.store.update_setting(KEY, change)
+        self.store.update_setting(self.key, change)
         return applied
 
 

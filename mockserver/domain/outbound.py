@@ -137,14 +137,15 @@ def _tls() -> ssl.SSLContext:
 
 
 def exchange(method: str, url: str, headers: list[tuple[str, str]], body: bytes, *, timeout: float,
-             limit: int, cut: bool = False) -> Answer:
+             limit: int, cut: bool = False, address: str | None = None) -> Answer:
     """Send one request and read its answer, all of it within `timeout` seconds, the decoded body at most
-    `limit` bytes (more: AnswerTooLarge, or with `cut` the answer so far, `complete=False`)."""
+    `limit` bytes (more: AnswerTooLarge, or with `cut` the answer so far, `complete=False`). `address`: the
+    IP address to connect to, when the caller resolved (and checked) the URL's host itself."""
     parts = urlsplit(url)
     secure = parts.scheme == "https"
     deadline = time.monotonic() + timeout
     try:
-        sock = socket.create_connection((parts.hostname or "", parts.port or (443 if secure else 80)),
+        sock = socket.create_connection((address or parts.hostname or "", parts.port or (443 if secure else 80)),
                                         timeout=timeout)
     except TimeoutError:
         raise ExchangeFailed(f"no connection within {round(timeout * 1000)} ms", timed_out=True) from None

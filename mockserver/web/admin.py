@@ -32,8 +32,10 @@ from mockserver.domain.clock import (
     shifted,
 )
 from mockserver.domain.credentials import same_secret, wire_bytes
+from mockserver.domain.delivery_faults import chaos_profile as delivery_chaos
+from mockserver.domain.delivery_faults import chaos_profiles as delivery_chaos_profiles
 from mockserver.domain.faults import chaos_profile, chaos_profiles, rule_problems
-from mockserver.domain.mock import Mock
+from mockserver.domain.mock import Mock, Refused
 from mockserver.domain.ratelimit import RatePolicy
 from mockserver.domain.seeding import ScenarioError
 from mockserver.providers.face import kind_of
@@ -45,6 +47,7 @@ PREFIX = "/__admin"
 PUBLIC = frozenset({"admin.dashboard", "admin.openapi"})
 """What answers without the admin token: the dashboard page and the control plane's OpenAPI document."""
 ADMIN_MAX_BODY = 256 * 1024 * 1024
+DELIVERY_STATUSES = ("pending", "held", "delivered", "failed", "blocked")
 
 
 class AdminError(Exception):
@@ -239,6 +242,7 @@ def register(app: Flask, state: Mock) -> None:
             clock.reset(body["mode"], target or clock.now())
         elif target is not None:
             clock.set(target)
+        state.settle()  # what the clock passed happens now, not at the next read
         return json_response(200, clock_json(clock))
 
     @admin.post("/seed")
@@ -262,10 +266,10 @@ def register(app: Flask, state: Mock) -> None:
         shown = [_record_json(state.settled(r)) for r in records if r.provider in providers]
         return json_response(200, {"returns": shown, "total": total, "offset": offset, "limit": limit})
 
-    def _the_return(provider: str, return_id: str) -> ReturnRecord:
+    def _the_return(provider: str, return_id: str, account: str | None = None) -> ReturnRecord:
         if provider not in providers:
             raise AdminError(404, "not_found", f"Unknown provider {provider}; known: {', '.join(providers)}.")
-        found, _ = state.store.find(provider, _query("account"), return_id, 0, 1000)
+        found, _ = state.store.find(provider, account or _query("account"), return_id, 0, 1000)
         matches = [r for r in found if r.id == return_id]
         if not matches:
             raise AdminError(404, "not_found", f"No {provider} return {return_id}.")
@@ -316,9 +320,90 @@ def register(app: Flask, state: Mock) -> None:
 
     @admin.get("/webhooks/deliveries")
     def deliveries() -> Response:
-        found = state.store.deliveries(account=_query("account"),
-                                       status=_query("status", ("pending", "delivered", "failed", "blocked")))
-        return json_response(200, {"deliveries": [d.as_json() for d in found]})
+        found = state.store.deliveries(account=_query("account"), status=_query("status", DELIVERY_STATUSES))
+        event, subscription = _query("event"), _query("subscription")
+        return json_response(200, {"deliveries": [d.as_json() for d in found
+                                                  if event in (None, d.event_id, d.event_type)
+                                                  and subscription in (None, d.webhook_id)]})
+
+    @admin.post("/webhooks/deliveries/<delivery_id>/redeliver")
+    def redeliver(delivery_id: str) -> Response:
+        try:
+            again = state.redeliver(delivery_id)
+        except ProviderError as exc:
+            raise AdminError(exc.status, exc.code, exc.message, exc.details) from None
+        return json_response(202, {"delivery": again.as_json()})
+
+    @admin.post("/webhooks/trigger")
+    def trigger() -> Response:
+        body = _body("webhook-trigger-request.json")
+        provider = body.get("provider")
+        if provider is None:
+            owners = [name for name, hooks in state.webhooks().items() if body["event"] in hooks.events.sent()]
+            provider = owners[0] if len(owners) == 1 else None
+        if provider is None:
+            sent = state.webhook_events()
+            message = f"event: {body['event']!r} is not an event this mock sends: {', '.join(sent)}"
+            raise AdminError(422, "validation_error", message + ".",
+                             [Problem("event", message, "body", tuple(sent)).as_detail()])
+        record = _the_return(provider, body["return"], body.get("account"))
+        try:
+            queued = state.trigger(body["event"], record, body.get("override"))
+        except Refused as exc:
+            raise AdminError(exc.status, "validation_error", exc.message, [p.as_detail() for p in exc.problems]) \
+                from None
+        answer: dict[str, Any] = {"deliveries": [d.as_json() for d in queued]}
+        if not queued:
+            answer["note"] = (f"No active subscription of account {record.account} to {body['event']}: nothing "
+                              "was queued.")
+        return json_response(202, answer)
+
+    @admin.get("/webhooks/faults")
+    def list_webhook_faults() -> Response:
+        return json_response(200, {"rules": state.webhook_faults.rules()})
+
+    @admin.post("/webhooks/faults")
+    def add_webhook_faults() -> Response:
+        try:
+            added = state.add_webhook_faults(_body("webhook-faults-request.json"))
+        except Refused as exc:
+            raise AdminError(exc.status, "validation_error", exc.message, [p.as_detail() for p in exc.problems]) \
+                from None
+        return json_response(201, {"rules": added})
+
+    @admin.delete("/webhooks/faults")
+    def clear_webhook_faults() -> Response:
+        state.webhook_faults.remove()
+        return Response(status=204)
+
+    @admin.get("/webhooks/faults/chaos")
+    def webhook_chaos() -> Response:
+        return json_response(200, {"profiles": {name: delivery_chaos(name) for name in delivery_chaos_profiles()}})
+
+    @admin.delete("/webhooks/faults/<rule_id>")
+    def remove_webhook_fault(rule_id: str) -> Response:
+        if not state.webhook_faults.remove(rule_id):
+            raise AdminError(404, "not_found", f"No webhook fault rule {rule_id}.")
+        return Response(status=204)
+
+    @admin.get("/autopilot")
+    def get_autopilot() -> Response:
+        return json_response(200, {"schedules": state.autopilot.schedules()})
+
+    @admin.put("/autopilot")
+    def put_autopilot() -> Response:
+        body = _body("autopilot-request.json")
+        try:
+            (schedule,) = state.set_autopilot([body], replace=False)
+        except Refused as exc:
+            raise AdminError(exc.status, "validation_error", exc.message, [p.as_detail() for p in exc.problems]) \
+                from None
+        return json_response(200, schedule)
+
+    @admin.delete("/autopilot")
+    def delete_autopilot() -> Response:
+        state.remove_autopilot(_query("provider", providers), _query("account"))
+        return Response(status=204)
 
     @admin.get("/faults")
     def list_faults() -> Response:

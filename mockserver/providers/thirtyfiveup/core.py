@@ -7,11 +7,12 @@ from typing import Any
 
 from mockserver.contract import contract
 from mockserver.contract.errors import DuplicateReturn, ProviderError
-from mockserver.domain.backend import LifecycleBackend
+from mockserver.domain.autopilot import Autopilot
+from mockserver.domain.backend import Due, LifecycleBackend, entered_at
 from mockserver.domain.clock import Clock, from_millis, isoformat, to_millis
 from mockserver.domain.lifecycle import Lifecycle, Mode
 from mockserver.providers.thirtyfiveup import PROVIDER
-from mockserver.store import ReturnRecord, ReturnStore
+from mockserver.store import ReturnRecord, ReturnStore, Transaction
 
 
 def _duration_days(iso: str) -> int:
@@ -27,10 +28,11 @@ class Returns35up(LifecycleBackend):
     lifecycle: Lifecycle
 
     def __init__(self, store: ReturnStore, clock: Clock, *, mode: Mode = "strict",
-                 return_window_days: int | None = None) -> None:
+                 return_window_days: int | None = None, autopilot: Autopilot | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store
         self.clock = clock
+        self.autopilot = autopilot
         self.lifecycle = Lifecycle(c.lifecycle, c.enum("status.json"), mode)
         (expiry,) = [rule for rule in c.lifecycle["automatic"] if rule["to"] == "expired"]
         self._expiry_from: str = expiry["from"]
@@ -48,8 +50,10 @@ class Returns35up(LifecycleBackend):
         history = [{"status": initial, "at": now}]
         resource = {"id": order_id, "orderId": order_id, "items": body["items"], "status": initial,
                     "createdAt": now, "updatedAt": now, "history": history}
-        return ReturnRecord(provider=PROVIDER, account=account, id=order_id, order_id=order_id,
-                            status=initial, resource=resource, history=history)
+        record = ReturnRecord(provider=PROVIDER, account=account, id=order_id, order_id=order_id,
+                              status=initial, resource=resource, history=history)
+        self.plan(record)
+        return record
 
     def route(self, target: str) -> list[str] | None:
         """The shortest chain of moves from the initial status to `target` (strict graph), or None."""
@@ -71,6 +75,7 @@ class Returns35up(LifecycleBackend):
             raise ProviderError(422, "unreachable", f"status {target} cannot be reached from {self.lifecycle.initial}")
         for status in route:
             self.move_record(record, status, now)
+        self.plan(record)
         return record
 
     def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
@@ -99,12 +104,9 @@ class Returns35up(LifecycleBackend):
         record = self.store.get(PROVIDER, account, order_id)
         if record is None:
             raise self._not_found(order_id)
-        if record.due_at is not None and record.due_at <= to_millis(self.clock.now()):
-            with self.store.transaction() as tx:
-                fresh = tx.get(PROVIDER, account, order_id)
-                if fresh is not None and self._settle(fresh, self.clock.now()):
-                    tx.update(fresh)
-                    record = fresh
+        now = self.clock.now()
+        if record.due_at is not None and record.due_at <= to_millis(now):
+            record = self.settle_stored(account, order_id, now) or record
         return record
 
     # --- rules -----------------------------------------------------------------------------------
@@ -112,16 +114,19 @@ class Returns35up(LifecycleBackend):
     def _enter(self, record: ReturnRecord, status: str, at: datetime) -> None:
         stamp = isoformat(at)
         record.status = status
+        record.reads = 0
         record.history.append({"status": status, "at": stamp})
         record.resource.update(status=status, updatedAt=stamp, history=record.history)
-        record.due_at = to_millis(at + self.return_window) if status == self._expiry_from else None
 
-    def _settle(self, record: ReturnRecord, now: datetime) -> bool:
-        """Apply the expiry if its deadline has passed; the history records the deadline itself."""
-        if record.status != self._expiry_from or record.due_at is None or record.due_at > to_millis(now):
-            return False
-        self._enter(record, self._expiry_to, from_millis(record.due_at))
-        return True
+    def _own_due(self, record: ReturnRecord) -> Due | None:
+        """The expiry, once the return window has passed in awaiting_return; the history records the deadline."""
+        if record.status != self._expiry_from or not self.lifecycle.can_move(record.status, self._expiry_to):
+            return None
+        at = to_millis(from_millis(entered_at(record)) + self.return_window)
+        return Due(at, self._expiry_to, None, f"return window of {self.return_window.days} days passed")
+
+    def _make_own(self, tx: Transaction, record: ReturnRecord, due: Due) -> None:
+        self._enter(record, due.to, from_millis(due.at))
 
     def _refuse(self, current: str, target: str) -> ProviderError:
         allowed = self.lifecycle.allowed(current)

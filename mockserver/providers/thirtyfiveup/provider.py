@@ -38,8 +38,10 @@ class Provider35up(Provider):
 
     def backend(self, services: Services) -> Returns35up:
         options = services.options
-        return Returns35up(services.store, services.clock, mode=options.get("lifecycle", "strict"),
-                           return_window_days=options.get("return_window_days"))
+        backend = Returns35up(services.store, services.clock, mode=options.get("lifecycle", "strict"),
+                              return_window_days=options.get("return_window_days"), autopilot=services.autopilot)
+        backend.on_moves = services.on_moves
+        return backend
 
     def face(self, options: Mapping[str, Any]) -> Api35up:
         return Api35up(users=options.get("users"))

@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from mockserver.contract import contract
 from mockserver.contract.errors import ProviderError
-from mockserver.domain.backend import LifecycleBackend
+from mockserver.domain.autopilot import Autopilot, ProviderMove
+from mockserver.domain.backend import Due, LifecycleBackend
 from mockserver.domain.clock import Clock, add_business_days, from_millis, isoformat, parse_instant, to_millis
 from mockserver.domain.ids import IdGenerator
 from mockserver.domain.lifecycle import Lifecycle
@@ -48,12 +51,15 @@ class Returns3plship(LifecycleBackend):
 
     provider = PROVIDER
     lifecycle: Lifecycle
+    webhooks: Webhooks | None
 
     def __init__(self, store: ReturnStore, clock: Clock, ids: IdGenerator | None = None,
-                 webhooks: Webhooks | None = None, refund_business_days: int | None = None) -> None:
+                 webhooks: Webhooks | None = None, refund_business_days: int | None = None,
+                 autopilot: Autopilot | None = None) -> None:
         c = contract(PROVIDER)
         self.store = store
         self.clock = clock
+        self.autopilot = autopilot
         self.ids = ids or IdGenerator()
         self.lifecycle = Lifecycle(c.lifecycle, c.enum("status.json"))
         self.shipping_rules: dict[str, Any] = c.lifecycle["shipping_status"]
@@ -104,18 +110,25 @@ class Returns3plship(LifecycleBackend):
             "created_at": now,
             "updated_at": now,
         }
-        return ReturnRecord(provider=PROVIDER, account=account, id=resource["id"],
-                            order_id=resource["order_id"], status=status, resource=resource,
-                            history=[{"status": status, "at": now}])
+        record = ReturnRecord(provider=PROVIDER, account=account, id=resource["id"],
+                              order_id=resource["order_id"], status=status, resource=resource,
+                              history=[{"status": status, "at": now}])
+        self.plan(record)
+        return record
+
+    @property
+    def counts_reads(self) -> bool:
+        return True
 
     def create_return(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
-        record = self.new_record(account, body, self.clock.now())
+        now = self.clock.now()
+        record = self.new_record(account, body, now)
         if self.store.has_webhooks(account) is False:  # no one to tell: the return alone (one statement)
             self.store.insert(record)
             return record.resource
         with self.store.transaction() as tx:
             tx.insert(record)
-            self._emit(tx, account, self.event_names["on_create"], record.resource)
+            self._emit(tx, account, self.event_names["on_create"], record.resource, now)
         return record.resource
 
     def seed_record(self, item: dict[str, Any], now: datetime) -> ReturnRecord:
@@ -131,6 +144,7 @@ class Returns3plship(LifecycleBackend):
             self.refund(record, refund.get("amount"), now)
             if item.get("status") == self.refund_rules["status_after"]:
                 self.complete_refund(record)
+        self.plan(record)
         return record
 
     def move(self, account: str, return_id: str, status: str) -> dict[str, Any]:
@@ -145,7 +159,9 @@ class Returns3plship(LifecycleBackend):
 
     def complete_refund(self, record: ReturnRecord) -> None:
         """Complete a processing refund now, as if its business days had passed."""
-        self._settle(record, from_millis(record.due_at or 0))
+        due = self._own_due(record)
+        if due is not None:
+            self._complete(record, due.at)
 
     def list_returns(self, account: str, *, status: str | None, order_id: str | None, page: int, limit: int,
                      start_date: str | None = None, end_date: str | None = None,
@@ -161,6 +177,8 @@ class Returns3plship(LifecycleBackend):
         if result.due:  # a deadline passed (refunds' business days): its moves first, then the page they change
             self._settle_due(account, now)
             result = read()
+        if self.autopilot is not None and result.resources and any(s.after_reads for s in self.steps(account)):
+            self.count_reads(account, [orjson.loads(orjson.dumps(r))["id"] for r in result.resources])
         total_pages = math.ceil(result.total / limit)
         pagination = {"page": page, "limit": limit, "total": result.total, "total_pages": total_pages,
                       "has_more": page < total_pages}
@@ -171,10 +189,7 @@ class Returns3plship(LifecycleBackend):
         def move(tx: Transaction, record: ReturnRecord, now: datetime) -> ProviderError | None:
             if not self.lifecycle.can_move(record.status, status):
                 return self._refuse(record.status, status)
-            self._enter(record, status, now, notes)
-            event = self.event_names["on_status"].get(status)
-            if event is not None:
-                self._emit(tx, account, event, record.resource)
+            self._moved(tx, record, status, now, notes)
             return None
 
         return self.change(account, return_id, move)
@@ -199,9 +214,16 @@ class Returns3plship(LifecycleBackend):
             raise self._not_found(return_id)
         return record
 
-    def _emit(self, tx: Transaction, account: str, event: str, resource: dict[str, Any]) -> None:
+    def _emit(self, tx: Transaction, account: str, event: str, resource: dict[str, Any], at: datetime) -> None:
         if self.webhooks is not None:
-            self.webhooks.emit(tx, account, event, resource)
+            self.webhooks.emit(tx, account, event, resource, at)
+
+    def _moved(self, tx: Transaction, record: ReturnRecord, status: str, at: datetime,
+               notes: str | None = None) -> None:
+        self._enter(record, status, at, notes)
+        event = self.event_names["on_status"].get(status)
+        if event is not None:
+            self._emit(tx, record.account, event, record.resource, at)
 
     # --- rules -----------------------------------------------------------------------------------
 
@@ -231,6 +253,7 @@ class Returns3plship(LifecycleBackend):
     def _enter(self, record: ReturnRecord, status: str, at: datetime, notes: str | None = None) -> None:
         stamp = isoformat(at)
         record.status = status
+        record.reads = 0
         entry: dict[str, Any] = {"status": status, "at": stamp}
         if notes is not None:
             entry["notes"] = notes
@@ -270,19 +293,26 @@ class Returns3plship(LifecycleBackend):
             updated_at=stamp)
         record.history.append({"status": record.status, "at": stamp,
                                "refund_status": record.resource["refund_status"]})
-        record.due_at = to_millis(expected)
 
-    def _settle(self, record: ReturnRecord, now: datetime) -> bool:
-        """Complete a processing refund whose business days have passed, as of its due moment."""
-        if record.due_at is None or record.due_at > to_millis(now):
-            return False
-        done = isoformat(from_millis(record.due_at))
-        record.resource["refund"]["completed_at"] = done
+    def _own_due(self, record: ReturnRecord) -> Due | None:
+        """A processing refund completes when its business days have passed (refund.expected_at)."""
+        refund = record.resource.get("refund")
+        processing = self.refund_rules["refund_status_while_processing"]
+        if refund is None or record.resource.get("refund_status") != processing:
+            return None
+        return Due(to_millis(parse_instant(refund["expected_at"])), self.refund_rules["status_after"], None,
+                   f"refund completed after {self.refund_business_days} business days")
+
+    def _make_own(self, tx: Transaction, record: ReturnRecord, due: Due) -> None:
+        self._complete(record, due.at)
+
+    def _complete(self, record: ReturnRecord, at_ms: int) -> None:
+        """Complete a processing refund as of its due moment."""
+        at = from_millis(at_ms)
+        record.resource["refund"]["completed_at"] = isoformat(at)
         record.resource["refund_status"] = self.refund_rules["refund_status_after"]
-        self._enter(record, self.refund_rules["status_after"], from_millis(record.due_at))
+        self._enter(record, self.refund_rules["status_after"], at)
         record.history[-1]["refund_status"] = record.resource["refund_status"]
-        record.due_at = None
-        return True
 
     def _settle_account(self, account: str) -> None:
         now = self.clock.now()
@@ -290,11 +320,14 @@ class Returns3plship(LifecycleBackend):
             self._settle_due(account, now)
 
     def _settle_due(self, account: str, now: datetime) -> None:
-        """The account's time-based moves as of `now` (a refund's business days), in one transaction."""
+        """The account's time-based moves as of `now` (a refund's business days, the autopilot's), in one
+        transaction."""
+        made: list[ProviderMove] = []
         with self.store.transaction() as tx:
             for record in tx.due(PROVIDER, account, to_millis(now)):
-                if self._settle(record, now):
-                    tx.update(record)
+                made += self.settle_in(tx, record, now)
+                tx.update(record)
+        self.on_moves(made)
 
     def _refuse(self, current: str, target: str) -> ProviderError:
         allowed = self.lifecycle.allowed(current)

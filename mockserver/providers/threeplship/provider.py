@@ -33,9 +33,13 @@ class Provider3plship(Provider):
     credentials = ("api_key",)
 
     def backend(self, services: Services) -> Returns3plship:
-        webhooks = Webhooks(services.store, services.store, services.clock, services.ids, services.delivery_policy)
-        return Returns3plship(services.store, services.clock, services.ids, webhooks=webhooks,
-                              refund_business_days=services.options.get("refund_business_days"))
+        webhooks = Webhooks(services.store, services.clock, services.ids, services.delivery_policy,
+                            services.delivery_faults)
+        backend = Returns3plship(services.store, services.clock, services.ids, webhooks=webhooks,
+                                 refund_business_days=services.options.get("refund_business_days"),
+                                 autopilot=services.autopilot)
+        backend.on_moves = services.on_moves
+        return backend
 
     def face(self, options: Mapping[str, Any]) -> Api3plship:
         return Api3plship(keys=options.get("keys"))

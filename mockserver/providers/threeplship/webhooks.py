@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from typing import Any
 
-import orjson
-
+from mockserver.contract.errors import ProviderError
 from mockserver.domain.clock import Clock, isoformat
+from mockserver.domain.delivery_faults import DeliveryFaults
 from mockserver.domain.ids import IdGenerator
-from mockserver.domain.webhooks import Deliverer, DeliveryPolicy
-from mockserver.store import Delivery, DeliveryQueue, ReturnStore, Transaction
+from mockserver.domain.webhooks import DeliveryPolicy
+from mockserver.domain.webhooks import Webhooks as Deliveries
+from mockserver.providers.threeplship import PROVIDER
+from mockserver.store import Delivery, Store
 from mockserver.version import __version__
 
 SIGNATURE_HEADER = "X-3plship-Signature"
@@ -29,17 +30,12 @@ def headers(delivery: Delivery) -> dict[str, str]:
             "X-3plship-Delivery": delivery.id, "User-Agent": f"returns-mock/{__version__} (3plship webhooks)"}
 
 
-class Webhooks:
-    """Subscriptions (kept with the returns, in their transactions) and their deliveries (a queue)."""
+class Webhooks(Deliveries):
+    """3plship's subscriptions (POST /webhooks, as documented) and their signed deliveries."""
 
-    def __init__(self, store: ReturnStore, queue: DeliveryQueue, clock: Clock, ids: IdGenerator,
-                 policy: DeliveryPolicy) -> None:
-        self.store = store
-        self.queue = queue
-        self.clock = clock
-        self.ids = ids
-        self.policy = policy
-        self.deliverer = Deliverer(queue, policy, headers, clock)
+    def __init__(self, store: Store, clock: Clock, ids: IdGenerator, policy: DeliveryPolicy,
+                 faults: DeliveryFaults | None = None) -> None:
+        super().__init__(PROVIDER, store, clock, ids, policy, headers, faults)
 
     def subscribe(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         # A URL the mock may not call is subscribed all the same (a schema-valid request is never refused
@@ -47,23 +43,11 @@ class Webhooks:
         webhook = {"id": self.ids.new("wh"), "url": body["url"], "events": body["events"],
                    "description": body.get("description"), "secret": self.ids.new("whsec", 32),
                    "active": body.get("active", True), "created_at": isoformat(self.clock.now())}
+        cap = self.policy.subscriptions_per_account
         with self.store.transaction() as tx:
+            if tx.webhook_count(account) >= cap:  # a refusal for a reason of state: 409, as the mock's others
+                message = (f"This API key has {cap} webhook subscriptions, the most one key may hold; "
+                           "each event is delivered to every one of them.")
+                raise ProviderError(409, "WEBHOOK_LIMIT_REACHED", message, [{"message": message}])
             tx.add_webhook(account, webhook)
         return webhook
-
-    def emit(self, tx: Transaction, account: str, event_type: str, resource: dict[str, Any]) -> None:
-        """Queue `event_type` for every active subscription of the account, inside the caller's transaction."""
-        queued = False
-        for webhook in tx.webhooks(account):
-            if not webhook["active"] or event_type not in webhook["events"]:
-                continue
-            event_id, created_at = self.ids.new("evt"), isoformat(self.clock.now())
-            event = {"id": event_id, "type": event_type, "created_at": created_at,
-                     "data": {"object": "return", **resource}}
-            tx.add_delivery(Delivery(id=self.ids.new("dlv"), webhook_id=webhook["id"], account=account,
-                                     event_id=event_id, event_type=event_type, url=webhook["url"],
-                                     secret=webhook["secret"], body=orjson.dumps(event),
-                                     next_at=int(time.time() * 1000), created_at=created_at))
-            queued = True
-        if queued:
-            self.deliverer.start()
