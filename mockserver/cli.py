@@ -398,39 +398,36 @@ def _json_file(path: str, flag: str, limit: int) -> Any:
 
 
 def _fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
-    from mockserver.contract import contract, problems
     from mockserver.domain.faults import chaos_profile, rule_problems
 
-    rules: list[dict[str, Any]] = []
-    if path is not None:
-        loaded = _json_file(path, "--faults", FAULTS_LIMIT)
-        found = problems(contract("admin").validator("faults-request.json"), loaded) or \
-            rule_problems(loaded, {p.name: [op.path for op in p.contract.operations] for p in REGISTRY})
-        if found:
-            raise UsageError(f"--faults {path}: {found[0].message}")
-        rules += loaded if isinstance(loaded, list) else [loaded]
-    if chaos is not None:
-        rules += chaos_profile(chaos)
-    return rules or None
+    paths = {p.name: [op.path for op in p.contract.operations] for p in REGISTRY}
+    return _rules(path, "--faults", "faults-request.json", lambda loaded: rule_problems(loaded, paths),
+                  chaos_profile(chaos) if chaos is not None else [])
 
 
 def _webhook_fault_rules(path: str | None, chaos: str | None) -> list[dict[str, Any]] | None:
-    from mockserver.contract import contract, problems
     from mockserver.domain.delivery_faults import chaos_profile, rule_problems
     from mockserver.domain.events import Events
 
+    sent = [event for p in REGISTRY if p.contract.openapi.get("webhooks") for event in Events(p.name).sent()]
+    return _rules(path, "--webhook-faults", "webhook-faults-request.json", lambda loaded: rule_problems(loaded, sent),
+                  chaos_profile(chaos) if chaos is not None else [])
+
+
+def _rules(path: str | None, flag: str, schema: str, never_fire: Any,
+           chaos: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Rules to start with: a file's (one rule or a list, checked against `schema` and for rules that could
+    never fire), then a chaos profile's."""
+    from mockserver.contract import contract, problems
+
     rules: list[dict[str, Any]] = []
     if path is not None:
-        loaded = _json_file(path, "--webhook-faults", FAULTS_LIMIT)
-        sent = [event for p in REGISTRY if p.contract.openapi.get("webhooks") for event in Events(p.name).sent()]
-        found = problems(contract("admin").validator("webhook-faults-request.json"), loaded) or \
-            rule_problems(loaded, sent)
+        loaded = _json_file(path, flag, FAULTS_LIMIT)
+        found = problems(contract("admin").validator(schema), loaded) or never_fire(loaded)
         if found:
-            raise UsageError(f"--webhook-faults {path}: {found[0].message}")
+            raise UsageError(f"{flag} {path}: {found[0].message}")
         rules += loaded if isinstance(loaded, list) else [loaded]
-    if chaos is not None:
-        rules += chaos_profile(chaos)
-    return rules or None
+    return [*rules, *chaos] or None
 
 
 def _autopilot(given: list[str]) -> list[dict[str, Any]] | None:

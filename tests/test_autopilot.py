@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import FIXTURES, PL, UP35, Server, basic, bearer, cli, fixture
+from helpers import FIXTURES, PL, UP35, Server, basic, bearer, cli, doc_blocks, fixture
 from test_webhooks import Receiver
 
 from mockserver.contract import contract, problems
@@ -265,3 +265,10 @@ def test_serve_takes_schedule_files_and_presets_together(tmp_path: Path) -> None
             ("35up", None, None), ("3plship", "zl_test_a", None), ("3plship", None, "warehouse")]
     finally:
         server.stop()
+
+
+def test_the_guides_shop_tests_pass(pytester: pytest.Pytester) -> None:
+    """The webhooks guide's shop tests, as written: the warehouse's move, and a duplicate booked once."""
+    (source,) = doc_blocks("The provider's own moves: autopilot", "python")
+    pytester.makepyfile(test_guide=source)
+    pytester.runpytest("-p", "no:cacheprovider", "--returns-mock-strict").assert_outcomes(passed=2)

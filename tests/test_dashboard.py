@@ -173,6 +173,26 @@ def test_a_varied_answer_says_what_was_varied(browser: webdriver.Chrome, seeded:
     assert shown == "varied: " + "; ".join(varied[-1]["varied"])
 
 
+def test_the_providers_moves_and_each_deliverys_fault_are_shown(browser: webdriver.Chrome, seeded: Server) -> None:
+    from test_webhooks import Receiver
+
+    auth = {"Authorization": "Bearer dash"}
+    with Receiver() as receiver:
+        requests.post(seeded.url + PL + "/webhooks", json={"url": receiver.url, "events": ["return.received"]},
+                      headers=bearer("zl_test_dash"), timeout=10)
+        requests.post(seeded.url + "/__admin/webhooks/faults", json={"duplicate": 2}, headers=auth, timeout=10)
+        requests.put(seeded.url + "/__admin/autopilot", json={"provider": "3plship", "moves": [
+            {"to": "received", "after": "PT1H"}]}, headers=auth, timeout=10)
+        requests.post(seeded.url + "/__admin/clock", json={"advance": "PT1H"}, headers=auth, timeout=10)
+        receiver.wait_for(2)
+        login(browser, seeded)
+        moves = wait(browser, "#journal tr.entry.provider-move", lambda found: len(found) == 2)  # seeded, created
+        assert all(row.text.split()[3] == "MOVE" for row in moves), [row.text for row in moves]
+        assert moves[0].value_of_css_property("font-style") == "italic"
+        faults = wait(browser, "#deliveries tr.delivery td.fault", lambda found: len(found) == 2)
+        assert sorted(f.text.rsplit(": ", 1)[1] for f in faults) == ["copy 1 of 2", "copy 2 of 2"]
+
+
 def test_the_shadow_proxy_shows_its_drift_beside_the_journal(browser: webdriver.Chrome, seeded: Server) -> None:
     upstream = Server("--store", "memory", "--refund-business-days", "7").start()
     proxy = Server("--3plship-upstream", f"{upstream.url}/3plship/api/v1", "--shadow", "--admin-token", "dash",

@@ -5,13 +5,18 @@ step a fuzzer drives (`Mock.deliver`)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from helpers import PL, Server, bearer, cli, fixture
+from helpers import PL, Server, bearer, cli, doc_blocks, fixture
 from test_webhooks import Receiver, until
 
 from mockserver.contract import contract, problems
@@ -321,3 +326,63 @@ def test_returns_mock_trigger_against_a_running_mock() -> None:
         server.stop()
     gone = cli("trigger", "return.created", "ret_x", "--url", server.url)
     assert gone.returncode == 2 and "no mock answered" in gone.stderr
+
+
+@pytest.mark.system
+def test_the_guides_commands_work(tmp_path: Path) -> None:
+    """The webhooks guide's commands, as written, against a served mock and a receiver in 9000's place:
+    the warehouse's move sent twice (one event id), then the same event built again by returns-mock trigger."""
+    (block,) = doc_blocks("Webhooks as they really arrive")
+    server = Server("--store", f"sqlite:{tmp_path / 'state.db'}").start()
+    try:
+        with Receiver() as receiver:
+            script = block.replace("http://127.0.0.1:8080", server.url).replace("http://127.0.0.1:9000/hooks",
+                                                                                receiver.url)
+            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+            result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                                    timeout=120, env=env, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            first, second, triggered = (json.loads(r["body"]) for r in receiver.wait_for(3))
+            assert first == second and first["type"] == triggered["type"] == "return.received"
+            assert first["data"]["status"] == "received" and triggered["data"]["status"] == "inspected"  # live state
+            assert triggered["id"] != first["id"] and triggered["created_at"] == first["created_at"]
+            time.sleep(0.5)  # nothing more comes: the rule was spent by the warehouse's event
+            assert len(receiver.received) == 3
+    finally:
+        server.stop()
+
+
+@pytest.mark.system
+def test_on_two_postgresql_replicas_each_event_is_shaped_once(postgres_url: str) -> None:
+    """Faults set on one replica shape the events of both, once each: a pair reversed, a duplicate made once
+    (times: 1; its second copy opens a group of its own, released when its window passes), a delayed event
+    released by the other replica's clock move, each sent once."""
+    from helpers import WORKER
+
+    one, two = (Server("--store", postgres_url, "--workers", "1", "--clock", "frozen").start() for _ in range(2))
+    try:
+        with Receiver() as receiver:
+            subscribe(one, receiver.url)
+            admin(one, "POST", "/webhooks/faults", json=[{"out_of_order": True, "account": KEY},
+                                                         {"event": "return.received", "duplicate": 2, "times": 1},
+                                                         {"account": "zl_test_late", "delay": "PT1H"}])
+            return_id = create(one)
+            answer = requests.patch(f"{two.url}{PL}/returns/{return_id}/status", json={"status": "received"},
+                                    headers=bearer(KEY), timeout=10)
+            assert answer.headers[WORKER] != requests.get(f"{one.url}/__admin/health", timeout=10).headers[WORKER]
+            receiver.wait_for(2)
+            assert [e["type"] for e in events(receiver)] == ["return.received", "return.created"]
+            admin(two, "POST", "/clock", json={"advance": "PT1M"})  # the late copy's window
+            receiver.wait_for(3)
+            assert events(receiver)[2] == events(receiver)[0]
+            subscribe(two, receiver.url, "zl_test_late")
+            create(two, "zl_test_late")
+            until(lambda: any(d["status"] == "held" for d in admin(one, "GET", "/webhooks/deliveries").json()[
+                "deliveries"]))
+            admin(two, "POST", "/clock", json={"advance": "PT1H"})
+            receiver.wait_for(4)
+            time.sleep(1.0)  # both replicas deliver: anything sent twice would be here by now
+            assert len(receiver.received) == 4
+    finally:
+        one.stop()
+        two.stop()

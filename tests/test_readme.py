@@ -140,7 +140,8 @@ def test_the_control_plane_curl_examples_work(tmp_path: Path) -> None:
 
 
 def test_the_signature_example_verifies_a_real_delivery_signature() -> None:
-    (source,) = re.findall(r"```python\n(.*?)```", section("Realism: rate limits, faults, webhooks"), flags=re.S)
+    text = section("Realism: rate limits, faults, webhooks")
+    (source,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "verify_3plship_signature(" in b]
     namespace: dict[str, Any] = {}
     exec(compile(source, "README.md", "exec"), namespace)
     from mockserver.providers.threeplship.webhooks import sign
@@ -455,6 +456,9 @@ RUN_BY = {
         "test_the_control_plane_curl_examples_work",
     "docs/guides/webhooks-and-realism.md: def verify_3plship_signature(":
         "test_the_signature_example_verifies_a_real_delivery_signature",
+    "docs/guides/webhooks-and-realism.md: class Shop:": "tests/test_autopilot.py::test_the_guides_shop_tests_pass",
+    "docs/guides/webhooks-and-realism.md: curl -s -X PUT http://127.0.0.1:8080/__admin/autopilot":
+        "tests/test_delivery_faults.py::test_the_guides_commands_work",
 }
 NOT_RUN = "# Not run by the test suite: "
 SHELL_AND_PYTHON = ("sh", "python")

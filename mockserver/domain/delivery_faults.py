@@ -16,16 +16,16 @@ subscription:
 
 Without a rule that fires, an event is delivered once, in order. Rules live in the settings, so every worker
 and replica applies the same ones; the draws come from one seeded generator per process (`--deterministic`).
-For a test or a fuzzer: `shape` decides what the rules make of one delivery, `queue` queues it so shaped,
-`release_order` orders a released group; `Deliverer.deliver_due` (mockserver.domain.webhooks) then delivers
-what is due, in this thread, to any function.
+The deliverer (mockserver.domain.webhooks) applies them to a delivery the first time it claims it, outside
+any transaction of the provider's: `shape` decides what the rules make of it (counting `times` with the
+settings' own lock), `apply` queues it so shaped, `release_order` orders a released group. For a test or a
+fuzzer, `Deliverer.deliver_due` delivers what is due, in the caller's thread, to any function.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,7 +33,7 @@ from typing import Any
 
 from mockserver.contract import Problem, contract
 from mockserver.domain.clock import parse_duration
-from mockserver.domain.faults import Rules
+from mockserver.domain.faults import Rules, each_rule
 from mockserver.domain.ids import IdGenerator
 from mockserver.store import Delivery, Settings, Transaction
 
@@ -74,10 +74,8 @@ def chaos_profiles() -> list[str]:
 
 def rule_problems(body: Any, events: Collection[str]) -> list[Problem]:
     """What makes rules (one, or a list) unable ever to fire: an event type the mock never sends."""
-    rules = body if isinstance(body, list) else [body]
     found = []
-    for index, rule in enumerate(rules):
-        where = f"[{index}]." if isinstance(body, list) else ""
+    for where, rule in each_rule(body):
         name = rule.get("event")
         if name is not None and name not in events:
             found.append(Problem(f"{where}event", f"{where}event: {name!r} is not an event this mock sends: "
@@ -91,9 +89,7 @@ class DeliveryFaults(Rules):
     """The delivery fault rules of a mock, and the seeded draws that decide which fire."""
 
     def __init__(self, store: Settings, rng: random.Random) -> None:
-        super().__init__(store, KEY, ID_KEY, "w")
-        self.rng = rng
-        self._lock = threading.Lock()
+        super().__init__(store, KEY, ID_KEY, "w", rng)
 
     def shape(self, event_type: str, account: str, subscription: str) -> Shaping | None:
         """What the rules make of this event's delivery to this subscription (None: delivered once, as is).
@@ -134,45 +130,49 @@ class DeliveryFaults(Rules):
                 shaping.labels[kind] = f"replay after {value} ({rule['id']})"
         return shaping
 
-    def queue(self, tx: Transaction, delivery: Delivery, shaping: Shaping | None, subject: str | None,
-              clock_ms: int, now_ms: int, ids: IdGenerator) -> list[Delivery]:
-        """Queue `delivery` in `tx` as `shaping` says (its copies, held or grouped); answers what was queued.
-        `subject`: the id of the resource the event speaks of; `clock_ms`: the mock's clock; `now_ms`: real
-        time (when a delivery released now is due)."""
-        if shaping is None:
-            tx.add_delivery(delivery)
-            return [delivery]
-        copies = [delivery, *(dataclasses.replace(delivery, id=ids.new("dlv"), attempts=[])
-                              for _ in range(shaping.copies - 1))]
-        for number, copy in enumerate(copies, 1):
+    def apply(self, tx: Transaction, delivery: Delivery, shaping: Shaping, subject: str | None, moment_ms: int,
+              clock_ms: int, now_ms: int, ids: IdGenerator) -> bool:
+        """Shape, in `tx`, a delivery claimed for the first time (stored, and leased to the caller) as `shaping`
+        says: its copies queued after it, itself held (a delay, or with its out-of-order group) or released
+        with its group. Answers whether it is to be attempted now (then it stays leased and unchanged in the
+        store: the attempt saves it). `subject`: the id of the resource the event speaks of; `moment_ms`:
+        when the event happened, `clock_ms` the mock's clock now (both on the mock's clock); `now_ms`: real
+        time."""
+        copies = [dataclasses.replace(delivery, id=ids.new("dlv"), attempts=[]) for _ in range(shaping.copies - 1)]
+        now = True
+        for number, item in enumerate([delivery, *copies], 1):
             labels = [label if kind != "duplicate" else f"{label}: copy {number} of {shaping.copies}"
                       for kind, label in shaping.labels.items()]
-            copy.fault = "; ".join(labels)
-            copy.replay_after_ms = shaping.replay_after_ms
-            if shaping.hold_ms:
-                copy.status, copy.next_at = "held", clock_ms + shaping.hold_ms
+            item.fault, item.shaped, item.replay_after_ms = "; ".join(labels), True, shaping.replay_after_ms
+            hold = moment_ms + shaping.hold_ms
+            if shaping.hold_ms and hold > clock_ms:
+                item.status, item.next_at = "held", hold
             if shaping.order is not None and subject is not None:
-                self._join(tx, copy, shaping, f"{copy.webhook_id}|{subject}", clock_ms, now_ms)
-            else:
-                tx.add_delivery(copy)
-        return copies
+                group = self._join(tx, item, shaping, f"{item.webhook_id}|{subject}", max(hold, moment_ms))
+                if group:  # complete: released at once, reordered, behind what is queued
+                    for member in group:
+                        member.status, member.next_at = "pending", now_ms
+                    tx.requeue(group)
+                    now = now and delivery.id not in {m.id for m in group}
+                    continue
+            if item is not delivery:
+                tx.add_delivery(item)
+            elif item.status == "held":
+                tx.update_delivery(item)
+                now = False
+        return now
 
-    def _join(self, tx: Transaction, delivery: Delivery, shaping: Shaping, group: str, clock_ms: int,
-              now_ms: int) -> None:
-        """Hold a delivery with its group (opened now if there is none); a group as large as the rule says is
-        released at once, reordered."""
+    def _join(self, tx: Transaction, delivery: Delivery, shaping: Shaping, group: str, start_ms: int) -> list[Delivery]:
+        """Hold a delivery with its group (opened now if there is none, until `window` after `start_ms`): the
+        group, ordered, if it is now as large as the rule says, else nothing (the caller stores it held)."""
         members = tx.held(group)
-        release = members[0].next_at if members else clock_ms + max(shaping.window_ms, shaping.hold_ms)
-        delivery.status, delivery.next_at, delivery.group = "held", release, group
+        delivery.status, delivery.group = "held", group
+        delivery.next_at = members[0].next_at if members else start_ms + shaping.window_ms
         with self._lock:
             delivery.rank = -len(members) if shaping.order == "reverse" else self.rng.random()
         if len(members) + 1 < shaping.events:
-            tx.add_delivery(delivery)
-            return
-        ordered = self.release_order([*members, delivery])
-        for member in ordered:
-            member.status, member.next_at = "pending", now_ms
-        tx.requeue(ordered)
+            return []
+        return self.release_order([*members, delivery])
 
     @staticmethod
     def release_order(held: list[Delivery]) -> list[Delivery]:

@@ -43,14 +43,18 @@ class Outcome:
         return f"{kind} ({', '.join(self.rules)})"
 
 
+def each_rule(body: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rules of a body that holds one or a list, each with the prefix its problems' fields take."""
+    for index, rule in enumerate(body if isinstance(body, list) else [body]):
+        yield (f"[{index}]." if isinstance(body, list) else ""), rule
+
+
 def rule_problems(body: Any, paths: Mapping[str, Collection[str]]) -> list[Problem]:
     """What makes rules (one, or a list, as in contracts/admin/faults-request.json) unable ever to fire:
     a provider this mock does not serve, or a path that is the start of none of its operations' paths.
     `paths`: each served provider's operation paths (templates such as /returns/{id}/status)."""
-    rules = body if isinstance(body, list) else [body]
     found = []
-    for index, rule in enumerate(rules):
-        where = f"[{index}]." if isinstance(body, list) else ""
+    for where, rule in each_rule(body):
         name = rule.get("provider")
         if name is not None and name not in paths:
             allowed = tuple(paths)
@@ -95,9 +99,12 @@ class Rules:
     """Rules kept in the store's settings under `key` (every worker and replica sees them), each with an id
     never given before in this store (`prefix` and a counter under `id_key`), `times` counted down atomically."""
 
-    def __init__(self, store: Settings, key: str, id_key: str, prefix: str) -> None:
+    def __init__(self, store: Settings, key: str, id_key: str, prefix: str, rng: random.Random) -> None:
         self.store = store
         self.key, self.id_key, self.prefix = key, id_key, prefix
+        self.rng = rng
+        """Whether a rule with a probability fires: one sequence of draws per process (--deterministic)."""
+        self._lock = threading.Lock()
 
     def _set(self) -> str | None:
         raw = self.store.get_setting(self.key)
@@ -176,9 +183,7 @@ class Rules:
 
 class Faults(Rules):
     def __init__(self, store: Settings, rng: random.Random) -> None:
-        super().__init__(store, KEY, ID_KEY, "f")
-        self.rng = rng
-        self._lock = threading.Lock()
+        super().__init__(store, KEY, ID_KEY, "f", rng)
 
     def armed(self) -> bool:
         """Whether any rule is set (asked first on every request: most have none, and need no parsing)."""

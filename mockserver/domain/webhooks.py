@@ -167,13 +167,18 @@ class Deliverer:
     MAX_IN_FLIGHT = 512
 
     def __init__(self, store: Store, policy: DeliveryPolicy, headers: Headers, clock: Clock,
-                 ids: IdGenerator | None = None) -> None:
+                 ids: IdGenerator | None = None, faults: DeliveryFaults | None = None,
+                 subject: Callable[[Delivery], str | None] | None = None) -> None:
         self.clock = clock
         """The mock's clock: an attempt's `at` is on it, as the event's created_at is (retries wait real time)."""
         self.store = store
         self.policy = policy
         self.headers = headers
         self.ids = ids or IdGenerator()
+        self.faults = faults
+        """The delivery fault rules, applied to a delivery when it is first claimed (a step of the deliverer)."""
+        self.subject = subject or (lambda delivery: None)
+        """The id of the resource a delivery's event speaks of (out-of-order delivery groups by it)."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -216,6 +221,13 @@ class Deliverer:
                 self._wake.wait(self.POLL_SECONDS)
                 self._wake.clear()
                 continue
+            try:
+                ready = self.shaped(delivery)
+            except StoreError:  # its lease runs out, and it is claimed (and shaped) again
+                ready = False
+            if not ready:
+                self._slots.release()
+                continue
             threading.Thread(target=self._attempt_and_release, args=(delivery,), daemon=True,
                              name="returns-mock-webhook-attempt").start()
 
@@ -238,9 +250,25 @@ class Deliverer:
             delivery = self.store.claim_delivery(int(time.time() * 1000), self.lease_ms)
             if delivery is None:
                 break
-            self.attempt(delivery, send)
-            done.append(delivery)
+            if self.shaped(delivery):
+                self.attempt(delivery, send)
+                done.append(delivery)
         return done
+
+    def shaped(self, delivery: Delivery) -> bool:
+        """A claimed delivery through the fault rules, the first time it is claimed (outside any transaction
+        of the provider's, so that a rule's `times` is counted under the settings' own lock): whether to
+        attempt it now (else it is held, or queued again behind others, and its lease is released)."""
+        if delivery.shaped or self.faults is None:
+            return True
+        shaping = self.faults.shape(delivery.event_type, delivery.account, delivery.webhook_id)
+        delivery.shaped = True  # stored with the attempt's outcome
+        if shaping is None:
+            return True
+        moment = to_millis(parse_instant(delivery.created_at)) if delivery.created_at else to_millis(self.clock.now())
+        with self.store.transaction() as tx:
+            return self.faults.apply(tx, delivery, shaping, self.subject(delivery), moment,
+                                     to_millis(self.clock.now()), int(time.time() * 1000), self.ids)
 
     def attempt(self, delivery: Delivery, send: Send | None = None) -> None:
         started = time.time()
@@ -278,6 +306,7 @@ class Deliverer:
         """Queue the replay of an acknowledged delivery: the same event again, held on the mock's clock."""
         replay = dataclasses.replace(
             delivery, id=self.ids.new("dlv"), status="held", attempts=[], group="", rank=0.0, replay_after_ms=0,
+            created_at=self._now(),
             next_at=to_millis(self.clock.now()) + delivery.replay_after_ms,
             fault=f"replay of {delivery.id}, acknowledged at {self._now()}")
         with self.store.transaction() as tx:
@@ -311,12 +340,13 @@ class Webhooks:
         self.policy = policy
         self.faults = faults
         self.events = Events(provider)
-        self.deliverer = Deliverer(store, policy, headers, clock, ids)
+        self.deliverer = Deliverer(store, policy, headers, clock, ids, faults,
+                                   lambda d: self.events.subject(d.event_type, orjson.loads(d.body)))
 
     def emit(self, tx: Transaction, account: str, event_type: str, resource: dict[str, Any],
              at: datetime) -> list[Delivery]:
         """Queue `event_type` (it happened at `at`) for every active subscription of the account to it,
-        inside the caller's transaction, each through the delivery faults."""
+        inside the caller's transaction (the delivery faults shape each when the deliverer first claims it)."""
         return self._queue(tx, account, event_type, lambda: self.events.build(
             event_type, resource, self.ids.new(self.events.id_prefix(event_type)), at))
 
@@ -331,18 +361,11 @@ class Webhooks:
                                 event_id=str(built.get("id", "")), event_type=event_type, url=webhook["url"],
                                 secret=webhook["secret"], body=orjson.dumps(built), next_at=int(time.time() * 1000),
                                 created_at=isoformat(self.clock.now()))
-            shaping = self.faults.shape(event_type, account, webhook["id"]) if self.faults is not None else None
-            queued += (self.faults.queue(tx, delivery, shaping, self.events.subject(event_type, built),
-                                         to_millis(self.clock.now()), delivery.next_at, self.ids)
-                       if self.faults is not None else self._plain(tx, delivery))
+            tx.add_delivery(delivery)
+            queued.append(delivery)
         if queued:
             self.deliverer.start()
         return queued
-
-    @staticmethod
-    def _plain(tx: Transaction, delivery: Delivery) -> list[Delivery]:
-        tx.add_delivery(delivery)
-        return [delivery]
 
     def trigger(self, event_type: str, record: ReturnRecord, override: dict[str, Any] | None = None) -> list[Delivery]:
         """The event built from a stored return, as the provider's own move would send it (dated when the
@@ -365,7 +388,7 @@ class Webhooks:
         """A delivery sent again as it was: the same event (id and body) to the same subscription, now, past
         the fault rules."""
         again = dataclasses.replace(delivery, id=self.ids.new("dlv"), status="pending", attempts=[], group="",
-                                    rank=0.0, replay_after_ms=0, next_at=int(time.time() * 1000),
+                                    rank=0.0, replay_after_ms=0, next_at=int(time.time() * 1000), shaped=True,
                                     created_at=isoformat(self.clock.now()), fault=f"redelivery of {delivery.id}")
         with self.store.transaction() as tx:
             tx.add_delivery(again)

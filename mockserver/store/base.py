@@ -76,11 +76,14 @@ class Delivery:
     """Held out of order: its place in its group's release order (lowest first)."""
     replay_after_ms: int = 0
     """Once acknowledged, the same event is delivered again this long after, on the mock's clock (0: never)."""
+    shaped: bool = False
+    """The delivery fault rules were applied to it (when it was first claimed; copies, replays and
+    redeliveries are born shaped)."""
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["body"] = self.body.decode("utf-8")
-        for internal in ("secret", "rank", "replay_after_ms"):
+        for internal in ("secret", "rank", "replay_after_ms", "shaped"):
             del data[internal]
         if self.status == "held":  # next_at is a moment of the mock's clock: said as the clock says it
             moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=self.next_at)
@@ -148,6 +151,11 @@ class Transaction(ABC):
     @abstractmethod
     def held(self, group: str) -> list[Delivery]:
         """The held deliveries of an out-of-order group (Delivery.group), in the order they were queued."""
+
+    @abstractmethod
+    def update_delivery(self, delivery: Delivery) -> None:
+        """Store a changed delivery (its status, when it is due, its fault) in place, lease released, as part of
+        this transaction."""
 
     @abstractmethod
     def requeue(self, deliveries: list[Delivery]) -> None:

@@ -25,6 +25,7 @@ class _MemoryTransaction(Transaction):
         self.new_webhooks: list[tuple[str, dict[str, Any]]] = []
         self.new_deliveries: list[Delivery] = []
         self.requeued: list[Delivery] = []
+        self.updated: dict[str, Delivery] = {}
 
     def get(self, provider: str, account: str, id: str) -> ReturnRecord | None:
         record = self.writes.get((provider, account, id)) or self._store._find(provider, account, id)
@@ -71,8 +72,11 @@ class _MemoryTransaction(Transaction):
         return sum(1 for a, _ in self._store._webhooks + self.new_webhooks if a == account)
 
     def held(self, group: str) -> list[Delivery]:
-        return [copy.deepcopy(d) for d in self._store._deliveries + self.new_deliveries
-                if d.group == group and d.status == "held"]
+        current = [self.updated.get(d.id, d) for d in self._store._deliveries + self.new_deliveries]
+        return [copy.deepcopy(d) for d in current if d.group == group and d.status == "held"]
+
+    def update_delivery(self, delivery: Delivery) -> None:
+        self.updated[delivery.id] = copy.deepcopy(delivery)
 
     def requeue(self, deliveries: list[Delivery]) -> None:
         self.requeued += [copy.deepcopy(d) for d in deliveries]
@@ -117,6 +121,8 @@ class MemoryStore(Store):
                     due[id_] = record.due_at
             self._webhooks.extend(tx.new_webhooks)
             self._deliveries.extend(tx.new_deliveries)
+            for changed in tx.updated.values():
+                self.save_delivery(changed)
             self._requeue(tx.requeued)
 
     def _find(self, provider: str, account: str, id: str) -> ReturnRecord | None:
@@ -251,6 +257,8 @@ class MemoryStore(Store):
 
     def _requeue(self, deliveries: list[Delivery]) -> None:
         moved = {d.id for d in deliveries}
+        for delivery_id in moved:
+            self._leases.pop(delivery_id, None)
         self._deliveries = [d for d in self._deliveries if d.id not in moved] + [copy.deepcopy(d) for d in deliveries]
 
     def has_held(self, clock_ms: int) -> bool:

@@ -28,7 +28,7 @@ from mockserver.store.journal import Journal
 from mockserver.store.postgres_journal import PostgresJournal
 from mockserver.store.postgres_settings import VERSION, HeldSettings
 from mockserver.store.postgres_wire import BEGIN, COMMIT, ROLLBACK, Row, Statement, Step, run, run_all, text
-from mockserver.store.sql import COLUMNS, SqlTransaction, delivery_params
+from mockserver.store.sql import COLUMNS, SqlTransaction, delivery_params, update_params
 from mockserver.store.urls import masked, shown
 
 try:  # the `postgres` extra
@@ -335,6 +335,9 @@ class _PostgresTransaction(SqlTransaction):
     def held(self, group: str) -> list[Delivery]:
         return [Delivery.decode(text(r[0])) for r in self._send(HELD, (group,))]
 
+    def update_delivery(self, delivery: Delivery) -> None:
+        self._queued.append((UPDATE_DELIVERY, update_params(delivery)))
+
     def requeue(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self._queued += [(DROP_DELIVERY, (delivery.id,)), (ADD_DELIVERY, delivery_params(delivery))]
@@ -367,7 +370,7 @@ DUE_ANY = Statement(_PostgresTransaction.DUE_ANY)
 ADD_DELIVERY = Statement(_PostgresTransaction.ADD_DELIVERY)
 HELD = Statement(_PostgresTransaction.HELD)
 DROP_DELIVERY = Statement(_PostgresTransaction.DROP_DELIVERY)
-UPDATE_DELIVERY = Statement("UPDATE deliveries SET status=%s, next_at=%s, lease_until=0, grp=%s, data=%s WHERE id=%s")
+UPDATE_DELIVERY = Statement(_PostgresTransaction.UPDATE_DELIVERY)
 WEBHOOK_COUNT = Statement(_PostgresTransaction.WEBHOOK_COUNT)
 WEBHOOK_LOCKED = Statement("SELECT 1 FROM (SELECT pg_advisory_xact_lock(%s, hashtext(%s))) AS locked")
 HAS_DUE_ANY = Statement("SELECT 1 FROM returns WHERE due_at IS NOT NULL AND due_at <= %s LIMIT 1")
@@ -736,8 +739,7 @@ class PostgresStore(Store):
 
     def save_delivery(self, delivery: Delivery) -> None:
         with self._connection() as conn:
-            run(conn, UPDATE_DELIVERY, (delivery.status, delivery.next_at, delivery.group or None, delivery.encode(),
-                                        delivery.id))
+            run(conn, UPDATE_DELIVERY, update_params(delivery))
 
     def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
         where, args = "TRUE", []

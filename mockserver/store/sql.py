@@ -14,7 +14,7 @@ from mockserver.store.base import Delivery, ReturnRecord, Transaction
 COLUMNS = "seq, provider, account, id, order_id, status, due_at, version, resource, history, reads"
 
 _STATEMENTS = ("UPDATE", "DUE", "DUE_ANY", "ADD_WEBHOOK", "WEBHOOKS", "WEBHOOK_COUNT", "ADD_DELIVERY", "HELD",
-               "DROP_DELIVERY")
+               "DROP_DELIVERY", "UPDATE_DELIVERY")
 
 
 def to_record(row: Sequence[Any]) -> ReturnRecord:
@@ -22,6 +22,11 @@ def to_record(row: Sequence[Any]) -> ReturnRecord:
     return ReturnRecord(provider=provider, account=account, id=id_, order_id=order_id, status=status,
                         resource=orjson.loads(resource), history=orjson.loads(history), due_at=due_at,
                         version=version, seq=seq, reads=reads)
+
+
+def update_params(delivery: Delivery) -> tuple[Any, ...]:
+    """UPDATE_DELIVERY's parameters."""
+    return delivery.status, delivery.next_at, delivery.group or None, delivery.encode(), delivery.id
 
 
 def delivery_params(delivery: Delivery) -> tuple[Any, ...]:
@@ -45,6 +50,8 @@ class SqlTransaction(Transaction):
                                    " VALUES (?, ?, ?, ?, ?, ?, ?)")
     HELD: ClassVar[str] = "SELECT data FROM deliveries WHERE grp=? AND status='held' ORDER BY seq"
     DROP_DELIVERY: ClassVar[str] = "DELETE FROM deliveries WHERE id=?"
+    UPDATE_DELIVERY: ClassVar[str] = ("UPDATE deliveries SET status=?, next_at=?, lease_until=0, grp=?, data=?"
+                                      " WHERE id=?")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,6 +85,9 @@ class SqlTransaction(Transaction):
 
     def held(self, group: str) -> list[Delivery]:
         return [Delivery.decode(r[0]) for r in self._conn.execute(self.HELD, (group,)).fetchall()]
+
+    def update_delivery(self, delivery: Delivery) -> None:
+        self._conn.execute(self.UPDATE_DELIVERY, update_params(delivery))
 
     def requeue(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:

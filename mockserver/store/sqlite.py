@@ -22,7 +22,7 @@ from mockserver.contract.errors import DuplicateReturn, StoreError
 from mockserver.store.base import Delivery, Page, ReturnRecord, Store, Transaction, Window
 from mockserver.store.journal import Journal
 from mockserver.store.rate_counters import SharedRateCounters
-from mockserver.store.sql import COLUMNS, SqlTransaction, to_record
+from mockserver.store.sql import COLUMNS, SqlTransaction, to_record, update_params
 from mockserver.store.sqlite_file import SqliteFile, Writing
 from mockserver.store.sqlite_journal import JournalFile, SqliteJournal
 
@@ -304,9 +304,7 @@ class SqliteStore(SqliteFile, Store):
 
     def save_delivery(self, delivery: Delivery) -> None:
         with self.write_lock:
-            self.connection().execute(
-                "UPDATE deliveries SET status=?, next_at=?, lease_until=0, grp=?, data=? WHERE id=?",
-                (delivery.status, delivery.next_at, delivery.group or None, delivery.encode(), delivery.id))
+            self.connection().execute(SqlTransaction.UPDATE_DELIVERY, update_params(delivery))
 
     def deliveries(self, account: str | None = None, status: str | None = None) -> list[Delivery]:
         where, args = ["1=1"], []

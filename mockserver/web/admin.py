@@ -11,7 +11,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from mockserver.domain.clock import (
 from mockserver.domain.credentials import same_secret, wire_bytes
 from mockserver.domain.delivery_faults import chaos_profile as delivery_chaos
 from mockserver.domain.delivery_faults import chaos_profiles as delivery_chaos_profiles
-from mockserver.domain.faults import chaos_profile, chaos_profiles, rule_problems
+from mockserver.domain.faults import Rules, chaos_profile, chaos_profiles, rule_problems
 from mockserver.domain.mock import Mock, Refused
 from mockserver.domain.ratelimit import RatePolicy
 from mockserver.domain.seeding import ScenarioError
@@ -358,10 +358,6 @@ def register(app: Flask, state: Mock) -> None:
                               "was queued.")
         return json_response(202, answer)
 
-    @admin.get("/webhooks/faults")
-    def list_webhook_faults() -> Response:
-        return json_response(200, {"rules": state.webhook_faults.rules()})
-
     @admin.post("/webhooks/faults")
     def add_webhook_faults() -> Response:
         try:
@@ -370,21 +366,6 @@ def register(app: Flask, state: Mock) -> None:
             raise AdminError(exc.status, "validation_error", exc.message, [p.as_detail() for p in exc.problems]) \
                 from None
         return json_response(201, {"rules": added})
-
-    @admin.delete("/webhooks/faults")
-    def clear_webhook_faults() -> Response:
-        state.webhook_faults.remove()
-        return Response(status=204)
-
-    @admin.get("/webhooks/faults/chaos")
-    def webhook_chaos() -> Response:
-        return json_response(200, {"profiles": {name: delivery_chaos(name) for name in delivery_chaos_profiles()}})
-
-    @admin.delete("/webhooks/faults/<rule_id>")
-    def remove_webhook_fault(rule_id: str) -> Response:
-        if not state.webhook_faults.remove(rule_id):
-            raise AdminError(404, "not_found", f"No webhook fault rule {rule_id}.")
-        return Response(status=204)
 
     @admin.get("/autopilot")
     def get_autopilot() -> Response:
@@ -405,10 +386,6 @@ def register(app: Flask, state: Mock) -> None:
         state.remove_autopilot(_query("provider", providers), _query("account"))
         return Response(status=204)
 
-    @admin.get("/faults")
-    def list_faults() -> Response:
-        return json_response(200, {"rules": state.faults.rules()})
-
     @admin.post("/faults")
     def add_faults() -> Response:
         body = _body("faults-request.json")
@@ -417,11 +394,6 @@ def register(app: Flask, state: Mock) -> None:
         if unknown:
             raise AdminError(422, "validation_error", f"{unknown[0].message}.", [p.as_detail() for p in unknown])
         return json_response(201, {"rules": state.faults.add(body if isinstance(body, list) else [body])})
-
-    @admin.delete("/faults")
-    def clear_faults() -> Response:
-        state.faults.remove()
-        return Response(status=204)
 
     def varying() -> dict[str, Any]:
         latency = state.varying.latency_max_ms()
@@ -442,17 +414,31 @@ def register(app: Flask, state: Mock) -> None:
         state.varying.set(None)
         return Response(status=204)
 
-    @admin.get("/faults/chaos")
-    def chaos() -> Response:
-        return json_response(200, {"profiles": {name: chaos_profile(name) for name in chaos_profiles()}})
+    _rule_routes(admin, "/faults", state.faults, "fault rule", chaos_profiles, chaos_profile)
+    _rule_routes(admin, "/webhooks/faults", state.webhook_faults, "webhook fault rule", delivery_chaos_profiles,
+                 delivery_chaos)
+    app.register_blueprint(admin)
 
-    @admin.delete("/faults/<rule_id>")
-    def remove_fault(rule_id: str) -> Response:
-        if not state.faults.remove(rule_id):
-            raise AdminError(404, "not_found", f"No fault rule {rule_id}.")
+
+def _rule_routes(admin: Blueprint, path: str, rules: Rules, what: str, profiles: Callable[[], list[str]],
+                 profile: Callable[[str], list[dict[str, Any]]]) -> None:
+    """GET (list) and DELETE (all) of a set of rules, DELETE of one by id, and its chaos profiles' rules."""
+    name = path.strip("/").replace("/", "_")
+    admin.add_url_rule(path, f"list_{name}", lambda: json_response(200, {"rules": rules.rules()}), methods=["GET"])
+
+    def clear() -> Response:
+        rules.remove()
         return Response(status=204)
 
-    app.register_blueprint(admin)
+    def remove(rule_id: str) -> Response:
+        if not rules.remove(rule_id):
+            raise AdminError(404, "not_found", f"No {what} {rule_id}.")
+        return Response(status=204)
+
+    admin.add_url_rule(path, f"clear_{name}", clear, methods=["DELETE"])
+    admin.add_url_rule(f"{path}/<rule_id>", f"remove_{name}", remove, methods=["DELETE"])
+    admin.add_url_rule(f"{path}/chaos", f"chaos_{name}", methods=["GET"], view_func=lambda: json_response(
+        200, {"profiles": {p: profile(p) for p in profiles()}}))
 
 
 def _clock(state: Mock) -> ControllableClock:
