@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,35 @@ def test_the_warehouse_receives_the_return_3_business_days_after_it_was_created(
             assert origins.count("provider") == 1 and origins.count("client") == 2
     finally:
         server.stop()
+
+
+@pytest.mark.system
+def test_on_two_postgresql_replicas_the_warehouse_moves_once_and_sends_once(postgres_url: str) -> None:
+    """The same shop test on two replicas of one database, each with two workers (every one of them ticks):
+    created through one, the clock moved through the other; one move, one journal entry, one delivery."""
+    from helpers import WORKER
+
+    one, two = (Server("--store", postgres_url, "--workers", "2", "--clock", "frozen", "--autopilot",
+                       "warehouse").start() for _ in range(2))
+    try:
+        with Receiver() as receiver:
+            requests.post(f"{one.url}/__admin/clock", json={"set": THURSDAY}, timeout=10)
+            secret = subscribe(one, receiver.url)
+            created = requests.post(f"{one.url}{PL}/returns", json=CREATE, headers=bearer(KEY), timeout=10)
+            return_id = created.json()["data"]["id"]
+            moved = requests.post(f"{two.url}/__admin/clock", json={"advance": "P5D"}, timeout=10)
+            assert created.headers[WORKER] != moved.headers[WORKER]  # both replicas answered
+            assert stored(one, return_id)["status"] == "received"
+            (delivery,) = receiver.wait_for(1)
+            assert delivery["headers"]["X-3plship-Signature"] == hmac.new(secret.encode(), delivery["body"],
+                                                                          hashlib.sha256).hexdigest()
+            assert json.loads(delivery["body"])["created_at"] == "2026-01-13T10:00:00.000Z"
+            time.sleep(1.5)  # four workers tick every second: a second move or delivery would be here by now
+            assert len(receiver.received) == 1
+            assert len(moves(two)) == 1 and len(moves(one)) == 1
+    finally:
+        one.stop()
+        two.stop()
 
 
 def test_moves_follow_one_another_each_at_its_own_moment(mock: LiveMock) -> None:
