@@ -177,8 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--autopilot", action="append", default=[], metavar="FILE|PRESET",
                        help="the provider's own moves on the mock's clock: a schedule file "
                             "(contracts/admin/autopilot-file.json) or a preset of a provider's contract, e.g. "
-                            "warehouse (3plship: received 3 business days after creation, inspected 1 later); "
-                            "repeatable")
+                            "warehouse (3plship: received 3 business days after creation, inspected 1 later)")
     serve.add_argument("--webhook-attempts", type=up_to(100), default=6, help="delivery attempts per event (6)")
     serve.add_argument("--webhook-backoff-ms", type=up_to(86_400_000), default=1000,
                        help="wait before the first retry, doubling after each (1000)")
@@ -285,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "RETURN as the provider's own move would, to its account's subscriptions, through the delivery "
                     "faults. Prints the deliveries queued. Exit 0: queued; 1: the mock refused (its error printed); "
                     "2: a bad flag, or no mock at --url.")
-    trigger.add_argument("event", help="e.g. return.received")
+    trigger.add_argument("event", metavar="EVENT", help="an event the provider sends, e.g. return.received")
     trigger.add_argument("return_id", metavar="RETURN", help="the return's id")
     trigger.add_argument("--url", type=_url, default="http://127.0.0.1:8080", help="the mock (default "
                                                                                     "http://127.0.0.1:8080)")

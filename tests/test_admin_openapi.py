@@ -129,6 +129,30 @@ def test_every_answer_is_the_documented_one(client: FlaskClient) -> None:
     a.check(delete("/__admin/faults/f1", headers=TOKEN), "delete", "/faults/{rule_id}")
     a.check(delete("/__admin/faults/f1", headers=TOKEN), "delete", "/faults/{rule_id}")  # 404
     a.check(delete("/__admin/faults", headers=TOKEN), "delete", "/faults")
+    a.check(put("/__admin/autopilot", json={"provider": "3plship", "preset": "warehouse"}, headers=TOKEN), "put",
+            "/autopilot")
+    a.check(put("/__admin/autopilot", json={"provider": "3plship", "moves": [{"to": "completed", "after": "P1D"}]},
+                headers=TOKEN), "put", "/autopilot")  # 422: the lifecycle has no such move
+    a.check(get("/__admin/autopilot", headers=TOKEN), "get", "/autopilot")
+    a.check(delete("/__admin/autopilot?provider=3plship", headers=TOKEN), "delete", "/autopilot")
+    faults = "/webhooks/faults"
+    a.check(post("/__admin" + faults, json={"event": "return.received", "delay": "PT1H"}, headers=TOKEN),
+            "post", faults)
+    a.check(get("/__admin" + faults, headers=TOKEN), "get", faults)
+    a.check(get("/__admin/webhooks/faults/chaos", headers=TOKEN), "get", "/webhooks/faults/chaos")
+    (mine,) = [r["id"] for r in get("/__admin/returns?provider=3plship&account=zl_test_keyA", headers=TOKEN)
+               .get_json()["returns"]][-1:]
+    triggered = {"event": "return.created", "return": mine}
+    a.check(post("/__admin/webhooks/trigger", json=triggered, headers=TOKEN), "post", "/webhooks/trigger")  # 202
+    a.check(post("/__admin/webhooks/trigger", json={**triggered, "override": {"data": {"status": "x"}}},
+                 headers=TOKEN), "post", "/webhooks/trigger")  # 422
+    a.check(delete("/__admin/webhooks/faults/w1", headers=TOKEN), "delete", "/webhooks/faults/{rule_id}")
+    a.check(delete("/__admin" + faults, headers=TOKEN), "delete", faults)
+    redeliver = "/webhooks/deliveries/{delivery_id}/redeliver"
+    first = get("/__admin/webhooks/deliveries?event=return.created", headers=TOKEN).get_json()["deliveries"][0]
+    a.check(post(f"/__admin/webhooks/deliveries/{first['id']}/redeliver", headers=TOKEN), "post", redeliver)
+    a.check(post("/__admin/webhooks/deliveries/dlv_nope/redeliver", headers=TOKEN), "post", redeliver)  # 404
+    a.check(get("/__admin/webhooks/deliveries?status=held", headers=TOKEN), "get", "/webhooks/deliveries")
     a.check(post("/__admin/vary", json={"seed": 7}, headers=TOKEN), "post", "/vary")
     a.check(get("/__admin/vary", headers=TOKEN), "get", "/vary")
     a.check(delete("/__admin/vary", headers=TOKEN), "delete", "/vary")
