@@ -164,12 +164,14 @@ class Mock:
         dropped), plan every return they concern again, and make what is due now; answers them as stored."""
         checked = [self.check_autopilot(body, (index,) if len(bodies) > 1 else ()) for index, body in
                    enumerate(bodies)]
-        if replace:
+        before = self.autopilot.schedules()
+        if replace and before:
             self.autopilot.remove()
         for schedule in checked:
             self.autopilot.put(schedule)
-        self.replan()
-        self.settle()
+        if self.autopilot.schedules() != before:  # a start that sets what was set already plans nothing again
+            self.replan()
+            self.settle()
         return checked
 
     def remove_autopilot(self, provider: str | None = None, account: str | None = None) -> int:
