@@ -187,7 +187,7 @@ def test_the_providers_moves_and_each_deliverys_fault_are_shown(browser: webdriv
         receiver.wait_for(2)
         login(browser, seeded)
         moves = wait(browser, "#journal tr.entry.provider-move", lambda found: len(found) == 2)  # seeded, created
-        assert all(row.text.split()[3] == "MOVE" for row in moves), [row.text for row in moves]
+        assert all("\nMOVE /3plship/api/v1/returns/ret_" in row.text for row in moves), [row.text for row in moves]
         assert moves[0].value_of_css_property("font-style") == "italic"
         faults = wait(browser, "#deliveries tr.delivery td.fault", lambda found: len(found) == 2)
         assert sorted(f.text.rsplit(": ", 1)[1] for f in faults) == ["copy 1 of 2", "copy 2 of 2"]
