@@ -5,7 +5,6 @@ Real receivers on loopback, real sockets that never answer."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import threading
@@ -112,8 +111,7 @@ def test_a_subscription_gets_its_events_one_at_a_time_in_the_order_they_happened
                               headers=bearer("zl_test_a"), timeout=10).json()["data"]["id"] for n in range(5)]
         slow.wait_for(5, seconds=20)
         assert [json.loads(r["body"])["data"]["id"] for r in slow.received] == made
-        starts = [r["at"] for r in slow.received]
-        assert all(later - earlier >= 0.3 for earlier, later in itertools.pairwise(starts))  # none overlaps
+        assert slow.most_in_flight == 1  # each attempt answered before the next was sent
 
 
 def test_subscriptions_past_the_cap_are_refused_and_an_events_attempts_are_bounded() -> None:

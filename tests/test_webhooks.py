@@ -31,15 +31,24 @@ class Receiver:
     def __init__(self, script: list[tuple[int, float]] | None = None, port: int = 0) -> None:
         self.received: list[dict[str, Any]] = []
         self.script = list(script or [])
+        self.in_flight = 0
+        self.most_in_flight = 0
+        """The most requests it held at once (each counted until just before its answer is sent)."""
+        self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                with receiver._lock:
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, delay = receiver.script.pop(0) if receiver.script else (200, 0.0)
                 receiver.received.append({"path": self.path, "headers": dict(self.headers), "body": body,
                                           "at": time.monotonic(), "answered": status})
                 time.sleep(delay)
+                with receiver._lock:
+                    receiver.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -348,8 +357,9 @@ def test_an_answer_with_its_length_ends_the_attempt_though_the_receiver_keeps_th
             until(lambda: requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10)
                   .json()["deliveries"][0]["status"] != "pending", seconds=10)
             (delivery,) = requests.get(mock.url + "/__admin/webhooks/deliveries", timeout=10).json()["deliveries"]
+            # Delivered: a receiver's open socket would have cut the attempt at its deadline, an error.
             assert delivery["status"] == "delivered" and delivery["attempts"][0]["status_code"] == 204
-            assert delivery["attempts"][0]["duration_ms"] < 2000
+            assert delivery["attempts"][0]["error"] is None
     finally:
         for conn in held:
             conn.close()
