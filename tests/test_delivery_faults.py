@@ -210,6 +210,42 @@ def test_delivery_chaos_is_reproducible_by_seed() -> None:
     assert any(kinds.index("return.received") < kinds.index("return.created") for kinds in pairs.values())
 
 
+@pytest.mark.system
+def test_serve_starts_with_a_rules_file_and_a_delivery_chaos_profile(tmp_path: Path) -> None:
+    rules = tmp_path / "webhook-faults.json"
+    rules.write_text(json.dumps({"event": "return.created", "duplicate": 2, "times": 1}))
+    server = Server("--store", "memory", "--webhook-faults", str(rules), "--webhook-chaos", "light",
+                    "--deterministic", "7").start()
+    try:
+        shown = admin(server, "GET", "/webhooks/faults").json()["rules"]
+        assert [{k: v for k, v in r.items() if k != "id"} for r in shown] == [
+            {"event": "return.created", "duplicate": 2, "times": 1}, *chaos_profile("light")]
+        for rule in shown[1:]:  # the chaos draws aside, the file's rule alone shapes the next event
+            assert admin(server, "DELETE", f"/webhooks/faults/{rule['id']}").status_code == 204
+        with Receiver() as receiver:
+            subscribe(server, receiver.url)
+            create(server)
+            first, second = (json.loads(r["body"]) for r in receiver.wait_for(2))
+            assert first == second  # the file's rule: the same event twice
+    finally:
+        server.stop()
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--webhook-faults", "FILE"], "--webhook-faults FILE: event: 'order.created' is not an event this mock sends"),
+    (["--webhook-chaos", "wild"], "invalid choice: 'wild'"),
+])
+def test_a_bad_webhook_faults_flag_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], words: str) -> None:
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps({"event": "order.created", "duplicate": 2}))
+    flags = [str(path) if flag == "FILE" else flag for flag in flags]
+    result = cli("serve", "--store", "memory", "--port", "1", *flags)
+    words = words.replace("FILE", str(path))
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 @pytest.mark.parametrize(("body", "field", "words"), [
     ({"event": "order.created", "duplicate": 2}, "event", "not an event this mock sends"),
     ({"event": "return.received"}, "", "needs one of duplicate, delay, out_of_order, replay_after"),
