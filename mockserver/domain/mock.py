@@ -35,7 +35,7 @@ from mockserver.domain.ratelimit import STANDARD_TIER, RateLimiter, RatePolicy
 from mockserver.domain.scheduler import Scheduler
 from mockserver.domain.seeding import ScenarioError, build, seed
 from mockserver.domain.variation import Varying
-from mockserver.domain.webhooks import DeliveryPolicy, Send, Webhooks
+from mockserver.domain.webhooks import DeliveryPolicy, Send, TriggerRefused, Webhooks
 from mockserver.store import Delivery, ReturnRecord, Store, open_store
 from mockserver.store.journal import Entry, Journal
 
@@ -246,8 +246,6 @@ class Mock:
             message = (f"event: {record.provider} sends no {event_type!r} about a return" +
                        (f"; it sends {', '.join(sent)}" if sent else ""))
             raise Refused(422, message + ".", [Problem("event", message, "body", tuple(sent))])
-        from mockserver.domain.webhooks import TriggerRefused
-
         try:
             queued = hooks.trigger(event_type, self.settled(record), override)
         except TriggerRefused as exc:
