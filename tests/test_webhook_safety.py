@@ -114,6 +114,23 @@ def test_a_subscription_gets_its_events_one_at_a_time_in_the_order_they_happened
         assert slow.most_in_flight == 1  # each attempt answered before the next was sent
 
 
+def test_a_failed_events_retry_waits_its_backoff_while_the_subscriptions_later_events_go_ahead() -> None:
+    """As from any at-least-once sender: the order holds while each event is acknowledged; a retry does not
+    hold up what came after it (the webhooks guide says so)."""
+    with LiveMock(Config(webhook_backoff_ms=600_000)) as mock, Receiver(script=[(500, 0.0)]) as receiver:
+        subscribe(mock, receiver.url, "zl_test_a")
+        first = requests.post(f"{mock.url_3plship}/returns", json={**CREATE, "order_id": "ord_1"},
+                              headers=bearer("zl_test_a"), timeout=10).json()["data"]["id"]
+        receiver.wait_for(1)
+        later = requests.post(f"{mock.url_3plship}/returns", json={**CREATE, "order_id": "ord_2"},
+                              headers=bearer("zl_test_a"), timeout=10).json()["data"]["id"]
+        receiver.wait_for(2)
+        assert [(json.loads(r["body"])["data"]["id"], r["answered"]) for r in receiver.received] == [
+            (first, 500), (later, 200)]
+        (waiting,) = deliveries(mock, status="pending")
+        assert [a["status_code"] for a in waiting["attempts"]] == [500]  # its retry still to come
+
+
 def test_subscriptions_past_the_cap_are_refused_and_an_events_attempts_are_bounded() -> None:
     """3,000 subscriptions in one account turned 5 creates into 15,000 POSTs (e98ac54): now an account holds
     at most the cap, and an event is at most cap x attempts POSTs."""
