@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from mockserver.web.serving import RsgiServer
+from mockserver.web.serving import Server, in_worker
 
 BODY = b'{"success":true,"data":{"id":"ret_floor"},"meta":{"request_id":"req_floor","timestamp":"x"}}'
 
@@ -20,6 +20,7 @@ def create() -> Flask:
     return app
 
 
-def create_rsgi() -> RsgiServer:
-    """The floor as the mock is served: granian's RSGI interface in front of the WSGI app."""
-    return RsgiServer(create().wsgi_app, body_timeout_ms=10_000, max_body_bytes=1024 * 1024)
+def create_rsgi() -> Server:
+    """The floor as the mock is served: granian's RSGI interface in front of the WSGI app, in a worker
+    started as the mock's are (mockserver.web.launch)."""
+    return in_worker(create().wsgi_app)

@@ -107,11 +107,11 @@ def start_mock(port: int, store: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def start_floor(port: int, workers: int) -> subprocess.Popen[bytes]:
-    # The mock's own server settings (mockserver.cli.server_options) and interface: the same stack.
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from granian import Granian; "
-            "from granian.constants import Interfaces; from mockserver.cli import server_options; "
-            f"Granian('floor:create_rsgi', factory=True, address='127.0.0.1', port={port}, "
-            f"interface=Interfaces.RSGI, workers={workers}, log_access=False, **server_options()).serve()")
+    # Started as `serve` starts the mock (mockserver.web.launch), with its default limits: the same stack.
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from mockserver.domain.config import Limits; "
+            "from mockserver.web.launch import connections_per_worker, run; "
+            f"run('floor:create_rsgi', asgi=False, workers={workers}, address='127.0.0.1', port={port}, "
+            f"limits=Limits(max_connections=connections_per_worker(None, {workers}), port={port}))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_up(f"http://127.0.0.1:{port}/x", proc)
     return proc

@@ -18,7 +18,7 @@ from mockserver.contract import contract
 from mockserver.contract.drift import DRIFT_SIZE
 from mockserver.contract.errors import StoreError
 from mockserver.contract.masking import url as masked_url
-from mockserver.domain.config import ENV_VAR, Config
+from mockserver.domain.config import ADMIN_MAX_BODY, CONNECTIONS_CAP, ENV_VAR, Config, Limits
 from mockserver.domain.flags import positive, up_to
 from mockserver.domain.ratelimit import RatePolicy
 from mockserver.flag_files import UsageError, check_writable, read_file
@@ -27,19 +27,6 @@ from mockserver.store import open_store, shown
 from mockserver.version import __version__
 
 DETERMINISTIC_START = "2026-01-01T00:00:00.000Z"
-
-# Connections a worker holds at once (granian's backpressure): a client that sends half its headers holds
-# one until --header-timeout-ms; at granian's default (backlog / workers) 2,000 of them stalled everyone.
-CONNECTIONS_PER_WORKER = 4096
-
-
-def server_options(header_timeout_ms: int = 10_000) -> dict[str, Any]:
-    """granian's settings for `serve` (and the bench's floor, to measure on the same stack)."""
-    from granian.http import HTTP1Settings
-
-    return {"backlog": CONNECTIONS_PER_WORKER, "backpressure": CONNECTIONS_PER_WORKER,
-            "http1_settings": HTTP1Settings(header_read_timeout=header_timeout_ms)}
-
 
 TOKEN_ENV = "RETURNS_MOCK_ADMIN_TOKEN"
 STORE_ENV = "RETURNS_MOCK_STORE"
@@ -82,10 +69,6 @@ def _port(text: str) -> int:
     return value
 
 
-PROXY_THREADS = 64
-"""The proxy's request threads (one worker): each waits on its upstream at most --upstream-timeout-ms."""
-
-
 def _url(text: str) -> str:
     from urllib.parse import urlsplit
 
@@ -123,12 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=up_to(256), default=None,
                        help="worker processes (default: one per CPU, two with a postgresql store; "
                             "1 with --store memory)")
-    serve.add_argument("--max-body-bytes", type=up_to(2**31), default=1024 * 1024,
-                       help="larger request bodies get 413 (default 1048576)")
-    serve.add_argument("--header-timeout-ms", type=up_to(60_000), default=10_000,
-                       help="close a connection whose request line and headers take longer (default 10000)")
-    serve.add_argument("--body-timeout-ms", type=up_to(600_000), default=10_000,
-                       help="answer 408 when a request body takes longer to arrive (default 10000)")
+    _serving_flags(serve, max_body=1024 * 1024, why="the providers' limit, emulated")
     serve.add_argument("--seed", type=int, default=None, help="seed the ids the mock mints (ret_..., req_...)")
     serve.add_argument("--clock", choices=("real", "frozen"), default=None,
                        help="real: ticking time (default); frozen: moves only through POST /__admin/clock")
@@ -235,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     proxy.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     proxy.add_argument("--record", metavar="FILE", help="write every exchange to FILE as HAR 1.2, credentials redacted")
+    _serving_flags(proxy, max_body=16 * 1024 * 1024, why="not forwarded")
     proxy.add_argument("--upstream-timeout-ms", type=up_to(600_000), default=5000,
                        help="answer 504 when the whole exchange with the upstream, connecting to its answer's "
                             "last byte, takes longer (default 5000)")
@@ -347,6 +326,32 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
+
+
+def _serving_flags(parser: argparse.ArgumentParser, max_body: int, why: str) -> None:
+    """The flags every server takes: how it holds its connections and requests (mockserver.web.serving)."""
+    parser.add_argument("--max-body-bytes", type=up_to(2**31), default=max_body,
+                        help=f"larger request bodies get 413, {why} (default {max_body})")
+    parser.add_argument("--admin-max-body-bytes", type=up_to(2**31), default=ADMIN_MAX_BODY,
+                        help="larger /__admin request bodies get 413, unread; at most four are read at once "
+                             f"(default {ADMIN_MAX_BODY})")
+    parser.add_argument("--header-timeout-ms", type=up_to(60_000), default=10_000,
+                        help="close a connection whose request line and headers take longer, or that carries no "
+                             "request for that long (default 10000)")
+    parser.add_argument("--body-timeout-ms", type=up_to(600_000), default=10_000,
+                        help="answer 408 when a request body takes longer to arrive (default 10000)")
+    parser.add_argument("--max-connections", type=up_to(10_000_000), default=None, metavar="N",
+                        help="connections held at once, shared out over the workers; past it the longest idle are "
+                             f"closed to make room, or, all busy, new ones refused (default: what the open-file "
+                             f"limit allows, at most {CONNECTIONS_CAP} a worker)")
+
+
+def _limits(args: argparse.Namespace, workers: int) -> Limits:
+    from mockserver.web.launch import connections_per_worker
+
+    return Limits(header_timeout_ms=args.header_timeout_ms, body_timeout_ms=args.body_timeout_ms,
+                  max_body_bytes=args.max_body_bytes, admin_max_body_bytes=args.admin_max_body_bytes,
+                  max_connections=connections_per_worker(args.max_connections, workers), port=args.port)
 
 
 def _pointer(text: str) -> str:
@@ -546,22 +551,6 @@ def _bind_address(host: str) -> str:
     return str(found[0][4][0])
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse a port another process holds, with one line. The server binds with SO_REUSEPORT, so a second
-    server on a busy port would otherwise start and silently share the traffic with the first."""
-    import socket
-
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As the server binds: connections of an earlier run still in TIME_WAIT do not hold the port.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host.strip("[]"), port))
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise UsageError(f"cannot listen on {host}:{port}: {reason} (is another server there?)") from None
-
-
 def _bind(args: argparse.Namespace, why_token: str) -> tuple[str, list[str] | None]:
     """The address `serve` or `proxy` binds (--host resolved) and the Host names it answers besides loopback
     ones (None: any, when bound beyond loopback, behind the admin token). Sets args.admin_token."""
@@ -572,7 +561,12 @@ def _bind(args: argparse.Namespace, why_token: str) -> tuple[str, list[str] | No
     loopback = is_loopback_host(address)
     if not loopback and not args.admin_token:
         raise UsageError(f"refusing to bind {args.host} without --admin-token: {why_token}")
-    _check_port_free(address, args.port)
+    from mockserver.web.launch import PortTaken, claim
+
+    try:
+        claim(address, args.port)
+    except PortTaken as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     # A name the user bound (a host name of this machine that resolves to loopback) is one its clients use.
     named = [] if is_loopback_host(args.host) or args.host.strip("[]") == address else [args.host]
     return address, [*args.allowed_hosts, *named] if loopback else None
@@ -657,9 +651,7 @@ def serve(args: argparse.Namespace) -> int:
 
     validate_contracts()
     os.environ[ENV_VAR] = config.to_env()
-
-    from granian import Granian
-    from granian.constants import Interfaces
+    limits = _limits(args, workers)
 
     where = ", ".join(f"{p.name} at http://{args.host}:{args.port}{p.mock_prefix}" for p in REGISTRY)
     print(f"returns-mock {__version__}: {where} "
@@ -668,9 +660,10 @@ def serve(args: argparse.Namespace) -> int:
     if store.replicated:
         print("shared store: " + ("set " + ", ".join(settings) if settings else
                                   "clock, fault rules and rate policy kept as the other replicas use them"), flush=True)
-    Granian("mockserver.wsgi:rsgi_from_env", factory=True, address=address, port=args.port,
-            interface=Interfaces.RSGI, workers=workers, log_access=False,
-            **server_options(args.header_timeout_ms)).serve()
+    from mockserver.web.launch import run
+
+    run("mockserver.wsgi:rsgi_from_env", asgi=False, workers=workers, address=address, port=args.port,
+        limits=limits)
     return 0
 
 
@@ -693,18 +686,17 @@ def run_proxy(args: argparse.Namespace) -> int:
         if given and not args.shadow:
             raise UsageError(f"{flag}: only with --shadow")
     os.environ[PROXY_ENV] = config.to_env()
-    from granian import Granian
-    from granian.constants import Interfaces
-
+    limits = _limits(args, 1)
     where = ", ".join(f"{name} at http://{args.host}:{args.port}{REGISTRY[name].mock_prefix} -> {masked_url(url)}"
                       for name, url in upstreams.items())
     print(f"returns-mock {__version__} proxy: {where}" + (f" (recording to {record})" if record else "")
           + (" (shadowed by a mock: GET /__admin/drift)" if args.shadow else ""), flush=True)
     print(f"dashboard: http://{args.host}:{args.port}/__admin/", flush=True)
-    # One worker: the journal and the recording are this process's. Its threads mostly wait on upstreams
-    # (each exchange bounded by --upstream-timeout-ms), so many of them: slow upstreams leave the rest free.
-    Granian("mockserver.proxy:app_from_env", factory=True, address=address, port=args.port,
-            interface=Interfaces.WSGI, workers=1, blocking_threads=PROXY_THREADS, log_access=False).serve()
+    # One worker: the journal and the recording are this process's. Its exchanges with the upstreams run on
+    # threads of their own, each bounded by --upstream-timeout-ms: slow upstreams leave the rest free.
+    from mockserver.web.launch import run
+
+    run("mockserver.proxy:server_from_env", asgi=True, workers=1, address=address, port=args.port, limits=limits)
     return 0
 
 

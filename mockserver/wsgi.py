@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
 
 from mockserver.domain.config import Config
 from mockserver.web import create_app
-from mockserver.web.serving import RsgiServer
+from mockserver.web.serving import Server, in_worker
 
 
 def app_from_env() -> Flask:
@@ -16,8 +14,7 @@ def app_from_env() -> Flask:
     return create_app(Config.from_env())
 
 
-def rsgi_from_env() -> Any:
-    """What `returns-mock serve` runs: the app behind granian's RSGI interface (mockserver.web.serving)."""
-    config = Config.from_env()
-    return RsgiServer(create_app(config).wsgi_app, body_timeout_ms=config.body_timeout_ms,
-                      max_body_bytes=config.max_body_bytes)
+def rsgi_from_env() -> Server:
+    """What `returns-mock serve` runs in each worker: the app behind granian's RSGI interface
+    (mockserver.web.serving)."""
+    return in_worker(create_app(Config.from_env()).wsgi_app)

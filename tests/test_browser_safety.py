@@ -90,10 +90,14 @@ def test_the_dashboard_runs_under_its_policy_and_cannot_be_framed(mock: Server, 
 
 @pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8080", "127.0.0.1.nip.io", "10.0.0.1"])
 def test_a_foreign_host_is_refused_on_every_route(mock: Server, host: str) -> None:
-    for path in ("/", "/__admin/journal", f"{PL}/returns", "/3plship/openapi.json"):
+    for path in ("/", "/__admin/journal", "/3plship/openapi.json"):
         answer = requests.get(mock.url + path, headers={"Host": host, **bearer()}, timeout=10)
         assert answer.status_code == 403, path
         assert answer.json()["error"]["code"] == "forbidden_host"
+    refused = requests.get(f"{mock.url}{PL}/returns", headers={"Host": host, **bearer()}, timeout=10)
+    assert refused.status_code == 403  # on a provider's path, in the provider's format
+    assert refused.json()["success"] is False and refused.json()["error"]["code"] == "FORBIDDEN"
+    assert refused.json()["error"]["details"]["field"] == "Host"
 
 
 @pytest.mark.parametrize("host", ["localhost", "LOCALHOST:9", "app.localhost", "127.0.0.1", "127.1.2.3:80",

@@ -853,3 +853,28 @@ def _text_reason(text: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"holds a lone surrogate (U+{ord(text[exc.start]):04X}), which is not Unicode text"
     return None
+
+
+MAX_JSON_DEPTH = 128
+"""How deep a JSON body may nest (serde_json's limit): deeper is unusable, refused by the mock and by the proxy
+before it forwards. Real requests nest a few levels; what walks JSON in Python (masking, comparing, checking
+text) needs a bound well inside the interpreter's recursion limit."""
+
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+def nested_too_deep(raw: bytes) -> bool:
+    """Whether JSON text (valid or not) nests deeper than MAX_JSON_DEPTH; read as bytes, strings skipped, and
+    only when it has that many brackets at all."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for found in _STRUCTURE.finditer(raw):
+        token = found.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False

@@ -1,8 +1,9 @@
-"""One rule for what looks like a credential, used wherever the proxy shows a request or an upstream: the
-HAR recording, the journal, violations, errors, the banner, `GET /` and `/__admin/health`.
+"""One rule for what looks like a credential, used wherever a request or an upstream is shown masked: the
+proxy's HAR recording, journal, violations, errors, banner, `GET /` and `/__admin/health`, and the drift
+reports.
 
 A header, query parameter, form field or JSON field is masked when its name has a word of SECRET_WORDS
-(`X-Api-Key`, `access_token`, `sessionId`, `sig`), and a URL's userinfo is masked.
+(`X-Api-Key`, `access_token`, `sessionId`, `sig`, `pwd`, `Bearer`), and a URL's userinfo is masked.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
-SECRET_WORDS = frozenset({"authorization", "cookie", "token", "secret", "key", "password", "passwd", "auth",
-                          "session", "signature", "sig", "credential", "credentials"})
+from mockserver.contract import nested_too_deep
+
+SECRET_WORDS = frozenset({"authorization", "cookie", "token", "secret", "key", "password", "passwd", "pass", "pwd",
+                          "passphrase", "auth", "bearer", "session", "signature", "sig", "credential",
+                          "credentials", "jwt", "otp", "pin"})
+"""The one word list: every place that masks reads it."""
 MASK = "[REDACTED]"
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -84,8 +89,12 @@ def url(text: str) -> str:
     return f"{base}?{query_string(query)}{hash_}{fragment}"
 
 
+TOO_DEEP = b'"[not shown: JSON nested too deeply to be masked]"'
+
+
 def body(data: bytes, content_type: str | None) -> bytes:
-    """A JSON or form body with every secret-named field masked (nested too); any other body as it is."""
+    """A JSON or form body with every secret-named field masked (nested too); any other body as it is. JSON
+    nested deeper than MAX_JSON_DEPTH is not shown at all (it could not be masked safely)."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype == "application/x-www-form-urlencoded":
         try:
@@ -95,9 +104,11 @@ def body(data: bytes, content_type: str | None) -> bytes:
         return urlencode(query_pairs(pairs)).encode()
     if data.lstrip()[:1] not in (b"{", b"["):
         return data
+    if nested_too_deep(data):
+        return TOO_DEEP
     try:
         parsed = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return data
     cleaned = _clean(parsed)
     try:

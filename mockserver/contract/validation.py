@@ -10,16 +10,19 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
 from mockserver.contract import (
     BASE_URI,
     FORMAT_CHECKER,
+    MAX_JSON_DEPTH,
     Operation,
     Problem,
     Validator,
     json_text,
+    nested_too_deep,
     problems,
     unusable_text,
 )
@@ -50,9 +53,14 @@ class CheckedRequest:
 
 
 def check_request(op: Operation, path_values: Mapping[str, str], query: Mapping[str, str],
-                  content_type: str | None, raw: bytes) -> CheckedRequest:
+                  content_type: str | None, raw: bytes, undecodable: Sequence[Problem] = ()) -> CheckedRequest:
+    """`undecodable`: query parameters that are not text (query_values): the query is then unusable (400)."""
     checked = CheckedRequest(ignored=list(op.unknown_query(query)))
     for location, given in (("path", path_values), ("query", query)):
+        if location == "query" and undecodable:
+            checked.refusals.append(_unusable(f"Request query is not usable: {undecodable[0].message}.",
+                                              *undecodable))
+            continue
         values, found = op.check_parameters(location, given)
         if found:
             checked.refusals.append(invalid(found))
@@ -80,8 +88,39 @@ def invalid(found: list[Problem]) -> Refusal:
     return Refusal(422, f"Request does not match the contract: {found[0].message}{more}.", found)
 
 
-def _unusable(message: str, problem: Problem) -> Refusal:
-    return Refusal(400, message, [problem])
+def _unusable(message: str, *problem: Problem) -> Refusal:
+    return Refusal(400, message, list(problem))
+
+
+def query_values(raw: bytes) -> tuple[dict[str, str], list[Problem]]:
+    """A query string's parameters (each name's first value) decoded from its bytes: `+` and percent-escapes
+    undone, then UTF-8. A name or value that is not UTF-8 is a problem naming it (never a guess: a replaced
+    character would look up, or store, something the client did not send)."""
+    values: dict[str, str] = {}
+    found: list[Problem] = []
+    for part in raw.split(b"&") if raw else ():
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        name, value = _unquote(name), _unquote(value)
+        try:
+            text = name.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            shown = name.decode("utf-8", "backslashreplace")
+            found.append(Problem(shown, f"the query parameter name {shown} is not UTF-8 text (byte {exc.start})",
+                                 "query"))
+            continue
+        try:
+            values.setdefault(text, value.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            found.append(Problem(text, f"{text} is not UTF-8 text (byte {exc.start} of its value)", "query"))
+    return values, found
+
+
+def _unquote(raw: bytes) -> bytes:
+    if b"+" in raw:
+        raw = raw.replace(b"+", b" ")
+    return unquote_to_bytes(raw) if b"%" in raw else raw
 
 
 def _body(op: Operation, content_type: str | None, raw: bytes) -> tuple[Any, Refusal | None]:
@@ -94,6 +133,9 @@ def _body(op: Operation, content_type: str | None, raw: bytes) -> tuple[Any, Ref
     if mimetype is not None:
         message = f"Content-Type must be application/json, not {mimetype or 'missing'}."
         return None, _unusable(message, Problem("Content-Type", message, "header"))
+    if nested_too_deep(raw):
+        deep = f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        return None, _unusable(f"Request body is not usable: {deep}.", Problem("", deep, "body"))
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:  # refused, or beyond orjson (big integers, lone surrogates): the stdlib says
@@ -132,6 +174,8 @@ def _json(body: bytes | None, content_type: str | None) -> tuple[object, Problem
     if mimetype is not None:
         return None, Problem("Content-Type", f"Content-Type is {mimetype or 'missing'}, not application/json",
                              "header", side="response")
+    if nested_too_deep(body):
+        return None, Problem("", f"body nests deeper than {MAX_JSON_DEPTH} levels", side="response")
     try:
         return json_text.loads(body.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError) as exc:

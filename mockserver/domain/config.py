@@ -8,6 +8,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ENV_VAR = "RETURNS_MOCK_CONFIG"
+SERVING_ENV_VAR = "RETURNS_MOCK_SERVING"
+ADMIN_MAX_BODY = 16 * 1024 * 1024
+"""A control-plane request body larger than this is answered 413 (serve --admin-max-body-bytes)."""
+CONNECTIONS_CAP = 50_000
+"""Connections a server worker holds at most by default, whatever the open-file limit allows."""
 
 
 @dataclass(frozen=True)
@@ -77,4 +82,30 @@ class Config:
     @classmethod
     def from_env(cls) -> Config:
         raw = os.environ.get(ENV_VAR)
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What every server (`serve`, `proxy`) holds its connections and requests to (mockserver.web.serving)."""
+
+    header_timeout_ms: int = 10_000
+    """A connection is closed when a request's line and headers take longer, or when it carries no request
+    for this long."""
+    body_timeout_ms: int = 10_000
+    max_body_bytes: int = 1024 * 1024
+    admin_max_body_bytes: int = ADMIN_MAX_BODY
+    """A control-plane body larger than this is answered 413 without being read."""
+    max_connections: int = 0
+    """Connections one worker holds; past it the longest idle are closed, or new ones refused at once. 0: no
+    watch (in-process, or a server that is not on a port of its own)."""
+    port: int = 0
+    """The port the server listens on: the watch tells its connections from the process's other sockets."""
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        raw = os.environ.get(SERVING_ENV_VAR)
         return cls(**json.loads(raw)) if raw else cls()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import socket
 import ssl
 import time
@@ -20,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 import certifi
 
 READ_SIZE = 65536
+SEND_SIZE = 262144
+"""A large request body is sent in pieces of this size, looking for an early answer between them."""
 
 
 class ExchangeFailed(Exception):
@@ -165,8 +168,7 @@ def exchange(method: str, url: str, headers: list[tuple[str, str]], body: bytes,
         lines += [f"{name}: {value}" for name, value in headers if name.lower() != "accept-encoding"]
         if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
             lines.append(f"Content-Length: {len(body)}")
-        sock.settimeout(max(0.001, deadline - time.monotonic()))
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        _send(sock, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body, deadline)
         return _answer(_Reader(sock, deadline, timeout), method, limit, cut)
     except (TimeoutError, ssl.SSLError, OSError) as exc:
         if isinstance(exc, TimeoutError):
@@ -174,6 +176,21 @@ def exchange(method: str, url: str, headers: list[tuple[str, str]], body: bytes,
         raise ExchangeFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
     finally:
         sock.close()
+
+
+def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
+    """Send the request. An upstream may answer before it has taken all of it (a 413 to a large body) and
+    stop reading, or close: sending stops there, and its answer is read all the same (a request it refused
+    is not a gateway error)."""
+    view = memoryview(data)
+    while view:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            view = view[sock.send(view[:SEND_SIZE]):]
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        if view and select.select([sock], [], [], 0)[0]:
+            return
 
 
 def _answer(reader: _Reader, method: str, limit: int, cut: bool) -> Answer:

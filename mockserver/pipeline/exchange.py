@@ -6,13 +6,13 @@ into a `Request` and what the pipeline gives back into their own response.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
-from mockserver.contract import Operation
+from mockserver.contract import Operation, Problem
 from mockserver.domain.faults import DroppedBody
 
 
@@ -45,6 +45,8 @@ class Request:
     query_string: str = ""
     args: Mapping[str, str] = field(default_factory=dict)
     """The query: each name's first value."""
+    query_problems: Sequence[Problem] = ()
+    """Query parameters that are not UTF-8 text (left out of `args`): the request's fault, naming them."""
     headers: Headers = field(default_factory=dict)  # type: ignore[assignment]
     content_type: str | None = None
     remote_addr: str | None = None
@@ -54,6 +56,10 @@ class Request:
     """The operation and path values, when the door routed the request already (else the pipeline does)."""
     timed_out: bool = False
     """The server gave up waiting for the body: answered 408."""
+    refused: tuple[int, str, str, str] | None = None
+    """Refused at the door on its head (status, code, why, the header at fault): answered so, its body unread."""
+    raw_path: str | None = None
+    """The path as the client sent it, percent-escapes kept, where the server says (the proxy forwards it)."""
     defers_delays: bool = False
     """The server sleeps a latency itself after the answer is made (Answer.deferred_s), holding no thread."""
     client_timeout_s: float | None = None

@@ -46,6 +46,21 @@ def made_up_error(ctx: Context, face: Face[Any], status: int, message: str) -> P
     return face.error(status, kind_of(status), message, [], headers)
 
 
+class RefuseAtTheDoor(Step):
+    """A request the server's door refused on its head (a Host that is not this server's, or not a host at
+    all): answered in the provider's format, its body never read."""
+
+    def before(self, ctx: Context) -> Answer | None:
+        refused = ctx.request.refused
+        if refused is None:
+            return None
+        status, _, message, header = refused
+        ctx.account = ctx.caller  # journaled under the account its credentials name
+        ctx.unmetered = True
+        raise ctx.face.error(status, kind_of(status), message, [{"field": header, "location": "header",
+                                                                 "message": message}])
+
+
 class RefuseLateBodies(Step):
     """A request whose body did not arrive in time (the server says so) is answered 408 and closed."""
 
@@ -262,7 +277,7 @@ class CheckRequest(Step):
                                                   f"{face.name} contract", "path"))
             return None
         raw = req.body() if op.body_validator is not None else b""
-        checked = check_request(op, ctx.path_values, req.args, req.content_type, raw)
+        checked = check_request(op, ctx.path_values, req.args, req.content_type, raw, req.query_problems)
         ctx.checked = checked
         if self.refuse == "first":
             ctx.violations += checked.ignored  # ignored, as a real API ignores them, but recorded against the client

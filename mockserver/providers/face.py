@@ -35,6 +35,7 @@ Handler = Callable[[Call], tuple[int, Any]]
 # Failures the HTTP layer itself detects, by kind; each provider spells the code its own way.
 BAD_REQUEST = "bad_request"
 UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -46,9 +47,9 @@ SERVICE_UNAVAILABLE = "service_unavailable"
 BAD_GATEWAY = "bad_gateway"
 GATEWAY_TIMEOUT = "gateway_timeout"
 
-_KIND_OF_STATUS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 408: REQUEST_TIMEOUT,
-                   413: PAYLOAD_TOO_LARGE, 422: VALIDATION_ERROR, 429: RATE_LIMIT_EXCEEDED, 500: INTERNAL_ERROR,
-                   502: BAD_GATEWAY, 503: SERVICE_UNAVAILABLE, 504: GATEWAY_TIMEOUT}
+_KIND_OF_STATUS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED,
+                   408: REQUEST_TIMEOUT, 413: PAYLOAD_TOO_LARGE, 422: VALIDATION_ERROR, 429: RATE_LIMIT_EXCEEDED,
+                   500: INTERNAL_ERROR, 502: BAD_GATEWAY, 503: SERVICE_UNAVAILABLE, 504: GATEWAY_TIMEOUT}
 
 
 def kind_of(status: int) -> str:

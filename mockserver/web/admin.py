@@ -1,7 +1,8 @@
 """The control plane under /__admin: health, reset, clock, seed, returns, journal, violations, dashboard.
 
 Errors are {"error": {"code", "message", "details"}}. With an admin token configured, every call needs
-`Authorization: Bearer TOKEN` (the dashboard also takes `?token=TOKEN`, for a browser).
+`Authorization: Bearer TOKEN` but the dashboard page and the OpenAPI document, which hold no data; the door
+checks it before any body is read (mockserver.web.guard).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from mockserver.domain.clock import (
     parse_instant,
     shifted,
 )
-from mockserver.domain.credentials import same_secret, wire_bytes
+from mockserver.domain.config import ADMIN_MAX_BODY
 from mockserver.domain.delivery_faults import chaos_profile as delivery_chaos
 from mockserver.domain.delivery_faults import chaos_profiles as delivery_chaos_profiles
 from mockserver.domain.faults import Rules, chaos_profile, chaos_profiles, rule_problems
@@ -44,9 +45,8 @@ from mockserver.store.journal import Journal
 from mockserver.version import __version__
 
 PREFIX = "/__admin"
-PUBLIC = frozenset({"admin.dashboard", "admin.openapi"})
-"""What answers without the admin token: the dashboard page and the control plane's OpenAPI document."""
-ADMIN_MAX_BODY = 256 * 1024 * 1024
+MAX_BODY = "returns_mock.max_body"
+"""Where the server put the body limit it held a request to (mockserver.web.serving)."""
 DELIVERY_STATUSES = ("pending", "held", "delivered", "failed", "blocked")
 
 
@@ -144,23 +144,16 @@ def clock_json(clock: ControllableClock) -> dict[str, Any]:
     return {"now": isoformat(clock.now()), "mode": clock.mode}
 
 
-def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...]) -> Blueprint:
-    """What every server's /__admin has (the mock's and the proxy's): the token guard, the admin error
-    format, the journal, the violations and the dashboard page."""
+def control_plane(journal: Journal, providers: tuple[str, ...]) -> Blueprint:
+    """What every server's /__admin has (the mock's and the proxy's): the admin error format, the journal,
+    the violations and the dashboard page (the token is checked at the door: mockserver.web.guard)."""
     admin = Blueprint("admin", __name__, url_prefix=PREFIX, template_folder="templates")
 
     @admin.before_request
-    def authorize() -> None:
-        # The provider body limit (--max-body-bytes) emulates the providers; seed scenarios may be larger.
-        request.max_content_length = ADMIN_MAX_BODY
-        if token is None:
-            return
-        given = request.headers.get("Authorization", "")
-        if given.startswith("Bearer ") and same_secret(wire_bytes(given[7:].strip()), token):
-            return
-        if request.endpoint in PUBLIC:  # no data: the page asks for the token, then calls us; the document
-            return
-        raise AdminError(401, "unauthorized", "The admin API needs Authorization: Bearer <admin token>.")
+    def body_limit() -> None:
+        # The provider body limit (--max-body-bytes) emulates the providers; seed scenarios may be larger. The
+        # admin token, Host and Origin were checked at the door, before any body was read (mockserver.web.guard).
+        request.max_content_length = request.environ.get(MAX_BODY, ADMIN_MAX_BODY)
 
     @admin.errorhandler(AdminError)
     def admin_error(error: AdminError) -> Response:
@@ -200,7 +193,7 @@ def control_plane(token: str | None, journal: Journal, providers: tuple[str, ...
 
 def register(app: Flask, state: Mock) -> None:
     providers = tuple(state.backends)
-    admin = control_plane(state.config.admin_token, state.journal, providers)
+    admin = control_plane(state.journal, providers)
 
     @admin.get("/health")
     def health() -> Response:

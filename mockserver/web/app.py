@@ -34,6 +34,7 @@ from mockserver.pipeline.steps import (
     LimitRate,
     NameTheWorker,
     RecordInJournal,
+    RefuseAtTheDoor,
     RefuseLateBodies,
     SelfCheck,
     UseStore,
@@ -48,7 +49,7 @@ from mockserver.version import __version__
 from mockserver.web import door
 from mockserver.web.admin import json_response, outside_providers
 from mockserver.web.admin import register as register_admin
-from mockserver.web.guard import BrowserGuard
+from mockserver.web.guard import REFUSED, BrowserGuard, refused
 from mockserver.web.serving import BODY_TIMED_OUT
 
 __all__ = ["ContractViolation", "WebMock", "create_app", "mock_of", "served", "validate_contracts"]
@@ -69,13 +70,18 @@ class WebMock:
     pipelined: set[str] = field(default_factory=set)
     """The endpoints answered through the pipeline (every provider path)."""
 
-    def _outside_providers(self) -> None:
+    def _outside_providers(self) -> Response | None:
         if request.endpoint in self.pipelined:
-            return  # the pipeline checks the store itself (mockserver.pipeline.steps.UseStore)
+            return None  # the pipeline checks the store itself (mockserver.pipeline.steps.UseStore)
+        door = request.environ.get(REFUSED)
+        if door is not None and request.endpoint is not None:  # a document under a provider's name
+            status, headers, body = refused(*door)
+            return Response(body, status, headers=headers)
         if request.environ.get(BODY_TIMED_OUT):
             raise RequestTimeout("The request body did not arrive in time; send it whole, promptly.")
         self.mock.store.check(0.1)  # a store file deleted under the server: 503 (every write checks at once)
         self.mock.store.pin_settings(True)
+        return None
 
     def _after_outside_providers(self, _: BaseException | None) -> None:
         if request.endpoint not in self.pipelined:  # the pipeline unpins its own (UseStore.finish)
@@ -112,7 +118,8 @@ class WebMock:
             })
 
         register_admin(app, mock)
-        app.wsgi_app = BrowserGuard(app.wsgi_app, mock.config.allowed_hosts)  # type: ignore[method-assign]
+        app.wsgi_app = BrowserGuard(app.wsgi_app, mock.config.allowed_hosts,  # type: ignore[method-assign]
+                                    token=mock.config.admin_token, renders=pipeline.face_for)
         # The control plane, the index and the documents: the store checked, its settings read once.
         app.before_request(self._outside_providers)
         app.teardown_request(self._after_outside_providers)
@@ -143,7 +150,7 @@ class WebMock:
 
 
 def default_steps(mock: Mock, self_check_failures: list[str]) -> list[Step]:
-    steps: list[Step] = [RefuseLateBodies(), UseStore(mock.store), InjectFaults(mock.faults),
+    steps: list[Step] = [RefuseAtTheDoor(), RefuseLateBodies(), UseStore(mock.store), InjectFaults(mock.faults),
                          LimitRate(mock.rate_limiter), Vary(mock.varying), Authenticate(), CheckRequest("first"),
                          VaryState(mock.portal), RecordInJournal(mock.journal)]
     if mock.config.workers > 1 or mock.store.shared:  # several processes may answer: say which one did

@@ -12,14 +12,20 @@ from flask import Request, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mockserver.contract import Operation
+from mockserver.contract.validation import query_values
 from mockserver.pipeline import Answer, BodyRefused, Pipeline
 from mockserver.pipeline import Request as PipelineRequest
+from mockserver.web.admin import MAX_BODY
 from mockserver.web.direct import CLIENT_TIMEOUT
-from mockserver.web.serving import BODY_TIMED_OUT, DEFERRED_DELAY
+from mockserver.web.guard import REFUSED
+from mockserver.web.serving import BODY_TIMED_OUT, DEFERRED_DELAY, RAW_PATH
 
 
 def _reader(req: Request) -> Callable[[], bytes]:
     def read() -> bytes:
+        limit = req.environ.get(MAX_BODY)
+        if limit is not None:  # the limit the server held the body to (a proxy's app sets none of its own)
+            req.max_content_length = limit
         try:
             return req.get_data(cache=True)
         except RequestEntityTooLarge:
@@ -34,10 +40,13 @@ def run(pipeline: Pipeline, req: Request, route: tuple[Operation, dict[str, Any]
     """Run the request through the pipeline; `req` is Flask's request itself, not its context-local proxy
     (each read through the proxy costs a lookup)."""
     environ = req.environ
+    query = req.query_string
+    args, undecodable = query_values(query)
     answer = pipeline.run(PipelineRequest(
-        method=req.method, path=req.path, query_string=req.query_string.decode("latin-1"), args=req.args,
-        headers=req.headers, content_type=req.content_type, remote_addr=req.remote_addr, read_body=_reader(req),
-        route=route, timed_out=bool(environ.get(BODY_TIMED_OUT)), defers_delays=DEFERRED_DELAY in environ,
+        method=req.method, path=req.path, query_string=query.decode("latin-1"), args=args,
+        query_problems=undecodable, headers=req.headers, content_type=req.content_type,
+        remote_addr=req.remote_addr, read_body=_reader(req), route=route, timed_out=bool(environ.get(BODY_TIMED_OUT)),
+        defers_delays=DEFERRED_DELAY in environ, refused=environ.get(REFUSED), raw_path=environ.get(RAW_PATH),
         client_timeout_s=environ.get(CLIENT_TIMEOUT)))
     if answer.deferred_s:
         environ[DEFERRED_DELAY] += answer.deferred_s
