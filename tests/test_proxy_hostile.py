@@ -34,11 +34,20 @@ class Upstream:
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.methods: list[str] = []
+        self.headers: list[dict[str, bytes]] = []
         self.behaviour = "ok"
         self.bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB decoded, ~64 KB sent
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         self.seen.append(environ["RAW_URI"])
+        self.methods.append(environ["REQUEST_METHOD"])
+        # WSGI hands header values over one character a byte (latin-1): these are the bytes that arrived.
+        self.headers.append({k: v.encode("latin-1") for k, v in environ.items() if k.startswith("HTTP_X_")})
+        if self.behaviour == "deep":
+            body = b"[" * 100_000 + b"]" * 100_000
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         if self.behaviour == "bomb":
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Encoding", "gzip"),
                                       ("Content-Length", str(len(self.bomb)))])
@@ -131,8 +140,9 @@ def test_the_recording_is_valid_har_after_concurrent_exchanges_and_a_signal(
     assert len(har["log"]["entries"]) == 16
 
 
+WORDS = ("pwd", "pass", "passwd", "bearer", "token", "secret", "auth", "userPwd", "db_pass", "Bearer-Token")
 SECRETS = ("s3cr3t-query", "s3cr3t-token", "s3cr3t-access", "s3cr3t-sig", "s3cr3t-form", "s3cr3t-xauth",
-           "s3cr3t-session", "UPSTREAM-PW", "s3cr3t-json")
+           "s3cr3t-session", "UPSTREAM-PW", "s3cr3t-json", *(f"s3cr3t-word-{word}" for word in WORDS))
 
 
 def test_credentials_are_masked_wherever_the_proxy_shows_a_request(upstream: tuple[Upstream, ThreadedServer],
@@ -151,6 +161,10 @@ def test_credentials_are_masked_wherever_the_proxy_shows_a_request(upstream: tup
                       headers=headers, timeout=10)
         requests.post(f"{front.url}{PL}/webhooks", json={"url": "http://127.0.0.1:1/h", "events": ["return.created"],
                                                         "secret": "whsec_s3cr3t-json"}, headers=headers, timeout=10)
+        # One word list masks for every door: each of these names holds a secret, nested or not.
+        nested = {word: f"s3cr3t-word-{word}" for word in WORDS[:5]}
+        requests.post(f"{front.url}{PL}/returns", json={"order_id": "o", "notes": [nested], "extra": {
+            word: f"s3cr3t-word-{word}" for word in WORDS[5:]}}, headers=headers, timeout=10)
         shown = [requests.get(f"{front.url}{path}", timeout=10).text
                  for path in ("/", "/__admin/health", "/__admin/journal", "/__admin/violations")]
         failed = requests.get(f"{dead.url}{PL}/returns", headers=bearer(KEY), timeout=10)
@@ -176,22 +190,30 @@ def test_a_path_leaving_the_base_path_is_refused_and_an_encoded_question_mark_st
     front = proxy(server.url)
     try:
         for path in ("/3plship/api/v1/../../../etc/passwd", "/3plship/api/v1/returns/../../../admin",
-                     "/3plship/api/v1/..%2f..%2fadmin", "/3plship/api/v1/returns/%2e%2e/%2e%2e/x"):
+                     "/3plship/api/v1/..%2f..%2fadmin", "/3plship/api/v1/returns/%2e%2e/%2e%2e/x",
+                     # ..; leaves the base path on Tomcat and Spring; a backslash (or %5c) on IIS and others;
+                     # an escape encoded twice on a server that decodes twice.
+                     "/3plship/api/v1/returns/..;/x", "/3plship/api/v1/returns/%2e%2e%3bjsessionid=1/x",
+                     "/3plship/api/v1/returns/..%5c..%5cadmin", "/3plship/api/v1/returns/..%5C..%5Cadmin",
+                     "/3plship/api/v1/returns/%252e%252e/%252e%252e/x", "/3plship/api/v1/returns/a%255cb"):
             status, body = raw_get(front.port, path)
             assert status == 400, (path, status, body)
             assert json.loads(body)["error"]["code"] == "BAD_REQUEST"  # the provider's own format
         assert app.seen == []  # none of them reached the upstream
         status, _ = raw_get(front.port, "/3plship/api/v1/returns/a%3Fb")
         assert app.seen == ["/api/v1/returns/a%3Fb"]  # the ? is still part of the path, not a query
+        raw_get(front.port, "/3plship/api/v1/returns/a%2Fb%FF")
+        assert app.seen[-1] == "/api/v1/returns/a%2Fb%FF"  # as sent: one segment, and the byte that is no text
     finally:
         front.stop()
 
 
-def raw_get(port: int, path: str) -> tuple[int, bytes]:
-    """A GET with the path exactly as written (HTTP clients normalise `..` away before sending)."""
+def raw_get(port: int, path: str, method: str = "GET", head: bytes = b"", body: bytes = b"") -> tuple[int, bytes]:
+    """A request with the path (and any extra header lines, as bytes) exactly as written: HTTP clients
+    normalise `..` away, and encode what they send, before sending."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
-                     "Connection: close\r\n\r\n".encode())
+        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+                     f"Connection: close\r\nContent-Length: {len(body)}\r\n".encode() + head + b"\r\n" + body)
         data = b""
         while chunk := conn.recv(65536):
             data += chunk
@@ -238,3 +260,102 @@ def test_an_https_upstream_is_checked_against_the_configured_authorities(tmp_pat
         unknown.stop()
         server.shutdown()
         thread.join(timeout=10)
+
+
+def test_every_request_under_a_providers_path_is_answered_in_its_format(
+        upstream: tuple[Upstream, ThreadedServer]) -> None:
+    """Forwarded or refused, whatever its path or method: a newline in the path and a method no operation
+    has go to the upstream as sent; TRACE (it would echo the credentials back) is refused; never a page of
+    the proxy's own framework."""
+    app, server = upstream
+    front = proxy(server.url)
+    try:
+        status, body = raw_get(front.port, "/3plship/api/v1/ret%0Aurns")
+        assert status == 200 and app.seen == ["/api/v1/ret%0Aurns"]
+        status, body = raw_get(front.port, "/3plship/api/v1/returns", method="BREW")
+        assert status == 200 and app.methods[-1] == "BREW"
+        for method in ("TRACE", "CONNECT"):
+            status, body = raw_get(front.port, "/3plship/api/v1/returns", method=method)
+            assert status == 405, (method, body[:200])
+            answer = json.loads(body)
+            assert answer["success"] is False and answer["error"]["code"] == "METHOD_NOT_ALLOWED"
+        assert app.methods == ["GET", "BREW"]  # neither was forwarded
+        entries = requests.get(f"{front.url}/__admin/journal", timeout=10).json()["entries"]
+        assert sorted(e["status"] for e in entries) == [200, 200, 405, 405]  # each journaled
+    finally:
+        front.stop()
+
+
+def test_json_nested_deeper_than_the_mocks_limit_is_refused_before_forwarding(
+        upstream: tuple[Upstream, ThreadedServer], tmp_path: Path) -> None:
+    """Deeper than the mock itself reads (128 levels): refused in the provider's format, never forwarded; an
+    upstream's answer 100,000 deep is passed on unchanged and recorded as a violation (its journal entry
+    shows a marker: it could not be masked), not a 500."""
+    app, server = upstream
+    front = proxy(server.url, "--record", str(tmp_path / "r.har"))
+    try:
+        for body in (b"[" * 129 + b"]" * 129, b'{"a": ' * 900 + b"1" + b"}" * 900, b"[" * 100_000):
+            answer = requests.post(f"{front.url}{PL}/returns", data=body, timeout=10,
+                                   headers={**bearer(KEY), "Content-Type": "application/json"})
+            assert answer.status_code == 400 and answer.json()["error"]["code"] == "BAD_REQUEST", answer.text[:300]
+            assert "nests deeper than 128 levels" in answer.json()["error"]["message"]
+        assert app.seen == []
+        app.behaviour = "deep"
+        deep = requests.get(f"{front.url}{PL}/returns", headers=bearer(KEY), timeout=30)
+        assert deep.status_code == 200 and deep.content == b"[" * 100_000 + b"]" * 100_000
+        found = requests.get(f"{front.url}/__admin/violations", timeout=10).json()["violations"]
+        assert any("nests deeper than 128 levels" in v["message"] for v in found if v["source"] == "response")
+        entry = requests.get(f"{front.url}/__admin/journal?status=200", timeout=10).json()["entries"][0]
+        assert "not shown" in entry["response_body"]
+    finally:
+        front.stop()
+    assert len(json.loads((tmp_path / "r.har").read_text())["log"]["entries"]) == 4
+
+
+def test_header_values_are_forwarded_as_sent(upstream: tuple[Upstream, ThreadedServer], tmp_path: Path) -> None:
+    """A UTF-8 value (and a byte that is no UTF-8 at all) reaches the upstream as the bytes the client sent;
+    the recording shows the UTF-8 one as text."""
+    app, server = upstream
+    record = tmp_path / "r.har"
+    front = proxy(server.url, "--record", str(record))
+    try:
+        status, _ = raw_get(front.port, "/3plship/api/v1/returns",
+                            head=b"X-Customer: Jos\xc3\xa9 M\xc3\xbcller\r\nX-Latin: caf\xe9\r\n")
+        assert status == 200
+    finally:
+        front.stop()
+    assert app.headers[0]["HTTP_X_CUSTOMER"] == "José Müller".encode()
+    assert app.headers[0]["HTTP_X_LATIN"] == b"caf\xe9"
+    sent = json.loads(record.read_text())["log"]["entries"][0]["request"]["headers"]
+    assert {"name": "X-Customer", "value": "José Müller"} in sent
+
+
+def test_an_upstream_answering_before_the_whole_body_arrived_is_relayed(tmp_path: Path) -> None:
+    """A 413 the upstream sends after the headers of a 10 MB body, closing without reading the rest, is the
+    upstream's answer to relay, not a 502."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    refusal = b'{"success":false,"error":{"code":"PAYLOAD_TOO_LARGE","message":"too large"}}'
+
+    def early() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: " + str(len(refusal)).encode() + b"\r\nConnection: close\r\n\r\n"
+                             + refusal)
+                time.sleep(0.2)  # then close, with most of the body unread: a reset
+
+    thread = threading.Thread(target=early, daemon=True)
+    thread.start()
+    front = proxy(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        for _ in range(2):
+            answer = requests.post(f"{front.url}{PL}/returns", data=b"x" * (10 * 1024 * 1024), timeout=60,
+                                   headers={**bearer(KEY), "Content-Type": "application/json"})
+            assert answer.status_code == 413 and answer.content == refusal
+    finally:
+        front.stop()
+        listener.close()

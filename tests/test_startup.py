@@ -4,9 +4,11 @@ or secret is one line and exit 2, and secrets stay out of ps, banners and messag
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -383,3 +385,70 @@ def test_the_store_and_journal_files_are_private_to_their_owner(tmp_path: Path) 
     assert {"state.db", "state.db-wal", "state.db-shm", "state.db-rate", "state.db-lock", "state.db-requests",
             "state.db-requests-wal"} <= set(modes), modes
     assert set(modes.values()) == {"0o600"}, modes
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie awaiting its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGQUIT, signal.SIGTERM], ids=["KILL", "QUIT", "TERM"])
+def test_workers_die_with_the_main_process_and_a_restart_works_at_once(tmp_path: Path, stop: signal.Signals) -> None:
+    """`kill -9 $!` of the main process (or any signal that ends it) leaves no worker serving as an orphan
+    and holding the port: a restart right after it, with no pause, serves."""
+    store = f"sqlite:{tmp_path / 'state.db'}"
+    server = Server("--store", store, "--workers", "2").start()
+    assert server.proc is not None
+    main = server.proc.pid
+    children = Path(f"/proc/{main}/task/{main}/children")
+    workers = [int(c) for c in children.read_text().split()]
+    assert len(workers) == 2
+    os.kill(main, stop)  # the main process only, as `kill -9 $!` does
+    server.proc.wait(timeout=30)
+    again = Server("--store", store, "--workers", "2")
+    again.port, again.url, again.args[1] = server.port, server.url, str(server.port)
+    try:
+        again.start()  # at once: no sleep, no retry here
+        answered = {requests.get(again.url + "/__admin/health", timeout=10).json()["pid"] for _ in range(20)}
+        assert answered.isdisjoint(workers)  # only the new server's workers answer
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        again.stop()
+        server.stop()
+
+
+def test_two_servers_started_together_on_one_port_one_is_refused(tmp_path: Path) -> None:
+    """Started within milliseconds of each other, before either has bound (SO_REUSEPORT would let both run,
+    each with half the traffic): one serves, the other is one line and exit 2."""
+    for attempt in range(3):
+        port = free_port()
+        both = [subprocess.Popen([sys.executable, "-m", "mockserver.cli", "serve", "--store", "memory", "--port",
+                                  str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 30
+            while all(p.poll() is None for p in both) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            refused = [p for p in both if p.poll() is not None]
+            assert len(refused) == 1, attempt
+            assert refused[0].returncode == 2
+            error = refused[0].stderr.read() if refused[0].stderr else ""
+            assert error.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in error, error
+            serving = next(p for p in both if p.poll() is None)
+            pids = {requests.get(f"http://127.0.0.1:{port}/__admin/health", timeout=10).json()["pid"]
+                    for _ in range(10)}
+            assert len(pids) == 1 and Path(f"/proc/{pids.pop()}/stat").exists()
+            assert serving.poll() is None
+        finally:
+            for proc in both:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                with contextlib.suppress(ProcessLookupError, PermissionError):  # any worker left behind
+                    os.killpg(proc.pid, signal.SIGKILL)

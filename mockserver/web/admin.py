@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from mockserver.contract import Problem, contract, json_text, problems
 from mockserver.contract.errors import ProviderError
 from mockserver.contract.hints import closest_path, unknown_path
+from mockserver.contract.validation import query_values
 from mockserver.domain.clock import (
     ControllableClock,
     StoreClock,
@@ -68,8 +69,18 @@ def _body(schema: str) -> Any:
     return body
 
 
+def _args() -> dict[str, str]:
+    """The query, decoded from its bytes (each name's first value): a parameter that is not UTF-8 is a 400
+    naming it."""
+    values, undecodable = query_values(request.query_string)
+    if undecodable:
+        raise AdminError(400, "bad_request", f"Request query is not usable: {undecodable[0].message}.",
+                         [p.as_detail() for p in undecodable])
+    return values
+
+
 def _query(name: str, choices: tuple[str, ...] | None = None) -> str | None:
-    value = request.args.get(name)
+    value = _args().get(name)
     if value is not None and choices is not None and value not in choices:
         raise AdminError(422, "validation_error", f"{name} must be one of {', '.join(choices)}.",
                          [Problem(name, f"{name} must be one of {', '.join(choices)}", "query", choices).as_detail()])
@@ -77,7 +88,7 @@ def _query(name: str, choices: tuple[str, ...] | None = None) -> str | None:
 
 
 def _int_query(name: str, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
+    raw = _args().get(name)
     if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) < 12) or not low <= int(raw) <= high:

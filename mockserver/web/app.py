@@ -242,7 +242,7 @@ def _register_errors(app: Flask, pipeline: Pipeline) -> None:
             headers["Allow"] = ", ".join(allowed)
             message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}."
         elif status == 413:
-            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
+            message = f"Request body is larger than {request.max_content_length} bytes."
         elif status == 408:
             message = error.description or "The request body did not arrive in time."
             headers["Connection"] = "close"

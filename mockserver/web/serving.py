@@ -37,7 +37,7 @@ from mockserver.domain.config import Limits
 from mockserver.domain.faults import ConnectionDropped
 from mockserver.web.admin import MAX_BODY
 from mockserver.web.connections import Connections, Watch
-from mockserver.web.guard import ADMIN, BrowserGuard
+from mockserver.web.guard import ADMIN, REFUSED, BrowserGuard
 
 BODY_TIMED_OUT = "returns_mock.body_timed_out"
 """Set in the WSGI environ of a request whose body did not arrive in time: the pipeline answers it 408."""
@@ -170,7 +170,7 @@ class Server:
                 refused = _Answer()
                 refused.status, refused.headers, content = refusal
                 return refused, content, True
-        if (length and length != "0") or chunked:
+        if ((length and length != "0") or chunked) and REFUSED not in environ:
             if admin:
                 await self._read_admin_body(environ, read, length)
             else:
