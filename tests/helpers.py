@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "doc_section",
     "fixture",
     "free_port",
+    "mock_or_proxy",
     "readme_blocks",
     "shell_commands",
 ]
@@ -167,3 +169,20 @@ class Server:
                 self.output = self.proc.stdout.read().decode("utf-8", "replace")
         self.proc = None
 
+
+
+@contextlib.contextmanager
+def mock_or_proxy(kind: str, *args: str) -> Iterator[Server]:
+    """`kind` "serve": `returns-mock serve ARGS`; "proxy" (or "proxy --shadow"): a proxy in front of one, both
+    providers forwarded. Stopped on leaving."""
+    mock = Server(*args).start()
+    front = mock
+    try:
+        if kind != "serve":
+            front = Server("--3plship-upstream", mock.url + PL, "--35up-upstream", mock.url + UP35,
+                           *kind.split()[1:], command="proxy").start()
+        yield front
+    finally:
+        if front is not mock:
+            front.stop()
+        mock.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import PL, UP35, Server
+from helpers import PL, Server, mock_or_proxy
 
 pytestmark = pytest.mark.system
 
@@ -124,15 +124,8 @@ MALFORMED = [b"[::1]evil", b"[::1", b"localhost:evil", b"127.0.0.1:99999", b"loc
 
 @pytest.fixture(params=["serve", "proxy"])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    mock = Server("--store", "memory").start()
-    if request.param == "serve":
-        yield mock
-        mock.stop()
-        return
-    front = Server("--3plship-upstream", mock.url + PL, "--35up-upstream", mock.url + UP35, command="proxy").start()
-    yield front
-    front.stop()
-    mock.stop()
+    with mock_or_proxy(request.param, "--store", "memory") as front:
+        yield front
 
 
 def _get(port: int, path: str, host: bytes | None, target: bytes | None = None) -> tuple[int, bytes]:

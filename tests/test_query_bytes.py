@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from helpers import PL, UP35, Server
+from helpers import PL, UP35, Server, mock_or_proxy
 
 pytestmark = pytest.mark.system
 
@@ -49,15 +49,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         store = f"sqlite:{tmp_path_factory.mktemp('bytes') / 'state.db'}"
     else:
         store = request.getfixturevalue("postgres_url") if kind == "postgresql" else "memory"
-    mock = Server("--store", store, "--workers", "1").start()
-    if kind != "proxy":
-        yield mock
-        mock.stop()
-        return
-    front = Server("--3plship-upstream", mock.url + PL, "--35up-upstream", mock.url + UP35, command="proxy").start()
-    yield front
-    front.stop()
-    mock.stop()
+    with mock_or_proxy("proxy" if kind == "proxy" else "serve", "--store", store, "--workers", "1") as front:
+        yield front
 
 
 def test_any_query_bytes_are_answered_in_the_providers_format_naming_the_parameter(server: Server) -> None:
