@@ -22,7 +22,9 @@ pytestmark = pytest.mark.system
 
 CREATE = fixture("3plship/create-return.request.json")
 TIMEOUTS = ("--body-timeout-ms", "2000", "--header-timeout-ms", "2000")
-SERVERS = ["serve", "proxy", "proxy --shadow"]
+SERVERS = ["serve", "proxy"]
+EVERY_SERVER = pytest.mark.parametrize("server", [*SERVERS, "proxy --shadow"], indirect=True)
+"""Where a shadowing proxy (one account's exchanges in turn) differs: requests under way."""
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +130,7 @@ class Drips:
             reset(conn)
 
 
+@EVERY_SERVER
 def test_eighty_dripping_bodies_leave_others_answered_and_are_answered_408(server: Server) -> None:
     """More than the 64 threads the proxy once had: 64 such clients stalled it whole, health included."""
     drips = Drips(server.port, 80)
@@ -209,7 +212,7 @@ def _open(port: int, count: int) -> list[socket.socket]:
     return opened
 
 
-@pytest.mark.parametrize("kind", SERVERS[:2])
+@pytest.mark.parametrize("kind", SERVERS)
 def test_ten_thousand_idle_connections_leave_health_answering(kind: str, request: pytest.FixtureRequest) -> None:
     """10,000 connections that never send a byte (a worker once held 4,096, then stalled everyone for good):
     /__admin/health answers while they are held (in well under a second), and the provider paths do."""
@@ -237,7 +240,7 @@ def test_ten_thousand_idle_connections_leave_health_answering(kind: str, request
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-@pytest.mark.parametrize("kind", SERVERS[:2])
+@pytest.mark.parametrize("kind", SERVERS)
 def test_past_the_connection_limit_idle_ones_make_room_and_busy_ones_refuse_new_ones(
         kind: str, request: pytest.FixtureRequest) -> None:
     front = start(kind, "--max-connections", "40", "--body-timeout-ms", "30000",
@@ -268,6 +271,7 @@ def test_past_the_connection_limit_idle_ones_make_room_and_busy_ones_refuse_new_
         front.stop()
 
 
+@EVERY_SERVER
 def test_requests_sleeping_in_latency_faults_hold_up_no_one(server: Server, request: pytest.FixtureRequest) -> None:
     """Eight requests asleep: in the mock's latency faults, or behind the proxy in its upstream's."""
     proxied = is_proxy(server)
