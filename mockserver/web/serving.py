@@ -72,9 +72,9 @@ class _Answer:
         self.headers = headers
 
 
-Reader = Callable[[int | None, int], Awaitable[bytes]]
-"""Reads a request's body: (its declared length or None when chunked, the limit) -> the body (for a
-chunked body, at most limit + 1 bytes)."""
+Reader = Callable[[Any, int | None, int], Awaitable[bytes]]
+"""Reads a request's body from an interface's source (RSGI's protocol, ASGI's receive): (source, its
+declared length or None when chunked, the limit) -> the body (for a chunked body, at most limit + 1 bytes)."""
 
 
 class Server:
@@ -111,18 +111,24 @@ class Server:
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
             return
-        headers = scope.headers
         environ = _rsgi_environ(scope)
-        length = headers.get("content-length")
-
-        async def read(declared: int | None, limit: int) -> bytes:
-            body: bytes = await (proto() if declared is not None else _collect(proto, limit))
-            return body
-
         peer = scope.client
         self.connections.begin(peer)
         try:
-            answer, body, whole = await self._serve(environ, read, length, "transfer-encoding" in headers)
+            refusal = self._refusal(environ)
+            if refusal is not None:
+                proto.response_bytes(*refusal)
+                return
+            headers = scope.headers
+            length = headers.get("content-length")
+            if (length and length != "0") or "transfer-encoding" in headers:
+                await self._read(environ, _rsgi_body, proto, length)
+            answer = _Answer()
+            body, whole = self._run_here(environ, answer) if self._here(environ) else \
+                await self._run_elsewhere(environ, answer)
+            delay: float = environ[DEFERRED_DELAY]
+            if delay:
+                await asyncio.sleep(delay)
             if whole:
                 proto.response_bytes(answer.status, answer.headers, body)
             else:  # a dropped-connection fault: what was sent, then the declared length unmet; the server cuts it
@@ -136,26 +142,24 @@ class Server:
         if scope["type"] != "http":
             return
         environ = _asgi_environ(scope)
-
-        async def read(declared: int | None, limit: int) -> bytes:
-            parts: list[bytes] = []
-            size = 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    raise ConnectionError("the client went away mid-body")
-                chunk = message.get("body", b"")
-                parts.append(chunk)
-                size += len(chunk)
-                if size > limit or not message.get("more_body"):
-                    return b"".join(parts)[:limit + 1]
-
         client = scope["client"]
         peer = f"[{client[0]}]:{client[1]}" if ":" in client[0] else f"{client[0]}:{client[1]}"
         self.connections.begin(peer)
         try:
-            answer, body, whole = await self._serve(environ, read, environ.get("CONTENT_LENGTH"),
-                                                    "HTTP_TRANSFER_ENCODING" in environ)
+            answer = _Answer()
+            whole = True
+            refusal = self._refusal(environ)
+            if refusal is not None:
+                answer.status, answer.headers, body = refusal
+            else:
+                length = environ.get("CONTENT_LENGTH")
+                if (length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ:
+                    await self._read(environ, _asgi_body, receive, length)
+                body, whole = self._run_here(environ, answer) if self._here(environ) else \
+                    await self._run_elsewhere(environ, answer)
+                delay: float = environ[DEFERRED_DELAY]
+                if delay:
+                    await asyncio.sleep(delay)
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
             await send({"type": "http.response.start", "status": answer.status, "headers": headers})
             # A dropped-connection fault ends short of its declared length: the server cuts the connection.
@@ -165,33 +169,32 @@ class Server:
 
     # --- what both do --------------------------------------------------------------------------------
 
-    async def _serve(self, environ: dict[str, Any], read: Reader, length: str | None,
-                     chunked: bool) -> tuple[_Answer, bytes, bool]:
-        admin = environ["PATH_INFO"].startswith(ADMIN)
-        if self.gate is not None:
-            refusal = self.gate(environ)
-            if refusal is not None:  # refused on its head: its body is never read
-                refused = _Answer()
-                refused.status, refused.headers, content = refusal
-                return refused, content, True
-        if ((length and length != "0") or chunked) and REFUSED not in environ:
-            if admin:
-                await self._read_admin_body(environ, read, length)
-            else:
-                await self._read_body(environ, read, length, self.limits.max_body_bytes)
-        environ[DEFERRED_DELAY] = 0.0
-        answer = _Answer()
-        loop = asyncio.get_running_loop()
-        if admin:
-            body, whole = await loop.run_in_executor(self.control_plane, _run, self.app, environ, answer)
-        elif self.forwarding is not None:
-            body, whole = await self._forward(loop, environ, answer)
+    def _refusal(self, environ: dict[str, Any]) -> Refusal | None:
+        """The door's answer to a request refused on its head: its body is never read."""
+        return self.gate(environ) if self.gate is not None else None
+
+    async def _read(self, environ: dict[str, Any], read: Reader, source: Any, length: str | None) -> None:
+        if REFUSED in environ:  # refused on a provider's path: its pipeline answers, the body unread
+            return
+        if environ["PATH_INFO"].startswith(ADMIN):
+            await self._read_admin_body(environ, read, source, length)
         else:
-            body, whole = _run(self.app, environ, answer)
-        delay: float = environ[DEFERRED_DELAY]
-        if delay:
-            await asyncio.sleep(delay)
-        return answer, body, whole
+            await self._read_body(environ, read, source, length, self.limits.max_body_bytes)
+
+    def _here(self, environ: dict[str, Any]) -> bool:
+        """Whether the request runs in the loop's own thread (the mock's provider paths), not on threads."""
+        return self.forwarding is None and not environ["PATH_INFO"].startswith(ADMIN)
+
+    def _run_here(self, environ: dict[str, Any], answer: _Answer) -> tuple[bytes, bool]:
+        environ[DEFERRED_DELAY] = 0.0
+        return _run(self.app, environ, answer)
+
+    async def _run_elsewhere(self, environ: dict[str, Any], answer: _Answer) -> tuple[bytes, bool]:
+        environ[DEFERRED_DELAY] = 0.0
+        loop = asyncio.get_running_loop()
+        if environ["PATH_INFO"].startswith(ADMIN):
+            return await loop.run_in_executor(self.control_plane, _run, self.app, environ, answer)
+        return await self._forward(loop, environ, answer)
 
     async def _forward(self, loop: asyncio.AbstractEventLoop, environ: dict[str, Any],
                        answer: _Answer) -> tuple[bytes, bool]:
@@ -214,15 +217,16 @@ class Server:
             if not users[0]:
                 del self._turns[key]
 
-    async def _read_admin_body(self, environ: dict[str, Any], read: Reader, length: str | None) -> None:
+    async def _read_admin_body(self, environ: dict[str, Any], read: Reader, source: Any, length: str | None) -> None:
         """A control-plane body, read by at most CONTROL_PLANE_THREADS requests at once: whatever the number of
         requests, the bodies held in memory are bounded by that many times --admin-max-body-bytes."""
         if self._admin_reads is None:
             self._admin_reads = asyncio.Semaphore(CONTROL_PLANE_THREADS)
         async with self._admin_reads:
-            await self._read_body(environ, read, length, self.limits.admin_max_body_bytes)
+            await self._read_body(environ, read, source, length, self.limits.admin_max_body_bytes)
 
-    async def _read_body(self, environ: dict[str, Any], read: Reader, length: str | None, limit: int) -> None:
+    async def _read_body(self, environ: dict[str, Any], read: Reader, source: Any, length: str | None,
+                         limit: int) -> None:
         try:
             declared = int(length) if length else None
         except ValueError:
@@ -234,7 +238,7 @@ class Server:
         task = asyncio.current_task()
         self.deadlines.watch(task)
         try:
-            body = await read(declared, limit)
+            body = await read(source, declared, limit)
         except asyncio.CancelledError:
             if not self.deadlines.expired(task):
                 raise
@@ -260,9 +264,11 @@ def in_worker(app: WsgiApp, *, forwards: bool = False,
     return Server(app, Limits.from_env(), gate=gate, forwards=forwards, turn=turn)
 
 
-async def _collect(proto: Any, limit: int) -> bytes:
-    """A body of no declared length (chunked), read until it ends or passes `limit` (then limit + 1 bytes)."""
-    parts: list[bytes] = []
+async def _rsgi_body(proto: Any, declared: int | None, limit: int) -> bytes:
+    if declared is not None:
+        whole: bytes = await proto()
+        return whole
+    parts: list[bytes] = []  # no declared length (chunked): read until it ends or passes `limit`
     size = 0
     async for chunk in proto:
         parts.append(chunk)
@@ -270,6 +276,20 @@ async def _collect(proto: Any, limit: int) -> bytes:
         if size > limit:
             break
     return b"".join(parts)[:limit + 1]
+
+
+async def _asgi_body(receive: Callable[[], Awaitable[dict[str, Any]]], declared: int | None, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ConnectionError("the client went away mid-body")
+        chunk = message.get("body", b"")
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit or not message.get("more_body"):
+            return b"".join(parts)[:limit + 1]
 
 
 class Deadlines:
@@ -348,12 +368,15 @@ def _base_environ(method: str, path: str, query: str, server: tuple[str, str], c
 
 def _latin1(text: str) -> str:
     """PEP 3333: what the client sent as bytes, each byte one character (granian hands over UTF-8 text)."""
-    return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("latin-1")
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _rsgi_environ(scope: Any) -> dict[str, Any]:
     server_host, _, server_port = scope.server.rpartition(":")
-    environ = _base_environ(scope.method, _latin1(scope.path), _latin1(scope.query_string),
+    path: str = scope.path
+    query: str = scope.query_string
+    environ = _base_environ(scope.method, path if path.isascii() else _latin1(path),
+                            query if query.isascii() else _latin1(query),
                             (server_host, server_port), scope.client.rpartition(":")[0].strip("[]"),
                             scope.http_version, scope.scheme)
     for name, value in scope.headers.items():
