@@ -114,6 +114,32 @@ def test_an_upstream_identical_to_the_mock_gives_no_drift_over_both_providers_fl
         proxy.stop()
 
 
+def test_concurrent_clients_of_one_account_are_shadowed_in_the_upstreams_order(upstream: Server) -> None:
+    """Each exchange runs on a thread of the proxy's own; one account's go one at a time, in their order of
+    arrival, each applied to the mirror before the next reaches the upstream: 16 clients of two accounts
+    creating and counting their returns at once see no drift (a count read out of order would differ)."""
+    proxy = shadow_proxy(upstream.url)
+    pl = f"{proxy.url}/3plship/api/v1"
+
+    def client(n: int) -> None:
+        key = bearer(f"zl_test_turns{n % 2}")
+        with requests.Session() as session:
+            for i in range(12):
+                session.post(f"{pl}/returns", headers=key, json={**RETURN, "order_id": f"ord_t{n}_{i}"}, timeout=30)
+                session.get(f"{pl}/returns?limit=100", headers=key, timeout=30)
+
+    try:
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=120)
+        report = drift(proxy)
+        assert report["summary"] == summary(16 * 12 * 2), report["entries"][:3]
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize(("upstream", "expected"), [
     (("--lifecycle", "permissive"), [("PATCH", "/35up/v1/returns/1001", "", "mock_refuses")]),
     (("--refund-business-days", "7"), [("POST", "/3plship/api/v1/returns/{id}/refund", "/data/refund/expected_at",
