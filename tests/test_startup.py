@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import PL, UP35, Server, bearer, cli, fixture, free_port
+from helpers import PL, UP35, Server, bearer, cli, fixture, free_port, mock_or_proxy
 from pg import PASSWORD, Cluster
 from test_reliability import _kill_tree
 
@@ -452,3 +453,38 @@ def test_two_servers_started_together_on_one_port_one_is_refused(tmp_path: Path)
                     proc.wait(timeout=30)
                 with contextlib.suppress(ProcessLookupError, PermissionError):  # any worker left behind
                     os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("kind", "stop", "group"), [("serve", signal.SIGINT, True), ("proxy", signal.SIGTERM, False)],
+                         ids=["serve-INT-to-the-group", "proxy-TERM-to-the-main-process"])
+def test_a_stop_signal_ends_the_server_in_its_grace_whatever_requests_are_under_way(
+        kind: str, stop: signal.Signals, group: bool) -> None:
+    """Ctrl-C (the terminal signals the whole group) or a supervisor's SIGTERM (the main process only), with
+    requests asleep in 60 s latency faults (behind the proxy: in its upstream): the stop waited for them, a
+    minute and more; now they have launch.SHUTDOWN_GRACE_S (5 s) to finish, then the workers are killed."""
+    waits = f"{kind} --upstream-timeout-ms 70000" if kind == "proxy" else kind
+    with mock_or_proxy(waits, "--store", "memory") as front:
+        mock_url = front.url if kind == "serve" else front.args[front.args.index("--3plship-upstream") + 1][:-len(PL)]
+        rule = {"provider": "3plship", "latency_ms": 60000}
+        assert requests.post(f"{mock_url}/__admin/faults", json=[rule], timeout=10).status_code == 201
+        cut: list[str] = []
+
+        def asleep() -> None:
+            try:
+                requests.get(f"{front.url}{PL}/returns", headers=bearer(), timeout=80)
+            except requests.ConnectionError as exc:
+                cut.append(type(exc).__name__)
+
+        sleepers = [threading.Thread(target=asleep, daemon=True) for _ in range(4)]
+        for thread in sleepers:
+            thread.start()
+        time.sleep(1)  # all four are asleep now
+        assert front.proc is not None
+        if group:
+            os.killpg(front.proc.pid, stop)
+        else:
+            os.kill(front.proc.pid, stop)
+        front.proc.wait(timeout=30)  # half the faults' sleep: it waited them out before (59 s)
+        for thread in sleepers:
+            thread.join(timeout=10)
+        assert len(cut) == 4  # each cut off, none answered after the stop

@@ -5,6 +5,10 @@
   milliseconds, before either has bound) would otherwise both run, each with half the traffic.
 - Each worker dies with the main process, whatever ends it (mockserver.process.die_with_main), so that a
   restart right after `kill -9` finds the port free.
+- A signal that stops the server (SIGINT, SIGTERM) lets requests under way finish for SHUTDOWN_GRACE_S at
+  most, then the workers are killed: a latency fault's sleep, or an upstream the proxy waits on, would
+  otherwise hold the stop for as long as it lasts (a minute and more). A recording loses nothing by it: each
+  entry is written by one system call.
 - The open-file limit is raised to its hard limit: each connection is a descriptor, and a worker holds
   many (mockserver.web.connections closes those that carry no request).
 - granian's own warnings that this configuration makes on purpose (more workers than CPUs: a PostgreSQL
@@ -31,6 +35,9 @@ BACKLOG = 4096
 """Connections the kernel queues for a worker before it accepts them (capped by net.core.somaxconn)."""
 RESERVED_FILES = 256
 """Descriptors a worker keeps for anything but connections: its store, journal, upstreams, webhooks."""
+SHUTDOWN_GRACE_S = 5
+"""How long a stopping server's requests under way may take to finish (a mock's answer takes milliseconds,
+a proxy's exchange --upstream-timeout-ms, 5 s by default) before its workers are killed."""
 CLAIM_WAIT_S = 2.0
 """How long a start waits for a port claimed by a server that is going away (its workers after kill -9)."""
 
@@ -129,5 +136,5 @@ def run(target: str, *, asgi: bool, workers: int, address: str, port: int, limit
         multiprocessing.set_start_method("fork", force=True)
     Granian(target, factory=True, address=address, port=port, interface=Interfaces.ASGINL if asgi else Interfaces.RSGI,
             workers=workers, websockets=False, log_access=False, log_dictconfig=_logging(), backlog=BACKLOG,
-            backpressure=limits.max_connections,
+            backpressure=limits.max_connections, workers_kill_timeout=SHUTDOWN_GRACE_S,
             http1_settings=HTTP1Settings(header_read_timeout=limits.header_timeout_ms)).serve()
