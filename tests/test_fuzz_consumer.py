@@ -73,3 +73,47 @@ def test_the_guides_consumer_example_passes_fuzzed_runs(tmp_path: Path) -> None:
                           "--returns-mock-fuzz=50", "--returns-mock-fuzz-seed=5"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 1 and "delivered twice" in run.stdout, run.stdout[-3000:]
+
+
+AUTOPILOT = '''
+import hashlib, hmac, json
+import pytest
+
+
+@pytest.mark.returns_mock(autopilot="warehouse")
+def test_the_warehouse_receives_it(returns_mock, returns_mock_webhooks):
+    hooks = returns_mock_webhooks
+    credits, seen = [], set()
+
+    def consumer(body, headers):
+        expected = hmac.new(hooks.secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, headers.get("X-3plship-Signature", "")):
+            return 401
+        event = json.loads(body)
+        if event["id"] in seen:
+            return 200
+        seen.add(event["id"])
+        if event["type"] == "return.received" and event["data"]["order_id"] == "ord_1001":
+            credits.append(event["data"]["id"])
+        return 200
+
+    made = hooks.create("ord_1001")  # only created: the autopilot's warehouse receives it
+    returns_mock.advance("P7D")
+    hooks.deliver(handler=consumer)
+    assert credits == [made["id"]]
+'''
+
+
+def test_the_autopilots_moves_are_delivered_and_fuzzed(pytester: pytest.Pytester) -> None:
+    """The provider's own moves (issue 40's autopilot, on the mock's clock) raise events the fixture delivers."""
+    pytester.makepyfile(test_consumer_on_autopilot=AUTOPILOT)
+    assert pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").ret == 0  # received only by the autopilot
+    fuzzed = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--returns-mock-fuzz=50",
+                                "--returns-mock-fuzz-seed=1")
+    assert fuzzed.ret == 0, str(fuzzed.stdout)
+    without_dedupe = AUTOPILOT.replace('        if event["id"] in seen:', "        if False:")
+    pytester.makepyfile(test_consumer_on_autopilot=without_dedupe)
+    broken = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--returns-mock-fuzz=50",
+                                "--returns-mock-fuzz-seed=1", "--returns-mock-fuzz-shrink-seconds=10")
+    assert broken.ret == 1
+    broken.stdout.re_match_lines([r".*webhooks: return\.received evt_\w+ \(ret_\w+\) delivered twice"])
