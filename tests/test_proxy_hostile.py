@@ -102,20 +102,21 @@ def test_the_timeout_bounds_a_dripping_answer_and_slow_upstreams_stall_nothing_e
         upstream: tuple[Upstream, ThreadedServer]) -> None:
     app, server = upstream
     app.behaviour = "drip"
-    front = proxy(server.url, "--upstream-timeout-ms", "1500")
+    front = proxy(server.url, "--upstream-timeout-ms", "5000")
     try:
         with ThreadPoolExecutor(10) as pool:
             slow = [pool.submit(requests.get, f"{front.url}{PL}/returns?drip=1", headers=bearer(KEY), timeout=30)
                     for _ in range(10)]
             time.sleep(0.3)  # all ten are waiting on their upstream now
-            started = time.monotonic()
             assert requests.get(f"{front.url}/__admin/health", timeout=10).status_code == 200
             assert requests.get(f"{front.url}{PL}/returns", headers=bearer(KEY), timeout=10).status_code == 200
-            assert time.monotonic() - started < 1.0
+            # Answered while every dripping exchange is still held (no wall-clock bound: an order of events).
+            assert not any(future.done() for future in slow)
             for future in slow:
+                # The drip lasts far longer than the client's 30 s: a 504 at all means the timeout bounded the
+                # whole exchange, not each read.
                 answer = future.result()
                 assert answer.status_code == 504 and answer.json()["error"]["code"] == "GATEWAY_TIMEOUT"
-                assert answer.elapsed.total_seconds() < 3.0  # the whole exchange, not each read
     finally:
         front.stop()
 
