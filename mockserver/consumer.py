@@ -153,7 +153,11 @@ class Webhooks:
                        "it over the raw body, not over JSON parsed and written again)") if status in (401, 403) else ""
                 raise ConsumerFailed(f"the consumer never acknowledged {sent.label}: {status} to each of "
                                      f"{ATTEMPTS} attempts of a genuine, signed delivery{why}")
+            # A retry comes after at least one other queued delivery, as the provider's backoff lets others
+            # go first: retried at once, a correct handler's 409 to received-before-created would be called
+            # "never acknowledged".
             later = variation.chooser.index(None, len(queue) + 1, keep=DELAY_KEEP_ODDS) if variation else 0
+            later = max(later, min(1, len(queue)))
             queue.insert(later, dataclasses.replace(sent, attempt=sent.attempt + 1))
             if later:
                 self.notes.append(f"  webhooks: {sent.label} answered {status}: retried after {later} "

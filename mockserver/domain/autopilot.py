@@ -211,7 +211,10 @@ def _move_problems(move: dict[str, Any], where: str, lifecycle: Lifecycle, count
     if not sources:
         return [Problem(f"{where}.to", f"{where}.to: no move of the {provider} lifecycle leads to {target}", "body")]
     if "after" in move:
-        delta = parse_duration(move["after"])
+        try:
+            delta = parse_duration(move["after"])
+        except ValueError as exc:  # "P", "PT" and "P1DT" pass the schema's pattern
+            return [Problem(f"{where}.after", f"{where}.after: {exc}", "body")]
         if delta <= timedelta(0):
             return [Problem(f"{where}.after", f"{where}.after: {move['after']} is not a wait: give a positive "
                                               "duration such as P3D or PT1H", "body")]

@@ -80,8 +80,19 @@ def rule_problems(body: Any, events: Collection[str]) -> list[Problem]:
         if name is not None and name not in events:
             found.append(Problem(f"{where}event", f"{where}event: {name!r} is not an event this mock sends: "
                                                   f"{', '.join(events)}", "body", tuple(events)))
-        if "window" in rule and parse_duration(rule["window"]).total_seconds() <= 0:
-            found.append(Problem(f"{where}window", f"{where}window: give a positive duration such as PT1M", "body"))
+        for key in ("delay", "window", "replay_after"):
+            # The schema's pattern lets "P", "PT" and "P1DT" through, and a length past any date range: refused
+            # here, named, rather than raising in the deliverer when the rule first shapes a delivery.
+            if key not in rule:
+                continue
+            try:
+                length = parse_duration(rule[key])
+            except ValueError as exc:
+                found.append(Problem(f"{where}{key}", f"{where}{key}: {exc}", "body"))
+                continue
+            if key == "window" and length.total_seconds() <= 0:
+                found.append(Problem(f"{where}window", f"{where}window: give a positive duration such as PT1M",
+                                     "body"))
     return found
 
 
