@@ -177,13 +177,6 @@ class mock_providers(MockHandle, ContextDecorator):
         self._others = others
         return self
 
-    def restart(self, variation: Variation | None = None) -> None:
-        """A fresh mock in place of this one (as a new `with` would give), its answers varied by
-        `variation` (mockserver.domain.variation) if given: each run of a fuzzed test starts here."""
-        self.__exit__(None, None, None)
-        self.__enter__()
-        self.state.varying.use(variation)
-
     def _refuse_other_host(self, request: Any) -> tuple[int, dict[str, str], bytes]:
         mocked = ", ".join(self.base_urls.values())
         raise requests.ConnectionError(

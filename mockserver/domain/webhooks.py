@@ -66,10 +66,6 @@ class DeliveryPolicy:
     subscriptions_per_account: int = 20
     """Webhook subscriptions one account may hold; the next is refused (409, WEBHOOK_LIMIT_REACHED)."""
 
-    def allows(self, url: str) -> bool:
-        """Whether an attempt to `url` may be made (without resolving a name: one allowed by name is)."""
-        return self.target(url, resolve=False).blocked is None
-
     def target(self, url: str, *, resolve: bool = True) -> Target:
         """The address an attempt to `url` connects to, or why it is blocked. A name is resolved only when
         allowed by name (or `localhost`), and each of its addresses checked, so that the address connected

@@ -106,8 +106,7 @@ class SharedRateCounters:
                 counts = []
                 for window, digest, (offset, previous, current) in zip(windows, digests, slots, strict=True):
                     current += 1 if admitted else 0
-                    until = (window.bucket + 2) * window.period_ms if window.period_ms else FOREVER
-                    SLOT.pack_into(counters, offset, digest, window.bucket, current, previous, until)
+                    SLOT.pack_into(counters, offset, digest, window.bucket, current, previous, _until(window))
                     counts.append((previous, current))
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)

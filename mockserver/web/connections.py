@@ -47,16 +47,21 @@ class Connections:
     """Which peers have a request under way, and when each was last answered: written by the event loop,
     read by the watch (single dictionary operations, atomic under the GIL)."""
 
-    __slots__ = ("answered", "busy")
+    __slots__ = ("answered", "busy", "tracked")
 
-    def __init__(self) -> None:
+    def __init__(self, tracked: bool = True) -> None:
         self.busy: dict[str, int] = {}
         self.answered: dict[str, float] = {}
+        self.tracked = tracked
+        """False where no watch reads them (nothing would ever forget a peer)."""
 
     def begin(self, peer: str) -> None:
-        self.busy[peer] = self.busy.get(peer, 0) + 1
+        if self.tracked:
+            self.busy[peer] = self.busy.get(peer, 0) + 1
 
     def end(self, peer: str) -> None:
+        if not self.tracked:
+            return
         left = self.busy.pop(peer, 1) - 1
         if left > 0:
             self.busy[peer] = left
@@ -137,6 +142,13 @@ class Watch(threading.Thread):
                 idle.append((quiet, fd, inode))
         for gone in self._known.keys() - seen:
             self.connections.answered.pop(self._known.pop(gone).peer, None)
+        # A connection that lived less than a sweep was never known: its peer's answer time would stay for
+        # good (every request of a client without keep-alive is a new peer). Past the idle deadline an
+        # answer time decides nothing (the bytes received then say as much), so it is forgotten.
+        busy, answered = self.connections.busy, self.connections.answered
+        for peer, at in answered.copy().items():
+            if now - at > self.idle_s and peer not in busy:
+                answered.pop(peer, None)
         if not self.limit or count < self.limit:
             return False
         room = max(1, self.limit // 100)

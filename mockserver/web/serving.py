@@ -99,9 +99,9 @@ class Server:
         self._forward_slots: asyncio.Semaphore | None = None
         self._admin_reads: asyncio.Semaphore | None = None
         self.deadlines = Deadlines(self.timeout)
-        self.connections = Connections()
         # The watch reads the kernel's TCP_INFO and /proc: Linux only (elsewhere hyper's header deadline alone).
-        watched = limits.max_connections and limits.port and sys.platform.startswith("linux")
+        watched = bool(limits.max_connections and limits.port and sys.platform.startswith("linux"))
+        self.connections = Connections(tracked=watched)
         self.watch = Watch(self.connections, limits) if watched else None
         if self.watch is not None:
             self.watch.start()
